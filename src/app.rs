@@ -1,0 +1,69 @@
+//! Assembly: builds the store, bus, hub and chat layer from the config, and the
+//! router with its shared state.
+
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc};
+
+use axum::Router;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::{
+    bus::local::LocalBus,
+    chat::{Chat, ChatError, Policy},
+    config::Config,
+    hub::Hub,
+    store::{self, StoreError},
+};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub chat: Arc<Chat>,
+    pub hub: Arc<Hub>,
+    /// `rtm_session`, or `__Host-rtm_session` when served over https.
+    pub cookie_name: Arc<str>,
+    pub secure_cookies: bool,
+    /// Sign-in and sign-up attempts per client address.
+    pub auth_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("start-up: {0}")]
+    Chat(#[from] ChatError),
+}
+
+impl AppState {
+    /// Opens the database named by the config and wires a single node with the
+    /// in-process bus.
+    pub async fn build(config: &Config) -> Result<Self, BuildError> {
+        let store = store::connect(&config.database_url(), config.db_pool).await?;
+        let hub = Arc::new(Hub::new());
+        let bus = Arc::new(LocalBus::new(hub.clone()));
+        let chat = Chat::new(
+            store,
+            bus,
+            Policy::from_config(config),
+            config.hash_concurrency,
+            config.registration,
+        )
+        .await?;
+        let per_min = NonZeroU32::new(config.auth_rate_per_min).unwrap_or(NonZeroU32::MIN);
+        Ok(AppState {
+            chat,
+            hub,
+            cookie_name: if config.secure_cookies() {
+                "__Host-rtm_session".into()
+            } else {
+                "rtm_session".into()
+            },
+            secure_cookies: config.secure_cookies(),
+            auth_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_min))),
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        crate::http::router(self.clone())
+    }
+}

@@ -1,0 +1,194 @@
+//! The `rtm` binary: parse the config, set up logging, then serve (the default) or run
+//! an admin command against the same database. Thin on purpose: everything else is in
+//! the library, shared with the tests.
+
+use std::io::Read;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rtm::{AppState, Config, chat::NewAccount};
+use tokio::net::TcpListener;
+
+/// RT Messenger: a self-hosted real-time chat server.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP and WebSocket (the default when no command is given).
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an account (works whatever the registration mode).
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        first_name: String,
+        #[arg(long)]
+        last_name: String,
+        /// The password; prefer --password-stdin so it stays out of shell history.
+        #[arg(long, env = "RTM_NEW_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List,
+    /// Disable an account (by username or email): ends its sessions and closes its sockets.
+    Disable { login: String },
+    /// Re-enable a disabled account.
+    Enable { login: String },
+    /// Make an API token for an account (printed once).
+    Token {
+        login: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.config.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        None | Some(Command::Serve) => serve(cli.config).await,
+        Some(Command::User(cmd)) => user(cli.config, cmd).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    tracing::info!(config = ?config, "starting");
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    rtm::run(config, listener, rtm::shutdown::signal())
+        .await
+        .context("cannot start")?;
+    Ok(())
+}
+
+async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
+    let state = AppState::build(&config)
+        .await
+        .context("cannot open the database")?;
+    let chat = &state.chat;
+    match cmd {
+        UserCommand::Add {
+            email,
+            username,
+            first_name,
+            last_name,
+            password,
+            password_stdin,
+        } => {
+            let password = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("cannot read the password")?;
+                s.trim_end_matches(['\r', '\n']).to_string()
+            } else {
+                password.context("give --password-stdin or --password")?
+            };
+            let u = chat
+                .register(
+                    NewAccount {
+                        first_name,
+                        last_name,
+                        email,
+                        username,
+                        password,
+                        invite: None,
+                    },
+                    true,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{} ({})", e.public_message(), e.code()))?;
+            println!(
+                "created user {} (id {}){}",
+                u.username,
+                u.id,
+                if u.is_admin { ", admin" } else { "" }
+            );
+        }
+        UserCommand::List => {
+            println!(
+                "{:>6}  {:<24} {:<32} {:<5} {}",
+                "id", "username", "email", "admin", "status"
+            );
+            for u in chat
+                .list_all_users(100_000)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                println!(
+                    "{:>6}  {:<24} {:<32} {:<5} {}",
+                    u.id,
+                    u.username,
+                    u.email,
+                    if u.is_admin { "yes" } else { "" },
+                    if u.disabled { "disabled" } else { "active" }
+                );
+            }
+        }
+        UserCommand::Disable { login } | UserCommand::Enable { login } if login.is_empty() => {
+            anyhow::bail!("name a user")
+        }
+        UserCommand::Disable { login } => {
+            let u = chat
+                .find_user(&login)
+                .await
+                .map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
+            chat.set_disabled(u.id, true)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "disabled {} (id {}); their sessions are ended",
+                u.username, u.id
+            );
+        }
+        UserCommand::Enable { login } => {
+            let u = chat
+                .find_user(&login)
+                .await
+                .map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
+            chat.set_disabled(u.id, false)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("enabled {} (id {})", u.username, u.id);
+        }
+        UserCommand::Token { login, name } => {
+            let u = chat
+                .find_user(&login)
+                .await
+                .map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
+            let (_, token) = chat
+                .create_api_token(u.id, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{token}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,390 @@
+//! Accounts, sessions, API tokens, invites and the registration mode.
+
+use serde::Deserialize;
+
+use super::{Actor, Chat, ChatError, ChatResult, now_ms};
+use crate::{
+    auth::{self, API_TOKEN_PREFIX},
+    config::RegistrationMode,
+    domain::{DomainError, Email, Password, PersonName, UserId, Username},
+    hub::{Control, Envelope, Topic},
+    store::{ApiTokenInfo, NewUser, ProfileChange, StoreError, User},
+};
+
+/// How long an invite link stays valid.
+const INVITE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+/// A session's last-use time is written at most this often.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// A sign-up form as received.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewAccount {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub invite: Option<String>,
+}
+
+/// Profile fields to change; absent fields stay.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ProfileUpdate {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub username: Option<String>,
+}
+
+/// A successful sign-in: the user and the new session token for the cookie.
+pub struct LoginOutcome {
+    pub user: User,
+    pub token: String,
+}
+
+fn internal(e: impl std::fmt::Display) -> ChatError {
+    ChatError::Internal(e.to_string())
+}
+
+impl Chat {
+    pub fn registration_mode(&self) -> RegistrationMode {
+        *self.registration.read()
+    }
+
+    /// Creates an account. `by_admin` bypasses the registration mode (`rtm user add`,
+    /// the admin API).
+    pub async fn register(&self, a: NewAccount, by_admin: bool) -> ChatResult<User> {
+        let email = Email::parse(&a.email)?;
+        let username = Username::parse(&a.username)?;
+        let first = PersonName::parse(&a.first_name, "first name")?;
+        let last = PersonName::parse(&a.last_name, "last name")?;
+        let password = Password::parse(&a.password)?;
+        let mut claimed_invite = None;
+        if !by_admin {
+            match self.registration_mode() {
+                RegistrationMode::Open => {}
+                RegistrationMode::Closed => return Err(ChatError::RegistrationClosed),
+                RegistrationMode::Invite => {
+                    let code = a
+                        .invite
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .ok_or(ChatError::InvalidInvite)?;
+                    let hash = auth::hash_secret(code);
+                    if !self.store.claim_invite(&hash, now_ms()).await? {
+                        return Err(ChatError::InvalidInvite);
+                    }
+                    claimed_invite = Some(hash);
+                }
+            }
+        }
+        let hash = self
+            .hasher
+            .hash(password.expose())
+            .await
+            .map_err(internal)?;
+        let result = self
+            .store
+            .create_user(NewUser {
+                email_lc: email.folded(),
+                email: email.into_inner(),
+                username_lc: username.folded(),
+                username: username.into_inner(),
+                first_name: first.into_inner(),
+                last_name: last.into_inner(),
+                password_hash: hash,
+                now: now_ms(),
+            })
+            .await;
+        match result {
+            Ok(user) => {
+                tracing::info!(user_id = user.id, admin = user.is_admin, "account created");
+                Ok(user)
+            }
+            Err(e) => {
+                // The sign-up failed (e.g. email taken): the invite is not spent.
+                if let Some(h) = claimed_invite {
+                    self.store.release_invite(&h).await?;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Signs in with email or username; a new session token every time.
+    pub async fn login(&self, login: &str, password: &str) -> ChatResult<LoginOutcome> {
+        let found = self
+            .store
+            .user_for_login(&login.trim().to_lowercase())
+            .await?;
+        let Some((user, hash)) = found else {
+            self.hasher.verify_dummy(password).await;
+            return Err(ChatError::BadCredentials);
+        };
+        if !self
+            .hasher
+            .verify(password, &hash)
+            .await
+            .map_err(internal)?
+        {
+            return Err(ChatError::BadCredentials);
+        }
+        if user.disabled {
+            return Err(ChatError::Disabled);
+        }
+        let token = self.start_session(user.id).await?;
+        tracing::info!(user_id = user.id, "signed in");
+        Ok(LoginOutcome { user, token })
+    }
+
+    /// Opens a session for a user already verified (sign-in, sign-up).
+    pub async fn start_session(&self, user: UserId) -> ChatResult<String> {
+        let token = auth::new_secret().map_err(internal)?;
+        let now = now_ms();
+        self.store
+            .create_session(
+                &auth::hash_secret(&token),
+                user,
+                now,
+                now + self.policy.session_max_ms,
+            )
+            .await?;
+        Ok(token)
+    }
+
+    /// The actor behind a session cookie, if the session is live.
+    pub async fn session_actor(&self, token: &str) -> ChatResult<Actor> {
+        let hash = auth::hash_secret(token);
+        let row = self
+            .store
+            .session(&hash)
+            .await?
+            .ok_or(ChatError::Unauthenticated)?;
+        let now = now_ms();
+        if row.expires_at <= now || row.last_seen_at + self.policy.session_idle_ms <= now {
+            self.store.delete_session(&hash).await?;
+            return Err(ChatError::Unauthenticated);
+        }
+        if row.user.disabled {
+            return Err(ChatError::Disabled);
+        }
+        if now - row.last_seen_at > TOUCH_EVERY_MS {
+            self.store.touch_session(&hash, now).await?;
+        }
+        Ok(Actor {
+            user: row.user,
+            session: Some(hash),
+            token_id: None,
+        })
+    }
+
+    /// The actor behind an API token.
+    pub async fn token_actor(&self, token: &str) -> ChatResult<Actor> {
+        let (user, id) = self
+            .store
+            .api_token_user(&auth::hash_secret(token), now_ms())
+            .await?
+            .ok_or(ChatError::Unauthenticated)?;
+        if user.disabled {
+            return Err(ChatError::Disabled);
+        }
+        Ok(Actor {
+            user,
+            session: None,
+            token_id: Some(id),
+        })
+    }
+
+    /// Ends this session on the server and closes its sockets.
+    pub async fn logout(&self, actor: &Actor) -> ChatResult<()> {
+        if let Some(hash) = &actor.session {
+            self.store.delete_session(hash).await?;
+            self.end_sockets(actor.user.id, Control::EndSession(hash.clone()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn end_sockets(&self, user: UserId, control: Control) -> ChatResult<()> {
+        self.bus
+            .publish(Envelope {
+                topic: Topic::User(user),
+                control: Some(control),
+                frame: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn update_profile(&self, actor: &Actor, u: ProfileUpdate) -> ChatResult<User> {
+        let mut change = ProfileChange::default();
+        if let Some(f) = u.first_name {
+            change.first_name = Some(PersonName::parse(&f, "first name")?.into_inner());
+        }
+        if let Some(l) = u.last_name {
+            change.last_name = Some(PersonName::parse(&l, "last name")?.into_inner());
+        }
+        if let Some(e) = u.email {
+            let e = Email::parse(&e)?;
+            let lc = e.folded();
+            change.email = Some((e.into_inner(), lc));
+        }
+        if let Some(n) = u.username {
+            let n = Username::parse(&n)?;
+            let lc = n.folded();
+            change.username = Some((n.into_inner(), lc));
+        }
+        let user = self.store.update_profile(actor.user.id, change).await?;
+        self.forget_user_in_rooms(actor.user.id);
+        Ok(user)
+    }
+
+    /// Changes the password after checking the current one; every other session of the
+    /// user ends (and its sockets close).
+    pub async fn change_password(&self, actor: &Actor, current: &str, new: &str) -> ChatResult<()> {
+        let new = Password::parse(new)?;
+        let hash = self
+            .store
+            .password_hash(actor.user.id)
+            .await?
+            .ok_or(ChatError::Unauthenticated)?;
+        if !self.hasher.verify(current, &hash).await.map_err(internal)? {
+            return Err(ChatError::Invalid(DomainError::new(
+                "wrong_password",
+                "the current password is not right",
+            )));
+        }
+        let new_hash = self.hasher.hash(new.expose()).await.map_err(internal)?;
+        self.store.set_password(actor.user.id, &new_hash).await?;
+        self.store
+            .delete_user_sessions(actor.user.id, actor.session.as_deref())
+            .await?;
+        self.end_sockets(
+            actor.user.id,
+            Control::EndSessionsExcept(actor.session.clone()),
+        )
+        .await?;
+        tracing::info!(
+            user_id = actor.user.id,
+            "password changed; other sessions ended"
+        );
+        Ok(())
+    }
+
+    /// Makes an API token for the actor; the token is returned once, never stored.
+    pub async fn create_api_token(&self, user: UserId, name: &str) -> ChatResult<(i64, String)> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(
+                DomainError::new("invalid_name", "a token name is 1 to 64 characters").into(),
+            );
+        }
+        let token = format!(
+            "{API_TOKEN_PREFIX}{}",
+            auth::new_secret().map_err(internal)?
+        );
+        let id = self
+            .store
+            .create_api_token(user, name, &auth::hash_secret(&token), now_ms())
+            .await?;
+        Ok((id, token))
+    }
+
+    pub async fn list_api_tokens(&self, actor: &Actor) -> ChatResult<Vec<ApiTokenInfo>> {
+        Ok(self.store.list_api_tokens(actor.user.id).await?)
+    }
+
+    pub async fn revoke_api_token(&self, actor: &Actor, id: i64) -> ChatResult<()> {
+        if self.store.delete_api_token(actor.user.id, id).await? {
+            Ok(())
+        } else {
+            Err(ChatError::NotFound("token"))
+        }
+    }
+
+    fn require_admin(actor: &Actor) -> ChatResult<()> {
+        if actor.user.is_admin {
+            Ok(())
+        } else {
+            Err(ChatError::Forbidden("only the admin may do this"))
+        }
+    }
+
+    pub async fn set_registration_mode(
+        &self,
+        actor: &Actor,
+        mode: RegistrationMode,
+    ) -> ChatResult<()> {
+        Self::require_admin(actor)?;
+        self.store
+            .set_setting("registration_mode", mode.as_str())
+            .await?;
+        *self.registration.write() = mode;
+        tracing::info!(mode = mode.as_str(), "registration mode changed");
+        Ok(())
+    }
+
+    /// Makes a single-use invite code (valid 7 days).
+    pub async fn create_invite(&self, actor: &Actor) -> ChatResult<String> {
+        Self::require_admin(actor)?;
+        let code = auth::new_secret().map_err(internal)?;
+        let now = now_ms();
+        self.store
+            .create_invite(
+                &auth::hash_secret(&code),
+                actor.user.id,
+                now,
+                now + INVITE_TTL_MS,
+            )
+            .await?;
+        Ok(code)
+    }
+
+    /// Disables or re-enables an account (admin API and CLI). Disabling ends every
+    /// session, revokes nothing else, and closes the user's sockets at once.
+    pub async fn set_disabled(&self, user: UserId, disabled: bool) -> ChatResult<()> {
+        self.store
+            .set_disabled(user, disabled)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ChatError::NotFound("user"),
+                e => e.into(),
+            })?;
+        if disabled {
+            self.store.delete_user_sessions(user, None).await?;
+            self.end_sockets(user, Control::EndSessionsExcept(None))
+                .await?;
+        }
+        tracing::info!(user_id = user, disabled, "account status changed");
+        Ok(())
+    }
+
+    pub async fn admin_set_disabled(
+        &self,
+        actor: &Actor,
+        user: UserId,
+        disabled: bool,
+    ) -> ChatResult<()> {
+        Self::require_admin(actor)?;
+        if user == actor.user.id {
+            return Err(ChatError::Forbidden("you cannot disable your own account"));
+        }
+        self.set_disabled(user, disabled).await
+    }
+
+    /// Finds an account by username or email (CLI).
+    pub async fn find_user(&self, login: &str) -> ChatResult<User> {
+        Ok(self
+            .store
+            .user_for_login(&login.trim().to_lowercase())
+            .await?
+            .ok_or(ChatError::NotFound("user"))?
+            .0)
+    }
+
+    pub async fn list_all_users(&self, limit: i64) -> ChatResult<Vec<User>> {
+        Ok(self.store.list_users(None, limit).await?)
+    }
+}

@@ -1,0 +1,217 @@
+//! Sending, reading back and resuming: the delivery contract. Sends are validated,
+//! rate-limited and authorized here, then handed to the pipeline (kept rooms) or
+//! published directly (ephemeral rooms: nothing stored, no seq). History and resume
+//! read only what the room's retention still keeps, and say "gap" plainly when a
+//! resume reaches back further than that.
+
+use tokio::sync::oneshot;
+
+use super::{Actor, Chat, ChatError, ChatResult, now_ms, pipeline};
+use crate::{
+    domain::{self, MessageKind, RoomId, Seq},
+    hub::Topic,
+    store::{Appended, NewMessage, Room, StoreError, StoredMessage},
+    ws::protocol::{Author, Event, MAX_HISTORY, MAX_RESUME, ServerFrame},
+};
+
+/// An accepted send: wait on it for the ack.
+pub enum SendReceipt {
+    /// Queued for the store; resolves to the seq (or the earlier one, for a duplicate).
+    Pending(oneshot::Receiver<Result<Appended, StoreError>>),
+    /// An ephemeral room: already delivered, nothing kept.
+    Delivered,
+}
+
+impl SendReceipt {
+    /// Waits until the message is kept and published: `(seq, duplicate)`.
+    pub async fn wait(self) -> ChatResult<(Option<Seq>, bool)> {
+        match self {
+            SendReceipt::Delivered => Ok((None, false)),
+            SendReceipt::Pending(rx) => match rx.await {
+                Ok(Ok(Appended::New(s))) => Ok((Some(s), false)),
+                Ok(Ok(Appended::Duplicate(s))) => Ok((Some(s), true)),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(ChatError::Internal(
+                    "message pipeline dropped a send".into(),
+                )),
+            },
+        }
+    }
+}
+
+fn to_event(m: StoredMessage) -> Event {
+    Event {
+        room: m.room_id,
+        seq: Some(m.seq),
+        kind: m.kind.into(),
+        author: Author {
+            id: m.author_id,
+            username: m.author_username,
+        },
+        text: m.body,
+        ts: m.created_at,
+        client_id: m.client_id,
+    }
+}
+
+impl Chat {
+    /// Accepts a message for a room or DM. Returns as soon as it is queued, so one
+    /// connection can have many sends in flight; the receipt resolves in order.
+    pub async fn send(
+        &self,
+        actor: &Actor,
+        room: RoomId,
+        client_id: &str,
+        text: &str,
+    ) -> ChatResult<SendReceipt> {
+        domain::validate_text(text, self.policy.max_message_chars)?;
+        domain::validate_client_id(client_id)?;
+        if self.send_limiter.check_key(&actor.user.id).is_err() {
+            return Err(ChatError::RateLimited);
+        }
+        let e = self.member_room(actor, room).await?;
+        let msg = NewMessage {
+            room_id: room,
+            author_id: actor.user.id,
+            kind: MessageKind::Text,
+            body: text.to_string(),
+            client_id: Some(client_id.to_string()),
+            created_at: now_ms(),
+        };
+        self.keep_or_deliver(&e.room, msg, actor.author()).await
+    }
+
+    async fn keep_or_deliver(
+        &self,
+        room: &Room,
+        msg: NewMessage,
+        author: Author,
+    ) -> ChatResult<SendReceipt> {
+        if room.retention.ephemeral {
+            let frame = pipeline::event_frame(&msg, None, author);
+            self.publish(Topic::Room(room.id), &frame).await?;
+            return Ok(SendReceipt::Delivered);
+        }
+        Ok(SendReceipt::Pending(
+            self.pipeline.submit(msg, author).await?,
+        ))
+    }
+
+    /// Posts a system notice ("alice joined") as a kept room event.
+    pub(super) async fn post_system(
+        &self,
+        actor: &Actor,
+        room: &Room,
+        kind: MessageKind,
+        text: String,
+    ) -> ChatResult<()> {
+        let msg = NewMessage {
+            room_id: room.id,
+            author_id: actor.user.id,
+            kind,
+            body: text,
+            client_id: None,
+            created_at: now_ms(),
+        };
+        self.keep_or_deliver(room, msg, actor.author())
+            .await?
+            .wait()
+            .await?;
+        Ok(())
+    }
+
+    /// Kept events before `before`, oldest first, at most `limit` (≤ 100); and whether
+    /// older ones are kept.
+    pub async fn history(
+        &self,
+        actor: &Actor,
+        room: RoomId,
+        before: Option<Seq>,
+        limit: Option<u32>,
+    ) -> ChatResult<(Vec<Event>, bool)> {
+        self.member_room(actor, room).await?;
+        let limit = i64::from(limit.unwrap_or(50).clamp(1, MAX_HISTORY));
+        let mut rows = self.store.history(room, before, limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        if more {
+            rows.remove(0);
+        }
+        Ok((rows.into_iter().map(to_event).collect(), more))
+    }
+
+    /// What the client missed after `after`: `Ok(Resume::Events)` in order, or
+    /// `Ok(Resume::Gap)` when retention no longer reaches back that far.
+    pub async fn resume(&self, actor: &Actor, room: RoomId, after: Seq) -> ChatResult<Resume> {
+        self.member_room(actor, room).await?;
+        let current = self
+            .store
+            .room(room)
+            .await?
+            .ok_or(ChatError::NotFound("room"))?;
+        let last_seq = current.last_seq;
+        if after >= last_seq {
+            return Ok(Resume::Events {
+                events: vec![],
+                last_seq,
+                more: false,
+            });
+        }
+        let earliest = self.store.earliest_seq(room).await?;
+        // Events after+1 ..= last_seq are wanted; the store must still hold after+1.
+        let complete = match earliest {
+            Some(e) => e <= after + 1,
+            None => false,
+        };
+        if !complete {
+            return Ok(Resume::Gap {
+                earliest_seq: earliest,
+                last_seq,
+            });
+        }
+        let limit = i64::from(MAX_RESUME);
+        let mut rows = self.store.since(room, after.max(0), limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        Ok(Resume::Events {
+            events: rows.into_iter().map(to_event).collect(),
+            last_seq,
+            more,
+        })
+    }
+
+    /// "I am typing": live to the room's members, never kept.
+    pub async fn typing(&self, actor: &Actor, room: RoomId) -> ChatResult<()> {
+        self.member_room(actor, room).await?;
+        self.publish(
+            Topic::Room(room),
+            &ServerFrame::Typing {
+                room,
+                user: actor.author(),
+            },
+        )
+        .await
+    }
+
+    /// Moves the actor's read marker forward and tells their other connections.
+    pub async fn mark_read(&self, actor: &Actor, room: RoomId, seq: Seq) -> ChatResult<Seq> {
+        self.member_room(actor, room).await?;
+        let seq = self.store.mark_read(room, actor.user.id, seq).await?;
+        self.publish(Topic::User(actor.user.id), &ServerFrame::Read { room, seq })
+            .await?;
+        Ok(seq)
+    }
+}
+
+/// The answer to a resume.
+#[derive(Debug)]
+pub enum Resume {
+    Events {
+        events: Vec<Event>,
+        last_seq: Seq,
+        more: bool,
+    },
+    Gap {
+        earliest_seq: Option<Seq>,
+        last_seq: Seq,
+    },
+}

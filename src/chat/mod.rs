@@ -1,0 +1,286 @@
+//! The use cases, and the ONLY place business rules live: who may sign up, sign in,
+//! join, read, post or see whom; what is kept and for how long; what is live only.
+//! HTTP and WebSocket handlers call [`Chat`] and nothing below it; `Chat` drives the
+//! store (persistence), the bus (delivery to every node) and the hasher.
+
+mod accounts;
+mod messages;
+mod pipeline;
+mod presence;
+mod rooms;
+
+pub use accounts::{LoginOutcome, NewAccount, ProfileUpdate};
+pub use messages::{Resume, SendReceipt};
+pub use rooms::{CreateRoom, MemberView, RoomUpdate};
+
+use std::{
+    num::NonZeroU32,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::{
+    auth::Hasher,
+    bus::{BusError, DynBus},
+    config::{Config, RegistrationMode},
+    domain::{DomainError, UserId},
+    hub::{Envelope, Topic},
+    store::{DynStore, StoreError, User},
+    ws::protocol::{Author, Limits},
+};
+
+/// What went wrong in a use case, in terms a client can act on. Each variant has a
+/// stable `code()`; `error.rs` maps them to HTTP statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("{0}")]
+    Invalid(#[from] DomainError),
+    #[error("that {0} is already taken")]
+    Taken(&'static str),
+    #[error("wrong email/username or password")]
+    BadCredentials,
+    #[error("sign in first")]
+    Unauthenticated,
+    #[error("this account is disabled")]
+    Disabled,
+    #[error("registration is closed on this server")]
+    RegistrationClosed,
+    #[error("this invite link is not valid (used, expired or mistyped)")]
+    InvalidInvite,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("you are not a member of this room")]
+    NotMember,
+    #[error("slow down: too many requests")]
+    RateLimited,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ChatError {
+    /// The stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChatError::Invalid(e) => e.code,
+            ChatError::Taken("email") => "email_taken",
+            ChatError::Taken("username") => "username_taken",
+            ChatError::Taken("room_name") => "room_name_taken",
+            ChatError::Taken(_) => "conflict",
+            ChatError::BadCredentials => "invalid_credentials",
+            ChatError::Unauthenticated => "unauthenticated",
+            ChatError::Disabled => "account_disabled",
+            ChatError::RegistrationClosed => "registration_closed",
+            ChatError::InvalidInvite => "invalid_invite",
+            ChatError::Forbidden(_) => "forbidden",
+            ChatError::NotFound("room") => "room_not_found",
+            ChatError::NotFound("user") => "user_not_found",
+            ChatError::NotFound(_) => "not_found",
+            ChatError::NotMember => "not_a_member",
+            ChatError::RateLimited => "rate_limited",
+            ChatError::Internal(_) => "internal",
+        }
+    }
+
+    /// The message safe to show a client (internals stay in the log).
+    pub fn public_message(&self) -> String {
+        match self {
+            ChatError::Internal(_) => {
+                "something went wrong on the server; it has been logged".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for ChatError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(f) => ChatError::Taken(f),
+            StoreError::NotFound => ChatError::NotFound("item"),
+            StoreError::Backend(m) => ChatError::Internal(m),
+        }
+    }
+}
+
+impl From<BusError> for ChatError {
+    fn from(e: BusError) -> Self {
+        ChatError::Internal(e.to_string())
+    }
+}
+
+pub type ChatResult<T> = Result<T, ChatError>;
+
+/// Who is acting: the signed-in user and how they proved it.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user: User,
+    /// SHA-256 of the session token, for cookie sessions.
+    pub session: Option<String>,
+    /// The API token's id, for bearer tokens.
+    pub token_id: Option<i64>,
+}
+
+impl Actor {
+    pub fn author(&self) -> Author {
+        Author {
+            id: self.user.id,
+            username: self.user.username.clone(),
+        }
+    }
+}
+
+/// The limits and policies `Chat` enforces, taken from the config.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub max_message_chars: usize,
+    pub max_frame_bytes: usize,
+    pub messages_per_10s: u32,
+    pub default_keep_messages: i64,
+    pub session_idle_ms: i64,
+    pub session_max_ms: i64,
+    pub outbox_frames: usize,
+    pub origin: String,
+}
+
+impl Policy {
+    pub fn from_config(c: &Config) -> Self {
+        Policy {
+            max_message_chars: c.max_message_chars,
+            max_frame_bytes: c.max_frame_bytes,
+            messages_per_10s: c.rate_messages_per_10s.max(1),
+            default_keep_messages: c.default_keep_messages,
+            session_idle_ms: c.session_idle_secs * 1000,
+            session_max_ms: c.session_max_secs * 1000,
+            outbox_frames: c.outbox_frames,
+            origin: c.origin(),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_message_chars: self.max_message_chars,
+            max_frame_bytes: self.max_frame_bytes,
+            messages_per_10s: self.messages_per_10s,
+        }
+    }
+}
+
+pub struct Chat {
+    pub(crate) store: DynStore,
+    pub(crate) bus: DynBus,
+    hasher: Hasher,
+    pub policy: Policy,
+    pipeline: pipeline::Pipeline,
+    rooms: rooms::RoomCache,
+    send_limiter: DefaultKeyedRateLimiter<UserId>,
+    registration: parking_lot::RwLock<RegistrationMode>,
+    /// Disabled accounts already seen by housekeeping.
+    known_disabled: parking_lot::Mutex<std::collections::HashSet<UserId>>,
+}
+
+const REGISTRATION_KEY: &str = "registration_mode";
+
+impl Chat {
+    /// Builds the use-case layer and settles the registration mode (the flag wins over
+    /// what is stored; a new database starts open).
+    pub async fn new(
+        store: DynStore,
+        bus: DynBus,
+        policy: Policy,
+        hash_concurrency: usize,
+        registration_flag: Option<RegistrationMode>,
+    ) -> ChatResult<Arc<Self>> {
+        let mode = match registration_flag {
+            Some(m) => {
+                store.set_setting(REGISTRATION_KEY, m.as_str()).await?;
+                m
+            }
+            None => store
+                .get_setting(REGISTRATION_KEY)
+                .await?
+                .and_then(|s| RegistrationMode::parse(&s))
+                .unwrap_or(RegistrationMode::Open),
+        };
+        let per = NonZeroU32::new(policy.messages_per_10s).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(
+            Duration::from_millis(10_000 / u64::from(per.get())).max(Duration::from_micros(1)),
+        )
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(per);
+        Ok(Arc::new(Chat {
+            pipeline: pipeline::Pipeline::start(store.clone(), bus.clone()),
+            store,
+            bus,
+            hasher: Hasher::new(hash_concurrency),
+            policy,
+            rooms: rooms::RoomCache::default(),
+            send_limiter: RateLimiter::keyed(quota),
+            registration: parking_lot::RwLock::new(mode),
+            known_disabled: parking_lot::Mutex::new(Default::default()),
+        }))
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    async fn publish(
+        &self,
+        topic: Topic,
+        frame: &crate::ws::protocol::ServerFrame,
+    ) -> ChatResult<()> {
+        self.bus
+            .publish(Envelope {
+                topic,
+                control: None,
+                frame: Some(frame.encode()),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Periodic upkeep: closes sockets of accounts disabled elsewhere (the CLI, another
+    /// node) and forgets idle rate-limiter keys.
+    pub async fn housekeeping(&self) -> ChatResult<()> {
+        self.send_limiter.retain_recent();
+        let now: std::collections::HashSet<UserId> =
+            self.store.disabled_user_ids().await?.into_iter().collect();
+        let newly: Vec<UserId> = {
+            let mut known = self.known_disabled.lock();
+            let newly = now.difference(&known).copied().collect();
+            *known = now;
+            newly
+        };
+        for user in newly {
+            self.bus
+                .publish(Envelope {
+                    topic: Topic::User(user),
+                    control: Some(crate::hub::Control::EndSessionsExcept(None)),
+                    frame: None,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes what fell out of keep-days policies.
+    pub async fn prune(&self) -> ChatResult<u64> {
+        let n = self.store.prune_expired(now_ms()).await?;
+        if n > 0 {
+            tracing::info!(deleted = n, "pruned expired messages");
+        }
+        Ok(n)
+    }
+}
+
+/// Wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,102 @@
+//! The message pipeline: the hot path from "accepted" to "delivered". One task takes
+//! every queued append (up to `MAX_BATCH`), keeps them in ONE store transaction, then
+//! publishes each new event once, already encoded, in sequence order, and only then
+//! answers the senders. Publishing from this single task is what keeps each room's
+//! events in seq order on the bus; batching is what keeps commits (fsyncs) off the
+//! per-message cost. At rest a lone message is committed at once: no timers.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::ChatResult;
+use crate::{
+    bus::DynBus,
+    domain::MessageKind,
+    hub::{Envelope, Topic},
+    store::{Appended, DynStore, NewMessage, StoreError},
+    ws::protocol::{Author, Event, ServerFrame},
+};
+
+const MAX_BATCH: usize = 512;
+
+pub(super) struct Job {
+    pub msg: NewMessage,
+    pub author: Author,
+    pub done: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+pub(super) struct Pipeline {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Pipeline {
+    pub fn start(store: DynStore, bus: DynBus) -> Self {
+        let (tx, rx) = mpsc::channel(16 * 1024);
+        tokio::spawn(run(store, bus, rx));
+        Pipeline { tx }
+    }
+
+    /// Queues an append; the receiver resolves once it is kept and published.
+    pub async fn submit(
+        &self,
+        msg: NewMessage,
+        author: Author,
+    ) -> ChatResult<oneshot::Receiver<Result<Appended, StoreError>>> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Job { msg, author, done })
+            .await
+            .map_err(|_| super::ChatError::Internal("message pipeline stopped".into()))?;
+        Ok(wait)
+    }
+}
+
+/// The frame for a kept event.
+pub(super) fn event_frame(m: &NewMessage, seq: Option<i64>, author: Author) -> ServerFrame {
+    let ev = Event {
+        room: m.room_id,
+        seq,
+        kind: m.kind.into(),
+        author,
+        text: m.body.clone(),
+        ts: m.created_at,
+        client_id: m.client_id.clone(),
+    };
+    match m.kind {
+        MessageKind::Text => ServerFrame::Message(ev),
+        MessageKind::Joined | MessageKind::Left => ServerFrame::Notice(ev),
+    }
+}
+
+async fn run(store: DynStore, bus: DynBus, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<NewMessage> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        batch.clear();
+        batch.extend(jobs.iter().map(|j| j.msg.clone()));
+        match store.append(&batch).await {
+            Ok(results) => {
+                for (job, r) in jobs.drain(..).zip(results) {
+                    if let Appended::New(seq) = r {
+                        let frame = event_frame(&job.msg, Some(seq), job.author).encode();
+                        let env = Envelope {
+                            topic: Topic::Room(job.msg.room_id),
+                            control: None,
+                            frame: Some(frame),
+                        };
+                        if let Err(e) = bus.publish(env).await {
+                            // Kept but not delivered live: members get it on resume.
+                            tracing::warn!(error = %e, room_id = job.msg.room_id, seq, "publish failed");
+                        }
+                    }
+                    let _ = job.done.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, size = batch.len(), "message batch failed");
+                for job in jobs.drain(..) {
+                    let _ = job.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}

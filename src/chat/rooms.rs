@@ -1,0 +1,468 @@
+//! Rooms, memberships, DMs and the user directory: who may see, join, leave, invite and
+//! change what. Private rooms are invisible to outsiders: every lookup by an outsider
+//! answers `room_not_found`, exactly as for a room that does not exist.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use super::{Actor, Chat, ChatError, ChatResult, now_ms};
+use crate::{
+    domain::{MessageKind, Retention, RoomId, RoomKind, RoomName, Topic as RoomTopic, UserId},
+    hub::{Control, Envelope, Topic},
+    store::{NewRoom, Room, RoomListing, RoomSummary, User},
+    ws::protocol::{Author, Event, EventKind, RoomInfo, ServerFrame},
+};
+
+/// A room and its member ids, cached for the hot path (authorizing every send without a
+/// query). Invalidated on every membership or settings change made through `Chat`.
+pub(super) struct RoomEntry {
+    pub room: Room,
+    pub members: HashSet<UserId>,
+}
+
+#[derive(Default)]
+pub(super) struct RoomCache {
+    map: RwLock<HashMap<RoomId, Arc<RoomEntry>>>,
+}
+
+/// The room-creation form.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateRoom {
+    pub name: String,
+    #[serde(default)]
+    pub topic: String,
+    #[serde(default)]
+    pub private: bool,
+    #[serde(default)]
+    pub retention: Option<Retention>,
+}
+
+/// A change of room settings (owner only); absent fields stay.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RoomUpdate {
+    pub topic: Option<String>,
+    pub retention: Option<Retention>,
+}
+
+/// A person as listed in a room or the directory, with online status.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    pub id: UserId,
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub online: bool,
+}
+
+fn room_info(room: &Room, read_seq: i64, unread: i64, peer: Option<&User>) -> RoomInfo {
+    RoomInfo {
+        id: room.id,
+        kind: room.kind,
+        name: match (room.kind, peer) {
+            (RoomKind::Dm, Some(p)) => p.username.clone(),
+            _ => room.name.clone().unwrap_or_default(),
+        },
+        topic: room.topic.clone(),
+        private: room.is_private,
+        owner: room.owner_id,
+        retention: room.retention,
+        last_seq: room.last_seq,
+        read_seq,
+        unread,
+        peer: peer.map(|p| Author {
+            id: p.id,
+            username: p.username.clone(),
+        }),
+    }
+}
+
+impl From<&RoomSummary> for RoomInfo {
+    fn from(s: &RoomSummary) -> Self {
+        room_info(&s.room, s.last_read_seq, s.unread, s.peer.as_ref())
+    }
+}
+
+impl Chat {
+    /// The cached entry of a room, loaded on first use.
+    pub(super) async fn room_entry(&self, id: RoomId) -> ChatResult<Arc<RoomEntry>> {
+        if let Some(e) = self.rooms.map.read().get(&id) {
+            return Ok(e.clone());
+        }
+        let room = self
+            .store
+            .room(id)
+            .await?
+            .ok_or(ChatError::NotFound("room"))?;
+        let members = self
+            .store
+            .members(id)
+            .await?
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        let entry = Arc::new(RoomEntry { room, members });
+        self.rooms.map.write().insert(id, entry.clone());
+        Ok(entry)
+    }
+
+    pub(super) fn invalidate_room(&self, id: RoomId) {
+        self.rooms.map.write().remove(&id);
+    }
+
+    /// A renamed user must not appear under the old name in cached rooms.
+    pub(super) fn forget_user_in_rooms(&self, user: UserId) {
+        self.rooms
+            .map
+            .write()
+            .retain(|_, e| !e.members.contains(&user));
+    }
+
+    /// The room if the actor is a member; outsiders learn nothing about private rooms.
+    pub(super) async fn member_room(
+        &self,
+        actor: &Actor,
+        id: RoomId,
+    ) -> ChatResult<Arc<RoomEntry>> {
+        let e = self.room_entry(id).await?;
+        if e.members.contains(&actor.user.id) {
+            Ok(e)
+        } else if e.room.is_private {
+            Err(ChatError::NotFound("room"))
+        } else {
+            Err(ChatError::NotMember)
+        }
+    }
+
+    /// The actor's rooms and DMs, with read markers and unread counts.
+    pub async fn user_rooms(&self, actor: &Actor) -> ChatResult<Vec<RoomInfo>> {
+        Ok(self
+            .store
+            .user_rooms(actor.user.id)
+            .await?
+            .iter()
+            .map(RoomInfo::from)
+            .collect())
+    }
+
+    pub async fn create_room(&self, actor: &Actor, c: CreateRoom) -> ChatResult<RoomInfo> {
+        let name = RoomName::parse(&c.name)?;
+        let topic = RoomTopic::parse(&c.topic)?;
+        let retention = c
+            .retention
+            .unwrap_or(Retention::last_messages(self.policy.default_keep_messages))
+            .validate()?;
+        let room = self
+            .store
+            .create_room(NewRoom {
+                name_lc: name.folded(),
+                name: name.into_inner(),
+                topic: topic.into_inner(),
+                is_private: c.private,
+                owner_id: actor.user.id,
+                retention,
+                now: now_ms(),
+            })
+            .await?;
+        tracing::info!(
+            room_id = room.id,
+            user_id = actor.user.id,
+            private = room.is_private,
+            "room created"
+        );
+        let info = room_info(&room, 0, 0, None);
+        self.subscribe_user(actor.user.id, &info).await?;
+        self.welcome(actor, &room).await?;
+        Ok(info)
+    }
+
+    /// Browse and search: public rooms, plus private rooms the actor is in.
+    pub async fn search_rooms(
+        &self,
+        actor: &Actor,
+        q: Option<&str>,
+    ) -> ChatResult<Vec<RoomListing>> {
+        Ok(self.store.search_rooms(actor.user.id, q, 100).await?)
+    }
+
+    /// A room's settings, for members (and anyone, for public rooms).
+    pub async fn room_details(&self, actor: &Actor, id: RoomId) -> ChatResult<RoomInfo> {
+        let e = self.room_entry(id).await?;
+        if e.room.is_private && !e.members.contains(&actor.user.id) {
+            return Err(ChatError::NotFound("room"));
+        }
+        let peer = match e.room.kind {
+            RoomKind::Dm => {
+                let other = e.members.iter().copied().find(|u| *u != actor.user.id);
+                match other {
+                    Some(o) => self.store.user_by_id(o).await?,
+                    None => None,
+                }
+            }
+            RoomKind::Room => None,
+        };
+        let room = self
+            .store
+            .room(id)
+            .await?
+            .ok_or(ChatError::NotFound("room"))?;
+        Ok(room_info(&room, room.last_seq, 0, peer.as_ref()))
+    }
+
+    /// Joins a public room (private rooms are joined by the owner's invitation).
+    pub async fn join(&self, actor: &Actor, id: RoomId) -> ChatResult<RoomInfo> {
+        let e = self.room_entry(id).await?;
+        if e.room.kind == RoomKind::Dm || (e.room.is_private && !e.members.contains(&actor.user.id))
+        {
+            return Err(ChatError::NotFound("room"));
+        }
+        self.add_to_room(&actor.user, &e.room).await
+    }
+
+    /// Adds a member: subscribes their connections, posts "joined", greets first-timers.
+    async fn add_to_room(&self, user: &User, room: &Room) -> ChatResult<RoomInfo> {
+        let (added, first) = self.store.add_member(room.id, user.id, now_ms()).await?;
+        self.invalidate_room(room.id);
+        let fresh = self
+            .store
+            .room(room.id)
+            .await?
+            .ok_or(ChatError::NotFound("room"))?;
+        let info = room_info(&fresh, fresh.last_seq, 0, None);
+        if added {
+            let actor = Actor {
+                user: user.clone(),
+                session: None,
+                token_id: None,
+            };
+            self.subscribe_user(user.id, &info).await?;
+            self.post_system(
+                &actor,
+                &fresh,
+                MessageKind::Joined,
+                format!("{} joined", user.username),
+            )
+            .await?;
+            if first {
+                self.welcome(&actor, &fresh).await?;
+            }
+            if !self.bus.online(&[user.id]).await?.is_empty() {
+                self.publish(
+                    Topic::Room(room.id),
+                    &ServerFrame::PresenceChange {
+                        room: room.id,
+                        user: user.id,
+                        online: true,
+                    },
+                )
+                .await?;
+            }
+            self.send_presence_snapshot(user.id, room.id).await?;
+        }
+        Ok(info)
+    }
+
+    pub async fn leave(&self, actor: &Actor, id: RoomId) -> ChatResult<()> {
+        let e = self.member_room(actor, id).await?;
+        if e.room.kind == RoomKind::Dm {
+            return Err(ChatError::Forbidden("a direct conversation cannot be left"));
+        }
+        self.remove_from_room(&actor.user, &e.room).await
+    }
+
+    async fn remove_from_room(&self, user: &User, room: &Room) -> ChatResult<()> {
+        if !self.store.remove_member(room.id, user.id).await? {
+            return Err(ChatError::NotMember);
+        }
+        self.invalidate_room(room.id);
+        let actor = Actor {
+            user: user.clone(),
+            session: None,
+            token_id: None,
+        };
+        self.post_system(
+            &actor,
+            room,
+            MessageKind::Left,
+            format!("{} left", user.username),
+        )
+        .await?;
+        self.bus
+            .publish(Envelope {
+                topic: Topic::User(user.id),
+                control: Some(Control::Unsubscribe(room.id)),
+                frame: Some(ServerFrame::RoomLeft { room: room.id }.encode()),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Subscribes every connection of `user` to a room and tells them about it.
+    async fn subscribe_user(&self, user: UserId, info: &RoomInfo) -> ChatResult<()> {
+        self.bus
+            .publish(Envelope {
+                topic: Topic::User(user),
+                control: Some(Control::Subscribe(info.id)),
+                frame: Some(ServerFrame::RoomJoined { room: info.clone() }.encode()),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The welcome notice, seen only by the newcomer (not kept).
+    async fn welcome(&self, actor: &Actor, room: &Room) -> ChatResult<()> {
+        let text = format!(
+            "Welcome to {}, {}!{}",
+            room.name.as_deref().unwrap_or("the room"),
+            actor.user.first_name,
+            if room.topic.is_empty() {
+                String::new()
+            } else {
+                format!(" Topic: {}", room.topic)
+            }
+        );
+        let frame = ServerFrame::Notice(Event {
+            room: room.id,
+            seq: None,
+            kind: EventKind::Welcome,
+            author: actor.author(),
+            text,
+            ts: now_ms(),
+            client_id: None,
+        });
+        self.publish(Topic::User(actor.user.id), &frame).await
+    }
+
+    pub async fn members(&self, actor: &Actor, id: RoomId) -> ChatResult<Vec<MemberView>> {
+        let e = self.room_entry(id).await?;
+        if !e.members.contains(&actor.user.id) && e.room.is_private {
+            return Err(ChatError::NotFound("room"));
+        }
+        let users = self.store.members(id).await?;
+        self.with_presence(users).await
+    }
+
+    async fn with_presence(&self, users: Vec<User>) -> ChatResult<Vec<MemberView>> {
+        let ids: Vec<UserId> = users.iter().map(|u| u.id).collect();
+        let online: HashSet<UserId> = self.bus.online(&ids).await?.into_iter().collect();
+        Ok(users
+            .into_iter()
+            .filter(|u| !u.disabled)
+            .map(|u| MemberView {
+                online: online.contains(&u.id),
+                id: u.id,
+                username: u.username,
+                first_name: u.first_name,
+                last_name: u.last_name,
+            })
+            .collect())
+    }
+
+    fn require_owner(actor: &Actor, e: &RoomEntry) -> ChatResult<()> {
+        if e.room.kind == RoomKind::Room
+            && (e.room.owner_id == Some(actor.user.id) || actor.user.is_admin)
+        {
+            Ok(())
+        } else {
+            Err(ChatError::Forbidden("only the room's owner may do this"))
+        }
+    }
+
+    /// The owner adds someone to a room (how people get into private rooms).
+    pub async fn invite(&self, actor: &Actor, id: RoomId, username: &str) -> ChatResult<()> {
+        let e = self.member_room(actor, id).await?;
+        Self::require_owner(actor, &e)?;
+        let user = self
+            .store
+            .user_for_login(&username.trim().to_lowercase())
+            .await?
+            .ok_or(ChatError::NotFound("user"))?
+            .0;
+        if e.members.contains(&user.id) {
+            return Ok(());
+        }
+        self.add_to_room(&user, &e.room).await.map(|_| ())
+    }
+
+    /// The owner removes a member.
+    pub async fn remove_member(&self, actor: &Actor, id: RoomId, user: UserId) -> ChatResult<()> {
+        let e = self.member_room(actor, id).await?;
+        Self::require_owner(actor, &e)?;
+        if e.room.owner_id == Some(user) {
+            return Err(ChatError::Forbidden("the owner cannot be removed"));
+        }
+        let u = self
+            .store
+            .user_by_id(user)
+            .await?
+            .ok_or(ChatError::NotFound("user"))?;
+        self.remove_from_room(&u, &e.room).await
+    }
+
+    /// The owner changes the topic or the retention (applied at once).
+    pub async fn update_room(
+        &self,
+        actor: &Actor,
+        id: RoomId,
+        u: RoomUpdate,
+    ) -> ChatResult<RoomInfo> {
+        let e = self.member_room(actor, id).await?;
+        Self::require_owner(actor, &e)?;
+        let topic = match u.topic {
+            Some(t) => RoomTopic::parse(&t)?.into_inner(),
+            None => e.room.topic.clone(),
+        };
+        let retention = match u.retention {
+            Some(r) => r.validate()?,
+            None => e.room.retention,
+        };
+        self.store.update_room(id, &topic, retention).await?;
+        self.invalidate_room(id);
+        self.publish(
+            Topic::Room(id),
+            &ServerFrame::RoomUpdated {
+                room: id,
+                topic: topic.clone(),
+                retention,
+            },
+        )
+        .await?;
+        self.room_details(actor, id).await
+    }
+
+    /// Opens (or finds) the DM between the actor and another person; both people's
+    /// connections subscribe to it.
+    pub async fn open_dm(&self, actor: &Actor, other: UserId) -> ChatResult<RoomInfo> {
+        if other == actor.user.id {
+            return Err(ChatError::Forbidden("a direct message needs someone else"));
+        }
+        let peer = self
+            .store
+            .user_by_id(other)
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or(ChatError::NotFound("user"))?;
+        let retention = Retention::last_messages(self.policy.default_keep_messages);
+        let room = self
+            .store
+            .dm_room(actor.user.id, other, retention, now_ms())
+            .await?;
+        let mine = room_info(&room, 0, 0, Some(&peer));
+        let theirs = room_info(&room, 0, 0, Some(&actor.user));
+        self.subscribe_user(actor.user.id, &mine).await?;
+        self.subscribe_user(other, &theirs).await?;
+        self.send_presence_snapshot(actor.user.id, room.id).await?;
+        self.send_presence_snapshot(other, room.id).await?;
+        Ok(mine)
+    }
+
+    /// The user directory with online status.
+    pub async fn directory(&self, q: Option<&str>) -> ChatResult<Vec<MemberView>> {
+        let users = self.store.list_users(q, 50).await?;
+        self.with_presence(users).await
+    }
+}

@@ -1,0 +1,240 @@
+//! Server configuration: one documented clap struct, every flag with an `RTM_*`
+//! environment fallback. `Debug` redacts the database password so the config can be
+//! logged at start-up.
+
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use clap::{Args, ValueEnum};
+
+/// Who may create an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// Anyone may sign up.
+    Open,
+    /// Only the admin adds accounts (`rtm user add`).
+    Closed,
+    /// Sign-up needs a join link made by the admin.
+    Invite,
+}
+
+impl RegistrationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationMode::Open => "open",
+            RegistrationMode::Closed => "closed",
+            RegistrationMode::Invite => "invite",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "closed" => Some(Self::Closed),
+            "invite" => Some(Self::Invite),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "RTM_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded SQLite database (created if missing).
+    #[arg(long, env = "RTM_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite:PATH` or `postgres://user:pass@host/db`.
+    /// Default: SQLite at DATA_DIR/rtm.db.
+    #[arg(long, env = "RTM_DATABASE", global = true)]
+    pub database: Option<String>,
+
+    /// The origin browsers use to reach this server (scheme://host[:port]); WebSocket
+    /// handshakes and state-changing requests from any other origin are refused.
+    /// Default: http://LISTEN. Use https://… behind a TLS proxy (cookies become Secure).
+    #[arg(long, env = "RTM_PUBLIC_ORIGIN", global = true)]
+    pub public_origin: Option<String>,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `rtm=debug,info`.
+    #[arg(long, env = "RTM_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Registration mode at start-up (overrides what the admin last chose). Unset: keep
+    /// the stored mode, `open` on a new database.
+    #[arg(long, env = "RTM_REGISTRATION", value_enum, global = true)]
+    pub registration: Option<RegistrationMode>,
+
+    /// A session ends after this many seconds without use.
+    #[arg(long, env = "RTM_SESSION_IDLE_SECS", default_value_t = 14 * 24 * 3600, global = true)]
+    pub session_idle_secs: i64,
+
+    /// A session ends this many seconds after sign-in, used or not.
+    #[arg(long, env = "RTM_SESSION_MAX_SECS", default_value_t = 90 * 24 * 3600, global = true)]
+    pub session_max_secs: i64,
+
+    /// Longest message text, in characters.
+    #[arg(
+        long,
+        env = "RTM_MAX_MESSAGE_CHARS",
+        default_value_t = 4000,
+        global = true
+    )]
+    pub max_message_chars: usize,
+
+    /// Largest WebSocket frame or message a client may send, in bytes.
+    #[arg(long, env = "RTM_MAX_FRAME_BYTES", default_value_t = 64 * 1024, global = true)]
+    pub max_frame_bytes: usize,
+
+    /// Messages one user may send per 10 seconds (over all their connections).
+    #[arg(long, env = "RTM_RATE_MESSAGES", default_value_t = 100, global = true)]
+    pub rate_messages_per_10s: u32,
+
+    /// Frames that may wait for one connection before it counts as a slow consumer and
+    /// is disconnected (it then resumes).
+    #[arg(long, env = "RTM_OUTBOX_FRAMES", default_value_t = 1024, global = true)]
+    pub outbox_frames: usize,
+
+    /// Retention of new rooms when their creator does not choose: keep the last N messages.
+    #[arg(
+        long,
+        env = "RTM_DEFAULT_KEEP_MESSAGES",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub default_keep_messages: i64,
+
+    /// Sign-in and sign-up attempts allowed per client address per minute.
+    #[arg(
+        long,
+        env = "RTM_AUTH_RATE_PER_MIN",
+        default_value_t = 30,
+        global = true
+    )]
+    pub auth_rate_per_min: u32,
+
+    /// Password hashes computed at once (each takes ~25 ms of one core and 19 MiB).
+    #[arg(long, env = "RTM_HASH_CONCURRENCY", default_value_t = 2, global = true)]
+    pub hash_concurrency: usize,
+
+    /// Seconds to wait for connections to finish on shutdown.
+    #[arg(
+        long,
+        env = "RTM_SHUTDOWN_GRACE_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub shutdown_grace_secs: u64,
+
+    /// How often (seconds) the server deletes messages older than their room's keep-days.
+    #[arg(
+        long,
+        env = "RTM_PRUNE_INTERVAL_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub prune_interval_secs: u64,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "RTM_DB_POOL", default_value_t = 8, global = true)]
+    pub db_pool: u32,
+}
+
+impl Config {
+    /// The database URL in force: the flag, or SQLite in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(url) => url.clone(),
+            None => format!("sqlite:{}", self.data_dir.join("rtm.db").display()),
+        }
+    }
+
+    /// The public origin in force, without a trailing slash.
+    pub fn origin(&self) -> String {
+        match &self.public_origin {
+            Some(o) => o.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// Whether browsers reach us over TLS (cookies get `Secure` and the `__Host-` prefix).
+    pub fn secure_cookies(&self) -> bool {
+        self.origin().starts_with("https://")
+    }
+
+    /// A config with defaults, for tests and embedding: data in `data_dir`.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct P {
+            #[command(flatten)]
+            c: Config,
+        }
+        // Parsing no arguments cannot fail: every field has a default. Env vars are
+        // ignored here on purpose so tests are not steered by the caller's shell.
+        let mut c = match P::try_parse_from(["rtm"]) {
+            Ok(p) => p.c,
+            Err(e) => panic!("default config must parse: {e}"),
+        };
+        c.data_dir = data_dir;
+        c.database = None;
+        c.public_origin = None;
+        c.registration = None;
+        c
+    }
+}
+
+/// Hides the password part of a database URL.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database", &redact_url(&self.database_url()))
+            .field("public_origin", &self.origin())
+            .field("registration", &self.registration)
+            .field("max_message_chars", &self.max_message_chars)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("rate_messages_per_10s", &self.rate_messages_per_10s)
+            .field("outbox_frames", &self.outbox_frames)
+            .field("default_keep_messages", &self.default_keep_messages)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_database_password() {
+        let mut c = Config::for_tests("/tmp/x".into());
+        c.database = Some("postgres://rtm:hunter22@localhost/rtm".into());
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter22"), "{s}");
+        assert!(s.contains("***"));
+    }
+
+    #[test]
+    fn origin_defaults_to_listen() {
+        let c = Config::for_tests("/tmp/x".into());
+        assert_eq!(c.origin(), "http://127.0.0.1:8080");
+        assert!(!c.secure_cookies());
+    }
+}

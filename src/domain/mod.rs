@@ -1,0 +1,133 @@
+//! The vocabulary of RT Messenger: ids, validated names, rooms, messages and the
+//! retention policy. Everything here is pure (no I/O, no clocks, no randomness), so the
+//! rules can be unit- and property-tested in isolation and shared by `chat`, `store`
+//! and the wire types.
+
+pub mod names;
+pub mod retention;
+
+pub use names::{DomainError, Email, Password, PersonName, RoomName, Topic, Username};
+pub use retention::Retention;
+
+use serde::{Deserialize, Serialize};
+
+/// Database id of an account.
+pub type UserId = i64;
+/// Database id of a room or a DM conversation (both share the rooms table and the
+/// per-room sequence numbers).
+pub type RoomId = i64;
+/// A per-room sequence number: grows by one for every kept event of that room.
+pub type Seq = i64;
+
+/// Whether a conversation is a named room or a two-person direct message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomKind {
+    Room,
+    Dm,
+}
+
+impl RoomKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomKind::Room => "room",
+            RoomKind::Dm => "dm",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "room" => Some(RoomKind::Room),
+            "dm" => Some(RoomKind::Dm),
+            _ => None,
+        }
+    }
+}
+
+/// What a kept room event is: a person's text, or a system notice about membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    Text,
+    Joined,
+    Left,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Joined => "joined",
+            MessageKind::Left => "left",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(MessageKind::Text),
+            "joined" => Some(MessageKind::Joined),
+            "left" => Some(MessageKind::Left),
+            _ => None,
+        }
+    }
+}
+
+/// Key that makes the DM between two people unique whatever the order they are named in.
+pub fn dm_key(a: UserId, b: UserId) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    format!("{lo}:{hi}")
+}
+
+/// Validates a message text: not blank, at most `max_chars` characters (Unicode scalar
+/// values, not bytes, so non-Latin scripts get the same allowance).
+pub fn validate_text(text: &str, max_chars: usize) -> Result<(), DomainError> {
+    if text.trim().is_empty() {
+        return Err(DomainError::new("empty_text", "a message needs some text"));
+    }
+    let n = text.chars().count();
+    if n > max_chars {
+        return Err(DomainError::new(
+            "text_too_long",
+            format!("a message is at most {max_chars} characters; this one has {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a client-generated message id (used to make retried sends idempotent).
+pub fn validate_client_id(id: &str) -> Result<(), DomainError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(DomainError::new(
+            "invalid_client_id",
+            "client_id must be 1 to 64 visible ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dm_key_ignores_order() {
+        assert_eq!(dm_key(7, 3), "3:7");
+        assert_eq!(dm_key(3, 7), "3:7");
+    }
+
+    #[test]
+    fn text_limits_count_characters() {
+        assert!(validate_text("héllo", 5).is_ok());
+        assert_eq!(
+            validate_text("héllo!", 5).unwrap_err().code,
+            "text_too_long"
+        );
+        assert_eq!(validate_text("  \n", 5).unwrap_err().code, "empty_text");
+    }
+
+    #[test]
+    fn client_ids() {
+        assert!(validate_client_id("abc-123").is_ok());
+        assert!(validate_client_id("").is_err());
+        assert!(validate_client_id("has space").is_err());
+        assert!(validate_client_id(&"x".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! Validated value types for what people type: emails, usernames, person names, room
+//! names, topics and passwords. Each constructor states its rule in the error so the
+//! client can show it as is; the error code is stable and machine-readable.
+
+use std::fmt;
+
+/// A broken input rule: a stable `code` for programs and a `message` for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DomainError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl DomainError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        DomainError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+macro_rules! string_newtype {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, PartialEq, Eq, Hash)]
+        pub struct $name(String);
+        impl $name {
+            pub fn as_str(&self) -> &str { &self.0 }
+            pub fn into_inner(self) -> String { self.0 }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(&self.0) }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { fmt::Debug::fmt(&self.0, f) }
+        }
+    };
+}
+
+string_newtype!(
+    /// An email address: trimmed, one `@` with text on both sides, no spaces, ≤ 254 bytes.
+    /// Compared ignoring case (see [`Email::folded`]).
+    Email
+);
+string_newtype!(
+    /// The handle shown in chat: 3 to 32 characters, ASCII letters, digits, `_`, `-`, `.`,
+    /// starting with a letter or digit. Unique ignoring case.
+    Username
+);
+string_newtype!(
+    /// A first or last name: 1 to 64 characters after trimming, no control characters.
+    PersonName
+);
+string_newtype!(
+    /// A room name: 2 to 40 characters, letters, digits, `_`, `-`, `.` and spaces inside.
+    /// Unique ignoring case.
+    RoomName
+);
+string_newtype!(
+    /// A room topic: at most 250 characters, no control characters but newlines.
+    Topic
+);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let s = raw.trim();
+        let bad = || {
+            DomainError::new(
+                "invalid_email",
+                "enter an email address like name@example.org",
+            )
+        };
+        if s.is_empty() || s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        let (local, domain) = s.split_once('@').ok_or_else(bad)?;
+        if local.is_empty()
+            || domain.is_empty()
+            || domain.contains('@')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+        {
+            return Err(bad());
+        }
+        Ok(Email(s.to_string()))
+    }
+    /// The case-folded form used for uniqueness and sign-in.
+    pub fn folded(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+pub const USERNAME_RULE: &str = "a username is 3 to 32 characters: ASCII letters, digits, '_', '-' or '.', starting with a letter or digit";
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let s = raw.trim();
+        let ok_len = (3..=32).contains(&s.len());
+        let ok_chars = s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        let ok_start = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+        if ok_len && ok_chars && ok_start {
+            Ok(Username(s.to_string()))
+        } else {
+            Err(DomainError::new("invalid_username", USERNAME_RULE))
+        }
+    }
+    pub fn folded(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl PersonName {
+    /// `which` names the field in the message ("first name", "last name").
+    pub fn parse(raw: &str, which: &str) -> Result<Self, DomainError> {
+        let s = raw.trim();
+        let n = s.chars().count();
+        if n == 0 || n > 64 || s.chars().any(char::is_control) {
+            return Err(DomainError::new(
+                "invalid_name",
+                format!("the {which} must be 1 to 64 characters, with no control characters"),
+            ));
+        }
+        Ok(PersonName(s.to_string()))
+    }
+}
+
+pub const ROOM_NAME_RULE: &str =
+    "a room name is 2 to 40 characters: letters, digits, '_', '-', '.' and single spaces inside";
+
+impl RoomName {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let s = raw.trim();
+        let n = s.chars().count();
+        let ok_chars = s
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.' || c == ' ');
+        if !(2..=40).contains(&n) || !ok_chars || s.contains("  ") {
+            return Err(DomainError::new("invalid_room_name", ROOM_NAME_RULE));
+        }
+        Ok(RoomName(s.to_string()))
+    }
+    pub fn folded(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl Topic {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let s = raw.trim();
+        if s.chars().count() > 250 || s.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(DomainError::new(
+                "invalid_topic",
+                "a topic is at most 250 characters, with no control characters",
+            ));
+        }
+        Ok(Topic(s.to_string()))
+    }
+}
+
+/// A password as typed. Never printed, never truncated: the whole string is hashed.
+#[derive(Clone)]
+pub struct Password(String);
+
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 1024;
+
+impl Password {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let n = raw.chars().count();
+        if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&n) {
+            return Err(DomainError::new(
+                "invalid_password",
+                format!("a password is {PASSWORD_MIN} to {PASSWORD_MAX} characters"),
+            ));
+        }
+        Ok(Password(raw.to_string()))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            Email::parse(" Ann@Example.org ").unwrap().as_str(),
+            "Ann@Example.org"
+        );
+        assert_eq!(
+            Email::parse("Ann@Example.org").unwrap().folded(),
+            "ann@example.org"
+        );
+        for bad in ["", "ann", "@x.org", "ann@", "a b@x.org", "a@b@c", "a@.x"] {
+            assert_eq!(
+                Email::parse(bad).unwrap_err().code,
+                "invalid_email",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn usernames() {
+        assert!(Username::parse("alice_1").is_ok());
+        for bad in ["al", "_alice", "ali ce", "alicé", &"a".repeat(33)] {
+            let e = Username::parse(bad).unwrap_err();
+            assert_eq!(e.code, "invalid_username");
+            assert!(e.message.contains("3 to 32"));
+        }
+    }
+
+    #[test]
+    fn passwords_are_never_truncated_or_printed() {
+        assert!(Password::parse("short").is_err());
+        let long = "p".repeat(1024);
+        assert_eq!(Password::parse(&long).unwrap().expose().len(), 1024);
+        assert!(Password::parse(&"p".repeat(1025)).is_err());
+        assert!(!format!("{:?}", Password::parse("secret-pass").unwrap()).contains("secret"));
+    }
+
+    #[test]
+    fn room_names() {
+        assert_eq!(
+            RoomName::parse(" General Chat ").unwrap().folded(),
+            "general chat"
+        );
+        assert!(RoomName::parse("a").is_err());
+        assert!(RoomName::parse("a  b").is_err());
+        assert!(RoomName::parse("<script>").is_err());
+    }
+}

@@ -1,0 +1,218 @@
+//! Sign-up, sign-in, sign-out, the profile, password changes and API tokens.
+
+use std::net::SocketAddr;
+
+use axum::{
+    Json, Router,
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::extract::{Auth, Body, PathParams, cookie_value};
+use crate::{
+    app::AppState,
+    chat::{ChatError, NewAccount, ProfileUpdate},
+    error::ApiError,
+    store::User,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/config", get(config))
+        .route("/api/register", post(register))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me).patch(update_me))
+        .route("/api/me/password", post(change_password))
+        .route("/api/me/tokens", get(list_tokens).post(create_token))
+        .route("/api/me/tokens/{id}", delete(revoke_token))
+}
+
+/// An account as the API shows it to its owner.
+#[derive(Serialize)]
+pub struct UserView {
+    pub id: i64,
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView {
+            id: u.id,
+            username: u.username,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            email: u.email,
+            is_admin: u.is_admin,
+            disabled: u.disabled,
+        }
+    }
+}
+
+fn session_cookie(state: &AppState, token: &str) -> HeaderValue {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let v = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        state.cookie_name,
+        state.chat.policy.session_max_ms / 1000
+    );
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn clear_cookie(state: &AppState) -> HeaderValue {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let v = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
+        state.cookie_name
+    );
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn check_rate(state: &AppState, addr: SocketAddr) -> Result<(), ApiError> {
+    state
+        .auth_limiter
+        .check_key(&addr.ip())
+        .map_err(|_| ApiError::from(ChatError::RateLimited))
+}
+
+async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "registration": state.chat.registration_mode().as_str(),
+        "max_message_chars": state.chat.policy.max_message_chars,
+    }))
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Body(form): Body<NewAccount>,
+) -> Result<Response, ApiError> {
+    check_rate(&state, addr)?;
+    let user = state.chat.register(form, false).await?;
+    let token = state.chat.start_session(user.id).await?;
+    let mut res = (
+        StatusCode::CREATED,
+        Json(json!({ "user": UserView::from(user) })),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, &token));
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    login: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Body(form): Body<LoginForm>,
+) -> Result<Response, ApiError> {
+    check_rate(&state, addr)?;
+    let out = state.chat.login(&form.login, &form.password).await?;
+    let mut res = Json(json!({ "user": UserView::from(out.user) })).into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, &out.token));
+    Ok(res)
+}
+
+/// Ends the session on the server (if any) and clears the cookie; succeeds either way.
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(token) = cookie_value(&headers, &state.cookie_name) {
+        match state.chat.session_actor(&token).await {
+            Ok(actor) => state.chat.logout(&actor).await?,
+            Err(ChatError::Internal(e)) => return Err(ChatError::Internal(e).into()),
+            Err(_) => {}
+        }
+    }
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, clear_cookie(&state));
+    Ok(res)
+}
+
+async fn me(Auth(actor): Auth) -> Json<serde_json::Value> {
+    Json(json!({ "user": UserView::from(actor.user) }))
+}
+
+async fn update_me(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Body(change): Body<ProfileUpdate>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = state.chat.update_profile(&actor, change).await?;
+    Ok(Json(json!({ "user": UserView::from(user) })))
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Body(form): Body<PasswordForm>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .chat
+        .change_password(&actor, &form.current_password, &form.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    name: String,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Body(form): Body<TokenForm>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let (id, token) = state
+        .chat
+        .create_api_token(actor.user.id, &form.name)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "name": form.name.trim(), "token": token })),
+    ))
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tokens: Vec<_> = state
+        .chat
+        .list_api_tokens(&actor)
+        .await?
+        .into_iter()
+        .map(|t| json!({ "id": t.id, "name": t.name, "created_at": t.created_at, "last_used_at": t.last_used_at }))
+        .collect();
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    PathParams(id): PathParams<i64>,
+) -> Result<StatusCode, ApiError> {
+    state.chat.revoke_api_token(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,99 @@
+//! The JSON API and the web client's files. One `router()` per feature, merged here;
+//! authentication is the [`extract::Auth`] extractor; every state-changing browser
+//! request passes the same-origin check in [`csrf`].
+
+pub mod accounts;
+pub mod admin;
+pub mod extract;
+pub mod rooms;
+pub mod web;
+
+use axum::{
+    Json, Router,
+    extract::{Request, State},
+    http::{HeaderValue, Method, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+
+use crate::{app::AppState, error::ApiError};
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(accounts::router())
+        .merge(rooms::router())
+        .merge(admin::router())
+        .layer(middleware::from_fn_with_state(state.clone(), csrf));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(healthz))
+        .route("/ws", get(crate::ws::handler))
+        .merge(web::router())
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .chat
+        .store()
+        .get_setting("registration_mode")
+        .await
+        .map_err(crate::chat::ChatError::from)?;
+    Ok(Json(
+        json!({ "status": "ok", "connections": state.hub.connection_count() }),
+    ))
+}
+
+/// Refuses state-changing requests that a browser sent from another site. Browsers send
+/// `Origin` on every cross-site POST/PATCH/PUT/DELETE, so a mismatch means a forged
+/// request riding on the victim's cookie. Requests with a bearer token carry no
+/// ambient credential and are not checked; scripts without `Origin` are not browsers.
+async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let bearer = req.headers().get(header::AUTHORIZATION).is_some();
+    if !safe && !bearer {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let cross_site = req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            == Some("cross-site");
+        let bad = match origin {
+            Some(o) => o != state.chat.policy.origin,
+            None => cross_site,
+        };
+        if bad {
+            tracing::warn!(path = %req.uri().path(), "cross-origin request refused");
+            return ApiError::bad_origin().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Defence in depth for the web client: no inline script, no framing, no sniffing.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}

@@ -1,0 +1,338 @@
+//! Per-node routing: which local connections listen to which topic, and handing them
+//! frames. A frame arrives here already encoded (`Bytes`, reference-counted): fan-out
+//! to a thousand members clones a pointer a thousand times, never the JSON. Each
+//! connection has a bounded outbox; a connection whose outbox is full is a slow
+//! consumer and is told to close (it resumes on reconnect) instead of growing memory.
+//! Control events (subscribe a user's connections to a room, end sessions) are applied
+//! here, synchronously, so a frame published right after a subscribe reaches the new
+//! subscriber.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, mpsc};
+
+use crate::domain::{RoomId, UserId};
+
+/// Where an event goes: everyone in a room, or every connection of one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Room(RoomId),
+    User(UserId),
+}
+
+/// Membership and session changes that a node must apply to its local connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// The user's connections start receiving this room.
+    Subscribe(RoomId),
+    /// The user's connections stop receiving this room.
+    Unsubscribe(RoomId),
+    /// Close the user's connections made with this session (by token hash).
+    EndSession(String),
+    /// Close all the user's connections except those of this session, if any.
+    EndSessionsExcept(Option<String>),
+}
+
+/// What travels on the bus: a frame for a topic, optionally with a control to apply
+/// (to a `Topic::User`) before the frame is handed out.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub topic: Topic,
+    pub control: Option<Control>,
+    pub frame: Option<Bytes>,
+}
+
+/// Why the server closes a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: &'static str,
+    pub reason: String,
+}
+
+pub type ConnId = u64;
+
+/// The parts of a connection other tasks need.
+pub struct ConnShared {
+    /// Set once when the connection must close; the session reads it and says why.
+    close: Mutex<Option<CloseReason>>,
+    pub notify: Notify,
+}
+
+impl ConnShared {
+    pub fn close_with(&self, code: &'static str, reason: impl Into<String>) {
+        let mut c = self.close.lock();
+        if c.is_none() {
+            *c = Some(CloseReason {
+                code,
+                reason: reason.into(),
+            });
+        }
+        drop(c);
+        self.notify.notify_one();
+    }
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close.lock().clone()
+    }
+}
+
+struct Conn {
+    user: UserId,
+    session: Option<String>,
+    outbox: mpsc::Sender<Bytes>,
+    shared: Arc<ConnShared>,
+}
+
+#[derive(Default)]
+struct Inner {
+    topics: HashMap<Topic, HashMap<ConnId, Arc<Conn>>>,
+    conns: HashMap<ConnId, (Arc<Conn>, HashSet<Topic>)>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    inner: RwLock<Inner>,
+    next_id: AtomicU64,
+    /// Connections cut off for falling behind, for metrics and tests.
+    pub slow_consumers: AtomicU64,
+}
+
+/// What a new connection gets back: its id, its outbox receiver and its shared state.
+pub struct Registration {
+    pub id: ConnId,
+    pub outbox: mpsc::Receiver<Bytes>,
+    pub shared: Arc<ConnShared>,
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a connection subscribed to `user`'s topic and to `rooms`.
+    pub fn register(
+        &self,
+        user: UserId,
+        session: Option<String>,
+        rooms: &[RoomId],
+        outbox_frames: usize,
+    ) -> Registration {
+        let (tx, rx) = mpsc::channel(outbox_frames.max(1));
+        let shared = Arc::new(ConnShared {
+            close: Mutex::new(None),
+            notify: Notify::new(),
+        });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let conn = Arc::new(Conn {
+            user,
+            session,
+            outbox: tx,
+            shared: shared.clone(),
+        });
+        let mut topics: HashSet<Topic> = rooms.iter().map(|r| Topic::Room(*r)).collect();
+        topics.insert(Topic::User(user));
+        let mut g = self.inner.write();
+        for t in &topics {
+            g.topics.entry(*t).or_default().insert(id, conn.clone());
+        }
+        g.conns.insert(id, (conn, topics));
+        Registration {
+            id,
+            outbox: rx,
+            shared,
+        }
+    }
+
+    /// Removes a connection; returns the rooms it was listening to.
+    pub fn unregister(&self, id: ConnId) -> Vec<RoomId> {
+        let mut g = self.inner.write();
+        let mut rooms = Vec::new();
+        if let Some((_, topics)) = g.conns.remove(&id) {
+            for t in topics {
+                if let Topic::Room(r) = t {
+                    rooms.push(r);
+                }
+                if let Some(m) = g.topics.get_mut(&t) {
+                    m.remove(&id);
+                    if m.is_empty() {
+                        g.topics.remove(&t);
+                    }
+                }
+            }
+        }
+        rooms
+    }
+
+    /// Number of local connections of a user.
+    pub fn user_connections(&self, user: UserId) -> usize {
+        self.inner
+            .read()
+            .topics
+            .get(&Topic::User(user))
+            .map_or(0, HashMap::len)
+    }
+
+    /// Queues a frame for one connection (a reply to its own command).
+    pub fn send_to(&self, id: ConnId, frame: Bytes) {
+        let g = self.inner.read();
+        if let Some((conn, _)) = g.conns.get(&id) {
+            self.offer(conn, frame);
+        }
+    }
+
+    /// Applies an envelope's control, then hands its frame to every local subscriber.
+    pub fn dispatch(&self, env: &Envelope) {
+        if let Some(ctl) = &env.control {
+            self.apply(env.topic, ctl);
+        }
+        if let Some(frame) = &env.frame {
+            let g = self.inner.read();
+            if let Some(subs) = g.topics.get(&env.topic) {
+                for conn in subs.values() {
+                    self.offer(conn, frame.clone());
+                }
+            }
+        }
+    }
+
+    fn offer(&self, conn: &Conn, frame: Bytes) {
+        match conn.outbox.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                conn.shared.close_with(
+                    "slow_consumer",
+                    "you fell too far behind; reconnect and resume",
+                );
+            }
+            // The connection is closing; its session unregisters it.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn apply(&self, topic: Topic, ctl: &Control) {
+        let Topic::User(user) = topic else { return };
+        match ctl {
+            Control::Subscribe(room) | Control::Unsubscribe(room) => {
+                let mut g = self.inner.write();
+                let ids: Vec<ConnId> = g
+                    .topics
+                    .get(&topic)
+                    .map(|m| m.keys().copied().collect())
+                    .unwrap_or_default();
+                let t = Topic::Room(*room);
+                for id in ids {
+                    let Some((conn, topics)) = g.conns.get_mut(&id) else {
+                        continue;
+                    };
+                    let conn = conn.clone();
+                    if matches!(ctl, Control::Subscribe(_)) {
+                        topics.insert(t);
+                        g.topics.entry(t).or_default().insert(id, conn);
+                    } else {
+                        topics.remove(&t);
+                        if let Some(m) = g.topics.get_mut(&t) {
+                            m.remove(&id);
+                            if m.is_empty() {
+                                g.topics.remove(&t);
+                            }
+                        }
+                    }
+                }
+            }
+            Control::EndSession(hash) => self.close_user_conns(
+                user,
+                |s| s == Some(hash.as_str()),
+                "session_ended",
+                "signed out",
+            ),
+            Control::EndSessionsExcept(keep) => self.close_user_conns(
+                user,
+                |s| s.is_none() || s != keep.as_deref(),
+                "session_ended",
+                "your sessions were ended",
+            ),
+        }
+    }
+
+    fn close_user_conns(
+        &self,
+        user: UserId,
+        pick: impl Fn(Option<&str>) -> bool,
+        code: &'static str,
+        reason: &str,
+    ) {
+        let g = self.inner.read();
+        if let Some(m) = g.topics.get(&Topic::User(user)) {
+            for conn in m.values() {
+                if conn.user == user && pick(conn.session.as_deref()) {
+                    conn.shared.close_with(code, reason);
+                }
+            }
+        }
+    }
+
+    /// Total local connections.
+    pub fn connection_count(&self) -> usize {
+        self.inner.read().conns.len()
+    }
+
+    /// Asks every local connection to close (server shutdown).
+    pub fn close_all(&self, code: &'static str, reason: &str) {
+        for (conn, _) in self.inner.read().conns.values() {
+            conn.shared.close_with(code, reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fanout_subscribe_and_slow_consumer() {
+        let hub = Hub::new();
+        let mut a = hub.register(1, None, &[10], 2);
+        let mut b = hub.register(2, None, &[], 2);
+        hub.dispatch(&Envelope {
+            topic: Topic::Room(10),
+            control: None,
+            frame: Some(Bytes::from_static(b"x")),
+        });
+        assert_eq!(a.outbox.recv().await.unwrap(), Bytes::from_static(b"x"));
+        assert!(b.outbox.try_recv().is_err());
+        hub.dispatch(&Envelope {
+            topic: Topic::User(2),
+            control: Some(Control::Subscribe(10)),
+            frame: None,
+        });
+        hub.dispatch(&Envelope {
+            topic: Topic::Room(10),
+            control: None,
+            frame: Some(Bytes::from_static(b"y")),
+        });
+        assert_eq!(b.outbox.recv().await.unwrap(), Bytes::from_static(b"y"));
+        // a has one queued frame and room for one more: the third overflows.
+        for _ in 0..2 {
+            hub.dispatch(&Envelope {
+                topic: Topic::Room(10),
+                control: None,
+                frame: Some(Bytes::from_static(b"z")),
+            });
+        }
+        assert_eq!(
+            a.shared.close_reason().map(|r| r.code),
+            Some("slow_consumer")
+        );
+        assert!(b.shared.close_reason().is_none());
+        hub.unregister(a.id);
+        assert_eq!(hub.connection_count(), 1);
+    }
+}

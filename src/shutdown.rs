@@ -1,0 +1,52 @@
+//! Graceful shutdown as a protocol: a signal (or the caller's future) stops accepting,
+//! every WebSocket is told `closing: server_shutdown` and closed, and the server waits
+//! until all have finished, at most the grace period.
+
+use std::time::Duration;
+
+use crate::hub::Hub;
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Closes every connection of the hub and waits (at most `grace`) for them to finish.
+pub async fn drain(hub: &Hub, grace: Duration) {
+    hub.close_all(
+        "server_shutdown",
+        "the server is restarting; reconnect shortly",
+    );
+    let deadline = tokio::time::Instant::now() + grace;
+    while hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = hub.connection_count();
+    if left > 0 {
+        tracing::warn!(left, "connections still open after the grace period");
+    }
+}

@@ -1,0 +1,312 @@
+//! Persistence. One small async trait, [`Store`], with one small error enum; the rest
+//! of the server sees nothing of SQL. Both backends share one implementation written
+//! against sqlx's `Any` driver ([`sql::SqlStore`]) because the queries are the same;
+//! what differs per backend (connection options, pragmas, migrations) lives in
+//! `sqlite.rs` and `postgres.rs`. [`Store::append`] takes a batch so the chat pipeline can keep
+//! many messages in one transaction (one fsync).
+
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{MessageKind, Retention, RoomId, RoomKind, Seq, UserId};
+
+/// What can go wrong in the store, as the layers above need to tell it apart.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken; the field is `email`, `username` or `room_name`.
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
+    #[error("not found")]
+    NotFound,
+    /// The database failed; the text is for the log, never for clients.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            let m = db.message().to_string() + db.constraint().unwrap_or("");
+            for (needle, field) in [
+                ("email_lc", "email"),
+                ("username_lc", "username"),
+                ("name_lc", "room_name"),
+            ] {
+                if m.contains(needle) {
+                    return StoreError::Conflict(field);
+                }
+            }
+            return StoreError::Conflict("value");
+        }
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Backend(format!("migration failed: {e}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An account as the rest of the server sees it (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+/// Fields of a new account, already validated and hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub email_lc: String,
+    pub username: String,
+    pub username_lc: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub password_hash: String,
+    pub now: i64,
+}
+
+/// Changes to a profile; `None` keeps the field.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<(String, String)>,
+    pub username: Option<(String, String)>,
+}
+
+/// A signed-in browser session found by its token hash.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub user: User,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+/// A room or DM conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    pub id: RoomId,
+    pub kind: RoomKind,
+    pub name: Option<String>,
+    pub topic: String,
+    pub is_private: bool,
+    pub owner_id: Option<UserId>,
+    pub retention: Retention,
+    pub last_seq: Seq,
+    pub created_at: i64,
+}
+
+/// Fields of a new room, already validated.
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    pub name: String,
+    pub name_lc: String,
+    pub topic: String,
+    pub is_private: bool,
+    pub owner_id: UserId,
+    pub retention: Retention,
+    pub now: i64,
+}
+
+/// One of a user's conversations, with what the hello frame needs.
+#[derive(Debug, Clone)]
+pub struct RoomSummary {
+    pub room: Room,
+    pub last_read_seq: Seq,
+    /// Kept events after `last_read_seq` written by someone else.
+    pub unread: i64,
+    /// For a DM: the other person.
+    pub peer: Option<User>,
+}
+
+/// A room found by browsing or search.
+#[derive(Debug, Clone)]
+pub struct RoomListing {
+    pub room: Room,
+    pub member_count: i64,
+    pub is_member: bool,
+}
+
+/// A kept event as read back from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub room_id: RoomId,
+    pub seq: Seq,
+    pub author_id: UserId,
+    pub author_username: String,
+    pub kind: MessageKind,
+    pub body: String,
+    pub client_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// An event to keep; the store assigns its sequence number.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub room_id: RoomId,
+    pub author_id: UserId,
+    pub kind: MessageKind,
+    pub body: String,
+    pub client_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// The outcome of keeping one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored with this new sequence number.
+    New(Seq),
+    /// The same author already sent this client id in this room: stored once, as `seq`.
+    Duplicate(Seq),
+}
+
+impl Appended {
+    pub fn seq(self) -> Seq {
+        match self {
+            Appended::New(s) | Appended::Duplicate(s) => s,
+        }
+    }
+}
+
+/// An API token as listed to its owner (never the token itself).
+#[derive(Debug, Clone)]
+pub struct ApiTokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Accounts.
+    async fn create_user(&self, u: NewUser) -> StoreResult<User>;
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
+    /// Finds an account by folded email or folded username, with its password hash.
+    async fn user_for_login(&self, login_lc: &str) -> StoreResult<Option<(User, String)>>;
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
+    async fn list_users(&self, query: Option<&str>, limit: i64) -> StoreResult<Vec<User>>;
+    async fn update_profile(&self, id: UserId, change: ProfileChange) -> StoreResult<User>;
+    async fn set_password(&self, id: UserId, hash: &str) -> StoreResult<()>;
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> StoreResult<()>;
+    /// Ids of every disabled account (polled, so a CLI change reaches running nodes).
+    async fn disabled_user_ids(&self) -> StoreResult<Vec<UserId>>;
+
+    // Sessions and tokens (all by SHA-256 of the secret).
+    async fn create_session(
+        &self,
+        hash: &str,
+        user: UserId,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    async fn session(&self, hash: &str) -> StoreResult<Option<SessionRow>>;
+    async fn touch_session(&self, hash: &str, now: i64) -> StoreResult<()>;
+    async fn delete_session(&self, hash: &str) -> StoreResult<()>;
+    /// Deletes every session of a user but `keep`.
+    async fn delete_user_sessions(&self, user: UserId, keep: Option<&str>) -> StoreResult<()>;
+    async fn create_api_token(
+        &self,
+        user: UserId,
+        name: &str,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<i64>;
+    async fn api_token_user(&self, hash: &str, now: i64) -> StoreResult<Option<(User, i64)>>;
+    async fn list_api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>>;
+    async fn delete_api_token(&self, user: UserId, id: i64) -> StoreResult<bool>;
+    async fn create_invite(
+        &self,
+        hash: &str,
+        by: UserId,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// Marks an unused, unexpired invite used; false if there is none such.
+    async fn claim_invite(&self, hash: &str, now: i64) -> StoreResult<bool>;
+    async fn release_invite(&self, hash: &str) -> StoreResult<()>;
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
+    async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    // Rooms and memberships.
+    /// Creates a room with its owner as first member.
+    async fn create_room(&self, r: NewRoom) -> StoreResult<Room>;
+    async fn room(&self, id: RoomId) -> StoreResult<Option<Room>>;
+    async fn update_room(&self, id: RoomId, topic: &str, retention: Retention) -> StoreResult<()>;
+    async fn search_rooms(
+        &self,
+        viewer: UserId,
+        query: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<RoomListing>>;
+    /// The DM of two people, created (with both as members) on first use.
+    async fn dm_room(
+        &self,
+        a: UserId,
+        b: UserId,
+        retention: Retention,
+        now: i64,
+    ) -> StoreResult<Room>;
+    /// Adds a member; returns (newly added, first time ever in this room).
+    async fn add_member(&self, room: RoomId, user: UserId, now: i64) -> StoreResult<(bool, bool)>;
+    async fn remove_member(&self, room: RoomId, user: UserId) -> StoreResult<bool>;
+    async fn is_member(&self, room: RoomId, user: UserId) -> StoreResult<bool>;
+    async fn members(&self, room: RoomId) -> StoreResult<Vec<User>>;
+    async fn user_rooms(&self, user: UserId) -> StoreResult<Vec<RoomSummary>>;
+    async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Seq>;
+
+    // Messages.
+    /// Keeps a batch of events in ONE transaction, applying each room's "last N" policy.
+    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>>;
+    /// Up to `limit` kept events before `before` (or the newest), oldest first.
+    async fn history(
+        &self,
+        room: RoomId,
+        before: Option<Seq>,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Up to `limit` kept events after `after`, oldest first.
+    async fn since(&self, room: RoomId, after: Seq, limit: i64) -> StoreResult<Vec<StoredMessage>>;
+    /// The oldest kept sequence number of a room, if any event is kept.
+    async fn earliest_seq(&self, room: RoomId) -> StoreResult<Option<Seq>>;
+    async fn count_messages(&self, room: RoomId) -> StoreResult<i64>;
+    /// Deletes events older than their room's keep-days; returns how many.
+    async fn prune_expired(&self, now: i64) -> StoreResult<u64>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store a URL names (`sqlite:` or `postgres:`) and brings its schema up to date.
+pub async fn connect(url: &str, pool_size: u32) -> StoreResult<DynStore> {
+    sqlx::any::install_default_drivers();
+    let store = if url.starts_with("sqlite:") {
+        sqlite::open(url, pool_size).await?
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        postgres::open(url, pool_size).await?
+    } else {
+        return Err(StoreError::Backend(
+            "unsupported database URL: use sqlite:PATH or postgres://…".into(),
+        ));
+    };
+    tracing::info!(backend = ?store.backend, "store ready");
+    Ok(Arc::new(store))
+}

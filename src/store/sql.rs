@@ -1,0 +1,851 @@
+//! The [`Store`] implementation shared by SQLite and PostgreSQL, written once against
+//! sqlx's `Any` driver. Queries use `$n` placeholders (both databases accept them),
+//! `RETURNING` and `ON CONFLICT` (both support them), and keep flags and times as
+//! BIGINT because `Any` reads SQLite integers as i64 and has no portable boolean.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::{AnyPool, AssertSqlSafe, Row, any::AnyRow};
+
+use super::*;
+use crate::domain::{MessageKind, RoomKind};
+
+/// Which database is behind the pool; only a few statements differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct SqlStore {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+}
+
+const USER_COLS: &str =
+    "u.id, u.email, u.username, u.first_name, u.last_name, u.is_admin, u.disabled, u.created_at";
+const ROOM_COLS: &str = "r.id, r.kind, r.name, r.topic, r.is_private, r.owner_id, r.keep_messages, r.keep_days, r.ephemeral, r.last_seq, r.created_at";
+const MSG_COLS: &str = "m.room_id, m.seq, m.author_id, COALESCE(u.username, '') AS username, m.kind, m.body, m.client_id, m.created_at";
+
+fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        username: row.try_get("username")?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn room_from(row: &AnyRow) -> Result<Room, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Room {
+        id: row.try_get("id")?,
+        kind: RoomKind::parse(&kind).unwrap_or(RoomKind::Room),
+        name: row.try_get("name")?,
+        topic: row.try_get("topic")?,
+        is_private: row.try_get::<i64, _>("is_private")? != 0,
+        owner_id: row.try_get("owner_id")?,
+        retention: Retention {
+            keep_messages: row.try_get("keep_messages")?,
+            keep_days: row.try_get("keep_days")?,
+            ephemeral: row.try_get::<i64, _>("ephemeral")? != 0,
+        },
+        last_seq: row.try_get("last_seq")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn message_from(row: &AnyRow) -> Result<StoredMessage, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    Ok(StoredMessage {
+        room_id: row.try_get("room_id")?,
+        seq: row.try_get("seq")?,
+        author_id: row.try_get("author_id")?,
+        author_username: row.try_get("username")?,
+        kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Text),
+        body: row.try_get("body")?,
+        client_id: row.try_get("client_id")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn b(v: bool) -> i64 {
+    v as i64
+}
+
+/// A LIKE pattern matching `q` anywhere, with LIKE's wildcards escaped.
+fn like_pattern(q: &str) -> String {
+    let mut p = String::from("%");
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn create_user(&self, u: NewUser) -> StoreResult<User> {
+        // The first account is the admin: decided inside the INSERT so two concurrent
+        // first sign-ups on SQLite (one writer) cannot both become admin.
+        let sql = format!(
+            "INSERT INTO users (email, email_lc, username, username_lc, first_name, last_name, password_hash, is_admin, disabled, created_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 0 ELSE 1 END, 0, $8
+             RETURNING {}",
+            USER_COLS.replace("u.", "")
+        );
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(u.email)
+            .bind(u.email_lc)
+            .bind(u.username)
+            .bind(u.username_lc)
+            .bind(u.first_name)
+            .bind(u.last_name)
+            .bind(u.password_hash)
+            .bind(u.now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(user_from(&row)?)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(user_from).transpose()?)
+    }
+
+    async fn user_for_login(&self, login_lc: &str) -> StoreResult<Option<(User, String)>> {
+        let sql = format!(
+            "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.email_lc = $1 OR u.username_lc = $1"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(login_lc.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => Ok(Some((user_from(&r)?, r.try_get("password_hash")?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
+    }
+
+    async fn list_users(&self, query: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {
+        let rows = match query.filter(|q| !q.trim().is_empty()) {
+            Some(q) => {
+                let sql = format!(
+                    "SELECT {USER_COLS} FROM users u
+                     WHERE u.username_lc LIKE $1 ESCAPE '\\' OR lower(u.first_name) LIKE $1 ESCAPE '\\'
+                        OR lower(u.last_name) LIKE $1 ESCAPE '\\' OR lower(u.first_name || ' ' || u.last_name) LIKE $1 ESCAPE '\\'
+                     ORDER BY u.username_lc LIMIT $2"
+                );
+                sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(like_pattern(q.trim()))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql =
+                    format!("SELECT {USER_COLS} FROM users u ORDER BY u.username_lc LIMIT $1");
+                sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn update_profile(&self, id: UserId, c: ProfileChange) -> StoreResult<User> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(f) = c.first_name {
+            sqlx::query("UPDATE users SET first_name = $1 WHERE id = $2")
+                .bind(f)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(l) = c.last_name {
+            sqlx::query("UPDATE users SET last_name = $1 WHERE id = $2")
+                .bind(l)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((e, lc)) = c.email {
+            sqlx::query("UPDATE users SET email = $1, email_lc = $2 WHERE id = $3")
+                .bind(e)
+                .bind(lc)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((u, lc)) = c.username {
+            sqlx::query("UPDATE users SET username = $1, username_lc = $2 WHERE id = $3")
+                .bind(u)
+                .bind(lc)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let user = row
+            .as_ref()
+            .map(user_from)
+            .transpose()?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn set_password(&self, id: UserId, hash: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> StoreResult<()> {
+        let r = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(b(disabled))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn disabled_user_ids(&self) -> StoreResult<Vec<UserId>> {
+        let rows = sqlx::query("SELECT id FROM users WHERE disabled <> 0")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn create_session(
+        &self,
+        hash: &str,
+        user: UserId,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $3, $4)")
+            .bind(hash.to_string())
+            .bind(user)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session(&self, hash: &str) -> StoreResult<Option<SessionRow>> {
+        let sql = format!(
+            "SELECT {USER_COLS}, s.created_at AS s_created, s.last_seen_at, s.expires_at
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(hash.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => Ok(Some(SessionRow {
+                user: user_from(&r)?,
+                created_at: r.try_get("s_created")?,
+                last_seen_at: r.try_get("last_seen_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    async fn touch_session(&self, hash: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(hash.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(hash.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_user_sessions(&self, user: UserId, keep: Option<&str>) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user)
+            .bind(keep.unwrap_or("").to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_api_token(
+        &self,
+        user: UserId,
+        name: &str,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<i64> {
+        let row = sqlx::query("INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
+            .bind(user)
+            .bind(name.to_string())
+            .bind(hash.to_string())
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    async fn api_token_user(&self, hash: &str, now: i64) -> StoreResult<Option<(User, i64)>> {
+        let sql = format!(
+            "SELECT {USER_COLS}, t.id AS token_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(hash.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let user = user_from(&r)?;
+        let token_id: i64 = r.try_get("token_id")?;
+        let last: Option<i64> = r.try_get("last_used_at")?;
+        // Record use at most once a minute: a bot polling with its token should not
+        // turn every request into a write.
+        if last.is_none_or(|t| now - t > 60_000) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(token_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some((user, token_id)))
+    }
+
+    async fn list_api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>> {
+        let rows = sqlx::query("SELECT id, name, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY id")
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiTokenInfo {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                    last_used_at: r.try_get("last_used_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn delete_api_token(&self, user: UserId, id: i64) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn create_invite(
+        &self,
+        hash: &str,
+        by: UserId,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO invites (code_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(hash.to_string())
+            .bind(by)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_invite(&self, hash: &str, now: i64) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE invites SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1")
+            .bind(now)
+            .bind(hash.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn release_invite(&self, hash: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE invites SET used_at = NULL WHERE code_hash = $1")
+            .bind(hash.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key.to_string())
+            .bind(value.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_room(&self, r: NewRoom) -> StoreResult<Room> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "INSERT INTO rooms (kind, name, name_lc, topic, is_private, owner_id, keep_messages, keep_days, ephemeral, last_seq, created_at)
+             VALUES ('room', $1, $2, $3, $4, $5, $6, $7, $8, 0, $9) RETURNING {}",
+            ROOM_COLS.replace("r.", "")
+        );
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(r.name)
+            .bind(r.name_lc)
+            .bind(r.topic)
+            .bind(b(r.is_private))
+            .bind(r.owner_id)
+            .bind(r.retention.keep_messages)
+            .bind(r.retention.keep_days)
+            .bind(b(r.retention.ephemeral))
+            .bind(r.now)
+            .fetch_one(&mut *tx)
+            .await?;
+        let room = room_from(&row)?;
+        sqlx::query("INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES ($1, $2, $3, 0)")
+            .bind(room.id)
+            .bind(r.owner_id)
+            .bind(r.now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO first_joins (room_id, user_id) VALUES ($1, $2)")
+            .bind(room.id)
+            .bind(r.owner_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(room)
+    }
+
+    async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
+        let sql = format!("SELECT {ROOM_COLS} FROM rooms r WHERE r.id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(room_from).transpose()?)
+    }
+
+    async fn update_room(&self, id: RoomId, topic: &str, retention: Retention) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("UPDATE rooms SET topic = $1, keep_messages = $2, keep_days = $3, ephemeral = $4 WHERE id = $5")
+            .bind(topic.to_string())
+            .bind(retention.keep_messages)
+            .bind(retention.keep_days)
+            .bind(b(retention.ephemeral))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        // A tighter policy applies at once: an ephemeral room keeps nothing, a smaller
+        // N drops what no longer fits. (Keep-days is applied by the pruner.)
+        if retention.ephemeral {
+            sqlx::query("DELETE FROM messages WHERE room_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        } else if let Some(n) = retention.keep_messages {
+            sqlx::query("DELETE FROM messages WHERE room_id = $1 AND seq <= (SELECT last_seq FROM rooms WHERE id = $1) - $2")
+                .bind(id)
+                .bind(n)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn search_rooms(
+        &self,
+        viewer: UserId,
+        query: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<RoomListing>> {
+        // Private rooms are listed only to their members.
+        let base = format!(
+            "SELECT {ROOM_COLS},
+                (SELECT COUNT(*) FROM memberships mc WHERE mc.room_id = r.id) AS member_count,
+                (SELECT COUNT(*) FROM memberships mm WHERE mm.room_id = r.id AND mm.user_id = $1) AS is_member
+             FROM rooms r
+             WHERE r.kind = 'room'
+               AND (r.is_private = 0 OR EXISTS (SELECT 1 FROM memberships mp WHERE mp.room_id = r.id AND mp.user_id = $1))"
+        );
+        let rows = match query.filter(|q| !q.trim().is_empty()) {
+            Some(q) => {
+                let sql = format!(
+                    "{base} AND (r.name_lc LIKE $2 ESCAPE '\\' OR lower(r.topic) LIKE $2 ESCAPE '\\') ORDER BY r.name_lc LIMIT $3"
+                );
+                sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(viewer)
+                    .bind(like_pattern(q.trim()))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql = format!("{base} ORDER BY r.name_lc LIMIT $2");
+                sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(viewer)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(RoomListing {
+                    room: room_from(r)?,
+                    member_count: r.try_get("member_count")?,
+                    is_member: r.try_get::<i64, _>("is_member")? > 0,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn dm_room(
+        &self,
+        a: UserId,
+        bb: UserId,
+        retention: Retention,
+        now: i64,
+    ) -> StoreResult<Room> {
+        let key = crate::domain::dm_key(a, bb);
+        let sql = format!("SELECT {ROOM_COLS} FROM rooms r WHERE r.dm_key = $1");
+        if let Some(row) = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(key.clone())
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(room_from(&row)?);
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO rooms (kind, dm_key, topic, is_private, keep_messages, keep_days, ephemeral, last_seq, created_at)
+             VALUES ('dm', $1, '', 1, $2, $3, 0, 0, $4) ON CONFLICT (dm_key) DO NOTHING",
+        )
+        .bind(key.clone())
+        .bind(retention.keep_messages)
+        .bind(retention.keep_days)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        let room = room_from(&row)?;
+        for u in [a, bb] {
+            sqlx::query("INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING")
+                .bind(room.id)
+                .bind(u)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(room)
+    }
+
+    async fn add_member(&self, room: RoomId, user: UserId, now: i64) -> StoreResult<(bool, bool)> {
+        let mut tx = self.pool.begin().await?;
+        // A (re)joining member has read everything before their join.
+        let added = sqlx::query(
+            "INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq)
+             VALUES ($1, $2, $3, (SELECT last_seq FROM rooms WHERE id = $1)) ON CONFLICT DO NOTHING",
+        )
+        .bind(room)
+        .bind(user)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let first = sqlx::query(
+            "INSERT INTO first_joins (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(room)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok((added, first))
+    }
+
+    async fn remove_member(&self, room: RoomId, user: UserId) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
+            .bind(room)
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn is_member(&self, room: RoomId, user: UserId) -> StoreResult<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM memberships WHERE room_id = $1 AND user_id = $2")
+                .bind(room)
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
+    async fn members(&self, room: RoomId) -> StoreResult<Vec<User>> {
+        let sql = format!(
+            "SELECT {USER_COLS} FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 ORDER BY u.username_lc"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(room)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn user_rooms(&self, user: UserId) -> StoreResult<Vec<RoomSummary>> {
+        let sql = format!(
+            "SELECT {ROOM_COLS}, m.last_read_seq,
+                (SELECT COUNT(*) FROM messages x WHERE x.room_id = r.id AND x.seq > m.last_read_seq AND x.author_id <> $1) AS unread,
+                (SELECT o.user_id FROM memberships o WHERE o.room_id = r.id AND o.user_id <> $1 AND r.kind = 'dm' LIMIT 1) AS peer_id
+             FROM memberships m JOIN rooms r ON r.id = m.room_id
+             WHERE m.user_id = $1 ORDER BY r.kind, r.name_lc, r.id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut peers: HashMap<UserId, Option<User>> = HashMap::new();
+        for r in &rows {
+            let room = room_from(r)?;
+            let peer_id: Option<i64> = r.try_get("peer_id")?;
+            let peer = match peer_id {
+                Some(pid) => {
+                    if !peers.contains_key(&pid) {
+                        let u = self.user_by_id(pid).await?;
+                        peers.insert(pid, u);
+                    }
+                    peers.get(&pid).cloned().flatten()
+                }
+                None => None,
+            };
+            out.push(RoomSummary {
+                room,
+                last_read_seq: r.try_get("last_read_seq")?,
+                unread: r.try_get("unread")?,
+                peer,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Seq> {
+        // Read markers only move forward and never past the room's last event.
+        let row = sqlx::query(
+            "UPDATE memberships SET last_read_seq = CASE
+                 WHEN $1 > last_read_seq THEN (CASE WHEN $1 < (SELECT last_seq FROM rooms WHERE id = $2) THEN $1 ELSE (SELECT last_seq FROM rooms WHERE id = $2) END)
+                 ELSE last_read_seq END
+             WHERE room_id = $2 AND user_id = $3 RETURNING last_read_seq",
+        )
+        .bind(seq)
+        .bind(room)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(r.try_get("last_read_seq")?),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
+        let mut out = Vec::with_capacity(batch.len());
+        // Per room: (last seq assigned, keep_messages, is dm) to apply "last N" once per batch.
+        let mut touched: HashMap<RoomId, (Seq, Option<i64>, bool)> = HashMap::new();
+        let mut tx = self.pool.begin().await?;
+        for m in batch {
+            if let Some(cid) = &m.client_id {
+                let dup = sqlx::query("SELECT seq FROM messages WHERE room_id = $1 AND author_id = $2 AND client_id = $3")
+                    .bind(m.room_id)
+                    .bind(m.author_id)
+                    .bind(cid.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = dup {
+                    out.push(Appended::Duplicate(row.try_get("seq")?));
+                    continue;
+                }
+            }
+            let row = sqlx::query("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq, keep_messages, kind")
+                .bind(m.room_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let seq: i64 = row.try_get("last_seq")?;
+            let keep: Option<i64> = row.try_get("keep_messages")?;
+            let kind: String = row.try_get("kind")?;
+            sqlx::query("INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(m.room_id)
+                .bind(seq)
+                .bind(m.author_id)
+                .bind(m.kind.as_str())
+                .bind(m.body.clone())
+                .bind(m.client_id.clone())
+                .bind(m.created_at)
+                .execute(&mut *tx)
+                .await?;
+            touched.insert(m.room_id, (seq, keep, kind == "dm"));
+            out.push(Appended::New(seq));
+        }
+        for (room, (last, keep, is_dm)) in touched {
+            let Some(cut) = (Retention {
+                keep_messages: keep,
+                keep_days: None,
+                ephemeral: false,
+            })
+            .count_cutoff(last) else {
+                continue;
+            };
+            if is_dm {
+                // A DM is never pruned past what its members have read: a message held
+                // for someone offline stays until they have it.
+                sqlx::query(
+                    "DELETE FROM messages WHERE room_id = $1 AND seq <= $2
+                       AND seq <= (SELECT COALESCE(MIN(last_read_seq), 0) FROM memberships WHERE room_id = $1)",
+                )
+                .bind(room)
+                .bind(cut)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query("DELETE FROM messages WHERE room_id = $1 AND seq <= $2")
+                    .bind(room)
+                    .bind(cut)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn history(
+        &self,
+        room: RoomId,
+        before: Option<Seq>,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let sql = format!(
+            "SELECT {MSG_COLS} FROM messages m LEFT JOIN users u ON u.id = m.author_id
+             WHERE m.room_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(room)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut v: Vec<StoredMessage> = rows.iter().map(message_from).collect::<Result<_, _>>()?;
+        v.reverse();
+        Ok(v)
+    }
+
+    async fn since(&self, room: RoomId, after: Seq, limit: i64) -> StoreResult<Vec<StoredMessage>> {
+        let sql = format!(
+            "SELECT {MSG_COLS} FROM messages m LEFT JOIN users u ON u.id = m.author_id
+             WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq ASC LIMIT $3"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(room)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(message_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn earliest_seq(&self, room: RoomId) -> StoreResult<Option<Seq>> {
+        let row = sqlx::query("SELECT MIN(seq) AS s FROM messages WHERE room_id = $1")
+            .bind(room)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("s")?)
+    }
+
+    async fn count_messages(&self, room: RoomId) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM messages WHERE room_id = $1")
+            .bind(room)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    async fn prune_expired(&self, now: i64) -> StoreResult<u64> {
+        // Rooms with a keep-days policy; DMs keep what a member has not read yet.
+        let r = sqlx::query(
+            "DELETE FROM messages WHERE EXISTS (
+                SELECT 1 FROM rooms r WHERE r.id = messages.room_id AND r.keep_days IS NOT NULL
+                  AND messages.created_at < $1 - r.keep_days * 86400000
+                  AND (r.kind = 'room' OR messages.seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms WHERE ms.room_id = r.id)))",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+}

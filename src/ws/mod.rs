@@ -1,0 +1,48 @@
+//! The WebSocket endpoint `GET /ws`: authenticates the handshake (session cookie with a
+//! same-origin check, or a bearer token), sizes tungstenite's buffers for many idle
+//! sockets, and hands the socket to [`session`]. The frame types live in [`protocol`].
+
+pub mod protocol;
+pub mod session;
+
+use axum::{
+    extract::{State, WebSocketUpgrade},
+    http::{HeaderMap, header},
+    response::{IntoResponse, Response},
+};
+
+use crate::{
+    app::AppState,
+    error::ApiError,
+    http::extract::{Credentials, authenticate},
+};
+
+pub async fn handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let creds = Credentials::from_headers(&headers, &state.cookie_name);
+    if matches!(creds, Credentials::Cookie(_)) {
+        // A browser sends cookies on a cross-site WebSocket handshake too: only the
+        // Origin header tells our own pages from someone else's (CSWSH).
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        if origin != Some(state.chat.policy.origin.as_str()) {
+            return Err(ApiError::bad_origin());
+        }
+    }
+    let actor = authenticate(&state.chat, creds).await?;
+    let max = state.chat.policy.max_frame_bytes;
+    let upgrade = upgrade
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(max)
+        .max_frame_size(max);
+    let chat = state.chat.clone();
+    let hub = state.hub.clone();
+    Ok(upgrade
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |socket| session::run(socket, chat, hub, actor))
+        .into_response())
+}

@@ -1,0 +1,369 @@
+//! One WebSocket connection: a writer task and a reader loop joined by `select!`,
+//! generic over `Sink`/`Stream` so it runs the same over a real socket or in-memory
+//! channels. The writer drains the connection's bounded outbox and, when several
+//! frames are queued, sends them as ONE JSON array in one WebSocket frame (one write
+//! instead of many). The reader decodes commands and calls `chat`; sends are
+//! pipelined (many in flight, acked in order).
+
+use std::{sync::Arc, time::Duration};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Sink, SinkExt, Stream, StreamExt, stream::FuturesOrdered};
+use tokio::sync::mpsc;
+
+use super::protocol::{ClientFrame, ServerFrame, decode_client};
+use crate::{
+    chat::{Actor, Chat, ChatError, Resume},
+    hub::{ConnId, ConnShared, Hub},
+};
+
+/// Frames coalesced into one WebSocket frame at most.
+const MAX_COALESCE: usize = 256;
+/// Bytes coalesced into one WebSocket frame at most.
+const MAX_COALESCE_BYTES: usize = 60 * 1024;
+/// How often the server pings an idle client (keeps NATs and proxies from dropping it).
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+fn text(b: Bytes) -> Message {
+    match Utf8Bytes::try_from(b) {
+        Ok(t) => Message::Text(t),
+        // Our frames are serde_json output, always UTF-8.
+        Err(_) => Message::Text(Utf8Bytes::from_static("{}")),
+    }
+}
+
+/// Serves one authenticated connection until it closes.
+pub async fn run<S, E>(socket: S, chat: Arc<Chat>, hub: Arc<Hub>, actor: Actor)
+where
+    S: Sink<Message, Error = E> + Stream<Item = Result<Message, E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let user = actor.user.id;
+    let rooms = match chat.user_rooms(&actor).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, user_id = user, "cannot load rooms for a new connection");
+            return;
+        }
+    };
+    let ids: Vec<_> = rooms.iter().map(|r| r.id).collect();
+    // Subscribe before the hello is built: nothing published from here on is missed.
+    let reg = hub.register(user, actor.session.clone(), &ids, chat.policy.outbox_frames);
+    let hello = ServerFrame::Hello {
+        user: actor.author(),
+        rooms: rooms.clone(),
+        limits: chat.policy.limits(),
+        server_time: crate::chat::now_ms(),
+    };
+    let (mut sink, stream) = socket.split();
+    if sink.send(text(hello.encode())).await.is_err() {
+        hub.unregister(reg.id);
+        return;
+    }
+    tracing::debug!(
+        user_id = user,
+        conn = reg.id,
+        rooms = ids.len(),
+        "connected"
+    );
+    if let Err(e) = chat.connected(&actor, &rooms).await {
+        tracing::warn!(error = %e, "presence update failed");
+    }
+    for r in &ids {
+        match chat.presence_frame(*r).await {
+            Ok(f) => hub.send_to(reg.id, f.encode()),
+            Err(e) => tracing::warn!(error = %e, room_id = r, "presence snapshot failed"),
+        }
+    }
+
+    let writer = tokio::spawn(write_loop(sink, reg.outbox, reg.shared.clone()));
+    read_loop(stream, &chat, &hub, &actor, reg.id, &reg.shared, writer).await;
+
+    let rooms_at_end = hub.unregister(reg.id);
+    if let Err(e) = chat.disconnected(user, &rooms_at_end).await {
+        tracing::warn!(error = %e, "presence update failed");
+    }
+    tracing::debug!(user_id = user, conn = reg.id, "disconnected");
+}
+
+async fn write_loop<K, E>(mut sink: K, mut outbox: mpsc::Receiver<Bytes>, shared: Arc<ConnShared>)
+where
+    K: Sink<Message, Error = E> + Unpin,
+{
+    let mut buf: Vec<Bytes> = Vec::with_capacity(MAX_COALESCE);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.reset();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.notify.notified() => break,
+            n = outbox.recv_many(&mut buf, MAX_COALESCE) => {
+                if n == 0 { break; }
+                if write_coalesced(&mut sink, &mut buf).await.is_err() {
+                    shared.close_with("write_failed", "");
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    shared.close_with("write_failed", "");
+                    return;
+                }
+            }
+        }
+    }
+    // Say why before closing, so the client can show it and knows to resume.
+    let reason = shared.close_reason().unwrap_or(crate::hub::CloseReason {
+        code: "closed",
+        reason: String::new(),
+    });
+    let closing = ServerFrame::Closing {
+        code: reason.code.to_string(),
+        reason: reason.reason.clone(),
+    };
+    let _ = sink.send(text(closing.encode())).await;
+    let code = if reason.code == "server_shutdown" {
+        1012
+    } else {
+        1008
+    };
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason.code),
+        })))
+        .await;
+    let _ = sink.close().await;
+}
+
+/// Writes the queued frames: one frame as is, several as one JSON array per
+/// `MAX_COALESCE_BYTES`, then one flush.
+async fn write_coalesced<K, E>(sink: &mut K, buf: &mut Vec<Bytes>) -> Result<(), E>
+where
+    K: Sink<Message, Error = E> + Unpin,
+{
+    if buf.len() == 1 {
+        let one = buf.pop().unwrap_or_default();
+        return sink.send(text(one)).await;
+    }
+    let mut out = BytesMut::new();
+    for frame in buf.drain(..) {
+        if !out.is_empty() && out.len() + frame.len() + 2 > MAX_COALESCE_BYTES {
+            out.extend_from_slice(b"]");
+            sink.feed(text(out.split().freeze())).await?;
+        }
+        out.extend_from_slice(if out.is_empty() { b"[" } else { b"," });
+        out.extend_from_slice(&frame);
+    }
+    out.extend_from_slice(b"]");
+    sink.feed(text(out.freeze())).await?;
+    sink.flush().await
+}
+
+type Ack = (String, Result<(Option<i64>, bool), ChatError>, i64, String);
+
+async fn read_loop<T, E>(
+    mut stream: T,
+    chat: &Chat,
+    hub: &Hub,
+    actor: &Actor,
+    conn: ConnId,
+    shared: &ConnShared,
+    mut writer: tokio::task::JoinHandle<()>,
+) where
+    T: Stream<Item = Result<Message, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut pending: FuturesOrdered<
+        std::pin::Pin<Box<dyn std::future::Future<Output = Ack> + Send>>,
+    > = FuturesOrdered::new();
+    let reply = |f: ServerFrame| hub.send_to(conn, f.encode());
+    loop {
+        tokio::select! {
+            _ = &mut writer => return,
+            Some((id, result, room, client_id)) = pending.next(), if !pending.is_empty() => {
+                reply(match result {
+                    Ok((seq, duplicate)) => ServerFrame::Ack { id, room: Some(room), seq, client_id: Some(client_id), duplicate },
+                    Err(e) => error_frame(Some(id), &e),
+                });
+            }
+            msg = stream.next() => {
+                let msg = match msg {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "websocket read failed");
+                        break;
+                    }
+                    None => break,
+                };
+                match msg {
+                    Message::Text(t) => {
+                        match decode_client(t.as_str()) {
+                            Ok(frame) => {
+                                if let Some(f) = handle(chat, actor, frame, &mut pending).await {
+                                    reply(f);
+                                }
+                            }
+                            Err(e) => reply(ServerFrame::Error { id: e.id, code: e.code.to_string(), message: e.message }),
+                        }
+                    }
+                    Message::Binary(_) => reply(ServerFrame::error(None, "bad_request", "binary frames are not supported; send JSON text")),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+        }
+    }
+    // Let accepted sends finish so their acks are not lost while the writer still runs.
+    while let Some((id, result, room, client_id)) = pending.next().await {
+        reply(match result {
+            Ok((seq, duplicate)) => ServerFrame::Ack {
+                id,
+                room: Some(room),
+                seq,
+                client_id: Some(client_id),
+                duplicate,
+            },
+            Err(e) => error_frame(Some(id), &e),
+        });
+    }
+    shared.close_with("closed", "");
+    let _ = writer.await;
+}
+
+fn error_frame(id: Option<String>, e: &ChatError) -> ServerFrame {
+    if let ChatError::Internal(detail) = e {
+        tracing::error!(error = %detail, "command failed");
+    }
+    ServerFrame::Error {
+        id,
+        code: e.code().to_string(),
+        message: e.public_message(),
+    }
+}
+
+/// Runs one command; returns the immediate reply, if any (sends reply later, in order).
+async fn handle(
+    chat: &Chat,
+    actor: &Actor,
+    frame: ClientFrame,
+    pending: &mut FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Ack> + Send>>>,
+) -> Option<ServerFrame> {
+    match frame {
+        ClientFrame::Send {
+            id,
+            room,
+            client_id,
+            text,
+        } => match chat.send(actor, room, &client_id, &text).await {
+            Ok(receipt) => {
+                pending.push_back(Box::pin(async move {
+                    (id, receipt.wait().await, room, client_id)
+                }));
+                None
+            }
+            Err(e) => Some(error_frame(Some(id), &e)),
+        },
+        ClientFrame::History {
+            id,
+            room,
+            before,
+            limit,
+        } => Some(match chat.history(actor, room, before, limit).await {
+            Ok((events, more)) => ServerFrame::History {
+                id,
+                room,
+                events,
+                more,
+            },
+            Err(e) => error_frame(Some(id), &e),
+        }),
+        ClientFrame::Resume { id, room, after } => {
+            Some(match chat.resume(actor, room, after).await {
+                Ok(Resume::Events {
+                    events,
+                    last_seq,
+                    more,
+                }) => ServerFrame::Resumed {
+                    id,
+                    room,
+                    events,
+                    last_seq,
+                    more,
+                },
+                Ok(Resume::Gap {
+                    earliest_seq,
+                    last_seq,
+                }) => ServerFrame::Gap {
+                    id,
+                    room,
+                    earliest_seq,
+                    last_seq,
+                },
+                Err(e) => error_frame(Some(id), &e),
+            })
+        }
+        ClientFrame::Join { id, room } => Some(match chat.join(actor, room).await {
+            Ok(_) => ServerFrame::Ack {
+                id,
+                room: Some(room),
+                seq: None,
+                client_id: None,
+                duplicate: false,
+            },
+            Err(e) => error_frame(Some(id), &e),
+        }),
+        ClientFrame::Leave { id, room } => Some(match chat.leave(actor, room).await {
+            Ok(()) => ServerFrame::Ack {
+                id,
+                room: Some(room),
+                seq: None,
+                client_id: None,
+                duplicate: false,
+            },
+            Err(e) => error_frame(Some(id), &e),
+        }),
+        ClientFrame::Typing { id, room } => match chat.typing(actor, room).await {
+            Ok(()) => None,
+            Err(e) => Some(error_frame(id, &e)),
+        },
+        ClientFrame::Read { id, room, seq } => match chat.mark_read(actor, room, seq).await {
+            Ok(seq) => id.map(|id| ServerFrame::Ack {
+                id,
+                room: Some(room),
+                seq: Some(seq),
+                client_id: None,
+                duplicate: false,
+            }),
+            Err(e) => Some(error_frame(id, &e)),
+        },
+        ClientFrame::Ping { id } => Some(ServerFrame::Pong { id }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn coalesces_queued_frames_into_one_array() {
+        let (tx, mut rx) = futures_util::channel::mpsc::unbounded::<Message>();
+        let mut sink = tx.sink_map_err(|_| ());
+        let mut buf = vec![
+            Bytes::from_static(br#"{"a":1}"#),
+            Bytes::from_static(br#"{"b":2}"#),
+        ];
+        write_coalesced(&mut sink, &mut buf).await.unwrap();
+        let Some(Message::Text(t)) = rx.next().await else {
+            panic!("no frame")
+        };
+        assert_eq!(t.as_str(), r#"[{"a":1},{"b":2}]"#);
+        let mut one = vec![Bytes::from_static(br#"{"c":3}"#)];
+        write_coalesced(&mut sink, &mut one).await.unwrap();
+        let Some(Message::Text(t)) = rx.next().await else {
+            panic!("no frame")
+        };
+        assert_eq!(t.as_str(), r#"{"c":3}"#);
+    }
+}
