@@ -24,6 +24,8 @@ const MAX_COALESCE: usize = 256;
 const MAX_COALESCE_BYTES: usize = 60 * 1024;
 /// How often the server pings an idle client (keeps NATs and proxies from dropping it).
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// How long the goodbye (closing frame, close handshake) may take.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 fn text(b: Bytes) -> Message {
     match Utf8Bytes::try_from(b) {
@@ -100,9 +102,14 @@ where
             _ = shared.notify.notified() => break,
             n = outbox.recv_many(&mut buf, MAX_COALESCE) => {
                 if n == 0 { break; }
-                if write_coalesced(&mut sink, &mut buf).await.is_err() {
-                    shared.close_with("write_failed", "");
-                    return;
+                // A peer that stopped reading blocks this write; being told to close
+                // (slow consumer, shutdown) must still end the connection.
+                tokio::select! {
+                    r = write_coalesced(&mut sink, &mut buf) => if r.is_err() {
+                        shared.close_with("write_failed", "");
+                        return;
+                    },
+                    _ = shared.notify.notified() => break,
                 }
             }
             _ = ping.tick() => {
@@ -122,19 +129,22 @@ where
         code: reason.code.to_string(),
         reason: reason.reason.clone(),
     };
-    let _ = sink.send(text(closing.encode())).await;
     let code = if reason.code == "server_shutdown" {
         1012
     } else {
         1008
     };
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
+    let goodbye = async {
+        sink.send(text(closing.encode())).await?;
+        sink.send(Message::Close(Some(CloseFrame {
             code,
             reason: Utf8Bytes::from(reason.code),
         })))
-        .await;
-    let _ = sink.close().await;
+        .await?;
+        sink.close().await
+    };
+    // A peer that does not read gets no goodbye: the socket is dropped after this.
+    let _ = tokio::time::timeout(CLOSE_WAIT, goodbye).await;
 }
 
 /// Writes the queued frames: one frame as is, several as one JSON array per

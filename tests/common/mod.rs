@@ -465,7 +465,8 @@ impl Ws {
             json!({"type": "send", "id": id, "room": room, "client_id": cid, "text": text}),
         )
         .await;
-        let (f, _) = self.recv_until(|f| matches!(f, ServerFrame::Ack { id: i, .. } | ServerFrame::Error { id: Some(i), .. } if *i == id)).await;
+        let (f, skipped) = self.recv_until(|f| matches!(f, ServerFrame::Ack { id: i, .. } | ServerFrame::Error { id: Some(i), .. } if *i == id)).await;
+        self.unread(skipped);
         match f {
             ServerFrame::Ack { seq, .. } => seq,
             other => panic!("send failed: {other:?}"),
@@ -477,7 +478,7 @@ impl Ws {
         let id = self.new_id();
         v["id"] = json!(id);
         self.send_json(v).await;
-        let (f, _) = self
+        let (f, skipped) = self
             .recv_until(|f| match f {
                 ServerFrame::Ack { id: i, .. }
                 | ServerFrame::History { id: i, .. }
@@ -488,7 +489,15 @@ impl Ws {
                 _ => false,
             })
             .await;
+        self.unread(skipped);
         f
+    }
+
+    /// Puts frames back to be read again (in order, before anything newer).
+    pub fn unread(&mut self, frames: Vec<ServerFrame>) {
+        for f in frames.into_iter().rev() {
+            self.pending.push_front(f);
+        }
     }
 
     /// Collects frames for `d` (for "nothing arrives" checks).
