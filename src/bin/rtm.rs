@@ -134,8 +134,8 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::List => {
             println!(
-                "{:>6}  {:<24} {:<32} {:<5} {}",
-                "id", "username", "email", "admin", "status"
+                "{:>6}  {:<24} {:<32} {:<5} status",
+                "id", "username", "email", "admin"
             );
             for u in chat
                 .list_all_users(100_000)

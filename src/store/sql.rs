@@ -658,11 +658,15 @@ impl Store for SqlStore {
     }
 
     async fn user_rooms(&self, user: UserId) -> StoreResult<Vec<RoomSummary>> {
+        // One query: each membership with its room, unread count and, for a DM, the peer.
         let sql = format!(
             "SELECT {ROOM_COLS}, m.last_read_seq,
                 (SELECT COUNT(*) FROM messages x WHERE x.room_id = r.id AND x.seq > m.last_read_seq AND x.author_id <> $1) AS unread,
-                (SELECT o.user_id FROM memberships o WHERE o.room_id = r.id AND o.user_id <> $1 AND r.kind = 'dm' LIMIT 1) AS peer_id
+                p.id AS p_id, p.email AS p_email, p.username AS p_username, p.first_name AS p_first,
+                p.last_name AS p_last, p.is_admin AS p_admin, p.disabled AS p_disabled, p.created_at AS p_created
              FROM memberships m JOIN rooms r ON r.id = m.room_id
+             LEFT JOIN memberships o ON r.kind = 'dm' AND o.room_id = r.id AND o.user_id <> $1
+             LEFT JOIN users p ON p.id = o.user_id
              WHERE m.user_id = $1 ORDER BY r.kind, r.name_lc, r.id"
         );
         let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
@@ -670,22 +674,22 @@ impl Store for SqlStore {
             .fetch_all(&self.pool)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
-        let mut peers: HashMap<UserId, Option<User>> = HashMap::new();
         for r in &rows {
-            let room = room_from(r)?;
-            let peer_id: Option<i64> = r.try_get("peer_id")?;
-            let peer = match peer_id {
-                Some(pid) => {
-                    if !peers.contains_key(&pid) {
-                        let u = self.user_by_id(pid).await?;
-                        peers.insert(pid, u);
-                    }
-                    peers.get(&pid).cloned().flatten()
-                }
+            let peer = match r.try_get::<Option<i64>, _>("p_id")? {
+                Some(id) => Some(User {
+                    id,
+                    email: r.try_get("p_email")?,
+                    username: r.try_get("p_username")?,
+                    first_name: r.try_get("p_first")?,
+                    last_name: r.try_get("p_last")?,
+                    is_admin: r.try_get::<i64, _>("p_admin")? != 0,
+                    disabled: r.try_get::<i64, _>("p_disabled")? != 0,
+                    created_at: r.try_get("p_created")?,
+                }),
                 None => None,
             };
             out.push(RoomSummary {
-                room,
+                room: room_from(r)?,
                 last_read_seq: r.try_get("last_read_seq")?,
                 unread: r.try_get("unread")?,
                 peer,

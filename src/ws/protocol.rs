@@ -420,4 +420,21 @@ mod tests {
         let batch = format!("[{s},{s}]");
         assert_eq!(decode_server(&batch).unwrap().len(), 2);
     }
+
+    proptest::proptest! {
+        /// Whatever bytes arrive, decoding answers (a frame or a coded error), never panics,
+        /// and an error's request id is bounded.
+        #[test]
+        fn decode_never_panics(s in "\\PC{0,200}") {
+            if let Err(e) = decode_client(&s) {
+                proptest::prop_assert!(e.id.map_or(0, |i| i.chars().count()) <= MAX_REQUEST_ID);
+            }
+        }
+
+        #[test]
+        fn decode_json_shaped_input(ty in "(send|history|resume|join|leave|typing|read|ping|x)", id in "\\PC{0,80}", room in proptest::num::i64::ANY, text in "\\PC{0,50}") {
+            let v = serde_json::json!({"type": ty, "id": id, "room": room, "client_id": "c", "text": text, "after": 1, "seq": 2});
+            let _ = decode_client(&v.to_string());
+        }
+    }
 }

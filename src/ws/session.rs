@@ -358,22 +358,38 @@ mod tests {
 
     #[tokio::test]
     async fn coalesces_queued_frames_into_one_array() {
-        let (tx, mut rx) = futures_util::channel::mpsc::unbounded::<Message>();
-        let mut sink = tx.sink_map_err(|_| ());
+        let mut sink: Vec<Message> = Vec::new();
         let mut buf = vec![
             Bytes::from_static(br#"{"a":1}"#),
             Bytes::from_static(br#"{"b":2}"#),
         ];
         write_coalesced(&mut sink, &mut buf).await.unwrap();
-        let Some(Message::Text(t)) = rx.next().await else {
-            panic!("no frame")
-        };
-        assert_eq!(t.as_str(), r#"[{"a":1},{"b":2}]"#);
         let mut one = vec![Bytes::from_static(br#"{"c":3}"#)];
         write_coalesced(&mut sink, &mut one).await.unwrap();
-        let Some(Message::Text(t)) = rx.next().await else {
-            panic!("no frame")
-        };
-        assert_eq!(t.as_str(), r#"{"c":3}"#);
+        let texts: Vec<String> = sink
+            .iter()
+            .map(|m| match m {
+                Message::Text(t) => t.as_str().to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(texts, [r#"[{"a":1},{"b":2}]"#, r#"{"c":3}"#]);
+    }
+
+    #[tokio::test]
+    async fn splits_a_large_backlog_into_bounded_frames() {
+        let mut sink: Vec<Message> = Vec::new();
+        let frame = Bytes::from(format!(r#"{{"t":"{}"}}"#, "x".repeat(1000)));
+        let mut buf = vec![frame; 200];
+        write_coalesced(&mut sink, &mut buf).await.unwrap();
+        assert!(sink.len() > 1);
+        let mut total = 0;
+        for m in &sink {
+            let Message::Text(t) = m else { panic!() };
+            assert!(t.len() <= MAX_COALESCE_BYTES + 2);
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+            total += v.as_array().map_or(1, Vec::len);
+        }
+        assert_eq!(total, 200, "every queued frame is sent exactly once");
     }
 }
