@@ -41,23 +41,13 @@ impl AppState {
         let store = store::connect(&config.database_url(), config.db_pool).await?;
         let hub = Arc::new(Hub::new());
         let bus = Arc::new(LocalBus::new(hub.clone()));
-        let chat = Chat::new(
-            store,
-            bus,
-            Policy::from_config(config),
-            config.hash_concurrency,
-            config.registration,
-        )
-        .await?;
+        let chat =
+            Chat::new(store, bus, Policy::from_config(config), config.hash_concurrency, config.registration).await?;
         let per_min = NonZeroU32::new(config.auth_rate_per_min).unwrap_or(NonZeroU32::MIN);
         Ok(AppState {
             chat,
             hub,
-            cookie_name: if config.secure_cookies() {
-                "__Host-rtm_session".into()
-            } else {
-                "rtm_session".into()
-            },
+            cookie_name: if config.secure_cookies() { "__Host-rtm_session".into() } else { "rtm_session".into() },
             secure_cookies: config.secure_cookies(),
             auth_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_min))),
         })

@@ -39,12 +39,7 @@ impl RegistrationMode {
 #[derive(Args, Clone)]
 pub struct Config {
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "RTM_LISTEN",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "RTM_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
 
     /// Directory for the embedded SQLite database (created if missing).
@@ -80,12 +75,7 @@ pub struct Config {
     pub session_max_secs: i64,
 
     /// Longest message text, in characters.
-    #[arg(
-        long,
-        env = "RTM_MAX_MESSAGE_CHARS",
-        default_value_t = 4000,
-        global = true
-    )]
+    #[arg(long, env = "RTM_MAX_MESSAGE_CHARS", default_value_t = 4000, global = true)]
     pub max_message_chars: usize,
 
     /// Largest WebSocket frame or message a client may send, in bytes.
@@ -102,21 +92,11 @@ pub struct Config {
     pub outbox_frames: usize,
 
     /// Retention of new rooms when their creator does not choose: keep the last N messages.
-    #[arg(
-        long,
-        env = "RTM_DEFAULT_KEEP_MESSAGES",
-        default_value_t = 1000,
-        global = true
-    )]
+    #[arg(long, env = "RTM_DEFAULT_KEEP_MESSAGES", default_value_t = 1000, global = true)]
     pub default_keep_messages: i64,
 
     /// Sign-in and sign-up attempts allowed per client address per minute.
-    #[arg(
-        long,
-        env = "RTM_AUTH_RATE_PER_MIN",
-        default_value_t = 30,
-        global = true
-    )]
+    #[arg(long, env = "RTM_AUTH_RATE_PER_MIN", default_value_t = 30, global = true)]
     pub auth_rate_per_min: u32,
 
     /// Password hashes computed at once (each takes ~25 ms of one core and 19 MiB).
@@ -124,21 +104,11 @@ pub struct Config {
     pub hash_concurrency: usize,
 
     /// Seconds to wait for connections to finish on shutdown.
-    #[arg(
-        long,
-        env = "RTM_SHUTDOWN_GRACE_SECS",
-        default_value_t = 10,
-        global = true
-    )]
+    #[arg(long, env = "RTM_SHUTDOWN_GRACE_SECS", default_value_t = 10, global = true)]
     pub shutdown_grace_secs: u64,
 
     /// How often (seconds) the server deletes messages older than their room's keep-days.
-    #[arg(
-        long,
-        env = "RTM_PRUNE_INTERVAL_SECS",
-        default_value_t = 60,
-        global = true
-    )]
+    #[arg(long, env = "RTM_PRUNE_INTERVAL_SECS", default_value_t = 60, global = true)]
     pub prune_interval_secs: u64,
 
     /// Database connections in the pool.

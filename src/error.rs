@@ -20,19 +20,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 
     pub fn bad_origin() -> Self {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "bad_origin",
-            "requests from another site are refused",
-        )
+        ApiError::new(StatusCode::FORBIDDEN, "bad_origin", "requests from another site are refused")
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -58,20 +50,12 @@ impl From<ChatError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        ApiError {
-            status,
-            code: e.code(),
-            message: e.public_message(),
-        }
+        ApiError { status, code: e.code(), message: e.public_message() }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": { "code": self.code, "message": self.message } })),
-        )
-            .into_response()
+        (self.status, Json(json!({ "error": { "code": self.code, "message": self.message } }))).into_response()
     }
 }

@@ -39,6 +39,8 @@ pub enum Control {
     EndSession(String),
     /// Close all the user's connections except those of this session, if any.
     EndSessionsExcept(Option<String>),
+    /// Close the user's connections made with this API token (revoked).
+    EndToken(i64),
 }
 
 /// What travels on the bus: a frame for a topic, optionally with a control to apply
@@ -70,10 +72,7 @@ impl ConnShared {
     pub fn close_with(&self, code: &'static str, reason: impl Into<String>) {
         let mut c = self.close.lock();
         if c.is_none() {
-            *c = Some(CloseReason {
-                code,
-                reason: reason.into(),
-            });
+            *c = Some(CloseReason { code, reason: reason.into() });
         }
         drop(c);
         self.notify.notify_one();
@@ -85,7 +84,9 @@ impl ConnShared {
 
 struct Conn {
     user: UserId,
+    /// How the connection authenticated: a session (token hash) or an API token id.
     session: Option<String>,
+    token: Option<i64>,
     outbox: mpsc::Sender<Bytes>,
     shared: Arc<ConnShared>,
 }
@@ -120,22 +121,15 @@ impl Hub {
     pub fn register(
         &self,
         user: UserId,
-        session: Option<String>,
+        auth: (Option<String>, Option<i64>),
         rooms: &[RoomId],
         outbox_frames: usize,
     ) -> Registration {
+        let (session, token) = auth;
         let (tx, rx) = mpsc::channel(outbox_frames.max(1));
-        let shared = Arc::new(ConnShared {
-            close: Mutex::new(None),
-            notify: Notify::new(),
-        });
+        let shared = Arc::new(ConnShared { close: Mutex::new(None), notify: Notify::new() });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let conn = Arc::new(Conn {
-            user,
-            session,
-            outbox: tx,
-            shared: shared.clone(),
-        });
+        let conn = Arc::new(Conn { user, session, token, outbox: tx, shared: shared.clone() });
         let mut topics: HashSet<Topic> = rooms.iter().map(|r| Topic::Room(*r)).collect();
         topics.insert(Topic::User(user));
         let mut g = self.inner.write();
@@ -143,11 +137,7 @@ impl Hub {
             g.topics.entry(*t).or_default().insert(id, conn.clone());
         }
         g.conns.insert(id, (conn, topics));
-        Registration {
-            id,
-            outbox: rx,
-            shared,
-        }
+        Registration { id, outbox: rx, shared }
     }
 
     /// Removes a connection; returns the rooms it was listening to.
@@ -172,11 +162,7 @@ impl Hub {
 
     /// Number of local connections of a user.
     pub fn user_connections(&self, user: UserId) -> usize {
-        self.inner
-            .read()
-            .topics
-            .get(&Topic::User(user))
-            .map_or(0, HashMap::len)
+        self.inner.read().topics.get(&Topic::User(user)).map_or(0, HashMap::len)
     }
 
     /// Queues a frame for one connection (a reply to its own command).
@@ -207,10 +193,7 @@ impl Hub {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                conn.shared.close_with(
-                    "slow_consumer",
-                    "you fell too far behind; reconnect and resume",
-                );
+                conn.shared.close_with("slow_consumer", "you fell too far behind; reconnect and resume");
             }
             // The connection is closing; its session unregisters it.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -222,11 +205,7 @@ impl Hub {
         match ctl {
             Control::Subscribe(room) | Control::Unsubscribe(room) => {
                 let mut g = self.inner.write();
-                let ids: Vec<ConnId> = g
-                    .topics
-                    .get(&topic)
-                    .map(|m| m.keys().copied().collect())
-                    .unwrap_or_default();
+                let ids: Vec<ConnId> = g.topics.get(&topic).map(|m| m.keys().copied().collect()).unwrap_or_default();
                 let t = Topic::Room(*room);
                 for id in ids {
                     let Some((conn, topics)) = g.conns.get_mut(&id) else {
@@ -249,30 +228,27 @@ impl Hub {
             }
             Control::EndSession(hash) => self.close_user_conns(
                 user,
-                |s| s == Some(hash.as_str()),
+                |c| c.session.as_deref() == Some(hash.as_str()),
                 "session_ended",
                 "signed out",
             ),
             Control::EndSessionsExcept(keep) => self.close_user_conns(
                 user,
-                |s| s.is_none() || s != keep.as_deref(),
+                |c| c.session.is_none() || c.session.as_deref() != keep.as_deref(),
                 "session_ended",
                 "your sessions were ended",
             ),
+            Control::EndToken(id) => {
+                self.close_user_conns(user, |c| c.token == Some(*id), "session_ended", "the API token was revoked")
+            }
         }
     }
 
-    fn close_user_conns(
-        &self,
-        user: UserId,
-        pick: impl Fn(Option<&str>) -> bool,
-        code: &'static str,
-        reason: &str,
-    ) {
+    fn close_user_conns(&self, user: UserId, pick: impl Fn(&Conn) -> bool, code: &'static str, reason: &str) {
         let g = self.inner.read();
         if let Some(m) = g.topics.get(&Topic::User(user)) {
             for conn in m.values() {
-                if conn.user == user && pick(conn.session.as_deref()) {
+                if conn.user == user && pick(conn) {
                     conn.shared.close_with(code, reason);
                 }
             }
@@ -299,38 +275,19 @@ mod tests {
     #[tokio::test]
     async fn fanout_subscribe_and_slow_consumer() {
         let hub = Hub::new();
-        let mut a = hub.register(1, None, &[10], 2);
-        let mut b = hub.register(2, None, &[], 2);
-        hub.dispatch(&Envelope {
-            topic: Topic::Room(10),
-            control: None,
-            frame: Some(Bytes::from_static(b"x")),
-        });
+        let mut a = hub.register(1, (None, None), &[10], 2);
+        let mut b = hub.register(2, (None, None), &[], 2);
+        hub.dispatch(&Envelope { topic: Topic::Room(10), control: None, frame: Some(Bytes::from_static(b"x")) });
         assert_eq!(a.outbox.recv().await.unwrap(), Bytes::from_static(b"x"));
         assert!(b.outbox.try_recv().is_err());
-        hub.dispatch(&Envelope {
-            topic: Topic::User(2),
-            control: Some(Control::Subscribe(10)),
-            frame: None,
-        });
-        hub.dispatch(&Envelope {
-            topic: Topic::Room(10),
-            control: None,
-            frame: Some(Bytes::from_static(b"y")),
-        });
+        hub.dispatch(&Envelope { topic: Topic::User(2), control: Some(Control::Subscribe(10)), frame: None });
+        hub.dispatch(&Envelope { topic: Topic::Room(10), control: None, frame: Some(Bytes::from_static(b"y")) });
         assert_eq!(b.outbox.recv().await.unwrap(), Bytes::from_static(b"y"));
         // a has one queued frame and room for one more: the third overflows.
         for _ in 0..2 {
-            hub.dispatch(&Envelope {
-                topic: Topic::Room(10),
-                control: None,
-                frame: Some(Bytes::from_static(b"z")),
-            });
+            hub.dispatch(&Envelope { topic: Topic::Room(10), control: None, frame: Some(Bytes::from_static(b"z")) });
         }
-        assert_eq!(
-            a.shared.close_reason().map(|r| r.code),
-            Some("slow_consumer")
-        );
+        assert_eq!(a.shared.close_reason().map(|r| r.code), Some("slow_consumer"));
         assert!(b.shared.close_reason().is_none());
         hub.unregister(a.id);
         assert_eq!(hub.connection_count(), 1);

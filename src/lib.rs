@@ -54,18 +54,10 @@ pub async fn serve(
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, origin = %config.origin(), registration = state.chat.registration_mode().as_str(), "serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let housekeeping = tokio::spawn(housekeeping(
-        state.clone(),
-        Duration::from_secs(config.prune_interval_secs.max(1)),
-        stop_rx,
-    ));
-    let app = state
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    let housekeeping =
+        tokio::spawn(housekeeping(state.clone(), Duration::from_secs(config.prune_interval_secs.max(1)), stop_rx));
+    let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!(error = %e, "server error");
     }
     shutdown::drain(&state.hub, Duration::from_secs(config.shutdown_grace_secs)).await;
@@ -74,11 +66,7 @@ pub async fn serve(
     tracing::info!("stopped");
 }
 
-async fn housekeeping(
-    state: AppState,
-    prune_every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+async fn housekeeping(state: AppState, prune_every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut last_prune = tokio::time::Instant::now() - prune_every;
     loop {

@@ -37,10 +37,7 @@ pub async fn signal() {
 
 /// Closes every connection of the hub and waits (at most `grace`) for them to finish.
 pub async fn drain(hub: &Hub, grace: Duration) {
-    hub.close_all(
-        "server_shutdown",
-        "the server is restarting; reconnect shortly",
-    );
+    hub.close_all("server_shutdown", "the server is restarting; reconnect shortly");
     let deadline = tokio::time::Instant::now() + grace;
     while hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -61,16 +61,8 @@ async fn check(state: &AppState, actor: &Actor, ops: Vec<Op>) -> Result<(), Test
         private: false,
         retention: Some(Retention::last_messages(5)),
     };
-    let room = chat
-        .create_room(actor, create)
-        .await
-        .map_err(|e| TestCaseError::fail(e.to_string()))?
-        .id;
-    let mut m = Model {
-        last_seq: 0,
-        keep: 5,
-        kept: BTreeMap::new(),
-    };
+    let room = chat.create_room(actor, create).await.map_err(|e| TestCaseError::fail(e.to_string()))?.id;
+    let mut m = Model { last_seq: 0, keep: 5, kept: BTreeMap::new() };
     let mut sent = 0;
     for op in ops {
         match op {
@@ -82,49 +74,29 @@ async fn check(state: &AppState, actor: &Actor, ops: Vec<Op>) -> Result<(), Test
                         .send(actor, room, &format!("c{sent}"), &text)
                         .await
                         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                    let (seq, dup) = receipt
-                        .wait()
-                        .await
-                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let (seq, dup) = receipt.wait().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
                     m.last_seq += 1;
                     prop_assert_eq!(seq, Some(m.last_seq), "seq grows by one");
                     prop_assert!(!dup);
                     m.kept.insert(m.last_seq, text);
                     m.prune();
                 }
-                prop_assert_eq!(
-                    chat.store().count_messages(room).await.unwrap(),
-                    m.kept.len() as i64
-                );
+                prop_assert_eq!(chat.store().count_messages(room).await.unwrap(), m.kept.len() as i64);
             }
             Op::Keep(k) => {
-                let u = RoomUpdate {
-                    topic: None,
-                    retention: Some(Retention::last_messages(k)),
-                };
-                chat.update_room(actor, room, u)
-                    .await
-                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let u = RoomUpdate { topic: None, retention: Some(Retention::last_messages(k)) };
+                chat.update_room(actor, room, u).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
                 m.keep = k;
                 m.prune();
-                prop_assert_eq!(
-                    chat.store().count_messages(room).await.unwrap(),
-                    m.kept.len() as i64
-                );
+                prop_assert_eq!(chat.store().count_messages(room).await.unwrap(), m.kept.len() as i64);
             }
             Op::Resume(back) => {
                 let after = (m.last_seq - back).max(0);
-                let got = chat
-                    .resume(actor, room, after)
-                    .await
-                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let got = chat.resume(actor, room, after).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let earliest = m.kept.keys().next().copied();
                 let expect_gap = after < m.last_seq && earliest.is_none_or(|e| e > after + 1);
                 match got {
-                    Resume::Gap {
-                        earliest_seq,
-                        last_seq,
-                    } => {
+                    Resume::Gap { earliest_seq, last_seq } => {
                         prop_assert!(
                             expect_gap,
                             "unexpected gap after {} (kept {:?})",
@@ -134,23 +106,14 @@ async fn check(state: &AppState, actor: &Actor, ops: Vec<Op>) -> Result<(), Test
                         prop_assert_eq!(earliest_seq, earliest);
                         prop_assert_eq!(last_seq, m.last_seq);
                     }
-                    Resume::Events {
-                        events,
-                        last_seq,
-                        more,
-                    } => {
+                    Resume::Events { events, last_seq, more } => {
                         prop_assert!(!expect_gap, "missing gap after {}", after);
                         prop_assert!(!more);
                         prop_assert_eq!(last_seq, m.last_seq);
-                        let want: Vec<(i64, String)> = m
-                            .kept
-                            .range(after + 1..)
-                            .map(|(s, t)| (*s, t.clone()))
-                            .collect();
-                        let got: Vec<(i64, String)> = events
-                            .into_iter()
-                            .map(|e| (e.seq.unwrap_or(-1), e.text))
-                            .collect();
+                        let want: Vec<(i64, String)> =
+                            m.kept.range(after + 1..).map(|(s, t)| (*s, t.clone())).collect();
+                        let got: Vec<(i64, String)> =
+                            events.into_iter().map(|e| (e.seq.unwrap_or(-1), e.text)).collect();
                         prop_assert_eq!(got, want);
                     }
                 }
@@ -160,16 +123,10 @@ async fn check(state: &AppState, actor: &Actor, ops: Vec<Op>) -> Result<(), Test
                     .history(actor, room, before, Some(limit))
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                let older: Vec<(i64, String)> = m
-                    .kept
-                    .range(..before.unwrap_or(i64::MAX))
-                    .map(|(s, t)| (*s, t.clone()))
-                    .collect();
+                let older: Vec<(i64, String)> =
+                    m.kept.range(..before.unwrap_or(i64::MAX)).map(|(s, t)| (*s, t.clone())).collect();
                 let want = &older[older.len().saturating_sub(limit as usize)..];
-                let got: Vec<(i64, String)> = events
-                    .into_iter()
-                    .map(|e| (e.seq.unwrap_or(-1), e.text))
-                    .collect();
+                let got: Vec<(i64, String)> = events.into_iter().map(|e| (e.seq.unwrap_or(-1), e.text)).collect();
                 prop_assert_eq!(&got[..], want);
                 prop_assert_eq!(more, older.len() > limit as usize);
             }
@@ -179,11 +136,7 @@ async fn check(state: &AppState, actor: &Actor, ops: Vec<Op>) -> Result<(), Test
 }
 
 fn run_model(backend: Backend, cases: u32) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (state, actor) = rt.block_on(async {
         let mut config = Config::for_tests(dir.path().to_path_buf());
@@ -201,22 +154,10 @@ fn run_model(backend: Backend, cases: u32) {
             invite: None,
         };
         let user = state.chat.register(account, true).await.unwrap();
-        (
-            state,
-            Actor {
-                user,
-                session: None,
-                token_id: None,
-            },
-        )
+        (state, Actor { user, session: None, token_id: None })
     });
-    let mut runner = TestRunner::new(ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    });
-    let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
-        rt.block_on(check(&state, &actor, ops))
-    });
+    let mut runner = TestRunner::new(ProptestConfig { cases, ..ProptestConfig::default() });
+    let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| rt.block_on(check(&state, &actor, ops)));
     if let Err(e) = result {
         panic!("{e}");
     }

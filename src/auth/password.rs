@@ -26,17 +26,13 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn new(concurrency: usize) -> Self {
-        Hasher {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-        }
+        Hasher { permits: Arc::new(Semaphore::new(concurrency.max(1))) }
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let _permit = self.permits.acquire().await.map_err(|_| HashError::Join)?;
         let pw = password.to_string();
-        tokio::task::spawn_blocking(move || hash_now(&pw))
-            .await
-            .map_err(|_| HashError::Join)?
+        tokio::task::spawn_blocking(move || hash_now(&pw)).await.map_err(|_| HashError::Join)?
     }
 
     /// True when `password` matches the stored PHC string `hash`.
@@ -44,9 +40,7 @@ impl Hasher {
         let _permit = self.permits.acquire().await.map_err(|_| HashError::Join)?;
         let pw = password.to_string();
         let h = hash.to_string();
-        tokio::task::spawn_blocking(move || verify_now(&pw, &h))
-            .await
-            .map_err(|_| HashError::Join)?
+        tokio::task::spawn_blocking(move || verify_now(&pw, &h)).await.map_err(|_| HashError::Join)?
     }
 
     /// Spends the same effort as a real check, for sign-ins naming unknown accounts, so
@@ -63,20 +57,14 @@ impl Hasher {
 fn hash_now(pw: &str) -> Result<String, HashError> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| HashError::Hash(e.to_string()))?;
-    PasswordHasher::<PasswordHash>::hash_password_with_salt(
-        &Argon2::default(),
-        pw.as_bytes(),
-        &salt,
-    )
-    .map(|h| h.to_string())
-    .map_err(|e| HashError::Hash(e.to_string()))
+    PasswordHasher::<PasswordHash>::hash_password_with_salt(&Argon2::default(), pw.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Hash(e.to_string()))
 }
 
 fn verify_now(pw: &str, hash: &str) -> Result<bool, HashError> {
     let parsed = PasswordHash::new(hash).map_err(|e| HashError::Hash(e.to_string()))?;
-    Ok(Argon2::default()
-        .verify_password(pw.as_bytes(), &parsed)
-        .is_ok())
+    Ok(Argon2::default().verify_password(pw.as_bytes(), &parsed).is_ok())
 }
 
 #[cfg(test)]

@@ -1,1 +1,173 @@
-fn main() {}
+//! `rtm-bench`: the load generator of RT Messenger. It drives a running server
+//! (`--url`, loopback only) or one it starts itself (`--spawn`) over real sockets,
+//! speaking the same protocol types as the server (`rtm::ws::protocol`), and measures
+//! what BENCHMARKS.md reports: memory per connection (`capacity`), room fan-out
+//! throughput and latency (`fanout`), DM latency among many idle connections (`dm`),
+//! stored messages per second (`persist`) and lossless resumption after a mass
+//! reconnect (`reconnect`). `plot` draws a latency-versus-load SVG from results.
+//!
+//! Every run prints a human summary and ONE JSON line at the end, and exits non-zero
+//! when anything was lost or failed. Loads only target 127.0.0.0/8, are bounded in
+//! size and time (`--max-runtime`), and stop by themselves.
+
+#[path = "rtm_bench/capacity.rs"]
+mod capacity;
+#[path = "rtm_bench/dm.rs"]
+mod dm;
+#[path = "rtm_bench/fanout.rs"]
+mod fanout;
+#[path = "rtm_bench/http.rs"]
+mod http;
+#[path = "rtm_bench/load.rs"]
+mod load;
+#[path = "rtm_bench/persist.rs"]
+mod persist;
+#[path = "rtm_bench/plot.rs"]
+mod plot;
+#[path = "rtm_bench/reconnect.rs"]
+mod reconnect;
+#[path = "rtm_bench/report.rs"]
+mod report;
+#[path = "rtm_bench/setup.rs"]
+mod setup;
+#[path = "rtm_bench/stats.rs"]
+mod stats;
+#[path = "rtm_bench/sys.rs"]
+mod sys;
+#[path = "rtm_bench/target.rs"]
+mod target;
+#[path = "rtm_bench/wsconn.rs"]
+mod wsconn;
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Load generator for RT Messenger (see BENCHMARKS.md).
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hold N idle, authenticated, subscribed connections; report server RSS per connection.
+    Capacity(capacity::CapacityArgs),
+    /// Rooms × members with senders at a rate: deliveries/s, end-to-end latency, losses.
+    Fanout(fanout::FanoutArgs),
+    /// Pairs chatting in DMs among many idle connections: latency.
+    Dm(dm::DmArgs),
+    /// Senders as fast as acks allow: stored messages/s.
+    Persist(persist::PersistArgs),
+    /// All clients drop at once and resume: time to resume, losses, duplicates.
+    Reconnect(reconnect::ReconnectArgs),
+    /// Draw a latency-versus-load SVG from fanout JSON result lines.
+    Plot(plot::PlotArgs),
+}
+
+/// Flags every workload has.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// The server to load (http://HOST:PORT, loopback only). Its public origin must be
+    /// this URL's origin (the bench sends it as `Origin`).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Start the `rtm` binary next to this executable on a free port with a temporary
+    /// data dir and benchmark limits; stop it at the end.
+    #[arg(long)]
+    pub spawn: bool,
+    /// With --spawn: the server's database URL (default: SQLite in the temp dir).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// With --spawn: the server's --outbox-frames.
+    #[arg(long)]
+    pub outbox_frames: Option<usize>,
+    /// With --spawn: one more argument for the server (repeatable), e.g. --server-arg=--db-pool=16.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
+    /// With --url: the server's pid, to read its RSS and CPU time.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Seconds of load (per step); each workload has its own default.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Print only the JSON result line (it is always printed last).
+    #[arg(long)]
+    pub json: bool,
+    /// Bench accounts to sign up (each costs the server a ~25 ms password hash).
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// WebSocket handshakes in flight at once.
+    #[arg(long, default_value_t = 128)]
+    pub connect_concurrency: usize,
+    /// Give up (and stop everything) after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub max_runtime: u64,
+    /// No progress bars (child processes, scripts).
+    #[arg(long, hide = true)]
+    pub quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = sys::raise_nofile() {
+        eprintln!("rtm-bench: cannot raise the open-file limit: {e:#}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rtm-bench: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (max_runtime, json) = match &cli.command {
+        Command::Capacity(a) => (a.common.max_runtime, a.common.json),
+        Command::Fanout(a) => (a.common.max_runtime, a.common.json),
+        Command::Dm(a) => (a.common.max_runtime, a.common.json),
+        Command::Persist(a) => (a.common.max_runtime, a.common.json),
+        Command::Reconnect(a) => (a.common.max_runtime, a.common.json),
+        Command::Plot(_) => (600, false),
+    };
+    let result = rt.block_on(async move {
+        let work = async move {
+            match cli.command {
+                Command::Capacity(a) => capacity::run(a).await,
+                Command::Fanout(a) => fanout::run(a).await,
+                Command::Dm(a) => dm::run(a).await,
+                Command::Persist(a) => persist::run(a).await,
+                Command::Reconnect(a) => reconnect::run(a).await,
+                Command::Plot(a) => plot::run(a),
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(Duration::from_secs(max_runtime), work) => match r {
+                Ok(r) => r,
+                Err(_) => Err(anyhow::anyhow!("gave up after --max-runtime {max_runtime} s")),
+            },
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    // Client tasks still running are dropped with the runtime; a spawned server was
+    // already stopped when its Target was dropped.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(outcome) => {
+            outcome.emit(json);
+            if outcome.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("rtm-bench: {e:#}");
+            println!(
+                "{}",
+                serde_json::json!({ "ok": false, "error": format!("{e:#}") })
+            );
+            ExitCode::from(2)
+        }
+    }
+}

@@ -79,69 +79,33 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(config = ?config, "starting");
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    rtm::run(config, listener, rtm::shutdown::signal())
-        .await
-        .context("cannot start")?;
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    rtm::run(config, listener, rtm::shutdown::signal()).await.context("cannot start")?;
     Ok(())
 }
 
 async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
-    let state = AppState::build(&config)
-        .await
-        .context("cannot open the database")?;
+    let state = AppState::build(&config).await.context("cannot open the database")?;
     let chat = &state.chat;
     match cmd {
-        UserCommand::Add {
-            email,
-            username,
-            first_name,
-            last_name,
-            password,
-            password_stdin,
-        } => {
+        UserCommand::Add { email, username, first_name, last_name, password, password_stdin } => {
             let password = if password_stdin {
                 let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("cannot read the password")?;
+                std::io::stdin().read_to_string(&mut s).context("cannot read the password")?;
                 s.trim_end_matches(['\r', '\n']).to_string()
             } else {
                 password.context("give --password-stdin or --password")?
             };
             let u = chat
-                .register(
-                    NewAccount {
-                        first_name,
-                        last_name,
-                        email,
-                        username,
-                        password,
-                        invite: None,
-                    },
-                    true,
-                )
+                .register(NewAccount { first_name, last_name, email, username, password, invite: None }, true)
                 .await
                 .map_err(|e| anyhow::anyhow!("{} ({})", e.public_message(), e.code()))?;
-            println!(
-                "created user {} (id {}){}",
-                u.username,
-                u.id,
-                if u.is_admin { ", admin" } else { "" }
-            );
+            println!("created user {} (id {}){}", u.username, u.id, if u.is_admin { ", admin" } else { "" });
         }
         UserCommand::List => {
-            println!(
-                "{:>6}  {:<24} {:<32} {:<5} status",
-                "id", "username", "email", "admin"
-            );
-            for u in chat
-                .list_all_users(100_000)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-            {
+            println!("{:>6}  {:<24} {:<32} {:<5} status", "id", "username", "email", "admin");
+            for u in chat.list_all_users(100_000).await.map_err(|e| anyhow::anyhow!("{e}"))? {
                 println!(
                     "{:>6}  {:<24} {:<32} {:<5} {}",
                     u.id,
@@ -156,37 +120,18 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             anyhow::bail!("name a user")
         }
         UserCommand::Disable { login } => {
-            let u = chat
-                .find_user(&login)
-                .await
-                .map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
-            chat.set_disabled(u.id, true)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "disabled {} (id {}); their sessions are ended",
-                u.username, u.id
-            );
+            let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
+            chat.set_disabled(u.id, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("disabled {} (id {}); their sessions are ended", u.username, u.id);
         }
         UserCommand::Enable { login } => {
-            let u = chat
-                .find_user(&login)
-                .await
-                .map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
-            chat.set_disabled(u.id, false)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
+            chat.set_disabled(u.id, false).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("enabled {} (id {})", u.username, u.id);
         }
         UserCommand::Token { login, name } => {
-            let u = chat
-                .find_user(&login)
-                .await
-                .map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
-            let (_, token) = chat
-                .create_api_token(u.id, &name)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
+            let (_, token) = chat.create_api_token(u.id, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{token}");
         }
     }

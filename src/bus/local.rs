@@ -20,10 +20,7 @@ pub struct LocalBus {
 
 impl LocalBus {
     pub fn new(hub: Arc<Hub>) -> Self {
-        LocalBus {
-            hub,
-            presence: Mutex::new(HashMap::new()),
-        }
+        LocalBus { hub, presence: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -58,10 +55,6 @@ impl Bus for LocalBus {
 
     async fn online(&self, users: &[UserId]) -> Result<Vec<UserId>, BusError> {
         let p = self.presence.lock();
-        Ok(users
-            .iter()
-            .copied()
-            .filter(|u| p.contains_key(u))
-            .collect())
+        Ok(users.iter().copied().filter(|u| p.contains_key(u)).collect())
     }
 }

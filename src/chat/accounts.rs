@@ -66,12 +66,8 @@ impl Chat {
                 RegistrationMode::Open => {}
                 RegistrationMode::Closed => return Err(ChatError::RegistrationClosed),
                 RegistrationMode::Invite => {
-                    let code = a
-                        .invite
-                        .as_deref()
-                        .map(str::trim)
-                        .filter(|c| !c.is_empty())
-                        .ok_or(ChatError::InvalidInvite)?;
+                    let code =
+                        a.invite.as_deref().map(str::trim).filter(|c| !c.is_empty()).ok_or(ChatError::InvalidInvite)?;
                     let hash = auth::hash_secret(code);
                     if !self.store.claim_invite(&hash, now_ms()).await? {
                         return Err(ChatError::InvalidInvite);
@@ -80,11 +76,7 @@ impl Chat {
                 }
             }
         }
-        let hash = self
-            .hasher
-            .hash(password.expose())
-            .await
-            .map_err(internal)?;
+        let hash = self.hasher.hash(password.expose()).await.map_err(internal)?;
         let result = self
             .store
             .create_user(NewUser {
@@ -115,20 +107,12 @@ impl Chat {
 
     /// Signs in with email or username; a new session token every time.
     pub async fn login(&self, login: &str, password: &str) -> ChatResult<LoginOutcome> {
-        let found = self
-            .store
-            .user_for_login(&login.trim().to_lowercase())
-            .await?;
+        let found = self.store.user_for_login(&login.trim().to_lowercase()).await?;
         let Some((user, hash)) = found else {
             self.hasher.verify_dummy(password).await;
             return Err(ChatError::BadCredentials);
         };
-        if !self
-            .hasher
-            .verify(password, &hash)
-            .await
-            .map_err(internal)?
-        {
+        if !self.hasher.verify(password, &hash).await.map_err(internal)? {
             return Err(ChatError::BadCredentials);
         }
         if user.disabled {
@@ -143,25 +127,14 @@ impl Chat {
     pub async fn start_session(&self, user: UserId) -> ChatResult<String> {
         let token = auth::new_secret().map_err(internal)?;
         let now = now_ms();
-        self.store
-            .create_session(
-                &auth::hash_secret(&token),
-                user,
-                now,
-                now + self.policy.session_max_ms,
-            )
-            .await?;
+        self.store.create_session(&auth::hash_secret(&token), user, now, now + self.policy.session_max_ms).await?;
         Ok(token)
     }
 
     /// The actor behind a session cookie, if the session is live.
     pub async fn session_actor(&self, token: &str) -> ChatResult<Actor> {
         let hash = auth::hash_secret(token);
-        let row = self
-            .store
-            .session(&hash)
-            .await?
-            .ok_or(ChatError::Unauthenticated)?;
+        let row = self.store.session(&hash).await?.ok_or(ChatError::Unauthenticated)?;
         let now = now_ms();
         if row.expires_at <= now || row.last_seen_at + self.policy.session_idle_ms <= now {
             self.store.delete_session(&hash).await?;
@@ -170,51 +143,35 @@ impl Chat {
         if row.user.disabled {
             return Err(ChatError::Disabled);
         }
-        if now - row.last_seen_at > TOUCH_EVERY_MS {
+        // Write last use rarely (a write per request would be costly), but often enough
+        // that a session in use never reaches its idle limit.
+        if now - row.last_seen_at > TOUCH_EVERY_MS.min(self.policy.session_idle_ms / 4) {
             self.store.touch_session(&hash, now).await?;
         }
-        Ok(Actor {
-            user: row.user,
-            session: Some(hash),
-            token_id: None,
-        })
+        Ok(Actor { user: row.user, session: Some(hash), token_id: None })
     }
 
     /// The actor behind an API token.
     pub async fn token_actor(&self, token: &str) -> ChatResult<Actor> {
-        let (user, id) = self
-            .store
-            .api_token_user(&auth::hash_secret(token), now_ms())
-            .await?
-            .ok_or(ChatError::Unauthenticated)?;
+        let (user, id) =
+            self.store.api_token_user(&auth::hash_secret(token), now_ms()).await?.ok_or(ChatError::Unauthenticated)?;
         if user.disabled {
             return Err(ChatError::Disabled);
         }
-        Ok(Actor {
-            user,
-            session: None,
-            token_id: Some(id),
-        })
+        Ok(Actor { user, session: None, token_id: Some(id) })
     }
 
     /// Ends this session on the server and closes its sockets.
     pub async fn logout(&self, actor: &Actor) -> ChatResult<()> {
         if let Some(hash) = &actor.session {
             self.store.delete_session(hash).await?;
-            self.end_sockets(actor.user.id, Control::EndSession(hash.clone()))
-                .await?;
+            self.end_sockets(actor.user.id, Control::EndSession(hash.clone())).await?;
         }
         Ok(())
     }
 
     async fn end_sockets(&self, user: UserId, control: Control) -> ChatResult<()> {
-        self.bus
-            .publish(Envelope {
-                topic: Topic::User(user),
-                control: Some(control),
-                frame: None,
-            })
-            .await?;
+        self.bus.publish(Envelope { topic: Topic::User(user), control: Some(control), frame: None }).await?;
         Ok(())
     }
 
@@ -245,31 +202,15 @@ impl Chat {
     /// user ends (and its sockets close).
     pub async fn change_password(&self, actor: &Actor, current: &str, new: &str) -> ChatResult<()> {
         let new = Password::parse(new)?;
-        let hash = self
-            .store
-            .password_hash(actor.user.id)
-            .await?
-            .ok_or(ChatError::Unauthenticated)?;
+        let hash = self.store.password_hash(actor.user.id).await?.ok_or(ChatError::Unauthenticated)?;
         if !self.hasher.verify(current, &hash).await.map_err(internal)? {
-            return Err(ChatError::Invalid(DomainError::new(
-                "wrong_password",
-                "the current password is not right",
-            )));
+            return Err(ChatError::Invalid(DomainError::new("wrong_password", "the current password is not right")));
         }
         let new_hash = self.hasher.hash(new.expose()).await.map_err(internal)?;
         self.store.set_password(actor.user.id, &new_hash).await?;
-        self.store
-            .delete_user_sessions(actor.user.id, actor.session.as_deref())
-            .await?;
-        self.end_sockets(
-            actor.user.id,
-            Control::EndSessionsExcept(actor.session.clone()),
-        )
-        .await?;
-        tracing::info!(
-            user_id = actor.user.id,
-            "password changed; other sessions ended"
-        );
+        self.store.delete_user_sessions(actor.user.id, actor.session.as_deref()).await?;
+        self.end_sockets(actor.user.id, Control::EndSessionsExcept(actor.session.clone())).await?;
+        tracing::info!(user_id = actor.user.id, "password changed; other sessions ended");
         Ok(())
     }
 
@@ -277,18 +218,10 @@ impl Chat {
     pub async fn create_api_token(&self, user: UserId, name: &str) -> ChatResult<(i64, String)> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 {
-            return Err(
-                DomainError::new("invalid_name", "a token name is 1 to 64 characters").into(),
-            );
+            return Err(DomainError::new("invalid_name", "a token name is 1 to 64 characters").into());
         }
-        let token = format!(
-            "{API_TOKEN_PREFIX}{}",
-            auth::new_secret().map_err(internal)?
-        );
-        let id = self
-            .store
-            .create_api_token(user, name, &auth::hash_secret(&token), now_ms())
-            .await?;
+        let token = format!("{API_TOKEN_PREFIX}{}", auth::new_secret().map_err(internal)?);
+        let id = self.store.create_api_token(user, name, &auth::hash_secret(&token), now_ms()).await?;
         Ok((id, token))
     }
 
@@ -298,6 +231,7 @@ impl Chat {
 
     pub async fn revoke_api_token(&self, actor: &Actor, id: i64) -> ChatResult<()> {
         if self.store.delete_api_token(actor.user.id, id).await? {
+            self.end_sockets(actor.user.id, Control::EndToken(id)).await?;
             Ok(())
         } else {
             Err(ChatError::NotFound("token"))
@@ -305,22 +239,12 @@ impl Chat {
     }
 
     fn require_admin(actor: &Actor) -> ChatResult<()> {
-        if actor.user.is_admin {
-            Ok(())
-        } else {
-            Err(ChatError::Forbidden("only the admin may do this"))
-        }
+        if actor.user.is_admin { Ok(()) } else { Err(ChatError::Forbidden("only the admin may do this")) }
     }
 
-    pub async fn set_registration_mode(
-        &self,
-        actor: &Actor,
-        mode: RegistrationMode,
-    ) -> ChatResult<()> {
+    pub async fn set_registration_mode(&self, actor: &Actor, mode: RegistrationMode) -> ChatResult<()> {
         Self::require_admin(actor)?;
-        self.store
-            .set_setting("registration_mode", mode.as_str())
-            .await?;
+        self.store.set_setting("registration_mode", mode.as_str()).await?;
         *self.registration.write() = mode;
         tracing::info!(mode = mode.as_str(), "registration mode changed");
         Ok(())
@@ -331,42 +255,26 @@ impl Chat {
         Self::require_admin(actor)?;
         let code = auth::new_secret().map_err(internal)?;
         let now = now_ms();
-        self.store
-            .create_invite(
-                &auth::hash_secret(&code),
-                actor.user.id,
-                now,
-                now + INVITE_TTL_MS,
-            )
-            .await?;
+        self.store.create_invite(&auth::hash_secret(&code), actor.user.id, now, now + INVITE_TTL_MS).await?;
         Ok(code)
     }
 
     /// Disables or re-enables an account (admin API and CLI). Disabling ends every
     /// session, revokes nothing else, and closes the user's sockets at once.
     pub async fn set_disabled(&self, user: UserId, disabled: bool) -> ChatResult<()> {
-        self.store
-            .set_disabled(user, disabled)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => ChatError::NotFound("user"),
-                e => e.into(),
-            })?;
+        self.store.set_disabled(user, disabled).await.map_err(|e| match e {
+            StoreError::NotFound => ChatError::NotFound("user"),
+            e => e.into(),
+        })?;
         if disabled {
             self.store.delete_user_sessions(user, None).await?;
-            self.end_sockets(user, Control::EndSessionsExcept(None))
-                .await?;
+            self.end_sockets(user, Control::EndSessionsExcept(None)).await?;
         }
         tracing::info!(user_id = user, disabled, "account status changed");
         Ok(())
     }
 
-    pub async fn admin_set_disabled(
-        &self,
-        actor: &Actor,
-        user: UserId,
-        disabled: bool,
-    ) -> ChatResult<()> {
+    pub async fn admin_set_disabled(&self, actor: &Actor, user: UserId, disabled: bool) -> ChatResult<()> {
         Self::require_admin(actor)?;
         if user == actor.user.id {
             return Err(ChatError::Forbidden("you cannot disable your own account"));
@@ -376,12 +284,7 @@ impl Chat {
 
     /// Finds an account by username or email (CLI).
     pub async fn find_user(&self, login: &str) -> ChatResult<User> {
-        Ok(self
-            .store
-            .user_for_login(&login.trim().to_lowercase())
-            .await?
-            .ok_or(ChatError::NotFound("user"))?
-            .0)
+        Ok(self.store.user_for_login(&login.trim().to_lowercase()).await?.ok_or(ChatError::NotFound("user"))?.0)
     }
 
     pub async fn list_all_users(&self, limit: i64) -> ChatResult<Vec<User>> {

@@ -31,9 +31,7 @@ impl SendReceipt {
                 Ok(Ok(Appended::New(s))) => Ok((Some(s), false)),
                 Ok(Ok(Appended::Duplicate(s))) => Ok((Some(s), true)),
                 Ok(Err(e)) => Err(e.into()),
-                Err(_) => Err(ChatError::Internal(
-                    "message pipeline dropped a send".into(),
-                )),
+                Err(_) => Err(ChatError::Internal("message pipeline dropped a send".into())),
             },
         }
     }
@@ -44,10 +42,7 @@ fn to_event(m: StoredMessage) -> Event {
         room: m.room_id,
         seq: Some(m.seq),
         kind: m.kind.into(),
-        author: Author {
-            id: m.author_id,
-            username: m.author_username,
-        },
+        author: Author { id: m.author_id, username: m.author_username },
         text: m.body,
         ts: m.created_at,
         client_id: m.client_id,
@@ -57,13 +52,7 @@ fn to_event(m: StoredMessage) -> Event {
 impl Chat {
     /// Accepts a message for a room or DM. Returns as soon as it is queued, so one
     /// connection can have many sends in flight; the receipt resolves in order.
-    pub async fn send(
-        &self,
-        actor: &Actor,
-        room: RoomId,
-        client_id: &str,
-        text: &str,
-    ) -> ChatResult<SendReceipt> {
+    pub async fn send(&self, actor: &Actor, room: RoomId, client_id: &str, text: &str) -> ChatResult<SendReceipt> {
         domain::validate_text(text, self.policy.max_message_chars)?;
         domain::validate_client_id(client_id)?;
         if self.send_limiter.check_key(&actor.user.id).is_err() {
@@ -81,20 +70,13 @@ impl Chat {
         self.keep_or_deliver(&e.room, msg, actor.author()).await
     }
 
-    async fn keep_or_deliver(
-        &self,
-        room: &Room,
-        msg: NewMessage,
-        author: Author,
-    ) -> ChatResult<SendReceipt> {
+    async fn keep_or_deliver(&self, room: &Room, msg: NewMessage, author: Author) -> ChatResult<SendReceipt> {
         if room.retention.ephemeral {
             let frame = pipeline::event_frame(&msg, None, author);
             self.publish(Topic::Room(room.id), &frame).await?;
             return Ok(SendReceipt::Delivered);
         }
-        Ok(SendReceipt::Pending(
-            self.pipeline.submit(msg, author).await?,
-        ))
+        Ok(SendReceipt::Pending(self.pipeline.submit(msg, author).await?))
     }
 
     /// Posts a system notice ("alice joined") as a kept room event.
@@ -113,10 +95,7 @@ impl Chat {
             client_id: None,
             created_at: now_ms(),
         };
-        self.keep_or_deliver(room, msg, actor.author())
-            .await?
-            .wait()
-            .await?;
+        self.keep_or_deliver(room, msg, actor.author()).await?.wait().await?;
         Ok(())
     }
 
@@ -143,18 +122,10 @@ impl Chat {
     /// `Ok(Resume::Gap)` when retention no longer reaches back that far.
     pub async fn resume(&self, actor: &Actor, room: RoomId, after: Seq) -> ChatResult<Resume> {
         self.member_room(actor, room).await?;
-        let current = self
-            .store
-            .room(room)
-            .await?
-            .ok_or(ChatError::NotFound("room"))?;
+        let current = self.store.room(room).await?.ok_or(ChatError::NotFound("room"))?;
         let last_seq = current.last_seq;
         if after >= last_seq {
-            return Ok(Resume::Events {
-                events: vec![],
-                last_seq,
-                more: false,
-            });
+            return Ok(Resume::Events { events: vec![], last_seq, more: false });
         }
         let earliest = self.store.earliest_seq(room).await?;
         // Events after+1 ..= last_seq are wanted; the store must still hold after+1.
@@ -163,41 +134,26 @@ impl Chat {
             None => false,
         };
         if !complete {
-            return Ok(Resume::Gap {
-                earliest_seq: earliest,
-                last_seq,
-            });
+            return Ok(Resume::Gap { earliest_seq: earliest, last_seq });
         }
         let limit = i64::from(MAX_RESUME);
         let mut rows = self.store.since(room, after.max(0), limit + 1).await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        Ok(Resume::Events {
-            events: rows.into_iter().map(to_event).collect(),
-            last_seq,
-            more,
-        })
+        Ok(Resume::Events { events: rows.into_iter().map(to_event).collect(), last_seq, more })
     }
 
     /// "I am typing": live to the room's members, never kept.
     pub async fn typing(&self, actor: &Actor, room: RoomId) -> ChatResult<()> {
         self.member_room(actor, room).await?;
-        self.publish(
-            Topic::Room(room),
-            &ServerFrame::Typing {
-                room,
-                user: actor.author(),
-            },
-        )
-        .await
+        self.publish(Topic::Room(room), &ServerFrame::Typing { room, user: actor.author() }).await
     }
 
     /// Moves the actor's read marker forward and tells their other connections.
     pub async fn mark_read(&self, actor: &Actor, room: RoomId, seq: Seq) -> ChatResult<Seq> {
         self.member_room(actor, room).await?;
         let seq = self.store.mark_read(room, actor.user.id, seq).await?;
-        self.publish(Topic::User(actor.user.id), &ServerFrame::Read { room, seq })
-            .await?;
+        self.publish(Topic::User(actor.user.id), &ServerFrame::Read { room, seq }).await?;
         Ok(seq)
     }
 }
@@ -205,13 +161,6 @@ impl Chat {
 /// The answer to a resume.
 #[derive(Debug)]
 pub enum Resume {
-    Events {
-        events: Vec<Event>,
-        last_seq: Seq,
-        more: bool,
-    },
-    Gap {
-        earliest_seq: Option<Seq>,
-        last_seq: Seq,
-    },
+    Events { events: Vec<Event>, last_seq: Seq, more: bool },
+    Gap { earliest_seq: Option<Seq>, last_seq: Seq },
 }

@@ -88,9 +88,7 @@ impl ChatError {
     /// The message safe to show a client (internals stay in the log).
     pub fn public_message(&self) -> String {
         match self {
-            ChatError::Internal(_) => {
-                "something went wrong on the server; it has been logged".into()
-            }
+            ChatError::Internal(_) => "something went wrong on the server; it has been logged".into(),
             other => other.to_string(),
         }
     }
@@ -126,10 +124,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn author(&self) -> Author {
-        Author {
-            id: self.user.id,
-            username: self.user.username.clone(),
-        }
+        Author { id: self.user.id, username: self.user.username.clone() }
     }
 }
 
@@ -206,11 +201,10 @@ impl Chat {
                 .unwrap_or(RegistrationMode::Open),
         };
         let per = NonZeroU32::new(policy.messages_per_10s).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(
-            Duration::from_millis(10_000 / u64::from(per.get())).max(Duration::from_micros(1)),
-        )
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(per);
+        let quota =
+            Quota::with_period(Duration::from_millis(10_000 / u64::from(per.get())).max(Duration::from_micros(1)))
+                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+                .allow_burst(per);
         Ok(Arc::new(Chat {
             pipeline: pipeline::Pipeline::start(store.clone(), bus.clone()),
             store,
@@ -228,18 +222,8 @@ impl Chat {
         &self.store
     }
 
-    async fn publish(
-        &self,
-        topic: Topic,
-        frame: &crate::ws::protocol::ServerFrame,
-    ) -> ChatResult<()> {
-        self.bus
-            .publish(Envelope {
-                topic,
-                control: None,
-                frame: Some(frame.encode()),
-            })
-            .await?;
+    async fn publish(&self, topic: Topic, frame: &crate::ws::protocol::ServerFrame) -> ChatResult<()> {
+        self.bus.publish(Envelope { topic, control: None, frame: Some(frame.encode()) }).await?;
         Ok(())
     }
 
@@ -247,8 +231,7 @@ impl Chat {
     /// node) and forgets idle rate-limiter keys.
     pub async fn housekeeping(&self) -> ChatResult<()> {
         self.send_limiter.retain_recent();
-        let now: std::collections::HashSet<UserId> =
-            self.store.disabled_user_ids().await?.into_iter().collect();
+        let now: std::collections::HashSet<UserId> = self.store.disabled_user_ids().await?.into_iter().collect();
         let newly: Vec<UserId> = {
             let mut known = self.known_disabled.lock();
             let newly = now.difference(&known).copied().collect();
@@ -279,8 +262,5 @@ impl Chat {
 
 /// Wall-clock time in Unix milliseconds.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -78,11 +78,7 @@ async fn run(store: DynStore, bus: DynBus, mut rx: mpsc::Receiver<Job>) {
                 for (job, r) in jobs.drain(..).zip(results) {
                     if let Appended::New(seq) = r {
                         let frame = event_frame(&job.msg, Some(seq), job.author).encode();
-                        let env = Envelope {
-                            topic: Topic::Room(job.msg.room_id),
-                            control: None,
-                            frame: Some(frame),
-                        };
+                        let env = Envelope { topic: Topic::Room(job.msg.room_id), control: None, frame: Some(frame) };
                         if let Err(e) = bus.publish(env).await {
                             // Kept but not delivered live: members get it on resume.
                             tracing::warn!(error = %e, room_id = job.msg.room_id, seq, "publish failed");

@@ -16,11 +16,7 @@ impl Chat {
             for r in rooms {
                 self.publish(
                     Topic::Room(r.id),
-                    &ServerFrame::PresenceChange {
-                        room: r.id,
-                        user: actor.user.id,
-                        online: true,
-                    },
+                    &ServerFrame::PresenceChange { room: r.id, user: actor.user.id, online: true },
                 )
                 .await?;
             }
@@ -32,15 +28,7 @@ impl Chat {
     pub async fn disconnected(&self, user: UserId, rooms: &[RoomId]) -> ChatResult<()> {
         if self.bus.disconnected(user).await? {
             for r in rooms {
-                self.publish(
-                    Topic::Room(*r),
-                    &ServerFrame::PresenceChange {
-                        room: *r,
-                        user,
-                        online: false,
-                    },
-                )
-                .await?;
+                self.publish(Topic::Room(*r), &ServerFrame::PresenceChange { room: *r, user, online: false }).await?;
             }
         }
         Ok(())
@@ -56,11 +44,7 @@ impl Chat {
     }
 
     /// Sends a user's connections the presence list of a room they just entered.
-    pub(super) async fn send_presence_snapshot(
-        &self,
-        user: UserId,
-        room: RoomId,
-    ) -> ChatResult<()> {
+    pub(super) async fn send_presence_snapshot(&self, user: UserId, room: RoomId) -> ChatResult<()> {
         let frame = self.presence_frame(room).await?;
         self.publish(Topic::User(user), &frame).await
     }

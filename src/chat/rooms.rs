@@ -74,10 +74,7 @@ fn room_info(room: &Room, read_seq: i64, unread: i64, peer: Option<&User>) -> Ro
         last_seq: room.last_seq,
         read_seq,
         unread,
-        peer: peer.map(|p| Author {
-            id: p.id,
-            username: p.username.clone(),
-        }),
+        peer: peer.map(|p| Author { id: p.id, username: p.username.clone() }),
     }
 }
 
@@ -93,18 +90,8 @@ impl Chat {
         if let Some(e) = self.rooms.map.read().get(&id) {
             return Ok(e.clone());
         }
-        let room = self
-            .store
-            .room(id)
-            .await?
-            .ok_or(ChatError::NotFound("room"))?;
-        let members = self
-            .store
-            .members(id)
-            .await?
-            .into_iter()
-            .map(|u| u.id)
-            .collect();
+        let room = self.store.room(id).await?.ok_or(ChatError::NotFound("room"))?;
+        let members = self.store.members(id).await?.into_iter().map(|u| u.id).collect();
         let entry = Arc::new(RoomEntry { room, members });
         self.rooms.map.write().insert(id, entry.clone());
         Ok(entry)
@@ -116,18 +103,11 @@ impl Chat {
 
     /// A renamed user must not appear under the old name in cached rooms.
     pub(super) fn forget_user_in_rooms(&self, user: UserId) {
-        self.rooms
-            .map
-            .write()
-            .retain(|_, e| !e.members.contains(&user));
+        self.rooms.map.write().retain(|_, e| !e.members.contains(&user));
     }
 
     /// The room if the actor is a member; outsiders learn nothing about private rooms.
-    pub(super) async fn member_room(
-        &self,
-        actor: &Actor,
-        id: RoomId,
-    ) -> ChatResult<Arc<RoomEntry>> {
+    pub(super) async fn member_room(&self, actor: &Actor, id: RoomId) -> ChatResult<Arc<RoomEntry>> {
         let e = self.room_entry(id).await?;
         if e.members.contains(&actor.user.id) {
             Ok(e)
@@ -140,22 +120,14 @@ impl Chat {
 
     /// The actor's rooms and DMs, with read markers and unread counts.
     pub async fn user_rooms(&self, actor: &Actor) -> ChatResult<Vec<RoomInfo>> {
-        Ok(self
-            .store
-            .user_rooms(actor.user.id)
-            .await?
-            .iter()
-            .map(RoomInfo::from)
-            .collect())
+        Ok(self.store.user_rooms(actor.user.id).await?.iter().map(RoomInfo::from).collect())
     }
 
     pub async fn create_room(&self, actor: &Actor, c: CreateRoom) -> ChatResult<RoomInfo> {
         let name = RoomName::parse(&c.name)?;
         let topic = RoomTopic::parse(&c.topic)?;
-        let retention = c
-            .retention
-            .unwrap_or(Retention::last_messages(self.policy.default_keep_messages))
-            .validate()?;
+        let retention =
+            c.retention.unwrap_or(Retention::last_messages(self.policy.default_keep_messages)).validate()?;
         let room = self
             .store
             .create_room(NewRoom {
@@ -168,12 +140,7 @@ impl Chat {
                 now: now_ms(),
             })
             .await?;
-        tracing::info!(
-            room_id = room.id,
-            user_id = actor.user.id,
-            private = room.is_private,
-            "room created"
-        );
+        tracing::info!(room_id = room.id, user_id = actor.user.id, private = room.is_private, "room created");
         let info = room_info(&room, 0, 0, None);
         self.subscribe_user(actor.user.id, &info).await?;
         self.welcome(actor, &room).await?;
@@ -181,11 +148,7 @@ impl Chat {
     }
 
     /// Browse and search: public rooms, plus private rooms the actor is in.
-    pub async fn search_rooms(
-        &self,
-        actor: &Actor,
-        q: Option<&str>,
-    ) -> ChatResult<Vec<RoomListing>> {
+    pub async fn search_rooms(&self, actor: &Actor, q: Option<&str>) -> ChatResult<Vec<RoomListing>> {
         Ok(self.store.search_rooms(actor.user.id, q, 100).await?)
     }
 
@@ -205,19 +168,14 @@ impl Chat {
             }
             RoomKind::Room => None,
         };
-        let room = self
-            .store
-            .room(id)
-            .await?
-            .ok_or(ChatError::NotFound("room"))?;
+        let room = self.store.room(id).await?.ok_or(ChatError::NotFound("room"))?;
         Ok(room_info(&room, room.last_seq, 0, peer.as_ref()))
     }
 
     /// Joins a public room (private rooms are joined by the owner's invitation).
     pub async fn join(&self, actor: &Actor, id: RoomId) -> ChatResult<RoomInfo> {
         let e = self.room_entry(id).await?;
-        if e.room.kind == RoomKind::Dm || (e.room.is_private && !e.members.contains(&actor.user.id))
-        {
+        if e.room.kind == RoomKind::Dm || (e.room.is_private && !e.members.contains(&actor.user.id)) {
             return Err(ChatError::NotFound("room"));
         }
         self.add_to_room(&actor.user, &e.room).await
@@ -227,37 +185,19 @@ impl Chat {
     async fn add_to_room(&self, user: &User, room: &Room) -> ChatResult<RoomInfo> {
         let (added, first) = self.store.add_member(room.id, user.id, now_ms()).await?;
         self.invalidate_room(room.id);
-        let fresh = self
-            .store
-            .room(room.id)
-            .await?
-            .ok_or(ChatError::NotFound("room"))?;
+        let fresh = self.store.room(room.id).await?.ok_or(ChatError::NotFound("room"))?;
         let info = room_info(&fresh, fresh.last_seq, 0, None);
         if added {
-            let actor = Actor {
-                user: user.clone(),
-                session: None,
-                token_id: None,
-            };
+            let actor = Actor { user: user.clone(), session: None, token_id: None };
             self.subscribe_user(user.id, &info).await?;
-            self.post_system(
-                &actor,
-                &fresh,
-                MessageKind::Joined,
-                format!("{} joined", user.username),
-            )
-            .await?;
+            self.post_system(&actor, &fresh, MessageKind::Joined, format!("{} joined", user.username)).await?;
             if first {
                 self.welcome(&actor, &fresh).await?;
             }
             if !self.bus.online(&[user.id]).await?.is_empty() {
                 self.publish(
                     Topic::Room(room.id),
-                    &ServerFrame::PresenceChange {
-                        room: room.id,
-                        user: user.id,
-                        online: true,
-                    },
+                    &ServerFrame::PresenceChange { room: room.id, user: user.id, online: true },
                 )
                 .await?;
             }
@@ -279,18 +219,8 @@ impl Chat {
             return Err(ChatError::NotMember);
         }
         self.invalidate_room(room.id);
-        let actor = Actor {
-            user: user.clone(),
-            session: None,
-            token_id: None,
-        };
-        self.post_system(
-            &actor,
-            room,
-            MessageKind::Left,
-            format!("{} left", user.username),
-        )
-        .await?;
+        let actor = Actor { user: user.clone(), session: None, token_id: None };
+        self.post_system(&actor, room, MessageKind::Left, format!("{} left", user.username)).await?;
         self.bus
             .publish(Envelope {
                 topic: Topic::User(user.id),
@@ -319,11 +249,7 @@ impl Chat {
             "Welcome to {}, {}!{}",
             room.name.as_deref().unwrap_or("the room"),
             actor.user.first_name,
-            if room.topic.is_empty() {
-                String::new()
-            } else {
-                format!(" Topic: {}", room.topic)
-            }
+            if room.topic.is_empty() { String::new() } else { format!(" Topic: {}", room.topic) }
         );
         let frame = ServerFrame::Notice(Event {
             room: room.id,
@@ -363,9 +289,7 @@ impl Chat {
     }
 
     fn require_owner(actor: &Actor, e: &RoomEntry) -> ChatResult<()> {
-        if e.room.kind == RoomKind::Room
-            && (e.room.owner_id == Some(actor.user.id) || actor.user.is_admin)
-        {
+        if e.room.kind == RoomKind::Room && (e.room.owner_id == Some(actor.user.id) || actor.user.is_admin) {
             Ok(())
         } else {
             Err(ChatError::Forbidden("only the room's owner may do this"))
@@ -376,12 +300,8 @@ impl Chat {
     pub async fn invite(&self, actor: &Actor, id: RoomId, username: &str) -> ChatResult<()> {
         let e = self.member_room(actor, id).await?;
         Self::require_owner(actor, &e)?;
-        let user = self
-            .store
-            .user_for_login(&username.trim().to_lowercase())
-            .await?
-            .ok_or(ChatError::NotFound("user"))?
-            .0;
+        let user =
+            self.store.user_for_login(&username.trim().to_lowercase()).await?.ok_or(ChatError::NotFound("user"))?.0;
         if e.members.contains(&user.id) {
             return Ok(());
         }
@@ -395,21 +315,12 @@ impl Chat {
         if e.room.owner_id == Some(user) {
             return Err(ChatError::Forbidden("the owner cannot be removed"));
         }
-        let u = self
-            .store
-            .user_by_id(user)
-            .await?
-            .ok_or(ChatError::NotFound("user"))?;
+        let u = self.store.user_by_id(user).await?.ok_or(ChatError::NotFound("user"))?;
         self.remove_from_room(&u, &e.room).await
     }
 
     /// The owner changes the topic or the retention (applied at once).
-    pub async fn update_room(
-        &self,
-        actor: &Actor,
-        id: RoomId,
-        u: RoomUpdate,
-    ) -> ChatResult<RoomInfo> {
+    pub async fn update_room(&self, actor: &Actor, id: RoomId, u: RoomUpdate) -> ChatResult<RoomInfo> {
         let e = self.member_room(actor, id).await?;
         Self::require_owner(actor, &e)?;
         let topic = match u.topic {
@@ -422,15 +333,7 @@ impl Chat {
         };
         self.store.update_room(id, &topic, retention).await?;
         self.invalidate_room(id);
-        self.publish(
-            Topic::Room(id),
-            &ServerFrame::RoomUpdated {
-                room: id,
-                topic: topic.clone(),
-                retention,
-            },
-        )
-        .await?;
+        self.publish(Topic::Room(id), &ServerFrame::RoomUpdated { room: id, topic: topic.clone(), retention }).await?;
         self.room_details(actor, id).await
     }
 
@@ -440,17 +343,9 @@ impl Chat {
         if other == actor.user.id {
             return Err(ChatError::Forbidden("a direct message needs someone else"));
         }
-        let peer = self
-            .store
-            .user_by_id(other)
-            .await?
-            .filter(|u| !u.disabled)
-            .ok_or(ChatError::NotFound("user"))?;
+        let peer = self.store.user_by_id(other).await?.filter(|u| !u.disabled).ok_or(ChatError::NotFound("user"))?;
         let retention = Retention::last_messages(self.policy.default_keep_messages);
-        let room = self
-            .store
-            .dm_room(actor.user.id, other, retention, now_ms())
-            .await?;
+        let room = self.store.dm_room(actor.user.id, other, retention, now_ms()).await?;
         let mine = room_info(&room, 0, 0, Some(&peer));
         let theirs = room_info(&room, 0, 0, Some(&actor.user));
         self.subscribe_user(actor.user.id, &mine).await?;

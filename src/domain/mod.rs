@@ -95,10 +95,7 @@ pub fn validate_text(text: &str, max_chars: usize) -> Result<(), DomainError> {
 /// Validates a client-generated message id (used to make retried sends idempotent).
 pub fn validate_client_id(id: &str) -> Result<(), DomainError> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(DomainError::new(
-            "invalid_client_id",
-            "client_id must be 1 to 64 visible ASCII characters",
-        ));
+        return Err(DomainError::new("invalid_client_id", "client_id must be 1 to 64 visible ASCII characters"));
     }
     Ok(())
 }
@@ -116,10 +113,7 @@ mod tests {
     #[test]
     fn text_limits_count_characters() {
         assert!(validate_text("héllo", 5).is_ok());
-        assert_eq!(
-            validate_text("héllo!", 5).unwrap_err().code,
-            "text_too_long"
-        );
+        assert_eq!(validate_text("héllo!", 5).unwrap_err().code, "text_too_long");
         assert_eq!(validate_text("  \n", 5).unwrap_err().code, "empty_text");
     }
 

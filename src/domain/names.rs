@@ -14,10 +14,7 @@ pub struct DomainError {
 
 impl DomainError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        DomainError {
-            code,
-            message: message.into(),
-        }
+        DomainError { code, message: message.into() }
     }
 }
 
@@ -66,12 +63,7 @@ string_newtype!(
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let s = raw.trim();
-        let bad = || {
-            DomainError::new(
-                "invalid_email",
-                "enter an email address like name@example.org",
-            )
-        };
+        let bad = || DomainError::new("invalid_email", "enter an email address like name@example.org");
         if s.is_empty() || s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
@@ -92,15 +84,14 @@ impl Email {
     }
 }
 
-pub const USERNAME_RULE: &str = "a username is 3 to 32 characters: ASCII letters, digits, '_', '-' or '.', starting with a letter or digit";
+pub const USERNAME_RULE: &str =
+    "a username is 3 to 32 characters: ASCII letters, digits, '_', '-' or '.', starting with a letter or digit";
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let s = raw.trim();
         let ok_len = (3..=32).contains(&s.len());
-        let ok_chars = s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        let ok_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
         let ok_start = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
         if ok_len && ok_chars && ok_start {
             Ok(Username(s.to_string()))
@@ -135,9 +126,7 @@ impl RoomName {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let s = raw.trim();
         let n = s.chars().count();
-        let ok_chars = s
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.' || c == ' ');
+        let ok_chars = s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.' || c == ' ');
         if !(2..=40).contains(&n) || !ok_chars || s.contains("  ") {
             return Err(DomainError::new("invalid_room_name", ROOM_NAME_RULE));
         }
@@ -196,20 +185,10 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(
-            Email::parse(" Ann@Example.org ").unwrap().as_str(),
-            "Ann@Example.org"
-        );
-        assert_eq!(
-            Email::parse("Ann@Example.org").unwrap().folded(),
-            "ann@example.org"
-        );
+        assert_eq!(Email::parse(" Ann@Example.org ").unwrap().as_str(), "Ann@Example.org");
+        assert_eq!(Email::parse("Ann@Example.org").unwrap().folded(), "ann@example.org");
         for bad in ["", "ann", "@x.org", "ann@", "a b@x.org", "a@b@c", "a@.x"] {
-            assert_eq!(
-                Email::parse(bad).unwrap_err().code,
-                "invalid_email",
-                "{bad}"
-            );
+            assert_eq!(Email::parse(bad).unwrap_err().code, "invalid_email", "{bad}");
         }
     }
 
@@ -234,10 +213,7 @@ mod tests {
 
     #[test]
     fn room_names() {
-        assert_eq!(
-            RoomName::parse(" General Chat ").unwrap().folded(),
-            "general chat"
-        );
+        assert_eq!(RoomName::parse(" General Chat ").unwrap().folded(), "general chat");
         assert!(RoomName::parse("a").is_err());
         assert!(RoomName::parse("a  b").is_err());
         assert!(RoomName::parse("<script>").is_err());

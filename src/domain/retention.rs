@@ -23,19 +23,11 @@ pub const MAX_KEEP_DAYS: i64 = 36_500;
 
 impl Retention {
     pub fn last_messages(n: i64) -> Self {
-        Retention {
-            keep_messages: Some(n),
-            keep_days: None,
-            ephemeral: false,
-        }
+        Retention { keep_messages: Some(n), keep_days: None, ephemeral: false }
     }
 
     pub fn ephemeral() -> Self {
-        Retention {
-            keep_messages: None,
-            keep_days: None,
-            ephemeral: true,
-        }
+        Retention { keep_messages: None, keep_days: None, ephemeral: true }
     }
 
     /// Checks the numbers; an ephemeral policy must not also carry limits.
@@ -83,23 +75,11 @@ mod tests {
         assert!(Retention::last_messages(10).validate().is_ok());
         assert!(Retention::ephemeral().validate().is_ok());
         assert!(Retention::last_messages(0).validate().is_err());
-        let both = Retention {
-            keep_messages: Some(5),
-            keep_days: Some(2),
-            ephemeral: false,
-        };
+        let both = Retention { keep_messages: Some(5), keep_days: Some(2), ephemeral: false };
         assert!(both.validate().is_ok());
-        let none = Retention {
-            keep_messages: None,
-            keep_days: None,
-            ephemeral: false,
-        };
+        let none = Retention { keep_messages: None, keep_days: None, ephemeral: false };
         assert!(none.validate().is_err());
-        let eph = Retention {
-            keep_messages: Some(1),
-            keep_days: None,
-            ephemeral: true,
-        };
+        let eph = Retention { keep_messages: Some(1), keep_days: None, ephemeral: true };
         assert!(eph.validate().is_err());
     }
 
@@ -109,11 +89,7 @@ mod tests {
         assert_eq!(r.count_cutoff(2), None);
         assert_eq!(r.count_cutoff(3), None);
         assert_eq!(r.count_cutoff(10), Some(7));
-        let d = Retention {
-            keep_messages: None,
-            keep_days: Some(1),
-            ephemeral: false,
-        };
+        let d = Retention { keep_messages: None, keep_days: Some(1), ephemeral: false };
         assert_eq!(d.age_cutoff_ms(100_000_000), Some(100_000_000 - 86_400_000));
     }
 }

@@ -70,18 +70,12 @@ fn session_cookie(state: &AppState, token: &str) -> HeaderValue {
 
 fn clear_cookie(state: &AppState) -> HeaderValue {
     let secure = if state.secure_cookies { "; Secure" } else { "" };
-    let v = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
-        state.cookie_name
-    );
+    let v = format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}", state.cookie_name);
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
 }
 
 fn check_rate(state: &AppState, addr: SocketAddr) -> Result<(), ApiError> {
-    state
-        .auth_limiter
-        .check_key(&addr.ip())
-        .map_err(|_| ApiError::from(ChatError::RateLimited))
+    state.auth_limiter.check_key(&addr.ip()).map_err(|_| ApiError::from(ChatError::RateLimited))
 }
 
 async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -99,13 +93,8 @@ async fn register(
     check_rate(&state, addr)?;
     let user = state.chat.register(form, false).await?;
     let token = state.chat.start_session(user.id).await?;
-    let mut res = (
-        StatusCode::CREATED,
-        Json(json!({ "user": UserView::from(user) })),
-    )
-        .into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, &token));
+    let mut res = (StatusCode::CREATED, Json(json!({ "user": UserView::from(user) }))).into_response();
+    res.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &token));
     Ok(res)
 }
 
@@ -123,8 +112,7 @@ async fn login(
     check_rate(&state, addr)?;
     let out = state.chat.login(&form.login, &form.password).await?;
     let mut res = Json(json!({ "user": UserView::from(out.user) })).into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, &out.token));
+    res.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &out.token));
     Ok(res)
 }
 
@@ -138,8 +126,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         }
     }
     let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, clear_cookie(&state));
+    res.headers_mut().insert(header::SET_COOKIE, clear_cookie(&state));
     Ok(res)
 }
 
@@ -167,10 +154,7 @@ async fn change_password(
     Auth(actor): Auth,
     Body(form): Body<PasswordForm>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .chat
-        .change_password(&actor, &form.current_password, &form.new_password)
-        .await?;
+    state.chat.change_password(&actor, &form.current_password, &form.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -184,20 +168,11 @@ async fn create_token(
     Auth(actor): Auth,
     Body(form): Body<TokenForm>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let (id, token) = state
-        .chat
-        .create_api_token(actor.user.id, &form.name)
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "id": id, "name": form.name.trim(), "token": token })),
-    ))
+    let (id, token) = state.chat.create_api_token(actor.user.id, &form.name).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id, "name": form.name.trim(), "token": token }))))
 }
 
-async fn list_tokens(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list_tokens(State(state): State<AppState>, Auth(actor): Auth) -> Result<Json<serde_json::Value>, ApiError> {
     let tokens: Vec<_> = state
         .chat
         .list_api_tokens(&actor)

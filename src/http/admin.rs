@@ -31,11 +31,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn admin(actor: &Actor) -> Result<(), ApiError> {
-    if actor.user.is_admin {
-        Ok(())
-    } else {
-        Err(ChatError::Forbidden("only the admin may do this").into())
-    }
+    if actor.user.is_admin { Ok(()) } else { Err(ChatError::Forbidden("only the admin may do this").into()) }
 }
 
 #[derive(Deserialize)]
@@ -58,24 +54,12 @@ async fn create_invite(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let code = s.chat.create_invite(&actor).await?;
     let url = format!("{}/?invite={code}", s.chat.policy.origin);
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "code": code, "url": url })),
-    ))
+    Ok((StatusCode::CREATED, Json(json!({ "code": code, "url": url }))))
 }
 
-async fn list_users(
-    State(s): State<AppState>,
-    Auth(actor): Auth,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list_users(State(s): State<AppState>, Auth(actor): Auth) -> Result<Json<serde_json::Value>, ApiError> {
     admin(&actor)?;
-    let users: Vec<UserView> = s
-        .chat
-        .list_all_users(10_000)
-        .await?
-        .into_iter()
-        .map(UserView::from)
-        .collect();
+    let users: Vec<UserView> = s.chat.list_all_users(10_000).await?.into_iter().map(UserView::from).collect();
     Ok(Json(json!({ "users": users })))
 }
 
@@ -86,10 +70,7 @@ async fn add_user(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     admin(&actor)?;
     let user = s.chat.register(form, true).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "user": UserView::from(user) })),
-    ))
+    Ok((StatusCode::CREATED, Json(json!({ "user": UserView::from(user) }))))
 }
 
 async fn disable(

@@ -24,9 +24,7 @@ pub enum Credentials {
 impl Credentials {
     /// A bearer token wins over a cookie (a script's explicit choice).
     pub fn from_headers(headers: &HeaderMap, cookie_name: &str) -> Self {
-        if let Some(v) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
             && let Some(t) = v.strip_prefix("Bearer ").map(str::trim)
             && !t.is_empty()
         {
@@ -65,10 +63,7 @@ pub struct Auth(pub Actor);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let creds = Credentials::from_headers(&parts.headers, &state.cookie_name);
         Ok(Auth(authenticate(&state.chat, creds).await?))
     }

@@ -36,15 +36,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    state
-        .chat
-        .store()
-        .get_setting("registration_mode")
-        .await
-        .map_err(crate::chat::ChatError::from)?;
-    Ok(Json(
-        json!({ "status": "ok", "connections": state.hub.connection_count() }),
-    ))
+    state.chat.store().get_setting("registration_mode").await.map_err(crate::chat::ChatError::from)?;
+    Ok(Json(json!({ "status": "ok", "connections": state.hub.connection_count() })))
 }
 
 /// Refuses state-changing requests that a browser sent from another site. Browsers send
@@ -53,17 +46,13 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value
 /// ambient credential and are not checked; scripts without `Origin` are not browsers.
 async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let bearer = req.headers().get(header::AUTHORIZATION).is_some();
+    let bearer = matches!(
+        extract::Credentials::from_headers(req.headers(), &state.cookie_name),
+        extract::Credentials::Bearer(_)
+    );
     if !safe && !bearer {
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        let cross_site = req
-            .headers()
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            == Some("cross-site");
+        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let cross_site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site");
         let bad = match origin {
             Some(o) => o != state.chat.policy.origin,
             None => cross_site,
@@ -86,14 +75,8 @@ async fn security_headers(req: Request, next: Next) -> Response {
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
 }

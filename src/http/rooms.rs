@@ -37,20 +37,12 @@ struct Search {
     q: Option<String>,
 }
 
-async fn directory(
-    State(s): State<AppState>,
-    Auth(_actor): Auth,
-    QueryParams(q): QueryParams<Search>,
-) -> JsonResult {
+async fn directory(State(s): State<AppState>, Auth(_actor): Auth, QueryParams(q): QueryParams<Search>) -> JsonResult {
     let users = s.chat.directory(q.q.as_deref()).await?;
     Ok(Json(json!({ "users": users })))
 }
 
-async fn search(
-    State(s): State<AppState>,
-    Auth(actor): Auth,
-    QueryParams(q): QueryParams<Search>,
-) -> JsonResult {
+async fn search(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): QueryParams<Search>) -> JsonResult {
     let rooms: Vec<_> = s
         .chat
         .search_rooms(&actor, q.q.as_deref())
@@ -75,14 +67,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "room": room }))))
 }
 
-async fn details(
-    State(s): State<AppState>,
-    Auth(actor): Auth,
-    PathParams(id): PathParams<RoomId>,
-) -> JsonResult {
-    Ok(Json(
-        json!({ "room": s.chat.room_details(&actor, id).await? }),
-    ))
+async fn details(State(s): State<AppState>, Auth(actor): Auth, PathParams(id): PathParams<RoomId>) -> JsonResult {
+    Ok(Json(json!({ "room": s.chat.room_details(&actor, id).await? })))
 }
 
 async fn update(
@@ -91,16 +77,10 @@ async fn update(
     PathParams(id): PathParams<RoomId>,
     Body(u): Body<RoomUpdate>,
 ) -> JsonResult {
-    Ok(Json(
-        json!({ "room": s.chat.update_room(&actor, id, u).await? }),
-    ))
+    Ok(Json(json!({ "room": s.chat.update_room(&actor, id, u).await? })))
 }
 
-async fn join(
-    State(s): State<AppState>,
-    Auth(actor): Auth,
-    PathParams(id): PathParams<RoomId>,
-) -> JsonResult {
+async fn join(State(s): State<AppState>, Auth(actor): Auth, PathParams(id): PathParams<RoomId>) -> JsonResult {
     Ok(Json(json!({ "room": s.chat.join(&actor, id).await? })))
 }
 
@@ -113,14 +93,8 @@ async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn members(
-    State(s): State<AppState>,
-    Auth(actor): Auth,
-    PathParams(id): PathParams<RoomId>,
-) -> JsonResult {
-    Ok(Json(
-        json!({ "members": s.chat.members(&actor, id).await? }),
-    ))
+async fn members(State(s): State<AppState>, Auth(actor): Auth, PathParams(id): PathParams<RoomId>) -> JsonResult {
+    Ok(Json(json!({ "members": s.chat.members(&actor, id).await? })))
 }
 
 #[derive(Deserialize)]
@@ -168,12 +142,6 @@ struct DmForm {
     user_id: UserId,
 }
 
-async fn open_dm(
-    State(s): State<AppState>,
-    Auth(actor): Auth,
-    Body(f): Body<DmForm>,
-) -> JsonResult {
-    Ok(Json(
-        json!({ "room": s.chat.open_dm(&actor, f.user_id).await? }),
-    ))
+async fn open_dm(State(s): State<AppState>, Auth(actor): Auth, Body(f): Body<DmForm>) -> JsonResult {
+    Ok(Json(json!({ "room": s.chat.open_dm(&actor, f.user_id).await? })))
 }

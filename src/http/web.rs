@@ -22,12 +22,7 @@ pub fn router() -> Router<AppState> {
 async fn serve(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     if path.starts_with("api/") {
-        return crate::error::ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such API endpoint",
-        )
-        .into_response();
+        return crate::error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint").into_response();
     }
     let (file, name) = match Assets::get(path).filter(|_| !path.is_empty()) {
         Some(f) => (f, path),
@@ -42,7 +37,6 @@ async fn serve(uri: Uri) -> Response {
         res.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     // Revalidate every time: a new server version must never run with an old client.
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     res
 }

@@ -34,11 +34,7 @@ impl From<sqlx::Error> for StoreError {
             && db.is_unique_violation()
         {
             let m = db.message().to_string() + db.constraint().unwrap_or("");
-            for (needle, field) in [
-                ("email_lc", "email"),
-                ("username_lc", "username"),
-                ("name_lc", "room_name"),
-            ] {
+            for (needle, field) in [("email_lc", "email"), ("username_lc", "username"), ("name_lc", "room_name")] {
                 if m.contains(needle) {
                     return StoreError::Conflict(field);
                 }
@@ -212,35 +208,17 @@ pub trait Store: Send + Sync + 'static {
     async fn disabled_user_ids(&self) -> StoreResult<Vec<UserId>>;
 
     // Sessions and tokens (all by SHA-256 of the secret).
-    async fn create_session(
-        &self,
-        hash: &str,
-        user: UserId,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<()>;
+    async fn create_session(&self, hash: &str, user: UserId, now: i64, expires_at: i64) -> StoreResult<()>;
     async fn session(&self, hash: &str) -> StoreResult<Option<SessionRow>>;
     async fn touch_session(&self, hash: &str, now: i64) -> StoreResult<()>;
     async fn delete_session(&self, hash: &str) -> StoreResult<()>;
     /// Deletes every session of a user but `keep`.
     async fn delete_user_sessions(&self, user: UserId, keep: Option<&str>) -> StoreResult<()>;
-    async fn create_api_token(
-        &self,
-        user: UserId,
-        name: &str,
-        hash: &str,
-        now: i64,
-    ) -> StoreResult<i64>;
+    async fn create_api_token(&self, user: UserId, name: &str, hash: &str, now: i64) -> StoreResult<i64>;
     async fn api_token_user(&self, hash: &str, now: i64) -> StoreResult<Option<(User, i64)>>;
     async fn list_api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>>;
     async fn delete_api_token(&self, user: UserId, id: i64) -> StoreResult<bool>;
-    async fn create_invite(
-        &self,
-        hash: &str,
-        by: UserId,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<()>;
+    async fn create_invite(&self, hash: &str, by: UserId, now: i64, expires_at: i64) -> StoreResult<()>;
     /// Marks an unused, unexpired invite used; false if there is none such.
     async fn claim_invite(&self, hash: &str, now: i64) -> StoreResult<bool>;
     async fn release_invite(&self, hash: &str) -> StoreResult<()>;
@@ -252,20 +230,9 @@ pub trait Store: Send + Sync + 'static {
     async fn create_room(&self, r: NewRoom) -> StoreResult<Room>;
     async fn room(&self, id: RoomId) -> StoreResult<Option<Room>>;
     async fn update_room(&self, id: RoomId, topic: &str, retention: Retention) -> StoreResult<()>;
-    async fn search_rooms(
-        &self,
-        viewer: UserId,
-        query: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<RoomListing>>;
+    async fn search_rooms(&self, viewer: UserId, query: Option<&str>, limit: i64) -> StoreResult<Vec<RoomListing>>;
     /// The DM of two people, created (with both as members) on first use.
-    async fn dm_room(
-        &self,
-        a: UserId,
-        b: UserId,
-        retention: Retention,
-        now: i64,
-    ) -> StoreResult<Room>;
+    async fn dm_room(&self, a: UserId, b: UserId, retention: Retention, now: i64) -> StoreResult<Room>;
     /// Adds a member; returns (newly added, first time ever in this room).
     async fn add_member(&self, room: RoomId, user: UserId, now: i64) -> StoreResult<(bool, bool)>;
     async fn remove_member(&self, room: RoomId, user: UserId) -> StoreResult<bool>;
@@ -278,12 +245,7 @@ pub trait Store: Send + Sync + 'static {
     /// Keeps a batch of events in ONE transaction, applying each room's "last N" policy.
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>>;
     /// Up to `limit` kept events before `before` (or the newest), oldest first.
-    async fn history(
-        &self,
-        room: RoomId,
-        before: Option<Seq>,
-        limit: i64,
-    ) -> StoreResult<Vec<StoredMessage>>;
+    async fn history(&self, room: RoomId, before: Option<Seq>, limit: i64) -> StoreResult<Vec<StoredMessage>>;
     /// Up to `limit` kept events after `after`, oldest first.
     async fn since(&self, room: RoomId, after: Seq, limit: i64) -> StoreResult<Vec<StoredMessage>>;
     /// The oldest kept sequence number of a room, if any event is kept.
@@ -303,9 +265,7 @@ pub async fn connect(url: &str, pool_size: u32) -> StoreResult<DynStore> {
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         postgres::open(url, pool_size).await?
     } else {
-        return Err(StoreError::Backend(
-            "unsupported database URL: use sqlite:PATH or postgres://…".into(),
-        ));
+        return Err(StoreError::Backend("unsupported database URL: use sqlite:PATH or postgres://…".into()));
     };
     tracing::info!(backend = ?store.backend, "store ready");
     Ok(Arc::new(store))

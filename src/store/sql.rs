@@ -23,10 +23,10 @@ pub struct SqlStore {
     pub(crate) backend: Backend,
 }
 
-const USER_COLS: &str =
-    "u.id, u.email, u.username, u.first_name, u.last_name, u.is_admin, u.disabled, u.created_at";
+const USER_COLS: &str = "u.id, u.email, u.username, u.first_name, u.last_name, u.is_admin, u.disabled, u.created_at";
 const ROOM_COLS: &str = "r.id, r.kind, r.name, r.topic, r.is_private, r.owner_id, r.keep_messages, r.keep_days, r.ephemeral, r.last_seq, r.created_at";
-const MSG_COLS: &str = "m.room_id, m.seq, m.author_id, COALESCE(u.username, '') AS username, m.kind, m.body, m.client_id, m.created_at";
+const MSG_COLS: &str =
+    "m.room_id, m.seq, m.author_id, COALESCE(u.username, '') AS username, m.kind, m.body, m.client_id, m.created_at";
 
 fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
@@ -102,6 +102,12 @@ impl Store for SqlStore {
              RETURNING {}",
             USER_COLS.replace("u.", "")
         );
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Under READ COMMITTED two concurrent first sign-ups could both see an empty
+            // table; this lock (held to commit) serializes account creation.
+            sqlx::query("SELECT pg_advisory_xact_lock(7270001)").execute(&mut *tx).await?;
+        }
         let row = sqlx::query(AssertSqlSafe(sql.as_str()))
             .bind(u.email)
             .bind(u.email_lc)
@@ -111,28 +117,24 @@ impl Store for SqlStore {
             .bind(u.last_name)
             .bind(u.password_hash)
             .bind(u.now)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
-        Ok(user_from(&row)?)
+        let user = user_from(&row)?;
+        tx.commit().await?;
+        Ok(user)
     }
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(user_from).transpose()?)
     }
 
     async fn user_for_login(&self, login_lc: &str) -> StoreResult<Option<(User, String)>> {
-        let sql = format!(
-            "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.email_lc = $1 OR u.username_lc = $1"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(login_lc.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let sql =
+            format!("SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.email_lc = $1 OR u.username_lc = $1");
+        let row =
+            sqlx::query(AssertSqlSafe(sql.as_str())).bind(login_lc.to_string()).fetch_optional(&self.pool).await?;
         match row {
             Some(r) => Ok(Some((user_from(&r)?, r.try_get("password_hash")?))),
             None => Ok(None),
@@ -140,10 +142,8 @@ impl Store for SqlStore {
     }
 
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
     }
 
@@ -163,12 +163,8 @@ impl Store for SqlStore {
                     .await?
             }
             None => {
-                let sql =
-                    format!("SELECT {USER_COLS} FROM users u ORDER BY u.username_lc LIMIT $1");
-                sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
+                let sql = format!("SELECT {USER_COLS} FROM users u ORDER BY u.username_lc LIMIT $1");
+                sqlx::query(AssertSqlSafe(sql.as_str())).bind(limit).fetch_all(&self.pool).await?
             }
         };
         Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
@@ -177,18 +173,10 @@ impl Store for SqlStore {
     async fn update_profile(&self, id: UserId, c: ProfileChange) -> StoreResult<User> {
         let mut tx = self.pool.begin().await?;
         if let Some(f) = c.first_name {
-            sqlx::query("UPDATE users SET first_name = $1 WHERE id = $2")
-                .bind(f)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("UPDATE users SET first_name = $1 WHERE id = $2").bind(f).bind(id).execute(&mut *tx).await?;
         }
         if let Some(l) = c.last_name {
-            sqlx::query("UPDATE users SET last_name = $1 WHERE id = $2")
-                .bind(l)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("UPDATE users SET last_name = $1 WHERE id = $2").bind(l).bind(id).execute(&mut *tx).await?;
         }
         if let Some((e, lc)) = c.email {
             sqlx::query("UPDATE users SET email = $1, email_lc = $2 WHERE id = $3")
@@ -207,15 +195,8 @@ impl Store for SqlStore {
                 .await?;
         }
         let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let user = row
-            .as_ref()
-            .map(user_from)
-            .transpose()?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(&mut *tx).await?;
+        let user = row.as_ref().map(user_from).transpose()?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(user)
     }
@@ -242,22 +223,11 @@ impl Store for SqlStore {
     }
 
     async fn disabled_user_ids(&self) -> StoreResult<Vec<UserId>> {
-        let rows = sqlx::query("SELECT id FROM users WHERE disabled <> 0")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get("id"))
-            .collect::<Result<_, _>>()?)
+        let rows = sqlx::query("SELECT id FROM users WHERE disabled <> 0").fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?)
     }
 
-    async fn create_session(
-        &self,
-        hash: &str,
-        user: UserId,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<()> {
+    async fn create_session(&self, hash: &str, user: UserId, now: i64, expires_at: i64) -> StoreResult<()> {
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $3, $4)")
             .bind(hash.to_string())
             .bind(user)
@@ -273,10 +243,7 @@ impl Store for SqlStore {
             "SELECT {USER_COLS}, s.created_at AS s_created, s.last_seen_at, s.expires_at
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1"
         );
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(hash.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(hash.to_string()).fetch_optional(&self.pool).await?;
         match row {
             Some(r) => Ok(Some(SessionRow {
                 user: user_from(&r)?,
@@ -298,10 +265,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_session(&self, hash: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(hash.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(hash.to_string()).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -314,20 +278,16 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn create_api_token(
-        &self,
-        user: UserId,
-        name: &str,
-        hash: &str,
-        now: i64,
-    ) -> StoreResult<i64> {
-        let row = sqlx::query("INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id")
-            .bind(user)
-            .bind(name.to_string())
-            .bind(hash.to_string())
-            .bind(now)
-            .fetch_one(&self.pool)
-            .await?;
+    async fn create_api_token(&self, user: UserId, name: &str, hash: &str, now: i64) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(user)
+        .bind(name.to_string())
+        .bind(hash.to_string())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("id")?)
     }
 
@@ -335,10 +295,7 @@ impl Store for SqlStore {
         let sql = format!(
             "SELECT {USER_COLS}, t.id AS token_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1"
         );
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(hash.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(hash.to_string()).fetch_optional(&self.pool).await?;
         let Some(r) = row else { return Ok(None) };
         let user = user_from(&r)?;
         let token_id: i64 = r.try_get("token_id")?;
@@ -356,10 +313,11 @@ impl Store for SqlStore {
     }
 
     async fn list_api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>> {
-        let rows = sqlx::query("SELECT id, name, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY id")
-            .bind(user)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, name, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY id")
+                .bind(user)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(ApiTokenInfo {
@@ -382,13 +340,7 @@ impl Store for SqlStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn create_invite(
-        &self,
-        hash: &str,
-        by: UserId,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<()> {
+    async fn create_invite(&self, hash: &str, by: UserId, now: i64, expires_at: i64) -> StoreResult<()> {
         sqlx::query("INSERT INTO invites (code_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(hash.to_string())
             .bind(by)
@@ -400,11 +352,12 @@ impl Store for SqlStore {
     }
 
     async fn claim_invite(&self, hash: &str, now: i64) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE invites SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1")
-            .bind(now)
-            .bind(hash.to_string())
-            .execute(&self.pool)
-            .await?;
+        let r =
+            sqlx::query("UPDATE invites SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1")
+                .bind(now)
+                .bind(hash.to_string())
+                .execute(&self.pool)
+                .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -425,11 +378,13 @@ impl Store for SqlStore {
     }
 
     async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key.to_string())
-            .bind(value.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key.to_string())
+        .bind(value.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -470,50 +425,43 @@ impl Store for SqlStore {
 
     async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
         let sql = format!("SELECT {ROOM_COLS} FROM rooms r WHERE r.id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(room_from).transpose()?)
     }
 
     async fn update_room(&self, id: RoomId, topic: &str, retention: Retention) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let r = sqlx::query("UPDATE rooms SET topic = $1, keep_messages = $2, keep_days = $3, ephemeral = $4 WHERE id = $5")
-            .bind(topic.to_string())
-            .bind(retention.keep_messages)
-            .bind(retention.keep_days)
-            .bind(b(retention.ephemeral))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE rooms SET topic = $1, keep_messages = $2, keep_days = $3, ephemeral = $4 WHERE id = $5",
+        )
+        .bind(topic.to_string())
+        .bind(retention.keep_messages)
+        .bind(retention.keep_days)
+        .bind(b(retention.ephemeral))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
         // A tighter policy applies at once: an ephemeral room keeps nothing, a smaller
         // N drops what no longer fits. (Keep-days is applied by the pruner.)
         if retention.ephemeral {
-            sqlx::query("DELETE FROM messages WHERE room_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("DELETE FROM messages WHERE room_id = $1").bind(id).execute(&mut *tx).await?;
         } else if let Some(n) = retention.keep_messages {
-            sqlx::query("DELETE FROM messages WHERE room_id = $1 AND seq <= (SELECT last_seq FROM rooms WHERE id = $1) - $2")
-                .bind(id)
-                .bind(n)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM messages WHERE room_id = $1 AND seq <= (SELECT last_seq FROM rooms WHERE id = $1) - $2",
+            )
+            .bind(id)
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn search_rooms(
-        &self,
-        viewer: UserId,
-        query: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<RoomListing>> {
+    async fn search_rooms(&self, viewer: UserId, query: Option<&str>, limit: i64) -> StoreResult<Vec<RoomListing>> {
         // Private rooms are listed only to their members.
         let base = format!(
             "SELECT {ROOM_COLS},
@@ -537,11 +485,7 @@ impl Store for SqlStore {
             }
             None => {
                 let sql = format!("{base} ORDER BY r.name_lc LIMIT $2");
-                sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .bind(viewer)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(AssertSqlSafe(sql.as_str())).bind(viewer).bind(limit).fetch_all(&self.pool).await?
             }
         };
         rows.iter()
@@ -556,19 +500,10 @@ impl Store for SqlStore {
             .map_err(Into::into)
     }
 
-    async fn dm_room(
-        &self,
-        a: UserId,
-        bb: UserId,
-        retention: Retention,
-        now: i64,
-    ) -> StoreResult<Room> {
+    async fn dm_room(&self, a: UserId, bb: UserId, retention: Retention, now: i64) -> StoreResult<Room> {
         let key = crate::domain::dm_key(a, bb);
         let sql = format!("SELECT {ROOM_COLS} FROM rooms r WHERE r.dm_key = $1");
-        if let Some(row) = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(key.clone())
-            .fetch_optional(&self.pool)
-            .await?
+        if let Some(row) = sqlx::query(AssertSqlSafe(sql.as_str())).bind(key.clone()).fetch_optional(&self.pool).await?
         {
             return Ok(room_from(&row)?);
         }
@@ -583,10 +518,7 @@ impl Store for SqlStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(key).fetch_one(&mut *tx).await?;
         let room = room_from(&row)?;
         for u in [a, bb] {
             sqlx::query("INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING")
@@ -614,14 +546,12 @@ impl Store for SqlStore {
         .await?
         .rows_affected()
             == 1;
-        let first = sqlx::query(
-            "INSERT INTO first_joins (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(room)
-        .bind(user)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let first = sqlx::query("INSERT INTO first_joins (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(room)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             == 1;
         tx.commit().await?;
         Ok((added, first))
@@ -637,12 +567,11 @@ impl Store for SqlStore {
     }
 
     async fn is_member(&self, room: RoomId, user: UserId) -> StoreResult<bool> {
-        let row =
-            sqlx::query("SELECT 1 AS one FROM memberships WHERE room_id = $1 AND user_id = $2")
-                .bind(room)
-                .bind(user)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query("SELECT 1 AS one FROM memberships WHERE room_id = $1 AND user_id = $2")
+            .bind(room)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.is_some())
     }
 
@@ -650,10 +579,7 @@ impl Store for SqlStore {
         let sql = format!(
             "SELECT {USER_COLS} FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 ORDER BY u.username_lc"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(room)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(room).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
     }
 
@@ -669,10 +595,7 @@ impl Store for SqlStore {
              LEFT JOIN users p ON p.id = o.user_id
              WHERE m.user_id = $1 ORDER BY r.kind, r.name_lc, r.id"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(user)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(user).fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let peer = match r.try_get::<Option<i64>, _>("p_id")? {
@@ -724,22 +647,25 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         for m in batch {
             if let Some(cid) = &m.client_id {
-                let dup = sqlx::query("SELECT seq FROM messages WHERE room_id = $1 AND author_id = $2 AND client_id = $3")
-                    .bind(m.room_id)
-                    .bind(m.author_id)
-                    .bind(cid.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let dup =
+                    sqlx::query("SELECT seq FROM messages WHERE room_id = $1 AND author_id = $2 AND client_id = $3")
+                        .bind(m.room_id)
+                        .bind(m.author_id)
+                        .bind(cid.clone())
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 if let Some(row) = dup {
                     out.push(Appended::Duplicate(row.try_get("seq")?));
                     continue;
                 }
             }
-            let row = sqlx::query("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq, keep_messages, kind")
-                .bind(m.room_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound)?;
+            let row = sqlx::query(
+                "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq, keep_messages, kind",
+            )
+            .bind(m.room_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
             let seq: i64 = row.try_get("last_seq")?;
             let keep: Option<i64> = row.try_get("keep_messages")?;
             let kind: String = row.try_get("kind")?;
@@ -757,12 +683,8 @@ impl Store for SqlStore {
             out.push(Appended::New(seq));
         }
         for (room, (last, keep, is_dm)) in touched {
-            let Some(cut) = (Retention {
-                keep_messages: keep,
-                keep_days: None,
-                ephemeral: false,
-            })
-            .count_cutoff(last) else {
+            let Some(cut) = (Retention { keep_messages: keep, keep_days: None, ephemeral: false }).count_cutoff(last)
+            else {
                 continue;
             };
             if is_dm {
@@ -788,12 +710,7 @@ impl Store for SqlStore {
         Ok(out)
     }
 
-    async fn history(
-        &self,
-        room: RoomId,
-        before: Option<Seq>,
-        limit: i64,
-    ) -> StoreResult<Vec<StoredMessage>> {
+    async fn history(&self, room: RoomId, before: Option<Seq>, limit: i64) -> StoreResult<Vec<StoredMessage>> {
         let sql = format!(
             "SELECT {MSG_COLS} FROM messages m LEFT JOIN users u ON u.id = m.author_id
              WHERE m.room_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3"
@@ -814,12 +731,8 @@ impl Store for SqlStore {
             "SELECT {MSG_COLS} FROM messages m LEFT JOIN users u ON u.id = m.author_id
              WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq ASC LIMIT $3"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(room)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(AssertSqlSafe(sql.as_str())).bind(room).bind(after).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(message_from).collect::<Result<_, _>>()?)
     }
 

@@ -13,22 +13,13 @@ use super::{
 };
 
 pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or(path);
-    if let Some(dir) = Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
+    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let url = if url.contains('?') {
-        url.to_string()
-    } else {
-        format!("sqlite:{path}?mode=rwc")
-    };
+    let url = if url.contains('?') { url.to_string() } else { format!("sqlite:{path}?mode=rwc") };
     let pool = AnyPoolOptions::new()
         .max_connections(pool_size.max(2))
         .after_connect(|conn, _meta| {
@@ -43,8 +34,5 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
         .connect(&url)
         .await?;
     sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-    Ok(SqlStore {
-        pool,
-        backend: Backend::Sqlite,
-    })
+    Ok(SqlStore { pool, backend: Backend::Sqlite })
 }

@@ -23,12 +23,7 @@ pub const MAX_RESUME: u32 = 500;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Post a message. `client_id` makes retries safe: the same id is stored once.
-    Send {
-        id: String,
-        room: RoomId,
-        client_id: String,
-        text: String,
-    },
+    Send { id: String, room: RoomId, client_id: String, text: String },
     /// Kept events before `before` (default: the newest), at most `limit` (≤ 100).
     History {
         id: String,
@@ -39,11 +34,7 @@ pub enum ClientFrame {
         limit: Option<u32>,
     },
     /// Everything after `after`, in order; or a `gap` reply when that is no longer kept.
-    Resume {
-        id: String,
-        room: RoomId,
-        after: Seq,
-    },
+    Resume { id: String, room: RoomId, after: Seq },
     /// Join a public room (or a private one you were invited to).
     Join { id: String, room: RoomId },
     /// Leave a room.
@@ -270,11 +261,7 @@ impl ServerFrame {
     }
 
     pub fn error(id: Option<&str>, code: &str, message: impl Into<String>) -> Self {
-        ServerFrame::Error {
-            id: id.map(str::to_string),
-            code: code.to_string(),
-            message: message.into(),
-        }
+        ServerFrame::Error { id: id.map(str::to_string), code: code.to_string(), message: message.into() }
     }
 }
 
@@ -287,9 +274,7 @@ pub struct DecodeError {
 }
 
 /// The command types a client may send, for the `unknown_command` message.
-const COMMANDS: &[&str] = &[
-    "send", "history", "resume", "join", "leave", "typing", "read", "ping",
-];
+const COMMANDS: &[&str] = &["send", "history", "resume", "join", "leave", "typing", "read", "ping"];
 
 /// Decodes one client text frame, telling bad JSON, unknown commands and malformed
 /// commands apart, and recovering the request id whenever the JSON has one.
@@ -299,15 +284,8 @@ pub fn decode_client(text: &str) -> Result<ClientFrame, DecodeError> {
         code: "bad_json",
         message: format!("the frame is not valid JSON: {e}"),
     })?;
-    let id = value
-        .get("id")
-        .and_then(|v| v.as_str())
-        .map(|s| s.chars().take(MAX_REQUEST_ID).collect::<String>());
-    let Some(kind) = value
-        .get("type")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-    else {
+    let id = value.get("id").and_then(|v| v.as_str()).map(|s| s.chars().take(MAX_REQUEST_ID).collect::<String>());
+    let Some(kind) = value.get("type").and_then(|v| v.as_str()).map(str::to_string) else {
         return Err(DecodeError {
             id,
             code: "bad_request",
@@ -357,27 +335,10 @@ mod tests {
 
     #[test]
     fn decodes_commands() {
-        let f = decode_client(r#"{"type":"send","id":"1","room":3,"client_id":"c","text":"hi"}"#)
-            .unwrap();
-        assert_eq!(
-            f,
-            ClientFrame::Send {
-                id: "1".into(),
-                room: 3,
-                client_id: "c".into(),
-                text: "hi".into()
-            }
-        );
+        let f = decode_client(r#"{"type":"send","id":"1","room":3,"client_id":"c","text":"hi"}"#).unwrap();
+        assert_eq!(f, ClientFrame::Send { id: "1".into(), room: 3, client_id: "c".into(), text: "hi".into() });
         let f = decode_client(r#"{"type":"history","id":"2","room":3}"#).unwrap();
-        assert_eq!(
-            f,
-            ClientFrame::History {
-                id: "2".into(),
-                room: 3,
-                before: None,
-                limit: None
-            }
-        );
+        assert_eq!(f, ClientFrame::History { id: "2".into(), room: 3, before: None, limit: None });
     }
 
     #[test]
@@ -388,12 +349,7 @@ mod tests {
         let e = decode_client(r#"{"type":"send","id":"8","room":"x"}"#).unwrap_err();
         assert_eq!((e.code, e.id.as_deref()), ("bad_request", Some("8")));
         assert_eq!(decode_client("[1,2]").unwrap_err().code, "bad_request");
-        assert_eq!(
-            decode_client(r#"{"type":"ping","id":""}"#)
-                .unwrap_err()
-                .code,
-            "bad_request"
-        );
+        assert_eq!(decode_client(r#"{"type":"ping","id":""}"#).unwrap_err().code, "bad_request");
     }
 
     #[test]
@@ -402,10 +358,7 @@ mod tests {
             room: 1,
             seq: Some(4),
             kind: EventKind::Text,
-            author: Author {
-                id: 2,
-                username: "ann".into(),
-            },
+            author: Author { id: 2, username: "ann".into() },
             text: "hi".into(),
             ts: 5,
             client_id: Some("c1".into()),
@@ -413,10 +366,7 @@ mod tests {
         let one = ServerFrame::Message(ev.clone()).encode();
         let s = std::str::from_utf8(&one).unwrap();
         assert!(s.contains(r#""type":"message""#), "{s}");
-        assert_eq!(
-            decode_server(s).unwrap(),
-            vec![ServerFrame::Message(ev.clone())]
-        );
+        assert_eq!(decode_server(s).unwrap(), vec![ServerFrame::Message(ev.clone())]);
         let batch = format!("[{s},{s}]");
         assert_eq!(decode_server(&batch).unwrap().len(), 2);
     }

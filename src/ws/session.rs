@@ -51,7 +51,7 @@ where
     };
     let ids: Vec<_> = rooms.iter().map(|r| r.id).collect();
     // Subscribe before the hello is built: nothing published from here on is missed.
-    let reg = hub.register(user, actor.session.clone(), &ids, chat.policy.outbox_frames);
+    let reg = hub.register(user, (actor.session.clone(), actor.token_id), &ids, chat.policy.outbox_frames);
     let hello = ServerFrame::Hello {
         user: actor.author(),
         rooms: rooms.clone(),
@@ -63,12 +63,7 @@ where
         hub.unregister(reg.id);
         return;
     }
-    tracing::debug!(
-        user_id = user,
-        conn = reg.id,
-        rooms = ids.len(),
-        "connected"
-    );
+    tracing::debug!(user_id = user, conn = reg.id, rooms = ids.len(), "connected");
     if let Err(e) = chat.connected(&actor, &rooms).await {
         tracing::warn!(error = %e, "presence update failed");
     }
@@ -121,26 +116,12 @@ where
         }
     }
     // Say why before closing, so the client can show it and knows to resume.
-    let reason = shared.close_reason().unwrap_or(crate::hub::CloseReason {
-        code: "closed",
-        reason: String::new(),
-    });
-    let closing = ServerFrame::Closing {
-        code: reason.code.to_string(),
-        reason: reason.reason.clone(),
-    };
-    let code = if reason.code == "server_shutdown" {
-        1012
-    } else {
-        1008
-    };
+    let reason = shared.close_reason().unwrap_or(crate::hub::CloseReason { code: "closed", reason: String::new() });
+    let closing = ServerFrame::Closing { code: reason.code.to_string(), reason: reason.reason.clone() };
+    let code = if reason.code == "server_shutdown" { 1012 } else { 1008 };
     let goodbye = async {
         sink.send(text(closing.encode())).await?;
-        sink.send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason.code),
-        })))
-        .await?;
+        sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason.code) }))).await?;
         sink.close().await
     };
     // A peer that does not read gets no goodbye: the socket is dropped after this.
@@ -185,9 +166,8 @@ async fn read_loop<T, E>(
     T: Stream<Item = Result<Message, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut pending: FuturesOrdered<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Ack> + Send>>,
-    > = FuturesOrdered::new();
+    let mut pending: FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Ack> + Send>>> =
+        FuturesOrdered::new();
     let reply = |f: ServerFrame| hub.send_to(conn, f.encode());
     loop {
         tokio::select! {
@@ -228,13 +208,9 @@ async fn read_loop<T, E>(
     // Let accepted sends finish so their acks are not lost while the writer still runs.
     while let Some((id, result, room, client_id)) = pending.next().await {
         reply(match result {
-            Ok((seq, duplicate)) => ServerFrame::Ack {
-                id,
-                room: Some(room),
-                seq,
-                client_id: Some(client_id),
-                duplicate,
-            },
+            Ok((seq, duplicate)) => {
+                ServerFrame::Ack { id, room: Some(room), seq, client_id: Some(client_id), duplicate }
+            }
             Err(e) => error_frame(Some(id), &e),
         });
     }
@@ -246,11 +222,7 @@ fn error_frame(id: Option<String>, e: &ChatError) -> ServerFrame {
     if let ChatError::Internal(detail) = e {
         tracing::error!(error = %detail, "command failed");
     }
-    ServerFrame::Error {
-        id,
-        code: e.code().to_string(),
-        message: e.public_message(),
-    }
+    ServerFrame::Error { id, code: e.code().to_string(), message: e.public_message() }
 }
 
 /// Runs one command; returns the immediate reply, if any (sends reply later, in order).
@@ -261,77 +233,30 @@ async fn handle(
     pending: &mut FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Ack> + Send>>>,
 ) -> Option<ServerFrame> {
     match frame {
-        ClientFrame::Send {
-            id,
-            room,
-            client_id,
-            text,
-        } => match chat.send(actor, room, &client_id, &text).await {
+        ClientFrame::Send { id, room, client_id, text } => match chat.send(actor, room, &client_id, &text).await {
             Ok(receipt) => {
-                pending.push_back(Box::pin(async move {
-                    (id, receipt.wait().await, room, client_id)
-                }));
+                pending.push_back(Box::pin(async move { (id, receipt.wait().await, room, client_id) }));
                 None
             }
             Err(e) => Some(error_frame(Some(id), &e)),
         },
-        ClientFrame::History {
-            id,
-            room,
-            before,
-            limit,
-        } => Some(match chat.history(actor, room, before, limit).await {
-            Ok((events, more)) => ServerFrame::History {
-                id,
-                room,
-                events,
-                more,
-            },
-            Err(e) => error_frame(Some(id), &e),
-        }),
-        ClientFrame::Resume { id, room, after } => {
-            Some(match chat.resume(actor, room, after).await {
-                Ok(Resume::Events {
-                    events,
-                    last_seq,
-                    more,
-                }) => ServerFrame::Resumed {
-                    id,
-                    room,
-                    events,
-                    last_seq,
-                    more,
-                },
-                Ok(Resume::Gap {
-                    earliest_seq,
-                    last_seq,
-                }) => ServerFrame::Gap {
-                    id,
-                    room,
-                    earliest_seq,
-                    last_seq,
-                },
+        ClientFrame::History { id, room, before, limit } => {
+            Some(match chat.history(actor, room, before, limit).await {
+                Ok((events, more)) => ServerFrame::History { id, room, events, more },
                 Err(e) => error_frame(Some(id), &e),
             })
         }
+        ClientFrame::Resume { id, room, after } => Some(match chat.resume(actor, room, after).await {
+            Ok(Resume::Events { events, last_seq, more }) => ServerFrame::Resumed { id, room, events, last_seq, more },
+            Ok(Resume::Gap { earliest_seq, last_seq }) => ServerFrame::Gap { id, room, earliest_seq, last_seq },
+            Err(e) => error_frame(Some(id), &e),
+        }),
         ClientFrame::Join { id, room } => Some(match chat.join(actor, room).await {
-            Ok(_) => ServerFrame::Ack {
-                id,
-                room: Some(room),
-                seq: None,
-                client_id: None,
-                duplicate: false,
-            },
+            Ok(_) => ServerFrame::Ack { id, room: Some(room), seq: None, client_id: None, duplicate: false },
             Err(e) => error_frame(Some(id), &e),
         }),
         ClientFrame::Leave { id, room } => Some(match chat.leave(actor, room).await {
-            Ok(()) => ServerFrame::Ack {
-                id,
-                room: Some(room),
-                seq: None,
-                client_id: None,
-                duplicate: false,
-            },
+            Ok(()) => ServerFrame::Ack { id, room: Some(room), seq: None, client_id: None, duplicate: false },
             Err(e) => error_frame(Some(id), &e),
         }),
         ClientFrame::Typing { id, room } => match chat.typing(actor, room).await {
@@ -359,10 +284,7 @@ mod tests {
     #[tokio::test]
     async fn coalesces_queued_frames_into_one_array() {
         let mut sink: Vec<Message> = Vec::new();
-        let mut buf = vec![
-            Bytes::from_static(br#"{"a":1}"#),
-            Bytes::from_static(br#"{"b":2}"#),
-        ];
+        let mut buf = vec![Bytes::from_static(br#"{"a":1}"#), Bytes::from_static(br#"{"b":2}"#)];
         write_coalesced(&mut sink, &mut buf).await.unwrap();
         let mut one = vec![Bytes::from_static(br#"{"c":3}"#)];
         write_coalesced(&mut sink, &mut one).await.unwrap();

@@ -56,19 +56,14 @@ pub struct TestServer {
 /// A fresh PostgreSQL database on the test server, as a URL.
 pub async fn fresh_pg_database() -> String {
     use sqlx::{AnyConnection, Connection, Executor};
-    let admin = std::env::var("RTM_TEST_PG_URL").expect(
-        "RTM_TEST_PG_URL is not set: run the suite with scripts/test, which starts PostgreSQL",
-    );
+    let admin = std::env::var("RTM_TEST_PG_URL")
+        .expect("RTM_TEST_PG_URL is not set: run the suite with scripts/test, which starts PostgreSQL");
     sqlx::any::install_default_drivers();
-    let mut conn = AnyConnection::connect(&admin)
-        .await
-        .expect("connect to the test PostgreSQL");
+    let mut conn = AnyConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
     let mut rnd = [0u8; 6];
     getrandom::fill(&mut rnd).expect("random");
     let name = format!("rtm_t_{}", hex::encode(rnd));
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create database");
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create database");
     let mut url = url::Url::parse(&admin).expect("RTM_TEST_PG_URL is a URL");
     url.set_path(&name);
     url.to_string()
@@ -95,15 +90,9 @@ impl TestServer {
     }
 
     /// Starts a server on an existing data dir/config (restarts).
-    pub async fn start_config(
-        backend: Backend,
-        mut config: Config,
-        dir: tempfile::TempDir,
-    ) -> Self {
+    pub async fn start_config(backend: Backend, mut config: Config, dir: tempfile::TempDir) -> Self {
         // A restart binds the port it had, so clients reconnect to the same origin.
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         config.listen = addr;
         let state = AppState::build(&config).await.expect("server builds");
@@ -115,15 +104,7 @@ impl TestServer {
             })
             .await
         });
-        TestServer {
-            addr,
-            state,
-            config,
-            backend,
-            stop: Some(stop),
-            task: Some(task),
-            dir,
-        }
+        TestServer { addr, state, config, backend, stop: Some(stop), task: Some(task), dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -149,22 +130,9 @@ impl TestServer {
     /// An HTTP client with a cookie jar that sends our Origin (like our web page does).
     pub fn client(&self) -> Client {
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::ORIGIN,
-            self.origin().parse().expect("origin header"),
-        );
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .default_headers(headers)
-            .build()
-            .expect("client");
-        Client {
-            http,
-            base: self.url(""),
-            addr: self.addr,
-            cookie: None,
-            origin: self.origin(),
-        }
+        headers.insert(reqwest::header::ORIGIN, self.origin().parse().expect("origin header"));
+        let http = reqwest::Client::builder().cookie_store(true).default_headers(headers).build().expect("client");
+        Client { http, base: self.url(""), addr: self.addr, cookie: None, origin: self.origin() }
     }
 
     /// Signs up `username` (email `username@example.org`, password `password-<username>`).
@@ -199,55 +167,27 @@ pub fn password_of(username: &str) -> String {
 
 impl Client {
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{}", self.base, path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        let r = self.http.post(format!("{}{}", self.base, path)).json(&body).send().await.expect("request");
         Self::read(r).await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .patch(format!("{}{}", self.base, path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        let r = self.http.patch(format!("{}{}", self.base, path)).json(&body).send().await.expect("request");
         Self::read(r).await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .put(format!("{}{}", self.base, path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        let r = self.http.put(format!("{}{}", self.base, path)).json(&body).send().await.expect("request");
         Self::read(r).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{}", self.base, path))
-            .send()
-            .await
-            .expect("request");
+        let r = self.http.get(format!("{}{}", self.base, path)).send().await.expect("request");
         Self::read(r).await
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .delete(format!("{}{}", self.base, path))
-            .send()
-            .await
-            .expect("request");
+        let r = self.http.delete(format!("{}{}", self.base, path)).send().await.expect("request");
         Self::read(r).await
     }
 
@@ -259,13 +199,7 @@ impl Client {
 
     /// Remembers the session cookie from a response.
     async fn post_keep_cookie(&mut self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{}", self.base, path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        let r = self.http.post(format!("{}{}", self.base, path)).json(&body).send().await.expect("request");
         for v in r.headers().get_all(reqwest::header::SET_COOKIE) {
             if let Some(kv) = v.to_str().ok().and_then(|s| s.split(';').next())
                 && let Some((k, val)) = kv.split_once('=')
@@ -294,11 +228,7 @@ impl Client {
     }
 
     pub async fn login(&mut self, login: &str, password: &str) -> (u16, Value) {
-        self.post_keep_cookie(
-            "/api/login",
-            json!({ "login": login, "password": password }),
-        )
-        .await
+        self.post_keep_cookie("/api/login", json!({ "login": login, "password": password })).await
     }
 
     pub async fn me(&self) -> Value {
@@ -326,9 +256,7 @@ impl Client {
     /// Opens a WebSocket with this client's session cookie and our Origin.
     pub async fn ws(&self) -> Ws {
         let cookie = self.cookie.clone().expect("signed in");
-        Ws::connect(self.addr, Some(&cookie), Some(&self.origin), None)
-            .await
-            .expect("websocket connects")
+        Ws::connect(self.addr, Some(&cookie), Some(&self.origin), None).await.expect("websocket connects")
     }
 }
 
@@ -349,9 +277,7 @@ impl Ws {
         origin: Option<&str>,
         bearer: Option<&str>,
     ) -> Result<Ws, u16> {
-        let mut req = format!("ws://{addr}/ws")
-            .into_client_request()
-            .expect("request");
+        let mut req = format!("ws://{addr}/ws").into_client_request().expect("request");
         let h = req.headers_mut();
         if let Some(c) = cookie {
             h.insert("cookie", HeaderValue::from_str(c).expect("cookie"));
@@ -360,24 +286,13 @@ impl Ws {
             h.insert("origin", HeaderValue::from_str(o).expect("origin"));
         }
         if let Some(t) = bearer {
-            h.insert(
-                "authorization",
-                HeaderValue::from_str(&format!("Bearer {t}")).expect("bearer"),
-            );
+            h.insert("authorization", HeaderValue::from_str(&format!("Bearer {t}")).expect("bearer"));
         }
         match tokio_tungstenite::connect_async(req).await {
             Ok((stream, _)) => {
-                let mut ws = Ws {
-                    stream,
-                    pending: Default::default(),
-                    next_id: 0,
-                    hello: None,
-                };
+                let mut ws = Ws { stream, pending: Default::default(), next_id: 0, hello: None };
                 let hello = ws.recv().await;
-                assert!(
-                    matches!(hello, ServerFrame::Hello { .. }),
-                    "first frame must be hello: {hello:?}"
-                );
+                assert!(matches!(hello, ServerFrame::Hello { .. }), "first frame must be hello: {hello:?}");
                 ws.hello = Some(hello);
                 Ok(ws)
             }
@@ -399,17 +314,11 @@ impl Ws {
     }
 
     pub async fn send_json(&mut self, v: Value) {
-        self.stream
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .expect("ws send");
+        self.stream.send(Message::Text(v.to_string().into())).await.expect("ws send");
     }
 
     pub async fn send_raw(&mut self, s: &str) {
-        self.stream
-            .send(Message::Text(s.to_string().into()))
-            .await
-            .expect("ws send");
+        self.stream.send(Message::Text(s.to_string().into())).await.expect("ws send");
     }
 
     /// The next server frame (batched arrays are split), or panic after `WAIT`.
@@ -424,9 +333,7 @@ impl Ws {
         }
         let deadline = tokio::time::Instant::now() + d;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.stream.next())
-                .await
-                .ok()??;
+            let msg = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??;
             match msg {
                 Ok(Message::Text(t)) => {
                     let frames = rtm::ws::protocol::decode_server(t.as_str())
@@ -443,10 +350,7 @@ impl Ws {
     }
 
     /// Reads until a frame matches `pred`; frames before it are returned too.
-    pub async fn recv_until(
-        &mut self,
-        mut pred: impl FnMut(&ServerFrame) -> bool,
-    ) -> (ServerFrame, Vec<ServerFrame>) {
+    pub async fn recv_until(&mut self, mut pred: impl FnMut(&ServerFrame) -> bool) -> (ServerFrame, Vec<ServerFrame>) {
         let mut skipped = vec![];
         loop {
             let f = self.recv().await;
@@ -461,11 +365,12 @@ impl Ws {
     pub async fn say(&mut self, room: i64, text: &str) -> Option<i64> {
         let id = self.new_id();
         let cid = format!("c-{id}-{}", room);
-        self.send_json(
-            json!({"type": "send", "id": id, "room": room, "client_id": cid, "text": text}),
-        )
-        .await;
-        let (f, skipped) = self.recv_until(|f| matches!(f, ServerFrame::Ack { id: i, .. } | ServerFrame::Error { id: Some(i), .. } if *i == id)).await;
+        self.send_json(json!({"type": "send", "id": id, "room": room, "client_id": cid, "text": text})).await;
+        let (f, skipped) = self
+            .recv_until(
+                |f| matches!(f, ServerFrame::Ack { id: i, .. } | ServerFrame::Error { id: Some(i), .. } if *i == id),
+            )
+            .await;
         self.unread(skipped);
         match f {
             ServerFrame::Ack { seq, .. } => seq,
@@ -493,6 +398,11 @@ impl Ws {
         f
     }
 
+    /// Forgets frames read ahead but not yet consumed.
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
+
     /// Puts frames back to be read again (in order, before anything newer).
     pub fn unread(&mut self, frames: Vec<ServerFrame>) {
         for f in frames.into_iter().rev() {
@@ -504,10 +414,7 @@ impl Ws {
     pub async fn drain(&mut self, d: Duration) -> Vec<ServerFrame> {
         let mut out = vec![];
         let deadline = tokio::time::Instant::now() + d;
-        while let Some(f) = self
-            .try_recv(deadline.saturating_duration_since(tokio::time::Instant::now()))
-            .await
-        {
+        while let Some(f) = self.try_recv(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
             out.push(f);
         }
         out

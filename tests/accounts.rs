@@ -1,0 +1,884 @@
+//! Accounts over real sockets: sign-up, sign-in, sign-out, input rules, session expiry,
+//! the same-origin checks, disabling accounts, API tokens, registration modes, the
+//! profile and password changes. Every error is checked by status AND stable code.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use rtm::ws::protocol::ServerFrame;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const EVIL: &str = "http://evil.example";
+
+/// Asserts an API error: the status, the stable code, and a non-empty message.
+#[track_caller]
+fn assert_error(got: &(u16, Value), status: u16, code: &str) {
+    let (s, b) = got;
+    assert_eq!(*s, status, "expected {status} `{code}`, got {s}: {b}");
+    assert_eq!(b["error"]["code"], code, "wrong error code: {b}");
+    assert!(b["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error without a message: {b}");
+}
+
+/// A plain HTTP client: no cookie jar, no default headers (not our web page).
+fn bare() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn read(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The `rtm_session=...` pair the client was given.
+fn cookie_of(c: &Client) -> String {
+    c.cookie.clone().expect("a session cookie was set")
+}
+
+/// GET /api/me sending exactly this cookie (no jar involved).
+async fn me_with_cookie(srv: &TestServer, cookie: &str) -> (u16, Value) {
+    read(bare().get(srv.url("/api/me")).header("cookie", cookie)).await
+}
+
+/// GET /api/me with a bearer token only.
+async fn me_with_bearer(srv: &TestServer, token: &str) -> (u16, Value) {
+    read(bare().get(srv.url("/api/me")).bearer_auth(token)).await
+}
+
+/// A valid sign-up form for `username` (same fields as the harness uses).
+fn account(username: &str) -> Value {
+    json!({
+        "first_name": format!("{username}-first"),
+        "last_name": "Tester",
+        "email": format!("{username}@example.org"),
+        "username": username,
+        "password": password_of(username),
+    })
+}
+
+/// A fresh client signed in with `login`/`password`.
+async fn signed_in(srv: &TestServer, login: &str, password: &str) -> Client {
+    let mut c = srv.client();
+    let (s, b) = c.login(login, password).await;
+    assert_eq!(s, 200, "sign-in as {login}: {b}");
+    c
+}
+
+/// Reads until the server says `closing` with `session_ended`, then until the stream ends.
+async fn expect_session_ended(ws: &mut Ws) {
+    loop {
+        match ws.try_recv(WAIT).await {
+            Some(ServerFrame::Closing { code, .. }) => {
+                assert_eq!(code, "session_ended");
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("the socket ended or stayed open without a `closing` frame"),
+        }
+    }
+    let end = tokio::time::timeout(WAIT, ws.stream.next()).await.expect("the server closes the socket after `closing`");
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "expected the end of the stream, got {end:?}"
+    );
+}
+
+async fn ping_works(ws: &mut Ws) {
+    let f = ws.request(json!({"type": "ping"})).await;
+    assert!(matches!(f, ServerFrame::Pong { .. }), "{f:?}");
+}
+
+// 1. Sign-up, sign-in (email or username, any case), sign-out.
+
+async fn sign_up_sign_in_sign_out(b: Backend) {
+    let srv = TestServer::start(b).await;
+
+    let mut ann = srv.client();
+    let (s, body) = ann.register("ann").await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["user"]["username"], "ann");
+    assert_eq!(body["user"]["email"], "ann@example.org");
+    assert_eq!(body["user"]["is_admin"], true, "the first account is the admin");
+    assert!(!body.to_string().contains("password"), "no password material in {body}");
+    assert!(cookie_of(&ann).starts_with("rtm_session="));
+    let me = ann.me().await;
+    assert_eq!(me["username"], "ann");
+    assert_eq!(me["first_name"], "ann-first");
+    assert_eq!(me["last_name"], "Tester");
+    assert_eq!(me["is_admin"], true);
+    assert_eq!(me["disabled"], false);
+
+    // The second account is not an admin; the cookie is HttpOnly and SameSite.
+    let r = bare()
+        .post(srv.url("/api/register"))
+        .header("origin", srv.origin())
+        .json(&account("bob"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 201);
+    let set = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("set-cookie on sign-up").to_string();
+    for part in ["rtm_session=", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set.contains(part), "{part} missing in {set}");
+    }
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["user"]["is_admin"], false);
+    let bob_signup_cookie = set.split(';').next().unwrap_or_default().to_string();
+    let (s, me) = me_with_cookie(&srv, &bob_signup_cookie).await;
+    assert_eq!(s, 200);
+    assert_eq!(me["user"]["username"], "bob");
+    assert_eq!(me["user"]["is_admin"], false);
+
+    // Sign in by email or username, in any letter case; each gets its own session.
+    let mut cookies = vec![bob_signup_cookie.clone()];
+    for login in ["bob@example.org", "BOB@Example.ORG", "bob", "BoB"] {
+        let mut c = srv.client();
+        let (s, body) = c.login(login, &password_of("bob")).await;
+        assert_eq!(s, 200, "{login}: {body}");
+        assert_eq!(body["user"]["username"], "bob");
+        assert_eq!(c.me().await["username"], "bob");
+        let ck = cookie_of(&c);
+        assert!(!cookies.contains(&ck), "a new session every time");
+        cookies.push(ck);
+    }
+
+    // Sign-out deletes the session on the server, not only in the browser's jar.
+    let bob = signed_in(&srv, "bob", &password_of("bob")).await;
+    let cookie = cookie_of(&bob);
+    assert_eq!(me_with_cookie(&srv, &cookie).await.0, 200);
+    let r = bob.http.post(srv.url("/api/logout")).send().await.expect("request");
+    assert_eq!(r.status().as_u16(), 204);
+    let cleared = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(cleared.starts_with("rtm_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    assert_error(&me_with_cookie(&srv, &cookie).await, 401, "unauthenticated");
+    assert_error(&bob.get("/api/me").await, 401, "unauthenticated");
+    assert_eq!(
+        Ws::connect(srv.addr, Some(&cookie), Some(&srv.origin()), None).await.err(),
+        Some(401),
+        "a signed-out session cannot open a websocket"
+    );
+    // Only that session ended.
+    assert_eq!(me_with_cookie(&srv, &bob_signup_cookie).await.0, 200);
+    // Signing out without a session still succeeds.
+    let (s, _) = srv.client().post("/api/logout", json!({})).await;
+    assert_eq!(s, 204);
+
+    // No cookie, or a made-up one, is not signed in.
+    assert_error(&srv.client().get("/api/me").await, 401, "unauthenticated");
+    assert_error(&me_with_cookie(&srv, "rtm_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await, 401, "unauthenticated");
+}
+
+// 2. Bad credentials.
+
+async fn wrong_password_and_unknown_user(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let _ann = srv.user("ann").await;
+
+    let mut c = srv.client();
+    let wrong = c.login("ann", "not-the-password").await;
+    assert_error(&wrong, 401, "invalid_credentials");
+    assert!(c.cookie.is_none(), "no session on a failed sign-in");
+    // Passwords are case-sensitive.
+    let upper = password_of("ann").to_uppercase();
+    assert_error(&c.login("ann", &upper).await, 401, "invalid_credentials");
+
+    // An unknown account looks exactly like a wrong password.
+    let unknown = c.login("nobody", "whatever-password").await;
+    assert_error(&unknown, 401, "invalid_credentials");
+    assert_eq!(wrong.1, unknown.1, "no hint whether the account exists");
+    let unknown_email = c.login("nobody@example.org", &password_of("ann")).await;
+    assert_error(&unknown_email, 401, "invalid_credentials");
+    assert!(c.cookie.is_none());
+    assert_error(&c.get("/api/me").await, 401, "unauthenticated");
+}
+
+// 3. Duplicates, in any letter case.
+
+async fn duplicate_email_and_username_any_case(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+
+    let mut c = srv.client();
+    let mut form = account("other");
+    form["email"] = json!("ANN@Example.ORG");
+    assert_error(&c.register_with(form).await, 409, "email_taken");
+    let mut form = account("other");
+    form["email"] = json!("  ann@example.org ");
+    assert_error(&c.register_with(form).await, 409, "email_taken");
+    for name in ["ann", "ANN", "aNn"] {
+        let mut form = account("other");
+        form["username"] = json!(name);
+        assert_error(&c.register_with(form).await, 409, "username_taken");
+    }
+    assert!(c.cookie.is_none());
+
+    // None of those created an account.
+    assert_error(&c.login("other", &password_of("other")).await, 401, "invalid_credentials");
+    let (s, list) = ann.get("/api/admin/users").await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list["users"].as_array().map(Vec::len), Some(1), "{list}");
+    // And the original is untouched.
+    assert_eq!(ann.me().await["email"], "ann@example.org");
+}
+
+// 4. One code per broken rule.
+
+async fn bad_input_has_its_own_code(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let mut c = srv.client();
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("email", json!(""), "invalid_email"),
+        ("email", json!("carol"), "invalid_email"),
+        ("email", json!("@example.org"), "invalid_email"),
+        ("email", json!("carol@"), "invalid_email"),
+        ("email", json!("ca rol@example.org"), "invalid_email"),
+        ("email", json!("a@b@example.org"), "invalid_email"),
+        ("username", json!(""), "invalid_username"),
+        ("username", json!("ab"), "invalid_username"),
+        ("username", json!("_carol"), "invalid_username"),
+        ("username", json!("car ol"), "invalid_username"),
+        ("username", json!("carolé"), "invalid_username"),
+        ("username", json!("c".repeat(33)), "invalid_username"),
+        ("first_name", json!(""), "invalid_name"),
+        ("first_name", json!("   "), "invalid_name"),
+        ("first_name", json!("f".repeat(65)), "invalid_name"),
+        ("first_name", json!("a\u{7}b"), "invalid_name"),
+        ("last_name", json!(""), "invalid_name"),
+        ("password", json!(""), "invalid_password"),
+        ("password", json!("1234567"), "invalid_password"),
+        ("password", json!("p".repeat(1025)), "invalid_password"),
+        ("password", json!("é".repeat(7)), "invalid_password"),
+    ];
+    for (field, value, code) in cases {
+        let mut form = account("carol");
+        form[field] = value.clone();
+        let got = c.register_with(form).await;
+        assert_error(&got, 422, code);
+        let msg = got.1["error"]["message"].as_str().unwrap_or_default();
+        match code {
+            "invalid_username" => assert!(msg.contains("3 to 32"), "{field}={value}: {msg}"),
+            "invalid_password" => assert!(msg.contains("8 to 1024"), "{msg}"),
+            "invalid_name" if field == "first_name" => assert!(msg.contains("first name"), "{msg}"),
+            "invalid_name" => assert!(msg.contains("last name"), "{msg}"),
+            _ => {}
+        }
+    }
+    assert!(c.cookie.is_none(), "no failed sign-up opened a session");
+    assert_error(&c.login("carol", &password_of("carol")).await, 401, "invalid_credentials");
+
+    // Malformed or incomplete JSON is a 400 with `bad_request`.
+    let malformed = read(
+        bare()
+            .post(srv.url("/api/register"))
+            .header("origin", srv.origin())
+            .header("content-type", "application/json")
+            .body("{\"email\": \"x@example.org\", "),
+    )
+    .await;
+    assert_error(&malformed, 400, "bad_request");
+    let missing = c.register_with(json!({"email": "x@example.org", "username": "xavier"})).await;
+    assert_error(&missing, 400, "bad_request");
+    let wrong_type = c
+        .register_with(json!({"first_name": 1, "last_name": "T", "email": "x@example.org", "username": "xavier", "password": "password-x"}))
+        .await;
+    assert_error(&wrong_type, 400, "bad_request");
+    assert_error(
+        &read(
+            bare()
+                .post(srv.url("/api/login"))
+                .header("origin", srv.origin())
+                .header("content-type", "application/json")
+                .body("not json"),
+        )
+        .await,
+        400,
+        "bad_request",
+    );
+
+    // The edges that are allowed: 8 and 1024 characters (characters, not bytes).
+    let mut form = account("eight");
+    form["password"] = json!("12345678");
+    assert_eq!(c.register_with(form).await.0, 201);
+    let long = "p".repeat(1024);
+    let mut form = account("long1024");
+    form["password"] = json!(long);
+    let (s, body) = srv.client().register_with(form).await;
+    assert_eq!(s, 201, "{body}");
+    signed_in(&srv, "long1024", &long).await;
+    // The whole password counts: a prefix is not enough (no truncation).
+    assert_error(&srv.client().login("long1024", &long[..1023]).await, 401, "invalid_credentials");
+    let mut form = account("accents");
+    form["password"] = json!("é".repeat(8));
+    assert_eq!(srv.client().register_with(form).await.0, 201);
+    // Names are trimmed; the longest username is fine.
+    let mut form = account("x");
+    form["username"] = json!(format!("  {}  ", "u".repeat(32)));
+    form["first_name"] = json!("  Zoë  ");
+    let (s, body) = srv.client().register_with(form).await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["user"]["username"], "u".repeat(32));
+    assert_eq!(body["user"]["first_name"], "Zoë");
+}
+
+// 5. Expired sessions.
+
+async fn idle_session_expires(b: Backend) {
+    let srv = TestServer::start_with(b, |c| c.session_idle_secs = 1).await;
+    let ann = srv.user("ann").await;
+    let cookie = cookie_of(&ann);
+    assert_eq!(me_with_cookie(&srv, &cookie).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_error(&me_with_cookie(&srv, &cookie).await, 401, "unauthenticated");
+    assert_eq!(Ws::connect(srv.addr, Some(&cookie), Some(&srv.origin()), None).await.err(), Some(401));
+    // Signing in again works.
+    let again = signed_in(&srv, "ann", &password_of("ann")).await;
+    assert_eq!(again.me().await["username"], "ann");
+}
+
+async fn session_max_age_expires(b: Backend) {
+    let srv = TestServer::start_with(b, |c| c.session_max_secs = 1).await;
+    let r = bare()
+        .post(srv.url("/api/register"))
+        .header("origin", srv.origin())
+        .json(&account("ann"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 201);
+    let set = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(set.contains("Max-Age=1"), "{set}");
+    // Sent by hand: a browser would drop the cookie, the server must refuse it anyway.
+    let cookie = set.split(';').next().unwrap_or_default().to_string();
+    assert_eq!(me_with_cookie(&srv, &cookie).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_error(&me_with_cookie(&srv, &cookie).await, 401, "unauthenticated");
+}
+
+// 6. Cross-origin requests.
+
+async fn cross_origin_posts_refused(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let cookie = cookie_of(&ann);
+    let login = json!({"login": "ann", "password": password_of("ann")});
+
+    // Sign-in from another site.
+    let r = read(bare().post(srv.url("/api/login")).header("origin", EVIL).json(&login)).await;
+    assert_error(&r, 403, "bad_origin");
+    let r = read(bare().post(srv.url("/api/login")).header("origin", srv.origin()).json(&login)).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+
+    // A signed-in state change riding on the cookie from another site.
+    let evil_post = |path: &str, body: Value| {
+        bare().post(srv.url(path)).header("cookie", &cookie).header("origin", EVIL).json(&body)
+    };
+    assert_error(&read(evil_post("/api/rooms", json!({"name": "forged"}))).await, 403, "bad_origin");
+    assert_error(&read(evil_post("/api/me/tokens", json!({"name": "stolen"}))).await, 403, "bad_origin");
+    assert_error(&read(evil_post("/api/logout", json!({}))).await, 403, "bad_origin");
+    assert_error(
+        &read(
+            bare()
+                .patch(srv.url("/api/me"))
+                .header("cookie", &cookie)
+                .header("origin", EVIL)
+                .json(&json!({"first_name": "Pwned"})),
+        )
+        .await,
+        403,
+        "bad_origin",
+    );
+    // Our own host on another port, or an opaque origin, is foreign too.
+    let other_port = read(
+        bare()
+            .post(srv.url("/api/rooms"))
+            .header("cookie", &cookie)
+            .header("origin", "http://127.0.0.1:1")
+            .json(&json!({"name": "forged"})),
+    )
+    .await;
+    assert_error(&other_port, 403, "bad_origin");
+    let null = read(
+        bare()
+            .post(srv.url("/api/rooms"))
+            .header("cookie", &cookie)
+            .header("origin", "null")
+            .json(&json!({"name": "forged"})),
+    )
+    .await;
+    assert_error(&null, 403, "bad_origin");
+    // No Origin but the browser says cross-site.
+    let fetch_site = read(
+        bare()
+            .post(srv.url("/api/rooms"))
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", "cross-site")
+            .json(&json!({"name": "forged"})),
+    )
+    .await;
+    assert_error(&fetch_site, 403, "bad_origin");
+
+    // Nothing of that happened: the session lives, no token, the name is unchanged, and
+    // the room name is still free for a same-origin request.
+    assert_eq!(me_with_cookie(&srv, &cookie).await.0, 200);
+    let (_, tokens) = ann.get("/api/me/tokens").await;
+    assert_eq!(tokens["tokens"], json!([]));
+    assert_eq!(ann.me().await["first_name"], "ann-first");
+    ann.create_room("forged", json!({})).await;
+}
+
+async fn websocket_handshake_checks(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let cookie = cookie_of(&ann);
+    let origin = srv.origin();
+
+    // Cross-site WebSocket hijacking: the cookie from a foreign page.
+    assert_eq!(Ws::connect(srv.addr, Some(&cookie), Some(EVIL), None).await.err(), Some(403));
+    // A cookie without any Origin is not trusted either.
+    assert_eq!(Ws::connect(srv.addr, Some(&cookie), None, None).await.err(), Some(403));
+    // No credentials at all, or a made-up session.
+    assert_eq!(Ws::connect(srv.addr, None, Some(&origin), None).await.err(), Some(401));
+    assert_eq!(Ws::connect(srv.addr, None, None, None).await.err(), Some(401));
+    assert_eq!(Ws::connect(srv.addr, Some("rtm_session=bogus"), Some(&origin), None).await.err(), Some(401));
+    // Same origin with the cookie works.
+    let mut ws = Ws::connect(srv.addr, Some(&cookie), Some(&origin), None).await.expect("same-origin websocket");
+    ping_works(&mut ws).await;
+}
+
+// 7. Disabled accounts.
+
+async fn disabled_user_is_locked_out(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let admin = srv.user("admin").await;
+    let vic = srv.user("vic").await;
+    let bob = srv.user("bob").await;
+    let vic_id = vic.id().await;
+    let cookie = cookie_of(&vic);
+    let (s, t) = vic.post("/api/me/tokens", json!({"name": "bot"})).await;
+    assert_eq!(s, 201, "{t}");
+    let token = t["token"].as_str().expect("token").to_string();
+    let mut ws = vic.ws().await;
+    let mut ws_bearer = Ws::connect(srv.addr, None, None, Some(&token)).await.expect("bearer websocket");
+
+    // Only the admin may disable, and not themself.
+    let disable = format!("/api/admin/users/{vic_id}/disable");
+    let enable = format!("/api/admin/users/{vic_id}/enable");
+    assert_error(&bob.post(&disable, json!({})).await, 403, "forbidden");
+    assert_error(&vic.post(&disable, json!({})).await, 403, "forbidden");
+    assert_error(&bob.get("/api/admin/users").await, 403, "forbidden");
+    let admin_id = admin.id().await;
+    assert_error(&admin.post(&format!("/api/admin/users/{admin_id}/disable"), json!({})).await, 403, "forbidden");
+    assert_error(&admin.post("/api/admin/users/987654/disable", json!({})).await, 404, "user_not_found");
+    assert_eq!(me_with_cookie(&srv, &cookie).await.0, 200, "still enabled");
+
+    let (s, body) = admin.post(&disable, json!({})).await;
+    assert_eq!(s, 204, "{body}");
+
+    // Open sockets, cookie and bearer alike, are closed by the server.
+    expect_session_ended(&mut ws).await;
+    expect_session_ended(&mut ws_bearer).await;
+    // Sessions are deleted: the old cookie is simply not signed in any more.
+    assert_error(&me_with_cookie(&srv, &cookie).await, 401, "unauthenticated");
+    assert_error(&vic.get("/api/me").await, 401, "unauthenticated");
+    // Signing in is refused as disabled, but only with the right password.
+    let mut c = srv.client();
+    assert_error(&c.login("vic", &password_of("vic")).await, 403, "account_disabled");
+    assert!(c.cookie.is_none());
+    assert_error(&c.login("vic", "wrong-password").await, 401, "invalid_credentials");
+    // The API token is refused too, over HTTP and WebSocket.
+    assert_error(&me_with_bearer(&srv, &token).await, 403, "account_disabled");
+    assert_eq!(Ws::connect(srv.addr, None, None, Some(&token)).await.err(), Some(403));
+    // The admin sees it.
+    let (_, list) = admin.get("/api/admin/users").await;
+    let row = list["users"].as_array().and_then(|u| u.iter().find(|u| u["id"] == vic_id)).cloned().expect("vic listed");
+    assert_eq!(row["disabled"], true);
+    // Others are unaffected.
+    assert_eq!(bob.me().await["username"], "bob");
+
+    // Re-enable: only the admin; then sign-in and the token work again, the old
+    // session stays ended.
+    assert_error(&bob.post(&enable, json!({})).await, 403, "forbidden");
+    let (s, body) = admin.post(&enable, json!({})).await;
+    assert_eq!(s, 204, "{body}");
+    let back = signed_in(&srv, "vic", &password_of("vic")).await;
+    assert_eq!(back.me().await["disabled"], false);
+    assert_eq!(me_with_bearer(&srv, &token).await.0, 200);
+    assert_error(&me_with_cookie(&srv, &cookie).await, 401, "unauthenticated");
+}
+
+// 8. API tokens.
+
+async fn api_tokens(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let bob = srv.user("bob").await;
+
+    let (s, body) = ann.post("/api/me/tokens", json!({"name": "  bot "})).await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["name"], "bot");
+    let id = body["id"].as_i64().expect("token id");
+    let token = body["token"].as_str().expect("token").to_string();
+    assert!(token.starts_with("rtm_") && token.len() > 20, "token: {token}");
+
+    // A fresh client with only the bearer.
+    let (s, me) = me_with_bearer(&srv, &token).await;
+    assert_eq!(s, 200, "{me}");
+    assert_eq!(me["user"]["username"], "ann");
+    // A script sends no Origin: state changes work with the bearer alone.
+    let (s, room) =
+        read(bare().post(srv.url("/api/rooms")).bearer_auth(&token).json(&json!({"name": "bot-room"}))).await;
+    assert_eq!(s, 201, "{room}");
+    // The bearer works for the WebSocket, with no Origin.
+    let mut ws = Ws::connect(srv.addr, None, None, Some(&token)).await.expect("bearer websocket");
+    ping_works(&mut ws).await;
+    drop(ws);
+
+    // Listed without the secret; other users see none of it.
+    let (s, list) = ann.get("/api/me/tokens").await;
+    assert_eq!(s, 200, "{list}");
+    let tokens = list["tokens"].as_array().expect("tokens").clone();
+    assert_eq!(tokens.len(), 1, "{list}");
+    assert_eq!(tokens[0]["id"], id);
+    assert_eq!(tokens[0]["name"], "bot");
+    assert!(tokens[0].get("token").is_none(), "{list}");
+    let secret = token.trim_start_matches("rtm_");
+    assert!(!list.to_string().contains(secret), "secret leaked: {list}");
+    let (_, theirs) = bob.get("/api/me/tokens").await;
+    assert_eq!(theirs["tokens"], json!([]));
+    assert_error(&bob.delete(&format!("/api/me/tokens/{id}")).await, 404, "not_found");
+    assert_eq!(me_with_bearer(&srv, &token).await.0, 200);
+
+    // Token names follow a rule; made-up tokens are refused.
+    assert_error(&ann.post("/api/me/tokens", json!({"name": "  "})).await, 422, "invalid_name");
+    assert_error(&ann.post("/api/me/tokens", json!({"name": "n".repeat(65)})).await, 422, "invalid_name");
+    assert_error(&me_with_bearer(&srv, "rtm_not-a-real-token").await, 401, "unauthenticated");
+    // Without a session, no tokens can be made.
+    assert_error(&srv.client().post("/api/me/tokens", json!({"name": "x"})).await, 401, "unauthenticated");
+
+    // Revoke.
+    let (s, body) = ann.delete(&format!("/api/me/tokens/{id}")).await;
+    assert_eq!(s, 204, "{body}");
+    assert_error(&me_with_bearer(&srv, &token).await, 401, "unauthenticated");
+    assert_eq!(Ws::connect(srv.addr, None, None, Some(&token)).await.err(), Some(401));
+    // A bearer wins over a cookie: a revoked bearer is not rescued by a valid cookie.
+    let mixed = read(bare().get(srv.url("/api/me")).header("cookie", cookie_of(&ann)).bearer_auth(&token)).await;
+    assert_error(&mixed, 401, "unauthenticated");
+    let (_, list) = ann.get("/api/me/tokens").await;
+    assert_eq!(list["tokens"], json!([]));
+    assert_error(&ann.delete(&format!("/api/me/tokens/{id}")).await, 404, "not_found");
+    assert_eq!(ann.me().await["username"], "ann", "the session is unaffected");
+}
+
+/// Revoking a token ends what it opened, as signing out ends the session's sockets.
+async fn revoked_token_closes_its_websocket(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let (s, body) = ann.post("/api/me/tokens", json!({"name": "bot"})).await;
+    assert_eq!(s, 201, "{body}");
+    let id = body["id"].as_i64().expect("id");
+    let token = body["token"].as_str().expect("token").to_string();
+    let mut ws = Ws::connect(srv.addr, None, None, Some(&token)).await.expect("bearer websocket");
+    let mut ws_cookie = ann.ws().await;
+    let (s, _) = ann.delete(&format!("/api/me/tokens/{id}")).await;
+    assert_eq!(s, 204);
+    expect_session_ended(&mut ws).await;
+    // The owner's cookie socket is not the token's.
+    ping_works(&mut ws_cookie).await;
+}
+
+// 9. Registration modes.
+
+async fn registration_closed(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let admin = srv.user("admin").await;
+    let bob = srv.user("bob").await;
+    let (_, cfg) = read(bare().get(srv.url("/api/config"))).await;
+    assert_eq!(cfg["registration"], "open");
+
+    // Only the admin chooses the mode.
+    assert_error(&bob.put("/api/admin/registration", json!({"mode": "closed"})).await, 403, "forbidden");
+    assert_error(&admin.put("/api/admin/registration", json!({"mode": "sometimes"})).await, 400, "bad_request");
+    let (_, cfg) = read(bare().get(srv.url("/api/config"))).await;
+    assert_eq!(cfg["registration"], "open");
+
+    let (s, body) = admin.put("/api/admin/registration", json!({"mode": "closed"})).await;
+    assert_eq!(s, 204, "{body}");
+    let (s, cfg) = read(bare().get(srv.url("/api/config"))).await;
+    assert_eq!(s, 200);
+    assert_eq!(cfg["registration"], "closed");
+
+    let mut c = srv.client();
+    assert_error(&c.register("carol").await, 403, "registration_closed");
+    assert!(c.cookie.is_none());
+    assert_error(&c.login("carol", &password_of("carol")).await, 401, "invalid_credentials");
+
+    // The admin still adds accounts; others may not.
+    assert_error(&bob.post("/api/admin/users", account("dave")).await, 403, "forbidden");
+    let (s, body) = admin.post("/api/admin/users", account("carol")).await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["user"]["username"], "carol");
+    assert_eq!(body["user"]["is_admin"], false);
+    signed_in(&srv, "carol", &password_of("carol")).await;
+    // The admin's form obeys the same rules.
+    let mut form = account("other");
+    form["email"] = json!("CAROL@example.org");
+    assert_error(&admin.post("/api/admin/users", form).await, 409, "email_taken");
+    let mut form = account("erin");
+    form["password"] = json!("short");
+    assert_error(&admin.post("/api/admin/users", form).await, 422, "invalid_password");
+
+    // Open again.
+    let (s, _) = admin.put("/api/admin/registration", json!({"mode": "open"})).await;
+    assert_eq!(s, 204);
+    assert_eq!(srv.client().register("frank").await.0, 201);
+}
+
+async fn registration_by_invite(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let admin = srv.user("admin").await;
+    let bob = srv.user("bob").await;
+
+    assert_error(&bob.put("/api/admin/registration", json!({"mode": "invite"})).await, 403, "forbidden");
+    let (s, _) = admin.put("/api/admin/registration", json!({"mode": "invite"})).await;
+    assert_eq!(s, 204);
+    let (_, cfg) = read(bare().get(srv.url("/api/config"))).await;
+    assert_eq!(cfg["registration"], "invite");
+
+    // No invite, an empty one or a made-up one.
+    let mut c = srv.client();
+    assert_error(&c.register("carol").await, 403, "invalid_invite");
+    for bad in ["", "   ", "not-a-real-invite"] {
+        let mut form = account("carol");
+        form["invite"] = json!(bad);
+        assert_error(&c.register_with(form).await, 403, "invalid_invite");
+    }
+
+    // Only the admin makes invites.
+    assert_error(&bob.post("/api/admin/invites", json!({})).await, 403, "forbidden");
+    let (s, inv) = admin.post("/api/admin/invites", json!({})).await;
+    assert_eq!(s, 201, "{inv}");
+    let code = inv["code"].as_str().expect("code").to_string();
+    assert!(!code.is_empty());
+    assert_eq!(inv["url"], format!("{}/?invite={code}", srv.origin()));
+
+    // A sign-up that fails after the invite was claimed does not spend it.
+    let mut form = account("carol");
+    form["email"] = json!("Bob@Example.org");
+    form["invite"] = json!(code);
+    assert_error(&c.register_with(form).await, 409, "email_taken");
+    let mut form = account("bob");
+    form["email"] = json!("carol@example.org");
+    form["invite"] = json!(code);
+    assert_error(&c.register_with(form).await, 409, "username_taken");
+    // Nor does one refused by validation.
+    let mut form = account("carol");
+    form["username"] = json!("x");
+    form["invite"] = json!(code);
+    assert_error(&c.register_with(form).await, 422, "invalid_username");
+
+    // Now it works, once (surrounding spaces from a paste are fine).
+    let mut form = account("carol");
+    form["invite"] = json!(format!(" {code} "));
+    let (s, body) = c.register_with(form).await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(c.me().await["username"], "carol");
+    let mut form = account("dave");
+    form["invite"] = json!(code);
+    assert_error(&srv.client().register_with(form).await, 403, "invalid_invite");
+
+    // Two sign-ups racing for one invite: exactly one wins.
+    let (_, inv) = admin.post("/api/admin/invites", json!({})).await;
+    let code2 = inv["code"].as_str().expect("code").to_string();
+    let (mut c1, mut c2) = (srv.client(), srv.client());
+    let mut f1 = account("erin");
+    f1["invite"] = json!(code2);
+    let mut f2 = account("frank");
+    f2["invite"] = json!(code2);
+    let (r1, r2) = tokio::join!(c1.register_with(f1), c2.register_with(f2));
+    let mut statuses = [r1.0, r2.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 403], "{r1:?} {r2:?}");
+    let loser = if r1.0 == 403 { &r1 } else { &r2 };
+    assert_error(loser, 403, "invalid_invite");
+
+    // The admin adds accounts whatever the mode.
+    let (s, body) = admin.post("/api/admin/users", account("gina")).await;
+    assert_eq!(s, 201, "{body}");
+    signed_in(&srv, "gina", &password_of("gina")).await;
+}
+
+// 10. Profile and password.
+
+async fn profile_update(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let _bob = srv.user("bob").await;
+
+    let (s, body) = ann.patch("/api/me", json!({"first_name": "  Annie ", "last_name": "Smith"})).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["user"]["first_name"], "Annie");
+    assert_eq!(body["user"]["last_name"], "Smith");
+    assert_eq!(body["user"]["username"], "ann", "absent fields stay");
+    let me = ann.me().await;
+    assert_eq!(me["first_name"], "Annie");
+    assert_eq!(me["email"], "ann@example.org");
+
+    // Each rule, with its code; nothing changes.
+    assert_error(&ann.patch("/api/me", json!({"first_name": ""})).await, 422, "invalid_name");
+    let bad_name = ann.patch("/api/me", json!({"username": "x!"})).await;
+    assert_error(&bad_name, 422, "invalid_username");
+    assert!(bad_name.1["error"]["message"].as_str().is_some_and(|m| m.contains("3 to 32")));
+    assert_error(&ann.patch("/api/me", json!({"email": "nope"})).await, 422, "invalid_email");
+    assert_error(&ann.patch("/api/me", json!({"username": "BOB"})).await, 409, "username_taken");
+    assert_error(&ann.patch("/api/me", json!({"email": "Bob@Example.org"})).await, 409, "email_taken");
+    // All or nothing: the name is not changed when the username is taken.
+    assert_error(&ann.patch("/api/me", json!({"first_name": "Zed", "username": "bob"})).await, 409, "username_taken");
+    assert_error(&srv.client().patch("/api/me", json!({"first_name": "X"})).await, 401, "unauthenticated");
+    let me = ann.me().await;
+    assert_eq!(me["first_name"], "Annie");
+    assert_eq!(me["username"], "ann");
+
+    // Change username and email.
+    let (s, body) = ann.patch("/api/me", json!({"username": "Annabel", "email": "Annabel@Example.net"})).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["user"]["username"], "Annabel");
+    assert_eq!(body["user"]["email"], "Annabel@Example.net");
+    // Your own name in another case is not "taken".
+    let (s, body) = ann.patch("/api/me", json!({"username": "annabel"})).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["user"]["username"], "annabel");
+
+    // Sign-in follows; the old name and email are free again.
+    signed_in(&srv, "ANNABEL", &password_of("ann")).await;
+    signed_in(&srv, "annabel@example.net", &password_of("ann")).await;
+    assert_error(&srv.client().login("ann", &password_of("ann")).await, 401, "invalid_credentials");
+    assert_error(&srv.client().login("ann@example.org", &password_of("ann")).await, 401, "invalid_credentials");
+    assert_eq!(srv.client().register("ann").await.0, 201);
+}
+
+async fn password_change(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let other = signed_in(&srv, "ann", &password_of("ann")).await;
+    let other_cookie = cookie_of(&other);
+    let mut ws_ann = ann.ws().await;
+    let mut ws_other = other.ws().await;
+    let new_password = "brand-new-password";
+
+    assert_error(
+        &ann.post("/api/me/password", json!({"current_password": "not-my-password", "new_password": new_password}))
+            .await,
+        422,
+        "wrong_password",
+    );
+    assert_error(
+        &ann.post("/api/me/password", json!({"current_password": password_of("ann"), "new_password": "short"})).await,
+        422,
+        "invalid_password",
+    );
+    assert_error(&ann.post("/api/me/password", json!({"new_password": new_password})).await, 400, "bad_request");
+    assert_error(
+        &srv.client()
+            .post("/api/me/password", json!({"current_password": password_of("ann"), "new_password": new_password}))
+            .await,
+        401,
+        "unauthenticated",
+    );
+    // Nothing changed yet.
+    assert_eq!(other.get("/api/me").await.0, 200);
+    signed_in(&srv, "ann", &password_of("ann")).await;
+
+    let (s, body) = ann
+        .post("/api/me/password", json!({"current_password": password_of("ann"), "new_password": new_password}))
+        .await;
+    assert_eq!(s, 204, "{body}");
+
+    // Every other session ends (and its socket); this one lives on.
+    assert_error(&other.get("/api/me").await, 401, "unauthenticated");
+    assert_error(&me_with_cookie(&srv, &other_cookie).await, 401, "unauthenticated");
+    expect_session_ended(&mut ws_other).await;
+    assert_eq!(ann.me().await["username"], "ann");
+    ping_works(&mut ws_ann).await;
+
+    // The old password is refused, the new one signs in.
+    assert_error(&srv.client().login("ann", &password_of("ann")).await, 401, "invalid_credentials");
+    signed_in(&srv, "ann@example.org", new_password).await;
+}
+
+/// A cross-site request that carries some `Authorization` header which is not a bearer
+/// token (a proxy's Basic auth the browser adds by itself) still rides on the cookie:
+/// it must pass the same-origin check.
+async fn non_bearer_authorization_does_not_skip_origin_check(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let cookie = cookie_of(&ann);
+    for auth in ["Basic dXNlcjpwYXNz", "Bearer "] {
+        let got = read(
+            bare()
+                .post(srv.url("/api/rooms"))
+                .header("cookie", &cookie)
+                .header("origin", EVIL)
+                .header("authorization", auth)
+                .json(&json!({"name": "forged"})),
+        )
+        .await;
+        assert_error(&got, 403, "bad_origin");
+    }
+}
+
+/// Only the very first account is the admin, even when several sign up at once.
+async fn one_admin_under_concurrent_first_sign_ups(b: Backend) {
+    let srv = TestServer::start_with(b, |c| c.hash_concurrency = 8).await;
+    let mut clients: Vec<Client> = (0..8).map(|_| srv.client()).collect();
+    let results = futures_util::future::join_all(
+        clients.iter_mut().enumerate().map(|(i, c)| async move { c.register(&format!("user{i}")).await }),
+    )
+    .await;
+    let mut admins = 0;
+    for (s, body) in &results {
+        assert_eq!(*s, 201, "{body}");
+        if body["user"]["is_admin"] == true {
+            admins += 1;
+        }
+    }
+    assert_eq!(admins, 1, "{results:?}");
+}
+
+/// "Ends after this many seconds without use": a session in use keeps living.
+async fn session_in_use_stays_alive(b: Backend) {
+    let srv = TestServer::start_with(b, |c| c.session_idle_secs = 3).await;
+    let ann = srv.user("ann").await;
+    let cookie = cookie_of(&ann);
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        let got = me_with_cookie(&srv, &cookie).await;
+        assert_eq!(got.0, 200, "used 1.8 s ago, idle limit 3 s: {}", got.1);
+    }
+}
+
+on_both_backends!(
+    sign_up_sign_in_sign_out,
+    wrong_password_and_unknown_user,
+    duplicate_email_and_username_any_case,
+    bad_input_has_its_own_code,
+    idle_session_expires,
+    session_max_age_expires,
+    cross_origin_posts_refused,
+    websocket_handshake_checks,
+    disabled_user_is_locked_out,
+    api_tokens,
+    revoked_token_closes_its_websocket,
+    registration_closed,
+    registration_by_invite,
+    profile_update,
+    password_change,
+    session_in_use_stays_alive,
+    non_bearer_authorization_does_not_skip_origin_check,
+    one_admin_under_concurrent_first_sign_ups,
+);
