@@ -1,0 +1,669 @@
+// store.js: the one place client state lives. The socket and the HTTP handlers call
+// the mutators below; each mutator marks "topics" dirty and the views, subscribed with
+// `subscribe()`, re-render once per batch (a microtask after the last change).
+//
+// Per room it keeps the events shown (ordered by seq, deduplicated by seq and by
+// client_id), the contiguous "synced through" seq used to resume after a reconnect,
+// history paging flags, presence, typing and members. The outbox holds messages not
+// yet acknowledged by the server; it is saved in sessionStorage so a reload keeps it.
+//
+// Topics: 'all', 'me', 'conn', 'rooms' (list, unread, DM dots), 'current',
+// 'room:<id>' (events, outbox, paging), 'presence:<id>', 'typing:<id>', 'members:<id>'.
+
+// ---------------------------------------------------------------- change feed
+
+const listeners = new Set();
+let dirty = new Set();
+let scheduled = false;
+
+/** Registers `fn(dirtyTopics: Set<string>)`; returns an unsubscribe function. */
+export function subscribe(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+/** Marks topics as changed; views hear about it once the current task is done. */
+export function touch(...topics) {
+  for (const t of topics) dirty.add(t);
+  if (!scheduled) {
+    scheduled = true;
+    queueMicrotask(flush);
+  }
+}
+
+function flush() {
+  scheduled = false;
+  const d = dirty;
+  dirty = new Set();
+  for (const fn of listeners) {
+    try {
+      fn(d);
+    } catch (e) {
+      console.error('render failed', e);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- state
+
+/** Everything the client knows. Views read it; only this module writes it. */
+export const state = {
+  /** The signed-in User from /api/me (null when signed out). */
+  me: null,
+  /** GET /api/config: registration mode and limits. */
+  config: { registration: 'open', max_message_chars: 4000 },
+  /** Limits from the socket's hello (override config once known). */
+  limits: { max_message_chars: 4000, max_frame_bytes: 65536, messages_per_10s: 0 },
+  /** Socket state: status 'offline' | 'connecting' | 'live' | 'reconnecting';
+   *  retryAt (ms) while reconnecting; reason of the last close. */
+  conn: { status: 'offline', retryAt: 0, reason: '' },
+  /** Room id -> RoomState (see newRoom). */
+  rooms: new Map(),
+  /** The conversation on screen, or null. */
+  currentRoomId: null,
+  /** True while the open conversation is visible and scrolled to the bottom. */
+  reading: false,
+  /** Messages typed but not yet acknowledged, in the order they were written. */
+  outbox: [],
+};
+
+let localCounter = 0;
+
+/** A room's client-side state around its RoomInfo. */
+function newRoom(info) {
+  const eph = isEphemeral(info);
+  return {
+    /** RoomInfo from the server (last_seq / unread / read_seq kept current here). */
+    info: { ...info },
+    /** Shown events (messages and notices), ordered; see compareOrder. */
+    events: [],
+    /** seq -> event, to drop duplicates. */
+    bySeq: new Map(),
+    /** key -> event ("c:<author>:<client_id>" or "s:<seq>"). */
+    byKey: new Map(),
+    /** Highest seq present in `events`. */
+    maxSeq: 0,
+    /** Every kept event up to this seq has been received (or was never ours to
+     *  show): the point to resume from after a reconnect. */
+    syncedSeq: info.last_seq || 0,
+    /** True once the newest history has been fetched (ephemeral rooms: always). */
+    loaded: eph,
+    /** Older history may exist on the server. */
+    hasMore: !eph,
+    /** A history request is in flight. */
+    loadingHistory: false,
+    /** A resume is in flight after a reconnect. */
+    resyncing: false,
+    /** User ids online in this room (from presence frames). */
+    online: new Set(),
+    /** A presence snapshot has arrived since the last connect. */
+    presenceKnown: false,
+    /** user id -> {username, until}: who is typing, until when (ms). */
+    typing: new Map(),
+    /** Members from GET /api/rooms/{id}/members, or null before the first load. */
+    members: null,
+    /** Members changed (joined/left notice) since they were loaded. */
+    membersStale: false,
+    /** Read marker this client has sent (kept across reconnects). */
+    localReadSeq: info.read_seq || 0,
+    /** Arrival counter that orders events without seq. */
+    arrival: 0,
+  };
+}
+
+export const isEphemeral = (infoOrRoom) => {
+  const info = infoOrRoom && infoOrRoom.info ? infoOrRoom.info : infoOrRoom;
+  return !!(info && info.retention && info.retention.ephemeral);
+};
+
+export const room = (id) => state.rooms.get(id) || null;
+export const currentRoom = () => room(state.currentRoomId);
+export const isMine = (author) => !!(state.me && author && author.id === state.me.id);
+
+/** The largest message a user may send. */
+export const maxChars = () => state.limits.max_message_chars || state.config.max_message_chars || 4000;
+
+// ---------------------------------------------------------------- session
+
+/** Starts a fresh session for `user` (after sign-in or on load). */
+export function startSession(user) {
+  state.me = user;
+  state.rooms = new Map();
+  state.currentRoomId = null;
+  state.reading = false;
+  state.outbox = loadOutbox(user.id);
+  state.conn = { status: 'connecting', retryAt: 0, reason: '' };
+  touch('all');
+}
+
+/** Forgets everything (sign-out). */
+export function endSession() {
+  if (state.me) sessionStorage.removeItem(outboxKey(state.me.id));
+  state.me = null;
+  state.rooms = new Map();
+  state.currentRoomId = null;
+  state.outbox = [];
+  state.conn = { status: 'offline', retryAt: 0, reason: '' };
+  touch('all');
+}
+
+export function setConfig(cfg) {
+  state.config = { ...state.config, ...cfg };
+  touch('me');
+}
+
+export function setMe(user) {
+  state.me = { ...state.me, ...user };
+  touch('me', 'all');
+}
+
+export function setConn(status, extra = {}) {
+  state.conn = { ...state.conn, status, ...extra };
+  touch('conn');
+}
+
+export function selectRoom(id) {
+  if (state.currentRoomId === id) return;
+  state.currentRoomId = id;
+  state.reading = false;
+  touch('current', 'rooms');
+}
+
+/** Called by the conversation view: is the user looking at the newest message? */
+export function setReading(reading) {
+  state.reading = reading;
+}
+
+// ---------------------------------------------------------------- events
+
+const compareOrder = (a, b) => a.order[0] - b.order[0] || a.order[1] - b.order[1];
+
+function eventKey(ev) {
+  if (ev.client_id && ev.author) return `c:${ev.author.id}:${ev.client_id}`;
+  if (ev.seq != null) return `s:${ev.seq}`;
+  return `l:${++localCounter}`;
+}
+
+function insertSorted(r, item) {
+  const list = r.events;
+  // Most events go at the end; search backwards from there.
+  let i = list.length;
+  while (i > 0 && compareOrder(list[i - 1], item) > 0) i--;
+  list.splice(i, 0, item);
+}
+
+function clearEvents(r) {
+  r.events = [];
+  r.bySeq.clear();
+  r.byKey.clear();
+  r.maxSeq = 0;
+}
+
+/** Moves the "synced through" marker over every seq we now hold. */
+function advanceSynced(r) {
+  while (r.bySeq.has(r.syncedSeq + 1)) r.syncedSeq++;
+}
+
+function bumpUnread(r) {
+  if (state.currentRoomId === r.info.id && state.reading) return;
+  r.info.unread = (r.info.unread || 0) + 1;
+}
+
+/**
+ * Adds one event (message or notice) to its room, unless it is already there.
+ * `source`: 'live' | 'history' | 'resume' | 'ack'. Returns the stored event when it
+ * was new, otherwise null.
+ */
+export function applyEvent(ev, source) {
+  const r = state.rooms.get(ev.room);
+  if (!r) return null;
+  const mine = isMine(ev.author);
+  // Our own message came back: its pending copy is done.
+  if (mine && ev.client_id && source !== 'ack') removeFromOutbox(ev.client_id);
+
+  const seq = ev.seq ?? null;
+  const existing = (seq != null && r.bySeq.get(seq)) || (ev.client_id && r.byKey.get(eventKey(ev)));
+  if (existing) {
+    // Already shown (e.g. inserted from our ack): take the server's seq and time.
+    if (existing.seq == null && seq != null) {
+      existing.seq = seq;
+      existing.order = [seq, 0];
+      r.bySeq.set(seq, existing);
+      r.maxSeq = Math.max(r.maxSeq, seq);
+      r.events.sort(compareOrder);
+      advanceSynced(r);
+    }
+    if (source !== 'ack' && existing.ts !== ev.ts) {
+      existing.ts = ev.ts;
+      existing.v++;
+    }
+    touch(`room:${r.info.id}`, 'rooms');
+    return null;
+  }
+
+  const item = {
+    key: eventKey(ev),
+    room: ev.room,
+    seq,
+    kind: ev.kind || 'text',
+    author: ev.author || { id: 0, username: '' },
+    text: ev.text || '',
+    ts: ev.ts || Date.now(),
+    client_id: ev.client_id || null,
+    order: seq != null ? [seq, 0] : [r.maxSeq, ++r.arrival],
+    /** Version: bumped when the item changes, so views know to redraw it. */
+    v: 1,
+  };
+  insertSorted(r, item);
+  r.byKey.set(item.key, item);
+  const countable = !mine && item.kind === 'text';
+  if (seq != null) {
+    r.bySeq.set(seq, item);
+    r.maxSeq = Math.max(r.maxSeq, seq);
+    if (seq > (r.info.last_seq || 0)) {
+      r.info.last_seq = seq;
+      if (countable) bumpUnread(r);
+    }
+    advanceSynced(r);
+  } else if (countable && source === 'live') {
+    bumpUnread(r);
+  }
+  if (item.kind === 'text' && r.typing.delete(item.author.id)) touch(`typing:${r.info.id}`);
+  if ((item.kind === 'joined' || item.kind === 'left') && source === 'live') {
+    r.membersStale = true;
+    touch(`members:${r.info.id}`);
+  }
+  touch(`room:${r.info.id}`, 'rooms');
+  return item;
+}
+
+/** Events from a `history` reply (oldest first). `newest`: asked without `before`. */
+export function applyHistory(roomId, events, more, newest) {
+  const r = room(roomId);
+  if (!r) return;
+  for (const ev of events) applyEvent(ev, 'history');
+  if (newest) {
+    let top = 0;
+    for (const ev of events) if (ev.seq != null) top = Math.max(top, ev.seq);
+    r.syncedSeq = Math.max(r.syncedSeq, top);
+    advanceSynced(r);
+  }
+  r.loaded = true;
+  r.hasMore = !!more && events.length > 0;
+  r.loadingHistory = false;
+  touch(`room:${roomId}`);
+}
+
+/** Events from a `resumed` reply. Returns true when the room is fully caught up. */
+export function applyResumed(roomId, events, lastSeq, more) {
+  const r = room(roomId);
+  if (!r) return true;
+  for (const ev of events) applyEvent(ev, 'resume');
+  if (!more) {
+    // The server says nothing else is kept up to last_seq.
+    r.syncedSeq = Math.max(r.syncedSeq, lastSeq || 0);
+    advanceSynced(r);
+    r.resyncing = false;
+  }
+  if ((lastSeq || 0) > (r.info.last_seq || 0)) r.info.last_seq = lastSeq;
+  touch(`room:${roomId}`);
+  return !more;
+}
+
+/** A `gap` reply: history no longer reaches back; drop the view and start over. */
+export function applyGap(roomId, lastSeq) {
+  const r = room(roomId);
+  if (!r) return;
+  clearEvents(r);
+  r.loaded = false;
+  r.hasMore = true;
+  r.loadingHistory = false;
+  r.resyncing = false;
+  r.syncedSeq = lastSeq || 0;
+  r.info.last_seq = Math.max(r.info.last_seq || 0, lastSeq || 0);
+  touch(`room:${roomId}`, 'rooms');
+}
+
+export function setLoadingHistory(roomId, on) {
+  const r = room(roomId);
+  if (!r) return;
+  r.loadingHistory = on;
+  touch(`room:${roomId}`);
+}
+
+/** The oldest seq shown in a room (where older history starts), or null. */
+export function oldestSeq(r) {
+  for (const ev of r.events) if (ev.seq != null) return ev.seq;
+  return null;
+}
+
+// ---------------------------------------------------------------- hello / rooms
+
+/**
+ * Applies the `hello` frame. Known rooms keep what they show; the ones whose history
+ * is loaded are listed to be resumed from their synced seq. Returns
+ * { resumes: [{room, after}], reads: [{room, seq}] }.
+ */
+export function applyHello(hello) {
+  state.limits = { ...state.limits, ...(hello.limits || {}) };
+  const resumes = [];
+  const reads = [];
+  const present = new Set();
+  for (const info of hello.rooms || []) {
+    present.add(info.id);
+    let r = state.rooms.get(info.id);
+    if (!r) {
+      state.rooms.set(info.id, newRoom(info));
+      continue;
+    }
+    const synced = r.syncedSeq;
+    const localRead = r.localReadSeq;
+    r.info = { ...info };
+    r.online = new Set();
+    r.presenceKnown = false;
+    r.typing.clear();
+    r.membersStale = true; // people may have come and gone while we were away
+    r.loadingHistory = false;
+    r.resyncing = false;
+    if (isEphemeral(info)) {
+      // Nothing to fetch again: keep what was seen.
+      r.loaded = true;
+      r.hasMore = false;
+    } else if (!r.loaded) {
+      // Never opened: forget the live tail, history is fetched when it is opened.
+      clearEvents(r);
+      r.syncedSeq = info.last_seq || 0;
+      r.hasMore = true;
+    } else if ((info.last_seq || 0) > synced) {
+      r.resyncing = true;
+      resumes.push({ room: info.id, after: synced });
+    }
+    // Read while offline: tell the server now.
+    if (localRead > (info.read_seq || 0)) {
+      reads.push({ room: info.id, seq: localRead });
+      r.info.read_seq = localRead;
+      if (localRead >= (info.last_seq || 0)) r.info.unread = 0;
+    }
+    r.localReadSeq = Math.max(localRead, info.read_seq || 0);
+  }
+  for (const id of [...state.rooms.keys()]) if (!present.has(id)) dropRoom(id, 'You are no longer in this room.');
+  touch('rooms', 'current', 'all');
+  return { resumes, reads };
+}
+
+function dropRoom(id, why) {
+  state.rooms.delete(id);
+  for (const p of state.outbox) {
+    if (p.room === id && p.status !== 'failed') {
+      p.status = 'failed';
+      p.error = why;
+      p.v++;
+    }
+  }
+  saveOutbox();
+  if (state.currentRoomId === id) state.currentRoomId = null;
+}
+
+/** A room the user is now in (room_joined, or a RoomInfo from the HTTP API). */
+export function upsertRoom(info) {
+  const r = state.rooms.get(info.id);
+  if (!r) {
+    state.rooms.set(info.id, newRoom(info));
+  } else {
+    const lastSeq = Math.max(r.info.last_seq || 0, info.last_seq || 0);
+    r.info = { ...r.info, ...info, last_seq: lastSeq };
+    if (isEphemeral(info)) {
+      r.loaded = true;
+      r.hasMore = false;
+    }
+  }
+  touch('rooms', `room:${info.id}`, 'current');
+}
+
+export function removeRoom(id) {
+  if (!state.rooms.has(id)) return;
+  dropRoom(id, 'You are no longer in this room.');
+  touch('rooms', 'current', `room:${id}`);
+}
+
+export function roomUpdated(id, topic, retention) {
+  const r = room(id);
+  if (!r) return;
+  r.info.topic = topic;
+  r.info.retention = retention;
+  if (isEphemeral(r)) {
+    r.loaded = true;
+    r.hasMore = false;
+  }
+  touch('rooms', 'current', `room:${id}`);
+}
+
+// ---------------------------------------------------------------- presence, typing, read
+
+export function setPresence(roomId, online) {
+  const r = room(roomId);
+  if (!r) return;
+  r.online = new Set(online);
+  r.presenceKnown = true;
+  touch(`presence:${roomId}`, 'rooms');
+}
+
+export function presenceChange(roomId, userId, online) {
+  const r = room(roomId);
+  if (!r) return;
+  if (online) r.online.add(userId);
+  else r.online.delete(userId);
+  if (r.members) {
+    const m = r.members.find((x) => x.id === userId);
+    if (m) m.online = online;
+  }
+  touch(`presence:${roomId}`, 'rooms');
+}
+
+/** Is this user online, as far as this room's presence says? */
+export function isOnline(r, userId) {
+  if (r.presenceKnown) return r.online.has(userId);
+  const m = r.members && r.members.find((x) => x.id === userId);
+  return !!(m && m.online);
+}
+
+export const TYPING_SHOWN_MS = 5000;
+
+export function typing(roomId, user) {
+  const r = room(roomId);
+  if (!r || isMine(user)) return;
+  r.typing.set(user.id, { username: user.username, until: Date.now() + TYPING_SHOWN_MS });
+  touch(`typing:${roomId}`);
+}
+
+/** Drops typing entries that have expired; returns the soonest remaining expiry. */
+export function expireTyping(roomId) {
+  const r = room(roomId);
+  if (!r) return 0;
+  const now = Date.now();
+  let next = 0;
+  for (const [id, t] of r.typing) {
+    if (t.until <= now) r.typing.delete(id);
+    else next = next ? Math.min(next, t.until) : t.until;
+  }
+  return next;
+}
+
+/** Our read marker moved (here or on another connection). */
+export function markRead(roomId, seq) {
+  const r = room(roomId);
+  if (!r) return;
+  const before = r.info.unread;
+  r.info.read_seq = Math.max(r.info.read_seq || 0, seq);
+  r.localReadSeq = Math.max(r.localReadSeq, seq);
+  if (r.info.read_seq >= (r.info.last_seq || 0)) r.info.unread = 0;
+  else {
+    let n = 0;
+    for (const ev of r.events) if (ev.seq > r.info.read_seq && ev.kind === 'text' && !isMine(ev.author)) n++;
+    r.info.unread = Math.min(r.info.unread || 0, n);
+  }
+  if (before !== r.info.unread) touch('rooms');
+}
+
+/** Clears the unread count of a room with no seqs to mark (ephemeral). */
+export function clearUnread(roomId) {
+  const r = room(roomId);
+  if (r && r.info.unread) {
+    r.info.unread = 0;
+    touch('rooms');
+  }
+}
+
+export function setMembers(roomId, members) {
+  const r = room(roomId);
+  if (!r) return;
+  r.members = members;
+  r.membersStale = false;
+  touch(`members:${roomId}`);
+}
+
+/** Total unread across conversations, for the title and the menu button. */
+export function totalUnread() {
+  let n = 0;
+  for (const r of state.rooms.values()) n += r.info.unread || 0;
+  return n;
+}
+
+// ---------------------------------------------------------------- outbox
+
+const outboxKey = (userId) => `rtm.outbox.${userId}`;
+
+function loadOutbox(userId) {
+  try {
+    const raw = JSON.parse(sessionStorage.getItem(outboxKey(userId)) || '[]');
+    return raw
+      .filter((p) => p && typeof p.client_id === 'string' && typeof p.text === 'string')
+      .map((p) => ({
+        key: `c:${userId}:${p.client_id}`,
+        client_id: p.client_id,
+        room: p.room,
+        text: p.text,
+        ts: p.ts || Date.now(),
+        status: p.status === 'failed' ? 'failed' : 'queued',
+        error: p.error || null,
+        v: 1,
+      }));
+  } catch {
+    return [];
+  }
+}
+
+function saveOutbox() {
+  if (!state.me) return;
+  try {
+    const keep = state.outbox.map(({ client_id, room: r, text, ts, status, error }) => ({
+      client_id,
+      room: r,
+      text,
+      ts,
+      status,
+      error,
+    }));
+    if (keep.length) sessionStorage.setItem(outboxKey(state.me.id), JSON.stringify(keep));
+    else sessionStorage.removeItem(outboxKey(state.me.id));
+  } catch {
+    /* storage full or disabled: the queue still lives in memory */
+  }
+}
+
+export const findPending = (clientId) => state.outbox.find((p) => p.client_id === clientId) || null;
+export const pendingFor = (roomId) => state.outbox.filter((p) => p.room === roomId);
+
+/** Queues a message typed by the user; returns the pending item. */
+export function addPending(roomId, clientId, text) {
+  const p = {
+    key: `c:${state.me.id}:${clientId}`,
+    client_id: clientId,
+    room: roomId,
+    text,
+    ts: Date.now(),
+    /** 'queued' (waiting for the socket) | 'sending' (sent, no ack yet) | 'failed'. */
+    status: 'queued',
+    error: null,
+    v: 1,
+  };
+  state.outbox.push(p);
+  saveOutbox();
+  touch(`room:${roomId}`);
+  return p;
+}
+
+function setPendingStatus(p, status, error = null) {
+  p.status = status;
+  p.error = error;
+  p.v++;
+  saveOutbox();
+  touch(`room:${p.room}`);
+}
+
+export function markSending(clientId) {
+  const p = findPending(clientId);
+  if (p) setPendingStatus(p, 'sending');
+}
+
+export function failPending(clientId, message) {
+  const p = findPending(clientId);
+  if (p) setPendingStatus(p, 'failed', message);
+}
+
+export function retryPending(clientId) {
+  const p = findPending(clientId);
+  if (p) setPendingStatus(p, 'queued');
+  return p;
+}
+
+export function discardPending(clientId) {
+  removeFromOutbox(clientId);
+}
+
+function removeFromOutbox(clientId) {
+  const i = state.outbox.findIndex((p) => p.client_id === clientId);
+  if (i < 0) return null;
+  const [p] = state.outbox.splice(i, 1);
+  saveOutbox();
+  touch(`room:${p.room}`);
+  return p;
+}
+
+/** The server acknowledged a send: the pending copy becomes a normal message. */
+export function ackPending(clientId, roomId, seq) {
+  const p = removeFromOutbox(clientId);
+  if (!p || !state.me) return;
+  applyEvent(
+    {
+      room: roomId ?? p.room,
+      seq: seq ?? null,
+      kind: 'text',
+      author: { id: state.me.id, username: state.me.username },
+      text: p.text,
+      ts: p.ts,
+      client_id: clientId,
+    },
+    'ack',
+  );
+}
+
+/** The socket went away: nothing is in flight any more. */
+export function onDisconnected() {
+  for (const r of state.rooms.values()) {
+    r.loadingHistory = false;
+    r.resyncing = false;
+    if (r.typing.size) {
+      r.typing.clear();
+      touch(`typing:${r.info.id}`);
+    }
+  }
+  for (const p of state.outbox) {
+    if (p.status === 'sending') {
+      p.status = 'queued';
+      p.v++;
+    }
+  }
+  saveOutbox();
+  touch('rooms', 'all');
+}
