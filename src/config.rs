@@ -83,7 +83,7 @@ pub struct Config {
     pub max_frame_bytes: usize,
 
     /// Messages one user may send per 10 seconds (over all their connections).
-    #[arg(long, env = "RTM_RATE_MESSAGES", default_value_t = 100, global = true)]
+    #[arg(long = "rate-messages", env = "RTM_RATE_MESSAGES", default_value_t = 100, global = true)]
     pub rate_messages_per_10s: u32,
 
     /// Frames that may wait for one connection before it counts as a slow consumer and
