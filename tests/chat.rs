@@ -529,7 +529,54 @@ async fn slow_consumer_is_cut_off_others_keep_receiving(b: Backend) {
     assert_eq!(srv.state.hub.user_connections(carl.id().await), 0);
 }
 
+async fn typing_read_markers_names_and_search(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let bob = srv.user("bob").await;
+    let room = ann.create_room("General", json!({"topic": "Talk about anything"})).await;
+    // Names are unique ignoring case, and the rule is stated.
+    let (s, body) = bob.post("/api/rooms", json!({"name": "general"})).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (409, Some("room_name_taken")));
+    let (s, body) = bob.post("/api/rooms", json!({"name": "x"})).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (422, Some("invalid_room_name")));
+    assert!(body["error"]["message"].as_str().unwrap().contains("2 to 40"));
+    // Search by name or topic.
+    let (_, found) = bob.get("/api/rooms?q=anyth").await;
+    assert_eq!(found["rooms"][0]["id"], room);
+    assert_eq!(found["rooms"][0]["is_member"], false);
+    bob.post(&format!("/api/rooms/{room}/join"), json!({})).await;
+    let mut wa = ann.ws().await;
+    let mut wa2 = ann.ws().await;
+    let mut wb = bob.ws().await;
+    // Typing reaches the others, live only.
+    wb.send_json(json!({"type": "typing", "room": room})).await;
+    let (f, _) = wa.recv_until(|f| matches!(f, ServerFrame::Typing { .. })).await;
+    let ServerFrame::Typing { room: r, user } = f else { unreachable!() };
+    assert_eq!((r, user.username.as_str()), (room, "bob"));
+    let seq = wb.say(room, "read me").await.unwrap();
+    // A read marker moves forward, never past the end, and reaches the reader's other tabs.
+    match wa.request(json!({"type": "read", "room": room, "seq": seq + 100})).await {
+        ServerFrame::Ack { seq: Some(s), .. } => assert_eq!(s, seq),
+        f => panic!("{f:?}"),
+    }
+    let (f, _) = wa2.recv_until(|f| matches!(f, ServerFrame::Read { .. })).await;
+    assert_eq!(f, ServerFrame::Read { room, seq });
+    match wa.request(json!({"type": "read", "room": room, "seq": 1})).await {
+        ServerFrame::Ack { seq: Some(s), .. } => assert_eq!(s, seq, "markers never move back"),
+        f => panic!("{f:?}"),
+    }
+    let stored = srv.state.chat.store().history(room, None, 100).await.unwrap();
+    assert!(stored.iter().all(|m| m.body != "typing"), "typing is never stored");
+    // Nothing about typing is replayed on resume: only kept events come back.
+    let ServerFrame::Resumed { events, .. } = wb.request(json!({"type": "resume", "room": room, "after": 0})).await
+    else {
+        panic!()
+    };
+    assert!(events.iter().all(|e| matches!(e.kind, EventKind::Text | EventKind::Joined | EventKind::Left)));
+}
+
 on_both_backends!(
+    typing_read_markers_names_and_search,
     two_users_chat_both_ways,
     one_socket_carries_three_rooms,
     rooms_are_isolated,
