@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::protocol::{ClientFrame, ServerFrame, decode_client};
 use crate::{
     chat::{Actor, Chat, ChatError, Resume},
-    hub::{ConnId, ConnShared, Hub},
+    hub::{ConnId, ConnShared, Hub, Registration},
 };
 
 /// Frames coalesced into one WebSocket frame at most.
@@ -42,38 +42,8 @@ where
     E: std::fmt::Display + Send + 'static,
 {
     let user = actor.user.id;
-    let rooms = match chat.user_rooms(&actor).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, user_id = user, "cannot load rooms for a new connection");
-            return;
-        }
-    };
-    let ids: Vec<_> = rooms.iter().map(|r| r.id).collect();
-    // Subscribe before the hello is built: nothing published from here on is missed.
-    let reg = hub.register(user, (actor.session.clone(), actor.token_id), &ids, chat.policy.outbox_frames);
-    let hello = ServerFrame::Hello {
-        user: actor.author(),
-        rooms: rooms.clone(),
-        limits: chat.policy.limits(),
-        server_time: crate::chat::now_ms(),
-    };
     let (mut sink, stream) = socket.split();
-    if sink.send(text(hello.encode())).await.is_err() {
-        hub.unregister(reg.id);
-        return;
-    }
-    tracing::debug!(user_id = user, conn = reg.id, rooms = ids.len(), "connected");
-    if let Err(e) = chat.connected(&actor, &rooms).await {
-        tracing::warn!(error = %e, "presence update failed");
-    }
-    for r in &ids {
-        match chat.presence_frame(*r).await {
-            Ok(f) => hub.send_to(reg.id, f.encode()),
-            Err(e) => tracing::warn!(error = %e, room_id = r, "presence snapshot failed"),
-        }
-    }
-
+    let Some(reg) = start(&mut sink, &chat, &hub, &actor).await else { return };
     let writer = tokio::spawn(write_loop(sink, reg.outbox, reg.shared.clone()));
     read_loop(stream, &chat, &hub, &actor, reg.id, &reg.shared, writer).await;
 
@@ -84,11 +54,54 @@ where
     tracing::debug!(user_id = user, conn = reg.id, "disconnected");
 }
 
+/// Subscribes the connection, sends the hello, announces presence and queues each
+/// room's online list. A separate function so its temporaries (the room list, the
+/// hello) are freed before the connection settles in for hours.
+async fn start<K, E>(sink: &mut K, chat: &Chat, hub: &Hub, actor: &Actor) -> Option<Registration>
+where
+    K: Sink<Message, Error = E> + Unpin,
+{
+    let user = actor.user.id;
+    let rooms = match chat.user_rooms(actor).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, user_id = user, "cannot load rooms for a new connection");
+            return None;
+        }
+    };
+    let ids: Vec<_> = rooms.iter().map(|r| r.id).collect();
+    // Subscribe before the hello is built: nothing published from here on is missed.
+    let reg = hub.register(user, (actor.session.clone(), actor.token_id), &ids, chat.policy.outbox_frames);
+    if let Err(e) = chat.connected(actor, &rooms).await {
+        tracing::warn!(error = %e, "presence update failed");
+    }
+    let hello = ServerFrame::Hello {
+        user: actor.author(),
+        rooms,
+        limits: chat.policy.limits(),
+        server_time: crate::chat::now_ms(),
+    };
+    if sink.send(text(hello.encode())).await.is_err() {
+        hub.unregister(reg.id);
+        let _ = chat.disconnected(user, &ids).await;
+        return None;
+    }
+    tracing::debug!(user_id = user, conn = reg.id, rooms = ids.len(), "connected");
+    for r in &ids {
+        match chat.presence_frame(*r).await {
+            Ok(f) => hub.send_to(reg.id, f.encode()),
+            Err(e) => tracing::warn!(error = %e, room_id = r, "presence snapshot failed"),
+        }
+    }
+    Some(reg)
+}
+
 async fn write_loop<K, E>(mut sink: K, mut outbox: mpsc::Receiver<Bytes>, shared: Arc<ConnShared>)
 where
     K: Sink<Message, Error = E> + Unpin,
 {
-    let mut buf: Vec<Bytes> = Vec::with_capacity(MAX_COALESCE);
+    // Grows with bursts, and is given back after them: an idle socket holds no buffer.
+    let mut buf: Vec<Bytes> = Vec::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     loop {
@@ -100,9 +113,14 @@ where
                 // A peer that stopped reading blocks this write; being told to close
                 // (slow consumer, shutdown) must still end the connection.
                 tokio::select! {
-                    r = write_coalesced(&mut sink, &mut buf) => if r.is_err() {
-                        shared.close_with("write_failed", "");
-                        return;
+                    r = write_coalesced(&mut sink, &mut buf) => {
+                        if r.is_err() {
+                            shared.close_with("write_failed", "");
+                            return;
+                        }
+                        if buf.capacity() > 16 {
+                            buf = Vec::new();
+                        }
                     },
                     _ = shared.notify.notified() => break,
                 }
