@@ -108,6 +108,7 @@ impl Chat {
         before: Option<Seq>,
         limit: Option<u32>,
     ) -> ChatResult<(Vec<Event>, bool)> {
+        self.check_reads(actor)?;
         self.member_room(actor, room).await?;
         let limit = i64::from(limit.unwrap_or(50).clamp(1, MAX_HISTORY));
         let mut rows = self.store.history(room, before, limit + 1).await?;
@@ -121,6 +122,7 @@ impl Chat {
     /// What the client missed after `after`: `Ok(Resume::Events)` in order, or
     /// `Ok(Resume::Gap)` when retention no longer reaches back that far.
     pub async fn resume(&self, actor: &Actor, room: RoomId, after: Seq) -> ChatResult<Resume> {
+        self.check_reads(actor)?;
         self.member_room(actor, room).await?;
         let current = self.store.room(room).await?.ok_or(ChatError::NotFound("room"))?;
         let last_seq = current.last_seq;
@@ -145,6 +147,9 @@ impl Chat {
 
     /// "I am typing": live to the room's members, never kept.
     pub async fn typing(&self, actor: &Actor, room: RoomId) -> ChatResult<()> {
+        if self.typing_limiter.check_key(&actor.user.id).is_err() {
+            return Ok(());
+        }
         self.member_room(actor, room).await?;
         self.publish(Topic::Room(room), &ServerFrame::Typing { room, user: actor.author() }).await
     }
@@ -155,6 +160,12 @@ impl Chat {
         let seq = self.store.mark_read(room, actor.user.id, seq).await?;
         self.publish(Topic::User(actor.user.id), &ServerFrame::Read { room, seq }).await?;
         Ok(seq)
+    }
+}
+
+impl Chat {
+    fn check_reads(&self, actor: &Actor) -> ChatResult<()> {
+        self.read_limiter.check_key(&actor.user.id).map_err(|_| ChatError::RateLimited)
     }
 }
 

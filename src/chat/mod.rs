@@ -172,6 +172,12 @@ pub struct Chat {
     pipeline: pipeline::Pipeline,
     rooms: rooms::RoomCache,
     send_limiter: DefaultKeyedRateLimiter<UserId>,
+    /// Typing notices per user: excess ones are dropped (they are only a hint), so a
+    /// client cannot turn a room into an amplifier.
+    typing_limiter: DefaultKeyedRateLimiter<UserId>,
+    /// History and resume reads per user: each costs a query. The burst covers a
+    /// client resuming every room of a large account at once after a reconnect.
+    read_limiter: DefaultKeyedRateLimiter<UserId>,
     registration: parking_lot::RwLock<RegistrationMode>,
     /// Disabled accounts already seen by housekeeping.
     known_disabled: parking_lot::Mutex<std::collections::HashSet<UserId>>,
@@ -213,6 +219,13 @@ impl Chat {
             policy,
             rooms: rooms::RoomCache::default(),
             send_limiter: RateLimiter::keyed(quota),
+            typing_limiter: RateLimiter::keyed(
+                Quota::per_second(NonZeroU32::MIN).allow_burst(NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN)),
+            ),
+            read_limiter: RateLimiter::keyed(
+                Quota::per_second(NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN))
+                    .allow_burst(NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN)),
+            ),
             registration: parking_lot::RwLock::new(mode),
             known_disabled: parking_lot::Mutex::new(Default::default()),
         }))
@@ -231,6 +244,8 @@ impl Chat {
     /// node) and forgets idle rate-limiter keys.
     pub async fn housekeeping(&self) -> ChatResult<()> {
         self.send_limiter.retain_recent();
+        self.typing_limiter.retain_recent();
+        self.read_limiter.retain_recent();
         let now: std::collections::HashSet<UserId> = self.store.disabled_user_ids().await?.into_iter().collect();
         let newly: Vec<UserId> = {
             let mut known = self.known_disabled.lock();
