@@ -37,8 +37,11 @@ pub enum Control {
     Unsubscribe(RoomId),
     /// Close the user's connections made with this session (by token hash).
     EndSession(String),
-    /// Close all the user's connections except those of this session, if any.
+    /// Close the user's cookie-session connections except those of this session, if
+    /// any (a password change: API tokens stay valid, so their sockets stay).
     EndSessionsExcept(Option<String>),
+    /// Close every connection of the user, however made (the account was disabled).
+    EndAll,
     /// Close the user's connections made with this API token (revoked).
     EndToken(i64),
 }
@@ -234,10 +237,11 @@ impl Hub {
             ),
             Control::EndSessionsExcept(keep) => self.close_user_conns(
                 user,
-                |c| c.session.is_none() || c.session.as_deref() != keep.as_deref(),
+                |c| c.session.is_some() && c.session.as_deref() != keep.as_deref(),
                 "session_ended",
                 "your sessions were ended",
             ),
+            Control::EndAll => self.close_user_conns(user, |_| true, "session_ended", "your account was disabled"),
             Control::EndToken(id) => {
                 self.close_user_conns(user, |c| c.token == Some(*id), "session_ended", "the API token was revoked")
             }

@@ -575,7 +575,32 @@ async fn typing_read_markers_names_and_search(b: Backend) {
     assert!(events.iter().all(|e| matches!(e.kind, EventKind::Text | EventKind::Joined | EventKind::Left)));
 }
 
+async fn owner_leaving_hands_over_and_ephemeral_retries_are_not_doubled(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let bob = srv.user("bob").await;
+    let carl = srv.user("carl").await;
+    let room = ann.create_room("private-club", json!({"private": true, "retention": {"ephemeral": true}})).await;
+    assert_eq!(ann.post(&format!("/api/rooms/{room}/members"), json!({"username": "bob"})).await.0, 204);
+    let bob_id = bob.id().await;
+    let mut wb = bob.ws().await;
+    let mut wa = ann.ws().await;
+    // A retried send in an ephemeral room is acknowledged again but delivered once.
+    let send = json!({"type": "send", "room": room, "client_id": "eph-1", "text": "once only"});
+    let ServerFrame::Ack { seq: None, duplicate: false, .. } = wa.request(send.clone()).await else { panic!() };
+    let ServerFrame::Ack { seq: None, duplicate: true, .. } = wa.request(send).await else { panic!() };
+    assert_eq!(texts_in(&wb.drain(std::time::Duration::from_millis(400)).await, room), vec!["once only"]);
+    // The owner leaves: the room passes to the remaining member, who can invite.
+    assert!(matches!(wa.request(json!({"type": "leave", "room": room})).await, ServerFrame::Ack { .. }));
+    let (f, _) = wb.recv_until(|f| matches!(f, ServerFrame::RoomUpdated { .. })).await;
+    assert!(matches!(f, ServerFrame::RoomUpdated { owner: Some(o), .. } if o == bob_id), "{f:?}");
+    assert_eq!(bob.post(&format!("/api/rooms/{room}/members"), json!({"username": "carl"})).await.0, 204);
+    let (_, details) = carl.get(&format!("/api/rooms/{room}")).await;
+    assert_eq!(details["room"]["owner"], bob_id);
+}
+
 on_both_backends!(
+    owner_leaving_hands_over_and_ephemeral_retries_are_not_doubled,
     typing_read_markers_names_and_search,
     two_users_chat_both_ways,
     one_socket_carries_three_rooms,

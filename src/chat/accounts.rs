@@ -268,7 +268,7 @@ impl Chat {
         })?;
         if disabled {
             self.store.delete_user_sessions(user, None).await?;
-            self.end_sockets(user, Control::EndSessionsExcept(None)).await?;
+            self.end_sockets(user, Control::EndAll).await?;
         }
         tracing::info!(user_id = user, disabled, "account status changed");
         Ok(())

@@ -20,6 +20,8 @@ pub enum SendReceipt {
     Pending(oneshot::Receiver<Result<Appended, StoreError>>),
     /// An ephemeral room: already delivered, nothing kept.
     Delivered,
+    /// An ephemeral room: this client id was delivered moments ago; not again.
+    AlreadyDelivered,
 }
 
 impl SendReceipt {
@@ -27,6 +29,7 @@ impl SendReceipt {
     pub async fn wait(self) -> ChatResult<(Option<Seq>, bool)> {
         match self {
             SendReceipt::Delivered => Ok((None, false)),
+            SendReceipt::AlreadyDelivered => Ok((None, true)),
             SendReceipt::Pending(rx) => match rx.await {
                 Ok(Ok(Appended::New(s))) => Ok((Some(s), false)),
                 Ok(Ok(Appended::Duplicate(s))) => Ok((Some(s), true)),
@@ -72,6 +75,11 @@ impl Chat {
 
     async fn keep_or_deliver(&self, room: &Room, msg: NewMessage, author: Author) -> ChatResult<SendReceipt> {
         if room.retention.ephemeral {
+            if let Some(cid) = &msg.client_id
+                && !self.ephemeral_seen.first_time(room.id, msg.author_id, cid)
+            {
+                return Ok(SendReceipt::AlreadyDelivered);
+            }
             let frame = pipeline::event_frame(&msg, None, author);
             self.publish(Topic::Room(room.id), &frame).await?;
             return Ok(SendReceipt::Delivered);
@@ -174,4 +182,35 @@ impl Chat {
 pub enum Resume {
     Events { events: Vec<Event>, last_seq: Seq, more: bool },
     Gap { earliest_seq: Option<Seq>, last_seq: Seq },
+}
+
+/// Recently delivered client ids of ephemeral rooms, so a retried send (the ack was
+/// lost) is not delivered twice. Nothing is stored, so this memory is the only record:
+/// bounded, oldest forgotten first.
+type DeliveredId = (RoomId, i64, String);
+
+#[derive(Default)]
+pub(super) struct RecentIds {
+    inner: parking_lot::Mutex<(std::collections::HashSet<DeliveredId>, std::collections::VecDeque<DeliveredId>)>,
+}
+
+const RECENT_IDS: usize = 16_384;
+
+impl RecentIds {
+    /// True the first time this (room, author, client id) is seen.
+    fn first_time(&self, room: RoomId, author: i64, cid: &str) -> bool {
+        let key = (room, author, cid.to_string());
+        let mut g = self.inner.lock();
+        if g.0.contains(&key) {
+            return false;
+        }
+        if g.1.len() >= RECENT_IDS
+            && let Some(old) = g.1.pop_front()
+        {
+            g.0.remove(&old);
+        }
+        g.0.insert(key.clone());
+        g.1.push_back(key);
+        true
+    }
 }

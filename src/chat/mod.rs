@@ -179,6 +179,8 @@ pub struct Chat {
     /// client resuming every room of a large account at once after a reconnect.
     read_limiter: DefaultKeyedRateLimiter<UserId>,
     registration: parking_lot::RwLock<RegistrationMode>,
+    /// Client ids recently delivered in ephemeral rooms (dedup without a store).
+    ephemeral_seen: messages::RecentIds,
     /// Disabled accounts already seen by housekeeping.
     known_disabled: parking_lot::Mutex<std::collections::HashSet<UserId>>,
 }
@@ -228,6 +230,7 @@ impl Chat {
             ),
             registration: parking_lot::RwLock::new(mode),
             known_disabled: parking_lot::Mutex::new(Default::default()),
+            ephemeral_seen: Default::default(),
         }))
     }
 
@@ -255,11 +258,7 @@ impl Chat {
         };
         for user in newly {
             self.bus
-                .publish(Envelope {
-                    topic: Topic::User(user),
-                    control: Some(crate::hub::Control::EndSessionsExcept(None)),
-                    frame: None,
-                })
+                .publish(Envelope { topic: Topic::User(user), control: Some(crate::hub::Control::EndAll), frame: None })
                 .await?;
         }
         Ok(())

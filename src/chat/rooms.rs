@@ -169,7 +169,9 @@ impl Chat {
             RoomKind::Room => None,
         };
         let room = self.store.room(id).await?.ok_or(ChatError::NotFound("room"))?;
-        Ok(room_info(&room, room.last_seq, 0, peer.as_ref()))
+        // A member sees their own read marker; a visitor of a public room has read nothing.
+        let read = self.store.read_marker(id, actor.user.id).await?.unwrap_or(0);
+        Ok(room_info(&room, read, 0, peer.as_ref()))
     }
 
     /// Joins a public room (private rooms are joined by the owner's invitation).
@@ -210,6 +212,22 @@ impl Chat {
         let e = self.member_room(actor, id).await?;
         if e.room.kind == RoomKind::Dm {
             return Err(ChatError::Forbidden("a direct conversation cannot be left"));
+        }
+        // An owner who leaves hands the room to another member (the one who joined
+        // first), so a private room never ends up with nobody able to invite.
+        if e.room.owner_id == Some(actor.user.id)
+            && let Some(heir) =
+                self.store.members(id).await?.into_iter().filter(|u| u.id != actor.user.id).min_by_key(|u| u.id)
+        {
+            self.store.set_owner(id, heir.id).await?;
+            self.invalidate_room(id);
+            let frame = ServerFrame::RoomUpdated {
+                room: id,
+                topic: e.room.topic.clone(),
+                retention: e.room.retention,
+                owner: Some(heir.id),
+            };
+            self.publish(Topic::Room(id), &frame).await?;
         }
         self.remove_from_room(&actor.user, &e.room).await
     }
@@ -333,7 +351,11 @@ impl Chat {
         };
         self.store.update_room(id, &topic, retention).await?;
         self.invalidate_room(id);
-        self.publish(Topic::Room(id), &ServerFrame::RoomUpdated { room: id, topic: topic.clone(), retention }).await?;
+        self.publish(
+            Topic::Room(id),
+            &ServerFrame::RoomUpdated { room: id, topic: topic.clone(), retention, owner: e.room.owner_id },
+        )
+        .await?;
         self.room_details(actor, id).await
     }
 

@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/ws", get(crate::ws::handler))
         .merge(web::router())
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -38,6 +39,14 @@ pub fn router(state: AppState) -> Router {
 async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.chat.store().get_setting("registration_mode").await.map_err(crate::chat::ChatError::from)?;
     Ok(Json(json!({ "status": "ok", "connections": state.hub.connection_count() })))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method",
+    )
 }
 
 /// Refuses state-changing requests that a browser sent from another site. Browsers send

@@ -230,6 +230,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_room(&self, r: NewRoom) -> StoreResult<Room>;
     async fn room(&self, id: RoomId) -> StoreResult<Option<Room>>;
     async fn update_room(&self, id: RoomId, topic: &str, retention: Retention) -> StoreResult<()>;
+    /// Hands a room to another member.
+    async fn set_owner(&self, id: RoomId, owner: UserId) -> StoreResult<()>;
+    /// A member's read marker, or None when not a member.
+    async fn read_marker(&self, room: RoomId, user: UserId) -> StoreResult<Option<Seq>>;
     async fn search_rooms(&self, viewer: UserId, query: Option<&str>, limit: i64) -> StoreResult<Vec<RoomListing>>;
     /// The DM of two people, created (with both as members) on first use.
     async fn dm_room(&self, a: UserId, b: UserId, retention: Retention, now: i64) -> StoreResult<Room>;

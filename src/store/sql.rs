@@ -461,6 +461,20 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn set_owner(&self, id: RoomId, owner: UserId) -> StoreResult<()> {
+        sqlx::query("UPDATE rooms SET owner_id = $1 WHERE id = $2").bind(owner).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn read_marker(&self, room: RoomId, user: UserId) -> StoreResult<Option<Seq>> {
+        let row = sqlx::query("SELECT last_read_seq FROM memberships WHERE room_id = $1 AND user_id = $2")
+            .bind(room)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("last_read_seq")).transpose()?)
+    }
+
     async fn search_rooms(&self, viewer: UserId, query: Option<&str>, limit: i64) -> StoreResult<Vec<RoomListing>> {
         // Private rooms are listed only to their members.
         let base = format!(
@@ -688,11 +702,12 @@ impl Store for SqlStore {
                 continue;
             };
             if is_dm {
-                // A DM is never pruned past what its members have read: a message held
-                // for someone offline stays until they have it.
+                // A DM is never pruned past what its recipient has read: a message held
+                // for someone offline stays until they have it (the author's own
+                // marker does not count).
                 sqlx::query(
                     "DELETE FROM messages WHERE room_id = $1 AND seq <= $2
-                       AND seq <= (SELECT COALESCE(MIN(last_read_seq), 0) FROM memberships WHERE room_id = $1)",
+                       AND seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms WHERE ms.room_id = $1 AND ms.user_id <> messages.author_id)",
                 )
                 .bind(room)
                 .bind(cut)
@@ -758,7 +773,7 @@ impl Store for SqlStore {
             "DELETE FROM messages WHERE EXISTS (
                 SELECT 1 FROM rooms r WHERE r.id = messages.room_id AND r.keep_days IS NOT NULL
                   AND messages.created_at < $1 - r.keep_days * 86400000
-                  AND (r.kind = 'room' OR messages.seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms WHERE ms.room_id = r.id)))",
+                  AND (r.kind = 'room' OR messages.seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms WHERE ms.room_id = r.id AND ms.user_id <> messages.author_id)))",
         )
         .bind(now)
         .execute(&self.pool)

@@ -6,7 +6,7 @@ pub mod protocol;
 pub mod session;
 
 use axum::{
-    extract::{State, WebSocketUpgrade},
+    extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
@@ -20,7 +20,7 @@ use crate::{
 pub async fn handler(
     State(state): State<AppState>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let creds = Credentials::from_headers(&headers, &state.cookie_name);
     if matches!(creds, Credentials::Cookie(_)) {
@@ -32,6 +32,9 @@ pub async fn handler(
         }
     }
     let actor = authenticate(&state.chat, creds).await?;
+    let upgrade = upgrade.map_err(|r| {
+        ApiError::new(r.status(), "websocket_required", format!("GET /ws is a WebSocket endpoint: {}", r.body_text()))
+    })?;
     let max = state.chat.policy.max_frame_bytes;
     let upgrade = upgrade
         .read_buffer_size(4096)

@@ -218,7 +218,7 @@ pub enum ServerFrame {
         room: RoomId,
         user: Author,
     },
-    /// Your read marker moved (from another of your connections).
+    /// Your read marker moved (sent to all your connections, the sender's included).
     Read {
         room: RoomId,
         seq: Seq,
@@ -236,6 +236,7 @@ pub enum ServerFrame {
         room: RoomId,
         topic: String,
         retention: Retention,
+        owner: Option<UserId>,
     },
     /// The server is about to close this connection, and why.
     Closing {

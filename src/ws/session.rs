@@ -136,7 +136,14 @@ where
     // Say why before closing, so the client can show it and knows to resume.
     let reason = shared.close_reason().unwrap_or(crate::hub::CloseReason { code: "closed", reason: String::new() });
     let closing = ServerFrame::Closing { code: reason.code.to_string(), reason: reason.reason.clone() };
-    let code = if reason.code == "server_shutdown" { 1012 } else { 1008 };
+    // 1000 normal (the client left), 1012 service restart, 1013 try again later (fell
+    // behind: reconnect and resume), 1008 policy (the session ended).
+    let code = match reason.code {
+        "server_shutdown" => 1012,
+        "slow_consumer" => 1013,
+        "session_ended" => 1008,
+        _ => 1000,
+    };
     let goodbye = async {
         sink.send(text(closing.encode())).await?;
         sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason.code) }))).await?;
