@@ -44,13 +44,20 @@ export async function api(method, path, body) {
   if (!res.ok) {
     const err = (data && data.error) || {};
     const code = err.code || `http_${res.status}`;
-    const message = err.message || defaultMessage(res.status);
+    const message = err.message ? sentence(err.message) : defaultMessage(res.status);
     if (res.status === 401 && code === 'unauthenticated' && path !== '/api/me' && onUnauthenticated) {
       onUnauthenticated();
     }
     throw new ApiError(res.status, code, message);
   }
   return data;
+}
+
+/** The server's messages are lower-case phrases ("that username is already taken");
+ *  shown alone on a line they read better as a sentence. */
+export function sentence(message) {
+  const s = String(message);
+  return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
 function defaultMessage(status) {

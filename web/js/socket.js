@@ -13,7 +13,7 @@
 // notifications) and about a lost session through the callbacks given to `Sync`.
 
 import * as store from './store.js';
-import { get } from './api.js';
+import { get, sentence } from './api.js';
 
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
@@ -200,8 +200,18 @@ export class Sync {
     return `r${this.nextReq}`;
   }
 
+  /** An id for a fire-and-forget command (typing, read): an error naming it (say,
+   *  a read marker that raced with leaving the room) is not the user's business. */
+  quietId() {
+    this.nextReq = (this.nextReq + 1) % 1e9;
+    return `q${this.nextReq}`;
+  }
+
   /** Queues a message for a room and sends it when possible. */
   sendMessage(roomId, clientId, text) {
+    // The message ends the others' "is typing" line, so the next keystroke in this
+    // room must be able to start it again at once (not up to 3 s later).
+    this.lastTypingSent.delete(roomId);
     const p = store.addPending(roomId, clientId, text);
     this.sendPending(p);
   }
@@ -257,7 +267,7 @@ export class Sync {
     const now = Date.now();
     if (now - (this.lastTypingSent.get(roomId) || 0) < TYPING_EVERY_MS) return;
     this.lastTypingSent.set(roomId, now);
-    this.sendFrame({ type: 'typing', room: roomId });
+    this.sendFrame({ type: 'typing', id: this.quietId(), room: roomId });
   }
 
   /** Everything up to `seq` has been read. Sent only when it moves the marker. */
@@ -265,7 +275,7 @@ export class Sync {
     const r = store.room(roomId);
     if (!r || seq == null) return;
     const known = Math.max(r.info.read_seq || 0, r.localReadSeq || 0);
-    if (seq > known && this.live) this.sendFrame({ type: 'read', room: roomId, seq });
+    if (seq > known && this.live) this.sendFrame({ type: 'read', id: this.quietId(), room: roomId, seq });
     store.markRead(roomId, seq);
   }
 
@@ -374,7 +384,7 @@ export class Sync {
     const { resumes, reads } = store.applyHello(f);
     store.setConn('live', { retryAt: 0, reason: '' });
     for (const { room, after } of resumes) this.resume(room, after);
-    for (const { room, seq } of reads) this.sendFrame({ type: 'read', room, seq });
+    for (const { room, seq } of reads) this.sendFrame({ type: 'read', id: this.quietId(), room, seq });
     this.flushOutbox();
     this.startPing();
     const cur = store.state.currentRoomId;
@@ -394,8 +404,12 @@ export class Sync {
   }
 
   onError(f) {
+    const message = sentence(f.message || f.code || 'error');
+    if (typeof f.id === 'string' && f.id.startsWith('q')) {
+      console.debug('ignored error for', f.id, f.code, message);
+      return;
+    }
     const req = this.take(f.id);
-    const message = f.message || f.code || 'error';
     if (!req) {
       this.hooks.onServerError?.(message, f.code);
       return;

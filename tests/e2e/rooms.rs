@@ -1,0 +1,196 @@
+//! Living in rooms: scrolling up pages in older history (no gaps, no duplicates), the
+//! "new messages" pill while scrolled up, an ephemeral room made in the dialog, room
+//! settings for the owner, leaving a room, the admin's invite link, signing out, and
+//! signing up with the invite link.
+
+use anyhow::{Result, ensure};
+use serde_json::json;
+
+use crate::{
+    browser::{Browser, Driver},
+    common::{Backend, TestServer, password_of},
+};
+
+/// Messages seeded in #archive: more than two pages of history.
+const SEEDED: i64 = 120;
+
+/// The seqs of the text messages on screen, in order.
+async fn shown_seqs(b: &Browser) -> Result<Vec<i64>> {
+    let v = b
+        .js(
+            "return [...document.querySelectorAll('#messages .msg[data-seq]')].map((m) => Number(m.dataset.seq));",
+            vec![],
+        )
+        .await?;
+    Ok(v.as_array().map(|a| a.iter().filter_map(|x| x.as_i64()).collect()).unwrap_or_default())
+}
+
+pub async fn rooms_and_history(d: &Driver) -> Result<()> {
+    let srv = TestServer::start_with(Backend::Sqlite, |c| c.rate_messages_per_10s = 10_000).await;
+    let hank_api = srv.user("hank").await;
+    let ivy = srv.user("ivy").await;
+    let archive = ivy.create_room("archive", json!({ "topic": "Old news" })).await;
+    let (s, body) = hank_api.post(&format!("/api/rooms/{archive}/join"), json!({})).await;
+    ensure!(s == 200, "hank joins: {body}");
+    let mut iw = ivy.ws().await;
+    for i in 1..=SEEDED {
+        iw.say(archive, &format!("archived message {i}")).await;
+    }
+
+    let hank = d.browser("hank").await?;
+    hank.goto(&srv.url("/")).await?;
+    hank.sign_in("hank", &password_of("hank")).await?;
+    hank.open_conversation("archive").await?;
+    hank.wait_msg("archived message 120").await?;
+
+    // Scrolling to the top pages in older history until the beginning of the room.
+    hank.wait_js_for(
+        std::time::Duration::from_secs(30),
+        "all of the history after scrolling up",
+        "const list = document.getElementById('messages');
+         list.scrollTop = 0;
+         list.dispatchEvent(new Event('scroll'));
+         return document.querySelector('#messages .history-status').dataset.state === 'start';",
+        vec![],
+    )
+    .await?;
+    let seqs = shown_seqs(&hank).await?;
+    ensure!(seqs.windows(2).all(|w| w[0] < w[1]), "history in order, no duplicates: {seqs:?}");
+    for i in [1, 50, 51, 100, 120] {
+        ensure!(hank.msg_count(&format!("archived message {i}")).await? == 1, "message {i} shown once");
+    }
+    ensure!(
+        hank.js("return document.querySelectorAll('#messages .msg').length;", vec![]).await? == json!(SEEDED),
+        "all {SEEDED} messages shown"
+    );
+
+    // Scrolled up, a new message shows the pill instead of moving the view.
+    hank.js(
+        "const l = document.getElementById('messages'); l.scrollTop = 0; l.dispatchEvent(new Event('scroll'));",
+        vec![],
+    )
+    .await?;
+    iw.say(archive, "news while you read old news").await;
+    hank.wait_msg("news while you read old news").await?;
+    hank.wait_visible("#new-messages-pill").await?;
+    let top = hank.js("return document.getElementById('messages').scrollTop;", vec![]).await?;
+    ensure!(top.as_f64().unwrap_or(1.0) < 300.0, "the view stays where the reader is: scrollTop {top}");
+    hank.click("#new-messages-pill").await?;
+    hank.wait_js(
+        "the list at the bottom and the pill gone",
+        "const l = document.getElementById('messages');
+         return document.getElementById('new-messages-pill').hidden && l.scrollHeight - l.scrollTop - l.clientHeight < 50;",
+        vec![],
+    )
+    .await?;
+
+    // An ephemeral room from the dialog: nothing kept, messages still flow live.
+    hank.click("#new-room-btn").await?;
+    hank.fill("#new-room-form [name=name]", "scratch").await?;
+    hank.select("#new-room-form [name=retention]", "ephemeral").await?;
+    ensure!(!hank.is_visible("#new-room-form [name=keep_messages]").await?, "no limits for an ephemeral room");
+    hank.click("#new-room-form button[type=submit]").await?;
+    hank.wait_room_open("scratch").await?;
+    hank.wait_js(
+        "the ephemeral note",
+        "return document.querySelector('#messages .history-status').dataset.state === 'ephemeral';",
+        vec![],
+    )
+    .await?;
+    hank.wait_text("#room-retention", "Ephemeral: nothing is kept.").await?;
+    let (s, body) = ivy.get("/api/rooms?q=scratch").await;
+    let scratch = body["rooms"][0]["id"].as_i64().unwrap_or_default();
+    ensure!(s == 200 && scratch > 0, "ivy finds scratch: {body}");
+    let (s, body) = ivy.post(&format!("/api/rooms/{scratch}/join"), json!({})).await;
+    ensure!(s == 200, "ivy joins scratch: {body}");
+    hank.send_message("this will not be kept").await?;
+    let m = hank.wait_js(
+        "the ephemeral message acknowledged",
+        "for (const m of document.querySelectorAll('#messages .msg'))
+           if (m.querySelector('.text')?.textContent === arguments[0] && !m.classList.contains('pending')) return true;
+         return false;",
+        vec![json!("this will not be kept")],
+    );
+    m.await?;
+    iw.say(scratch, "nor will this").await;
+    hank.wait_msg("nor will this").await?;
+    ensure!(hank.msg_count("this will not be kept").await? == 1, "the own ephemeral message is shown once");
+
+    // Room settings (hank owns scratch): a new topic and a new retention.
+    hank.click("#room-settings-btn").await?;
+    hank.fill("#room-settings-form [name=topic]", "Scratch pad, now with memory").await?;
+    hank.select("#room-settings-form [name=retention]", "messages").await?;
+    hank.fill("#room-settings-form [name=keep_messages]", "10").await?;
+    hank.click("#room-settings-form button[type=submit]").await?;
+    hank.wait_text("#room-settings-ok", "Saved.").await?;
+    hank.click("#room-settings-dialog .dialog-actions button[data-close]").await?;
+    hank.wait_text("#room-topic", "Scratch pad, now with memory").await?;
+    hank.wait_text("#room-retention", "Keeps the last 10 messages.").await?;
+
+    // Leaving #archive: it leaves the sidebar.
+    hank.open_conversation("archive").await?;
+    hank.click("#leave-btn").await?;
+    hank.wait_js(
+        "archive to leave the sidebar",
+        "return ![...document.querySelectorAll('#room-list .name')].some((n) => n.textContent === 'archive');",
+        vec![],
+    )
+    .await?;
+    hank.wait_text("#toast", "You left #archive.").await?;
+    hank.wait_js(
+        "another conversation to open",
+        "return document.getElementById('room-title').textContent === 'scratch';",
+        vec![],
+    )
+    .await?;
+
+    let errors = hank.console_errors().await;
+    ensure!(errors.is_empty(), "console errors: {errors:#?}");
+
+    // Hank, the first account, is the admin: registration by invitation, and a link.
+    hank.click("#settings-btn").await?;
+    hank.wait_visible("#admin-section").await?;
+    hank.select("#registration-mode", "invite").await?;
+    hank.click("#registration-form button[type=submit]").await?;
+    hank.wait_text("#admin-ok", "Registration is now invite.").await?;
+    hank.click("#create-invite-btn").await?;
+    hank.wait_visible("#invite-url").await?;
+    let link = hank
+        .wait_js("the invite link", "return document.getElementById('invite-url').value;", vec![])
+        .await?
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(link.starts_with(&srv.url("/?invite=")), "an invite link to this server: {link}");
+    hank.click("#settings-dialog .dialog-body > .dialog-actions button[data-close]").await?;
+
+    // Signing out returns to the sign-in screen.
+    hank.click("#logout").await?;
+    hank.wait_visible("#login-form").await?;
+    hank.wait_text("#auth-notice", "You are signed out.").await?;
+
+    // Without the link, signing up is refused with a clear message; with it, it works.
+    hank.click("#show-signup").await?;
+    hank.wait_visible("#invite-field").await?;
+    hank.fill("#signup-form [name=first_name]", "Judy").await?;
+    hank.fill("#signup-form [name=last_name]", "Hopps").await?;
+    hank.fill("#signup-form [name=email]", "judy@example.org").await?;
+    hank.fill("#signup-form [name=username]", "judy").await?;
+    hank.fill("#signup-form [name=password]", "carrots and more carrots").await?;
+    hank.click("#signup-form button[type=submit]").await?;
+    let err =
+        hank.wait_js("a sign-up error", "return document.getElementById('signup-error').textContent;", vec![]).await?;
+    ensure!(
+        err.as_str().is_some_and(|e| e.to_lowercase().contains("invit")),
+        "the error mentions the invitation: {err}"
+    );
+    hank.goto(&link).await?;
+    hank.wait_visible("#signup-form").await?;
+    let code = hank.js("return document.querySelector('#signup-form [name=invite]').value;", vec![]).await?;
+    ensure!(link.ends_with(code.as_str().unwrap_or("-")), "the invite code is filled in from the link: {code}");
+    hank.sign_up("Judy", "Hopps", "judy", "carrots and more carrots").await?;
+    let url = hank.c.current_url().await?;
+    ensure!(url.query().is_none(), "the used invite leaves the address bar: {url}");
+    hank.close(d).await?;
+    Ok(())
+}
