@@ -155,18 +155,11 @@ fn main() -> ExitCode {
     match result {
         Ok(outcome) => {
             outcome.emit(json);
-            if outcome.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            if outcome.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(e) => {
             eprintln!("rtm-bench: {e:#}");
-            println!(
-                "{}",
-                serde_json::json!({ "ok": false, "error": format!("{e:#}") })
-            );
+            println!("{}", serde_json::json!({ "ok": false, "error": format!("{e:#}") }));
             ExitCode::from(2)
         }
     }

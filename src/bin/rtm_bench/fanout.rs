@@ -49,6 +49,10 @@ pub struct FanoutArgs {
     /// Retention of the bench rooms (keep the last N messages).
     #[arg(long, default_value_t = 1000)]
     pub keep: i64,
+    /// Seconds to wait after connecting before the first step (presence announcements
+    /// of the new connections pass meanwhile).
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
     /// Step the rate up until p99 passes --p99-limit-ms or messages are lost.
     #[arg(long)]
     pub find_saturation: bool,
@@ -80,8 +84,8 @@ pub struct Step {
     pub deliveries_per_s: f64,
     pub messages_per_s: f64,
     pub drain_s: f64,
-    pub server_cpu_pct: Option<f64>,
-    pub bench_cpu_pct: Option<f64>,
+    /// CPU % of one core: server / bench / everything else on the machine.
+    pub cpu: load::Cpu,
     pub latency: Latency,
 }
 
@@ -120,9 +124,8 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
 
     // Connection i is member i % M of room i / M, as user (i % M) % per_room of it.
     let total = a.rooms * a.members;
-    let cookies: Vec<String> = (0..total)
-        .map(|i| users[1 + (i / a.members) * per_room + (i % a.members) % per_room].cookie.clone())
-        .collect();
+    let cookies: Vec<String> =
+        (0..total).map(|i| users[1 + (i / a.members) * per_room + (i % a.members) % per_room].cookie.clone()).collect();
     let sh = Shared::new();
     let pb = report::bar(total as u64, "connecting", c.quiet);
     let mut senders: Vec<(usize, i64, Sink)> = Vec::new();
@@ -138,7 +141,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
     pb.finish_and_clear();
     let connect_errors = sh.errors.count();
     // Let the presence announcements of the new connections pass before measuring.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_secs_f64(a.settle)).await;
     sh.counters.reset_step();
     sh.latency.take();
     let rss_loaded = t.rss_kib();
@@ -146,9 +149,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
     let rates: Vec<f64> = if !a.rates.is_empty() {
         a.rates.clone()
     } else if a.find_saturation {
-        (0..a.max_steps)
-            .map(|k| (a.rate * a.step_factor.powi(k as i32) * 100.0).round() / 100.0)
-            .collect()
+        (0..a.max_steps).map(|k| (a.rate * a.step_factor.powi(k as i32) * 100.0).round() / 100.0).collect()
     } else {
         vec![a.rate]
     };
@@ -159,16 +160,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
         for (k, &rate) in rates.iter().enumerate() {
             let pb = report::spinner("", c.quiet);
             let ticker = load::ticker(pb.clone(), format!("rate {rate}/s"), sh.clone());
-            let step = run_step(
-                &t,
-                &sh,
-                &mut senders,
-                &a,
-                rate,
-                duration,
-                format!("{id_prefix}{k}").into(),
-            )
-            .await?;
+            let step = run_step(&t, &sh, &mut senders, &a, rate, duration, format!("{id_prefix}{k}").into()).await?;
             ticker.abort();
             pb.finish_and_clear();
             let past = step.latency.p99_ms > a.p99_limit_ms || !step.clean();
@@ -197,11 +189,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
     });
     let ok = connect_errors == 0
         && !steps.is_empty()
-        && if stepping {
-            steps.first().is_some_and(|s| s.clean())
-        } else {
-            steps.iter().all(Step::clean)
-        };
+        && if stepping { steps.first().is_some_and(|s| s.clean()) } else { steps.iter().all(Step::clean) };
 
     let mut human = vec![
         format!(
@@ -213,13 +201,9 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             a.senders,
             duration.as_secs_f64()
         ),
+        format!("server RSS idle {} KiB, with connections {} KiB", opt(rss_idle), opt(rss_loaded)),
         format!(
-            "server RSS idle {} KiB, with connections {} KiB",
-            opt(rss_idle),
-            opt(rss_loaded)
-        ),
-        format!(
-            "{:>9} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6} {:>9}",
+            "{:>9} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6} {:>12}",
             "rate/s",
             "deliveries/s",
             "p50 ms",
@@ -229,12 +213,12 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             "max ms",
             "lost",
             "errors",
-            "cpu s/b %"
+            "cpu s/b/o %"
         ),
     ];
     for s in &steps {
         human.push(format!(
-            "{:>9} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>6} {:>4}/{:<4}",
+            "{:>9} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>6} {:>12}",
             s.rate,
             s.deliveries_per_s,
             s.latency.p50_ms,
@@ -244,8 +228,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             s.latency.max_ms,
             s.lost,
             s.errors,
-            opt(s.server_cpu_pct),
-            opt(s.bench_cpu_pct)
+            s.cpu.short()
         ));
     }
     if let Some(sat) = &saturation {
@@ -266,7 +249,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             "rooms": a.rooms, "members": a.members, "senders_per_room": a.senders,
             "connections": total, "users": per_room * a.rooms + 1, "duration_s": duration.as_secs_f64(),
             "rates": rates, "find_saturation": stepping, "p99_limit_ms": a.p99_limit_ms,
-            "keep": a.keep, "spawn": c.spawn, "database": c.database.as_deref().map(rtm::config::redact_url),
+            "keep": a.keep, "settle_s": a.settle, "spawn": c.spawn, "database": c.database.as_deref().map(rtm::config::redact_url),
             "outbox_frames": c.outbox_frames,
         }),
         results: json!({
@@ -320,17 +303,11 @@ async fn run_step(
         }
     }
     let members = a.members as u64;
-    let drain_s = load::drain(sh, |acked| acked * members, Duration::from_secs_f64(a.drain))
-        .await
-        .as_secs_f64();
-    let (server_cpu_pct, bench_cpu_pct) = cpu.percent();
+    let drain_s = load::drain(sh, |acked| acked * members, Duration::from_secs_f64(a.drain)).await.as_secs_f64();
+    let cpu = cpu.read();
     let c = &sh.counters;
-    let (sent, acked, received, duplicates) = (
-        Counters::get(&c.sent),
-        Counters::get(&c.acked),
-        Counters::get(&c.received),
-        Counters::get(&c.duplicates),
-    );
+    let (sent, acked, received, duplicates) =
+        (Counters::get(&c.sent), Counters::get(&c.acked), Counters::get(&c.received), Counters::get(&c.duplicates));
     let expected = acked * members;
     let last = sh.last_delivery_us.load(std::sync::atomic::Ordering::Relaxed);
     let window = (last.saturating_sub(start_us) as f64 / 1e6).max(duration.as_secs_f64());
@@ -347,8 +324,7 @@ async fn run_step(
         deliveries_per_s: (received as f64 / window).round(),
         messages_per_s: report::r3(acked as f64 / duration.as_secs_f64()),
         drain_s: report::r3(drain_s),
-        server_cpu_pct,
-        bench_cpu_pct,
+        cpu,
         latency: Latency::of(&h),
     })
 }

@@ -12,7 +12,7 @@ use tokio::{
     net::{TcpSocket, TcpStream},
 };
 
-use crate::{sys, target::Target};
+use crate::{sys, target::Endpoint};
 
 /// How long one setup request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,22 +34,18 @@ impl Response {
 }
 
 /// Opens a TCP connection to the server from the next loopback source address.
-pub async fn connect_tcp(t: &Target) -> Result<TcpStream> {
+pub async fn connect_tcp(t: &Endpoint) -> Result<TcpStream> {
     let sock = TcpSocket::new_v4().context("socket")?;
     let src = sys::next_source_ip();
-    sock.bind((src, 0).into())
-        .with_context(|| format!("cannot bind {src}:0"))?;
-    let stream = sock
-        .connect(t.addr)
-        .await
-        .with_context(|| format!("cannot connect {src} -> {}", t.addr))?;
+    sock.bind((src, 0).into()).with_context(|| format!("cannot bind {src}:0"))?;
+    let stream = sock.connect(t.addr).await.with_context(|| format!("cannot connect {src} -> {}", t.addr))?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
 
 /// Sends one request with our `Origin` (and the session cookie, if given).
 pub async fn request(
-    t: &Target,
+    t: &Endpoint,
     method: &str,
     path: &str,
     cookie: Option<&str>,
@@ -61,7 +57,7 @@ pub async fn request(
 }
 
 async fn request_inner(
-    t: &Target,
+    t: &Endpoint,
     method: &str,
     path: &str,
     cookie: Option<&str>,
@@ -76,10 +72,7 @@ async fn request_inner(
         req.push_str(&format!("Cookie: {c}\r\n"));
     }
     if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        ));
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()));
     } else {
         req.push_str("\r\n");
     }
@@ -102,17 +95,11 @@ async fn request_inner(
 
 /// Parses a whole HTTP/1.1 response (plain or chunked body).
 fn parse(buf: &[u8]) -> Result<Response> {
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of headers")?;
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").context("no end of headers")?;
     let head = std::str::from_utf8(&buf[..end]).context("headers are not UTF-8")?;
     let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .context("no status")?;
+    let status: u16 =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).context("no status")?;
     let mut cookies = Vec::new();
     let mut chunked = false;
     for l in lines {
@@ -130,23 +117,16 @@ fn parse(buf: &[u8]) -> Result<Response> {
     }
     let raw = &buf[end + 4..];
     let body = if chunked { dechunk(raw)? } else { raw.to_vec() };
-    Ok(Response {
-        status,
-        cookies,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Ok(Response { status, cookies, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let eol = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunk header")?;
+        let eol = raw.windows(2).position(|w| w == b"\r\n").context("bad chunk header")?;
         let size_text = std::str::from_utf8(&raw[..eol])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .context("bad chunk size")?;
+        let size =
+            usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).context("bad chunk size")?;
         raw = &raw[eol + 2..];
         if size == 0 {
             return Ok(out);
@@ -168,8 +148,8 @@ mod tests {
         let r = parse(b"HTTP/1.1 201 Created\r\nset-cookie: rtm_session=abc; Path=/\r\ncontent-length: 2\r\n\r\n{}")
             .unwrap();
         assert_eq!((r.status, r.cookies[0].as_str(), r.body.as_str()), (201, "rtm_session=abc", "{}"));
-        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
-            .unwrap();
+        let r =
+            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
         assert_eq!(r.body, "abcde");
     }
 }

@@ -25,10 +25,9 @@ use tokio::{
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
-    report,
     stats::{Counters, ErrorLog, Latencies},
     sys,
-    target::Target,
+    target::{Endpoint, Target},
     wsconn::{self, Hello, Ws, for_each_lite, parse_bench_text},
 };
 
@@ -58,7 +57,7 @@ impl Shared {
 /// Opens connection `i` for each `i` in `0..cookies.len()` (at most `concurrency`
 /// handshakes at once) and hands each to `on_open`; failures go to the error log.
 pub async fn connect_many(
-    t: &Target,
+    t: &Endpoint,
     cookies: &[String],
     concurrency: usize,
     pb: &ProgressBar,
@@ -134,24 +133,18 @@ pub async fn receive(mut source: Source, conn: usize, record_own: bool, sh: Arc<
             "ack" => {
                 acked += 1;
                 if f.duplicate {
-                    sh.errors
-                        .add(format!("connection {conn}: a send was acked as a duplicate"));
+                    sh.errors.add(format!("connection {conn}: a send was acked as a duplicate"));
                 }
             }
             "pong" => Counters::add(&sh.counters.pongs, 1),
-            "error" => sh.errors.add(format!(
-                "connection {conn}: error frame {}",
-                f.code.as_deref().unwrap_or("?")
-            )),
-            "closing" if !sh.errors.stopping() => sh.errors.add(format!(
-                "connection {conn}: server closing: {}",
-                f.code.as_deref().unwrap_or("?")
-            )),
+            "error" => sh.errors.add(format!("connection {conn}: error frame {}", f.code.as_deref().unwrap_or("?"))),
+            "closing" if !sh.errors.stopping() => {
+                sh.errors.add(format!("connection {conn}: server closing: {}", f.code.as_deref().unwrap_or("?")))
+            }
             _ => {}
         });
         if let Err(e) = parsed {
-            sh.errors
-                .add(format!("connection {conn}: undecodable frame: {e}"));
+            sh.errors.add(format!("connection {conn}: undecodable frame: {e}"));
         }
         if received > 0 {
             Counters::add(&sh.counters.received, received);
@@ -209,8 +202,7 @@ pub fn spawn_sender(mut sink: Sink, p: Pace, sh: Arc<Shared>) -> JoinHandle<Sink
             );
             if let Err(e) = sink.send(msg).await {
                 if !sh.errors.stopping() {
-                    sh.errors
-                        .add(format!("sender {}: write failed: {e}", p.conn));
+                    sh.errors.add(format!("sender {}: write failed: {e}", p.conn));
                 }
                 break;
             }
@@ -227,8 +219,7 @@ pub async fn drain(sh: &Shared, expected: impl Fn(u64) -> u64, limit: Duration) 
     loop {
         let c = &sh.counters;
         let acked = Counters::get(&c.acked);
-        let done =
-            acked >= Counters::get(&c.sent) && Counters::get(&c.received) >= expected(acked);
+        let done = acked >= Counters::get(&c.sent) && Counters::get(&c.received) >= expected(acked);
         if done || t0.elapsed() >= limit || Counters::get(&c.open) == 0 {
             return t0.elapsed();
         }
@@ -255,11 +246,30 @@ pub fn ticker(pb: ProgressBar, label: String, sh: Arc<Shared>) -> JoinHandle<()>
     })
 }
 
-/// CPU seconds used by the server and by this process between two readings.
+/// CPU used during a measurement, in % of one core (200 = both cores of this machine):
+/// by the server, by this bench process, and by everything else on the machine (other
+/// people's builds share these cores, and their share is reported next to each result).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Cpu {
+    pub server: Option<f64>,
+    pub bench: Option<f64>,
+    pub others: Option<f64>,
+}
+
+impl Cpu {
+    /// `server/bench/others` for the human summary.
+    pub fn short(&self) -> String {
+        let f = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+        format!("{}/{}/{}", f(self.server), f(self.bench), f(self.others))
+    }
+}
+
+/// Measures [`Cpu`] between `start` and `read`.
 pub struct CpuMeter {
     server_pid: Option<u32>,
     server0: Option<f64>,
     bench0: Option<f64>,
+    machine0: Option<(u64, u64)>,
     t0: Instant,
 }
 
@@ -269,20 +279,21 @@ impl CpuMeter {
             server_pid: t.pid,
             server0: t.cpu_secs(),
             bench0: sys::cpu_secs(std::process::id()),
+            machine0: sys::machine_ticks(),
             t0: Instant::now(),
         }
     }
 
-    /// `(server %, bench %)` of one core since `start` (200% = both cores).
-    pub fn percent(&self) -> (Option<f64>, Option<f64>) {
+    pub fn read(&self) -> Cpu {
         let secs = self.t0.elapsed().as_secs_f64().max(1e-3);
-        let pct = |a: Option<f64>, b: Option<f64>| {
-            a.zip(b)
-                .map(|(a, b)| report::r3((b - a) / secs * 100.0).round())
-        };
-        (
-            pct(self.server0, self.server_pid.and_then(sys::cpu_secs)),
-            pct(self.bench0, sys::cpu_secs(std::process::id())),
-        )
+        let pct = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) / secs * 100.0).round());
+        let server = pct(self.server0, self.server_pid.and_then(sys::cpu_secs));
+        let bench = pct(self.bench0, sys::cpu_secs(std::process::id()));
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        let machine = self.machine0.zip(sys::machine_ticks()).and_then(|((b0, t0), (b1, t1))| {
+            (t1 > t0).then(|| (b1.saturating_sub(b0)) as f64 / (t1 - t0) as f64 * cores * 100.0)
+        });
+        let others = machine.map(|m| (m - server.unwrap_or(0.0) - bench.unwrap_or(0.0)).max(0.0).round());
+        Cpu { server, bench, others }
     }
 }

@@ -14,9 +14,7 @@ pub fn bar(len: u64, msg: &str, quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new(len);
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} {msg:<24} [{bar:30}] {pos}/{len} {elapsed}")
-    {
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg:<24} [{bar:30}] {pos}/{len} {elapsed}") {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.set_message(msg.to_string());

@@ -11,7 +11,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{http, report, target::Target};
+use crate::{http, report, target::Endpoint};
 
 /// Password of every bench account (the server only checks its length).
 const PASSWORD: &str = "bench-password-not-secret";
@@ -31,7 +31,7 @@ pub struct User {
 
 /// Sends a request, retrying a few times when the server says "slow down" (429).
 async fn call(
-    t: &Target,
+    t: &Endpoint,
     method: &str,
     path: &str,
     cookie: Option<&str>,
@@ -51,7 +51,7 @@ async fn call(
 }
 
 /// Signs up one account `b<tag>-<i>`.
-pub async fn register(t: &Target, tag: &str, i: usize) -> Result<User> {
+pub async fn register(t: &Endpoint, tag: &str, i: usize) -> Result<User> {
     let username = format!("b{tag}-{i}");
     let body = json!({
         "first_name": "Bench",
@@ -64,24 +64,19 @@ pub async fn register(t: &Target, tag: &str, i: usize) -> Result<User> {
     if r.status != 201 {
         bail!("sign-up of {username}: HTTP {} {}", r.status, r.body);
     }
-    let id = r.json()["user"]["id"]
-        .as_i64()
-        .with_context(|| format!("sign-up of {username}: no user id in {}", r.body))?;
+    let id =
+        r.json()["user"]["id"].as_i64().with_context(|| format!("sign-up of {username}: no user id in {}", r.body))?;
     let cookie = r
         .cookies
         .iter()
         .find(|c| c.split('=').next().is_some_and(|k| k.ends_with("rtm_session")))
         .cloned()
         .with_context(|| format!("sign-up of {username}: no session cookie"))?;
-    Ok(User {
-        id,
-        username,
-        cookie,
-    })
+    Ok(User { id, username, cookie })
 }
 
 /// Signs up `n` accounts, a few at a time, with a progress bar.
-pub async fn register_many(t: &Target, tag: &str, n: usize, quiet: bool) -> Result<Vec<User>> {
+pub async fn register_many(t: &Endpoint, tag: &str, n: usize, quiet: bool) -> Result<Vec<User>> {
     let pb = report::bar(n as u64, "signing up bench users", quiet);
     let users: Vec<User> = stream::iter(0..n)
         .map(|i| {
@@ -100,24 +95,17 @@ pub async fn register_many(t: &Target, tag: &str, n: usize, quiet: bool) -> Resu
 }
 
 /// Creates a public room owned by `owner`; `keep` is its keep-the-last-N retention.
-pub async fn create_room(t: &Target, owner: &User, name: &str, keep: i64) -> Result<i64> {
+pub async fn create_room(t: &Endpoint, owner: &User, name: &str, keep: i64) -> Result<i64> {
     let body = json!({ "name": name, "retention": { "keep_messages": keep } });
     let r = call(t, "POST", "/api/rooms", Some(&owner.cookie), &body).await?;
     if r.status != 201 {
         bail!("create room {name}: HTTP {} {}", r.status, r.body);
     }
-    r.json()["room"]["id"]
-        .as_i64()
-        .with_context(|| format!("create room {name}: no id in {}", r.body))
+    r.json()["room"]["id"].as_i64().with_context(|| format!("create room {name}: no id in {}", r.body))
 }
 
 /// Makes each `(user, room)` pair a membership, a few at a time.
-pub async fn join_many(
-    t: &Target,
-    users: &[User],
-    pairs: &[(usize, i64)],
-    quiet: bool,
-) -> Result<()> {
+pub async fn join_many(t: &Endpoint, users: &[User], pairs: &[(usize, i64)], quiet: bool) -> Result<()> {
     let pb = report::bar(pairs.len() as u64, "joining rooms", quiet);
     stream::iter(pairs.iter().copied())
         .map(|(u, room)| {
@@ -141,31 +129,16 @@ pub async fn join_many(
 }
 
 /// Opens the DM between `a` and `b`; returns its room id.
-pub async fn open_dm(t: &Target, a: &User, b: &User) -> Result<i64> {
-    let r = call(
-        t,
-        "POST",
-        "/api/dms",
-        Some(&a.cookie),
-        &json!({ "user_id": b.id }),
-    )
-    .await?;
+pub async fn open_dm(t: &Endpoint, a: &User, b: &User) -> Result<i64> {
+    let r = call(t, "POST", "/api/dms", Some(&a.cookie), &json!({ "user_id": b.id })).await?;
     if r.status != 200 {
-        bail!(
-            "DM {} -> {}: HTTP {} {}",
-            a.username,
-            b.username,
-            r.status,
-            r.body
-        );
+        bail!("DM {} -> {}: HTTP {} {}", a.username, b.username, r.status, r.body);
     }
-    r.json()["room"]["id"]
-        .as_i64()
-        .with_context(|| format!("DM: no room id in {}", r.body))
+    r.json()["room"]["id"].as_i64().with_context(|| format!("DM: no room id in {}", r.body))
 }
 
 /// Opens DMs for many pairs of users, a few at a time; returns the room ids in order.
-pub async fn open_dms(t: &Target, users: &[User], pairs: &[(usize, usize)]) -> Result<Vec<i64>> {
+pub async fn open_dms(t: &Endpoint, users: &[User], pairs: &[(usize, usize)]) -> Result<Vec<i64>> {
     let users = Arc::new(users.to_vec());
     stream::iter(pairs.iter().copied())
         .map(|(a, b)| {

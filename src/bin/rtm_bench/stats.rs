@@ -32,9 +32,7 @@ pub struct Latencies {
 
 impl Latencies {
     pub fn new() -> Self {
-        Latencies {
-            shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
-        }
+        Latencies { shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect() }
     }
 
     /// Records the latencies (µs) one connection measured in one frame.
@@ -89,14 +87,7 @@ impl Counters {
     }
     /// Zeroes the per-step counters (not `open`).
     pub fn reset_step(&self) {
-        for c in [
-            &self.sent,
-            &self.acked,
-            &self.received,
-            &self.duplicates,
-            &self.gaps,
-            &self.pongs,
-        ] {
+        for c in [&self.sent, &self.acked, &self.received, &self.duplicates, &self.gaps, &self.pongs] {
             c.store(0, Ordering::Relaxed);
         }
     }

@@ -15,10 +15,7 @@ use anyhow::{Context, Result, bail};
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns `(soft, hard)` in force.
 /// A server spawned afterwards inherits the raised limit.
 pub fn raise_nofile() -> Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes into the struct we own and pass by pointer.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         bail!("getrlimit: {}", std::io::Error::last_os_error());
@@ -59,6 +56,17 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
+/// Busy and total CPU ticks of the whole machine (first line of `/proc/stat`).
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    // idle (3) and iowait (4) are not busy.
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
@@ -67,10 +75,7 @@ pub fn free_port() -> Result<u16> {
 
 /// Wall-clock time in microseconds since the Unix epoch.
 pub fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 /// A short random hex tag that keeps names of this run apart from earlier runs.

@@ -3,7 +3,7 @@
 //! sends first. Also the frame helpers of the hot loops: building a `send` with the
 //! shared protocol types, the text every bench message carries (`t=<send time µs>;
 //! <sender conn>;<n>`), and a light decoder that reads only the fields a receiver
-//! needs (`type`, `id`, `seq`, `text`, `code`) from a frame that is one JSON object
+//! needs (`type`, `seq`, `text`, `code`) from a frame that is one JSON object
 //! or an array of them (a batch).
 
 use std::{borrow::Cow, time::Duration};
@@ -14,25 +14,19 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     WebSocketStream,
-    tungstenite::{
-        Message,
-        client::IntoClientRequest,
-        http::HeaderValue,
-        protocol::WebSocketConfig,
-    },
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue, protocol::WebSocketConfig},
 };
 
-use crate::{http, target::Target};
+use crate::{http, target::Endpoint};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
 /// How long a handshake plus `hello` may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What the `hello` told us: who we are and our rooms with their newest seq.
+/// What the `hello` told us: our rooms with their newest seq.
 #[derive(Debug, Clone)]
 pub struct Hello {
-    pub user_id: i64,
     pub rooms: Vec<(i64, i64)>,
 }
 
@@ -54,13 +48,13 @@ fn config() -> WebSocketConfig {
 }
 
 /// Opens an authenticated WebSocket and reads its `hello`.
-pub async fn connect(t: &Target, cookie: &str) -> Result<(Ws, Hello)> {
+pub async fn connect(t: &Endpoint, cookie: &str) -> Result<(Ws, Hello)> {
     tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(t, cookie))
         .await
         .context("WebSocket connect + hello timed out")?
 }
 
-async fn connect_inner(t: &Target, cookie: &str) -> Result<(Ws, Hello)> {
+async fn connect_inner(t: &Endpoint, cookie: &str) -> Result<(Ws, Hello)> {
     let stream = http::connect_tcp(t).await?;
     let mut req = format!("ws://{}/ws", t.addr).into_client_request()?;
     let h = req.headers_mut();
@@ -75,11 +69,8 @@ async fn connect_inner(t: &Target, cookie: &str) -> Result<(Ws, Hello)> {
             Some(Ok(Message::Text(text))) => {
                 let frames = decode_server(text.as_str()).context("bad first frame")?;
                 match frames.into_iter().next() {
-                    Some(ServerFrame::Hello { user, rooms, .. }) => {
-                        break Hello {
-                            user_id: user.id,
-                            rooms: rooms.iter().map(|r| (r.id, r.last_seq)).collect(),
-                        };
+                    Some(ServerFrame::Hello { rooms, .. }) => {
+                        break Hello { rooms: rooms.iter().map(|r| (r.id, r.last_seq)).collect() };
                     }
                     other => bail!("first frame is not hello: {other:?}"),
                 }
@@ -95,12 +86,7 @@ async fn connect_inner(t: &Target, cookie: &str) -> Result<(Ws, Hello)> {
 
 /// A `send` frame (protocol type) as a WebSocket message.
 pub fn send_frame(id: u64, room: i64, client_id: String, text: String) -> Message {
-    let f = ClientFrame::Send {
-        id: id.to_string(),
-        room,
-        client_id,
-        text,
-    };
+    let f = ClientFrame::Send { id: id.to_string(), room, client_id, text };
     Message::Text(serde_json::to_string(&f).unwrap_or_default().into())
 }
 
@@ -128,9 +114,6 @@ pub fn parse_bench_text(text: &str) -> Option<(u64, usize, u64)> {
 pub struct Lite<'a> {
     #[serde(rename = "type", borrow)]
     pub ty: Cow<'a, str>,
-    /// Request id of `ack`/`error`/`pong`.
-    #[serde(default, borrow)]
-    pub id: Option<Cow<'a, str>>,
     #[serde(default)]
     pub seq: Option<i64>,
     #[serde(default, borrow)]

@@ -1,0 +1,190 @@
+//! `dm`: P pairs of users chatting in direct messages at a total rate, while idle
+//! connections (of other users, in no room) bring the server up to `--connections`.
+//! Latency is recorded at the peer (a sender's echo of its own message is counted for
+//! losses but not timed); every DM message must reach both sides.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::{
+    Common,
+    fanout::opt,
+    load::{self, CpuMeter, Pace, Shared, Sink},
+    report::{self, Latency, Outcome},
+    setup,
+    stats::Counters,
+    sys,
+    target::Target,
+};
+
+#[derive(Args, Debug, Clone)]
+pub struct DmArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Chatting pairs (each side one connection, sending half the pair's messages).
+    #[arg(long, default_value_t = 100)]
+    pub pairs: usize,
+    /// Total connections, idle ones included.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// DM messages per second over all pairs.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Users that own the idle connections.
+    #[arg(long, default_value_t = 100)]
+    pub idle_users: usize,
+    /// Seconds to wait after the last send for acks and deliveries.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+}
+
+pub async fn run(a: DmArgs) -> Result<Outcome> {
+    let c = &a.common;
+    if a.pairs == 0 || a.rate <= 0.0 {
+        bail!("need --pairs ≥ 1 and a positive --rate");
+    }
+    let duration = Duration::from_secs_f64(c.duration.unwrap_or(10.0));
+    let active = 2 * a.pairs;
+    let idle = a.connections.saturating_sub(active);
+    let idle_users = if idle == 0 { 0 } else { a.idle_users.clamp(1, idle) };
+    let mut t = Target::open(c).await?;
+    let rss_idle = t.rss_kib();
+    let tag = sys::random_tag();
+    let users = setup::register_many(&t, &tag, active + idle_users, c.quiet).await?;
+    let pairs: Vec<(usize, usize)> = (0..a.pairs).map(|p| (2 * p, 2 * p + 1)).collect();
+    let dms = setup::open_dms(&t, &users, &pairs).await?;
+
+    // Connections 0..active are the pair members (user i), then the idle ones.
+    let cookies: Vec<String> = (0..active + idle)
+        .map(|i| {
+            let u = if i < active { i } else { active + (i - active) % idle_users };
+            users[u].cookie.clone()
+        })
+        .collect();
+    let sh = Shared::new();
+    let pb = report::bar(cookies.len() as u64, "connecting", c.quiet);
+    let mut senders: Vec<(usize, i64, Sink)> = Vec::new();
+    let mut readers = Vec::with_capacity(cookies.len());
+    load::connect_many(&t, &cookies, c.connect_concurrency, &pb, &sh.errors, |i, ws, _| {
+        let (sink, source) = ws.split();
+        readers.push(tokio::spawn(load::receive(source, i, false, sh.clone())));
+        if i < active {
+            senders.push((i, dms[i / 2], sink));
+        }
+    })
+    .await;
+    pb.finish_and_clear();
+    let connect_errors = sh.errors.count();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    sh.counters.reset_step();
+    sh.latency.take();
+    let rss_loaded = t.rss_kib();
+
+    let mut result = None;
+    if connect_errors == 0 {
+        let pb = report::spinner("", c.quiet);
+        let ticker = load::ticker(pb.clone(), format!("{} DM/s", a.rate), sh.clone());
+        let cpu = CpuMeter::start(&t);
+        let n = senders.len().max(1);
+        let period = Duration::from_secs_f64(n as f64 / a.rate);
+        let start = Instant::now() + Duration::from_millis(50);
+        let start_us = sys::unix_micros() + 50_000;
+        let id_prefix: Arc<str> = tag.clone().into();
+        let mut handles = Vec::new();
+        for (k, (conn, room, sink)) in senders.drain(..).enumerate() {
+            let pace = Pace {
+                conn,
+                room,
+                period,
+                offset: period.mul_f64(k as f64 / n as f64),
+                start,
+                start_us,
+                until: start + duration,
+                id_prefix: id_prefix.clone(),
+            };
+            handles.push(load::spawn_sender(sink, pace, sh.clone()));
+        }
+        for h in handles {
+            match h.await {
+                Ok(sink) => senders.push((0, 0, sink)),
+                Err(e) => sh.errors.add(format!("sender task failed: {e}")),
+            }
+        }
+        let drain_s = load::drain(&sh, |acked| acked * 2, Duration::from_secs_f64(a.drain)).await.as_secs_f64();
+        let cpu_pct = cpu.read();
+        ticker.abort();
+        pb.finish_and_clear();
+        result = Some((drain_s, cpu_pct, sh.latency.take()));
+    }
+    let open_at_end = Counters::get(&sh.counters.open);
+    sh.errors.set_stopping(true);
+    drop(senders);
+    for r in &readers {
+        r.abort();
+    }
+    let log_tail = t.log_tail(10);
+    t.stop();
+
+    let cn = &sh.counters;
+    let (sent, acked, received, duplicates) =
+        (Counters::get(&cn.sent), Counters::get(&cn.acked), Counters::get(&cn.received), Counters::get(&cn.duplicates));
+    let expected = acked * 2;
+    let lost = expected.saturating_sub(received);
+    let errors = sh.errors.count();
+    let (drain_s, cpu_use, hist) = match result {
+        Some((d, cpu, h)) => (d, cpu, Some(h)),
+        None => (0.0, crate::load::Cpu::default(), None),
+    };
+    let latency = hist.as_ref().map(Latency::of).unwrap_or_default();
+    let ok = errors == 0 && lost == 0 && duplicates == 0 && sent == acked && hist.is_some();
+    let mut human = vec![
+        format!(
+            "{} pairs + {} idle connections ({} total, {} users), {} DM/s for {:.0} s",
+            a.pairs,
+            idle,
+            active + idle,
+            users.len(),
+            a.rate,
+            duration.as_secs_f64()
+        ),
+        format!(
+            "server RSS idle {} KiB, with connections {} KiB; open at the end {open_at_end}",
+            opt(rss_idle),
+            opt(rss_loaded)
+        ),
+        format!(
+            "sent {sent}, acked {acked}, delivered {received}/{expected}, lost {lost}, duplicates {duplicates}, errors {errors}"
+        ),
+        format!("peer latency: {}", latency.line()),
+        format!("cpu % of one core, server/bench/others: {}", cpu_use.short()),
+    ];
+    for e in sh.errors.samples() {
+        human.push(format!("error: {e}"));
+    }
+    if !ok && let Some(tail) = log_tail.filter(|s| !s.is_empty()) {
+        human.push(format!("server log (last lines):\n{tail}"));
+    }
+    Ok(Outcome {
+        workload: "dm",
+        params: json!({
+            "pairs": a.pairs, "connections": active + idle, "idle_users": idle_users,
+            "rate": a.rate, "duration_s": duration.as_secs_f64(), "spawn": c.spawn,
+            "database": c.database.as_deref().map(rtm::config::redact_url),
+        }),
+        results: json!({
+            "rss_idle_kib": rss_idle, "rss_loaded_kib": rss_loaded,
+            "sent": sent, "acked": acked, "expected": expected, "received": received,
+            "lost": lost, "duplicates": duplicates, "errors": errors, "connect_errors": connect_errors,
+            "messages_per_s": report::r3(acked as f64 / duration.as_secs_f64()),
+            "drain_s": report::r3(drain_s), "cpu": cpu_use,
+            "latency": latency, "error_samples": sh.errors.samples(),
+        }),
+        ok,
+        human,
+    })
+}
