@@ -118,6 +118,11 @@ impl Holder {
         })
         .await;
         pb.finish_and_clear();
+        // Reader tasks count themselves open when they first run.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while (Counters::get(&self.sh.counters.open) as usize) < self.sinks.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Connections that failed to open (they still count as attempted).
