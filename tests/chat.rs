@@ -599,7 +599,47 @@ async fn owner_leaving_hands_over_and_ephemeral_retries_are_not_doubled(b: Backe
     assert_eq!(details["room"]["owner"], bob_id);
 }
 
+async fn batched_appends_assign_seqs_in_order_and_dedup(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let ann_id = ann.id().await;
+    let r1 = ann.create_room("batch-one", json!({})).await;
+    let r2 = ann.create_room("batch-two", json!({"retention": {"keep_messages": 2}})).await;
+    let msg = |room: i64, cid: Option<&str>, body: &str| NewMessage {
+        room_id: room,
+        author_id: ann_id,
+        kind: MessageKind::Text,
+        body: body.into(),
+        client_id: cid.map(str::to_string),
+        created_at: rtm::chat::now_ms(),
+    };
+    use rtm::store::Appended::{Duplicate, New};
+    let store = srv.state.chat.store();
+    let got = store
+        .append(&[
+            msg(r1, Some("a"), "one"),
+            msg(r2, Some("a"), "other room, same id"),
+            msg(r1, Some("a"), "retry of one"),
+            msg(r1, None, "two"),
+            msg(r2, None, "x"),
+            msg(r2, None, "y"),
+            msg(r1, Some("b"), "three"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![New(1), New(1), Duplicate(1), New(2), New(2), New(3), New(3)]);
+    // A later batch sees what earlier batches kept.
+    let again = store.append(&[msg(r1, Some("b"), "retry of three"), msg(r1, Some("c"), "four")]).await.unwrap();
+    assert_eq!(again, vec![Duplicate(3), New(4)]);
+    let texts: Vec<String> = store.history(r1, None, 10).await.unwrap().into_iter().map(|m| m.body).collect();
+    assert_eq!(texts, ["one", "two", "three", "four"]);
+    // "Keep 2" applied once per batch: r2 holds its last two.
+    let kept: Vec<i64> = store.history(r2, None, 10).await.unwrap().into_iter().map(|m| m.seq).collect();
+    assert_eq!(kept, [2, 3]);
+}
+
 on_both_backends!(
+    batched_appends_assign_seqs_in_order_and_dedup,
     owner_leaving_hands_over_and_ephemeral_retries_are_not_doubled,
     typing_read_markers_names_and_search,
     two_users_chat_both_ways,

@@ -61,8 +61,28 @@ enum UserCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    limit_heap_retention();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(start())
+}
+
+/// glibc raises its mmap threshold after big blocks are freed, so each Argon2 hash
+/// (19 MiB) would then come from, and stay in, a thread's heap: hundreds of MB after a
+/// burst of sign-ins. A fixed 1 MiB threshold sends big blocks to mmap, given back to
+/// the OS when freed (measured: 617 MB → 14 MB RSS after 300 sign-ups).
+fn limit_heap_retention() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+async fn start() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -655,48 +655,137 @@ impl Store for SqlStore {
     }
 
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
-        let mut out = Vec::with_capacity(batch.len());
-        // Per room: (last seq assigned, keep_messages, is dm) to apply "last N" once per batch.
-        let mut touched: HashMap<RoomId, (Seq, Option<i64>, bool)> = HashMap::new();
+        // A whole batch costs a handful of statements, not three per message: one
+        // duplicate lookup, one seq reservation per room, one multi-row INSERT, and the
+        // "last N" trim per room.
+        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
         let mut tx = self.pool.begin().await?;
-        for m in batch {
-            if let Some(cid) = &m.client_id {
-                let dup =
-                    sqlx::query("SELECT seq FROM messages WHERE room_id = $1 AND author_id = $2 AND client_id = $3")
-                        .bind(m.room_id)
-                        .bind(m.author_id)
-                        .bind(cid.clone())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if let Some(row) = dup {
-                    out.push(Appended::Duplicate(row.try_get("seq")?));
-                    continue;
+
+        // 1. Retried sends: already stored (earlier batch) or twice in this batch.
+        let with_id: Vec<usize> = (0..batch.len()).filter(|i| batch[*i].client_id.is_some()).collect();
+        let mut stored: HashMap<(RoomId, UserId, &str), Seq> = HashMap::new();
+        for chunk in with_id.chunks(300) {
+            let mut sql = String::from("SELECT room_id, author_id, client_id, seq FROM messages WHERE ");
+            for (k, _) in chunk.iter().enumerate() {
+                if k > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str(&format!(
+                    "(room_id = ${} AND author_id = ${} AND client_id = ${})",
+                    3 * k + 1,
+                    3 * k + 2,
+                    3 * k + 3
+                ));
+            }
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for i in chunk {
+                let m = &batch[*i];
+                q = q.bind(m.room_id).bind(m.author_id).bind(m.client_id.clone());
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let cid: String = row.try_get("client_id")?;
+                let key = (row.try_get::<i64, _>("room_id")?, row.try_get::<i64, _>("author_id")?, cid);
+                if let Some(i) = chunk.iter().find(|i| {
+                    let m = &batch[**i];
+                    (m.room_id, m.author_id, m.client_id.as_deref()) == (key.0, key.1, Some(key.2.as_str()))
+                }) {
+                    let m = &batch[*i];
+                    stored.insert((m.room_id, m.author_id, m.client_id.as_deref().unwrap_or("")), row.try_get("seq")?);
                 }
             }
+        }
+        let mut fresh: Vec<usize> = Vec::with_capacity(batch.len());
+        let mut first_in_batch: HashMap<(RoomId, UserId, &str), usize> = HashMap::new();
+        let mut dup_of: Vec<(usize, usize)> = Vec::new();
+        for (i, m) in batch.iter().enumerate() {
+            if let Some(cid) = m.client_id.as_deref() {
+                let key = (m.room_id, m.author_id, cid);
+                if let Some(seq) = stored.get(&key) {
+                    out[i] = Some(Appended::Duplicate(*seq));
+                    continue;
+                }
+                if let Some(first) = first_in_batch.get(&key) {
+                    dup_of.push((i, *first));
+                    continue;
+                }
+                first_in_batch.insert(key, i);
+            }
+            fresh.push(i);
+        }
+
+        // 2. Reserve a run of seqs per room, handed out in batch order.
+        let mut per_room: Vec<(RoomId, i64)> = Vec::new();
+        for i in &fresh {
+            match per_room.iter_mut().find(|(r, _)| *r == batch[*i].room_id) {
+                Some((_, n)) => *n += 1,
+                None => per_room.push((batch[*i].room_id, 1)),
+            }
+        }
+        // Per room: (next seq to hand out, last seq, keep_messages, is dm).
+        let mut touched: HashMap<RoomId, (Seq, Seq, Option<i64>, bool)> = HashMap::new();
+        for (room, n) in &per_room {
             let row = sqlx::query(
-                "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq, keep_messages, kind",
+                "UPDATE rooms SET last_seq = last_seq + $1 WHERE id = $2 RETURNING last_seq, keep_messages, kind",
             )
-            .bind(m.room_id)
+            .bind(*n)
+            .bind(*room)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-            let seq: i64 = row.try_get("last_seq")?;
-            let keep: Option<i64> = row.try_get("keep_messages")?;
+            let last: i64 = row.try_get("last_seq")?;
             let kind: String = row.try_get("kind")?;
-            sqlx::query("INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(m.room_id)
-                .bind(seq)
-                .bind(m.author_id)
-                .bind(m.kind.as_str())
-                .bind(m.body.clone())
-                .bind(m.client_id.clone())
-                .bind(m.created_at)
-                .execute(&mut *tx)
-                .await?;
-            touched.insert(m.room_id, (seq, keep, kind == "dm"));
-            out.push(Appended::New(seq));
+            touched.insert(*room, (last - n + 1, last, row.try_get("keep_messages")?, kind == "dm"));
         }
-        for (room, (last, keep, is_dm)) in touched {
+        let mut seqs: Vec<(usize, Seq)> = Vec::with_capacity(fresh.len());
+        for i in &fresh {
+            if let Some(t) = touched.get_mut(&batch[*i].room_id) {
+                seqs.push((*i, t.0));
+                out[*i] = Some(Appended::New(t.0));
+                t.0 += 1;
+            }
+        }
+        for (i, first) in dup_of {
+            out[i] = out[first].map(|a| Appended::Duplicate(a.seq()));
+        }
+
+        // 3. One INSERT per chunk of rows (7 parameters each).
+        for chunk in seqs.chunks(200) {
+            let mut sql = String::from(
+                "INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at) VALUES ",
+            );
+            for k in 0..chunk.len() {
+                if k > 0 {
+                    sql.push(',');
+                }
+                let b = 7 * k;
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                ));
+            }
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (i, seq) in chunk {
+                let m = &batch[*i];
+                q = q
+                    .bind(m.room_id)
+                    .bind(*seq)
+                    .bind(m.author_id)
+                    .bind(m.kind.as_str())
+                    .bind(m.body.clone())
+                    .bind(m.client_id.clone())
+                    .bind(m.created_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+
+        // 4. "Keep the last N", once per room.
+        for (room, (_, last, keep, is_dm)) in touched {
             let Some(cut) = (Retention { keep_messages: keep, keep_days: None, ephemeral: false }).count_cutoff(last)
             else {
                 continue;
@@ -722,7 +811,7 @@ impl Store for SqlStore {
             }
         }
         tx.commit().await?;
-        Ok(out)
+        out.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("append lost track of a message".into()))).collect()
     }
 
     async fn history(&self, room: RoomId, before: Option<Seq>, limit: i64) -> StoreResult<Vec<StoredMessage>> {

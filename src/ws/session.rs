@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::protocol::{ClientFrame, ServerFrame, decode_client};
 use crate::{
     chat::{Actor, Chat, ChatError, Resume},
-    hub::{ConnId, ConnShared, Hub, Registration},
+    hub::{ConnId, ConnShared, Frame, Hub, Registration},
 };
 
 /// Frames coalesced into one WebSocket frame at most.
@@ -43,12 +43,14 @@ where
 {
     let user = actor.user.id;
     let (mut sink, stream) = socket.split();
-    let Some(reg) = start(&mut sink, &chat, &hub, &actor).await else { return };
+    // The start-up and command futures are boxed: inline, their large states would
+    // size this connection's future for its whole life.
+    let Some(reg) = Box::pin(start(&mut sink, &chat, &hub, &actor)).await else { return };
     let writer = tokio::spawn(write_loop(sink, reg.outbox, reg.shared.clone()));
     read_loop(stream, &chat, &hub, &actor, reg.id, &reg.shared, writer).await;
 
     let rooms_at_end = hub.unregister(reg.id);
-    if let Err(e) = chat.disconnected(user, &rooms_at_end).await {
+    if let Err(e) = Box::pin(chat.disconnected(user, &rooms_at_end)).await {
         tracing::warn!(error = %e, "presence update failed");
     }
     tracing::debug!(user_id = user, conn = reg.id, "disconnected");
@@ -96,12 +98,12 @@ where
     Some(reg)
 }
 
-async fn write_loop<K, E>(mut sink: K, mut outbox: mpsc::Receiver<Bytes>, shared: Arc<ConnShared>)
+async fn write_loop<K, E>(mut sink: K, mut outbox: mpsc::Receiver<Frame>, shared: Arc<ConnShared>)
 where
     K: Sink<Message, Error = E> + Unpin,
 {
     // Grows with bursts, and is given back after them: an idle socket holds no buffer.
-    let mut buf: Vec<Bytes> = Vec::new();
+    let mut buf: Vec<Frame> = Vec::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     loop {
@@ -155,12 +157,12 @@ where
 
 /// Writes the queued frames: one frame as is, several as one JSON array per
 /// `MAX_COALESCE_BYTES`, then one flush.
-async fn write_coalesced<K, E>(sink: &mut K, buf: &mut Vec<Bytes>) -> Result<(), E>
+async fn write_coalesced<K, E>(sink: &mut K, buf: &mut Vec<Frame>) -> Result<(), E>
 where
     K: Sink<Message, Error = E> + Unpin,
 {
     if buf.len() == 1 {
-        let one = buf.pop().unwrap_or_default();
+        let one = buf.pop().map(|f| (*f).clone()).unwrap_or_default();
         return sink.send(text(one)).await;
     }
     let mut out = BytesMut::new();
@@ -216,7 +218,7 @@ async fn read_loop<T, E>(
                     Message::Text(t) => {
                         match decode_client(t.as_str()) {
                             Ok(frame) => {
-                                if let Some(f) = handle(chat, actor, frame, &mut pending).await {
+                                if let Some(f) = Box::pin(handle(chat, actor, frame, &mut pending)).await {
                                     reply(f);
                                 }
                             }
@@ -309,9 +311,9 @@ mod tests {
     #[tokio::test]
     async fn coalesces_queued_frames_into_one_array() {
         let mut sink: Vec<Message> = Vec::new();
-        let mut buf = vec![Bytes::from_static(br#"{"a":1}"#), Bytes::from_static(br#"{"b":2}"#)];
+        let mut buf = vec![Arc::new(Bytes::from_static(br#"{"a":1}"#)), Arc::new(Bytes::from_static(br#"{"b":2}"#))];
         write_coalesced(&mut sink, &mut buf).await.unwrap();
-        let mut one = vec![Bytes::from_static(br#"{"c":3}"#)];
+        let mut one = vec![Arc::new(Bytes::from_static(br#"{"c":3}"#))];
         write_coalesced(&mut sink, &mut one).await.unwrap();
         let texts: Vec<String> = sink
             .iter()
@@ -327,7 +329,8 @@ mod tests {
     async fn splits_a_large_backlog_into_bounded_frames() {
         let mut sink: Vec<Message> = Vec::new();
         let frame = Bytes::from(format!(r#"{{"t":"{}"}}"#, "x".repeat(1000)));
-        let mut buf = vec![frame; 200];
+        let frame = Arc::new(frame);
+        let mut buf: Vec<Frame> = (0..200).map(|_| frame.clone()).collect();
         write_coalesced(&mut sink, &mut buf).await.unwrap();
         assert!(sink.len() > 1);
         let mut total = 0;
