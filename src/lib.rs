@@ -57,6 +57,13 @@ pub async fn serve(
     let housekeeping =
         tokio::spawn(housekeeping(state.clone(), Duration::from_secs(config.prune_interval_secs.max(1)), stop_rx));
     let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
+    // Chat frames are small and latency matters: without TCP_NODELAY, Nagle's
+    // algorithm meets the peer's delayed ACK and an ack can wait 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!(error = %e, "server error");
     }

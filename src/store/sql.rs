@@ -91,6 +91,18 @@ fn like_pattern(q: &str) -> String {
     p
 }
 
+impl SqlStore {
+    /// The n-th (1-based) bind placeholder of a generated statement. SQLite gets plain
+    /// `?`: sqlx resolves each `$n` there by scanning parameter names, which turns a
+    /// thousand-parameter batch insert quadratic.
+    fn ph(&self, n: usize) -> String {
+        match self.backend {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${n}"),
+        }
+    }
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {
@@ -665,31 +677,28 @@ impl Store for SqlStore {
         let with_id: Vec<usize> = (0..batch.len()).filter(|i| batch[*i].client_id.is_some()).collect();
         let mut stored: HashMap<(RoomId, UserId, &str), Seq> = HashMap::new();
         for chunk in with_id.chunks(300) {
-            let mut sql = String::from("SELECT room_id, author_id, client_id, seq FROM messages WHERE ");
-            for (k, _) in chunk.iter().enumerate() {
-                if k > 0 {
-                    sql.push_str(" OR ");
-                }
-                sql.push_str(&format!(
-                    "(room_id = ${} AND author_id = ${} AND client_id = ${})",
-                    3 * k + 1,
-                    3 * k + 2,
-                    3 * k + 3
-                ));
-            }
+            let tuples: Vec<String> = (0..chunk.len())
+                .map(|k| format!("({}, {}, {})", self.ph(3 * k + 1), self.ph(3 * k + 2), self.ph(3 * k + 3)))
+                .collect();
+            // A row-value IN over VALUES: both databases answer it from the unique
+            // (room_id, author_id, client_id) index.
+            let sql = format!(
+                "SELECT room_id, author_id, client_id, seq FROM messages WHERE (room_id, author_id, client_id) IN (VALUES {})",
+                tuples.join(", ")
+            );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for i in chunk {
                 let m = &batch[*i];
                 q = q.bind(m.room_id).bind(m.author_id).bind(m.client_id.clone());
             }
             for row in q.fetch_all(&mut *tx).await? {
-                let cid: String = row.try_get("client_id")?;
-                let key = (row.try_get::<i64, _>("room_id")?, row.try_get::<i64, _>("author_id")?, cid);
-                if let Some(i) = chunk.iter().find(|i| {
-                    let m = &batch[**i];
-                    (m.room_id, m.author_id, m.client_id.as_deref()) == (key.0, key.1, Some(key.2.as_str()))
-                }) {
-                    let m = &batch[*i];
+                let (room, author, cid): (i64, i64, String) =
+                    (row.try_get("room_id")?, row.try_get("author_id")?, row.try_get("client_id")?);
+                if let Some(m) = chunk
+                    .iter()
+                    .map(|i| &batch[*i])
+                    .find(|m| (m.room_id, m.author_id, m.client_id.as_deref()) == (room, author, Some(cid.as_str())))
+                {
                     stored.insert((m.room_id, m.author_id, m.client_id.as_deref().unwrap_or("")), row.try_get("seq")?);
                 }
             }
@@ -757,17 +766,10 @@ impl Store for SqlStore {
                 if k > 0 {
                     sql.push(',');
                 }
-                let b = 7 * k;
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7
-                ));
+                let cols: Vec<String> = (1..=7).map(|c| self.ph(7 * k + c)).collect();
+                sql.push('(');
+                sql.push_str(&cols.join(", "));
+                sql.push(')');
             }
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (i, seq) in chunk {
