@@ -106,10 +106,14 @@ where
     let mut buf: Vec<Frame> = Vec::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
+    // One waiter for the whole life of the loop: re-creating it per frame costs a
+    // registration on the hot path.
+    let stop = shared.notify.notified();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             biased;
-            _ = shared.notify.notified() => break,
+            _ = &mut stop => break,
             n = outbox.recv_many(&mut buf, MAX_COALESCE) => {
                 if n == 0 { break; }
                 // A peer that stopped reading blocks this write; being told to close
@@ -124,7 +128,7 @@ where
                             buf = Vec::new();
                         }
                     },
-                    _ = shared.notify.notified() => break,
+                    _ = &mut stop => break,
                 }
             }
             _ = ping.tick() => {
