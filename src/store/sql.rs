@@ -676,7 +676,7 @@ impl Store for SqlStore {
         // 1. Retried sends: already stored (earlier batch) or twice in this batch.
         let with_id: Vec<usize> = (0..batch.len()).filter(|i| batch[*i].client_id.is_some()).collect();
         let mut stored: HashMap<(RoomId, UserId, &str), Seq> = HashMap::new();
-        for chunk in with_id.chunks(300) {
+        for chunk in with_id.chunks(500) {
             let tuples: Vec<String> = (0..chunk.len())
                 .map(|k| format!("({}, {}, {})", self.ph(3 * k + 1), self.ph(3 * k + 2), self.ph(3 * k + 3)))
                 .collect();
@@ -757,8 +757,9 @@ impl Store for SqlStore {
             out[i] = out[first].map(|a| Appended::Duplicate(a.seq()));
         }
 
-        // 3. One INSERT per chunk of rows (7 parameters each).
-        for chunk in seqs.chunks(200) {
+        // 3. One INSERT per chunk of rows (7 parameters each; 3,500 stays far below
+        //    both databases' parameter limits).
+        for chunk in seqs.chunks(500) {
             let mut sql = String::from(
                 "INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at) VALUES ",
             );
