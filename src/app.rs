@@ -24,6 +24,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Sign-in and sign-up attempts per client address.
     pub auth_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Key rate limits on `X-Forwarded-For` (behind a trusted proxy).
+    pub trust_proxy: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +41,7 @@ impl AppState {
     /// in-process bus.
     pub async fn build(config: &Config) -> Result<Self, BuildError> {
         let store = store::connect(&config.database_url(), config.db_pool).await?;
-        let hub = Arc::new(Hub::new());
+        let hub = Arc::new(Hub::with_outbox_bytes(config.outbox_bytes));
         let bus = Arc::new(LocalBus::new(hub.clone()));
         let chat =
             Chat::new(store, bus, Policy::from_config(config), config.hash_concurrency, config.registration).await?;
@@ -50,6 +52,7 @@ impl AppState {
             cookie_name: if config.secure_cookies() { "__Host-rtm_session".into() } else { "rtm_session".into() },
             secure_cookies: config.secure_cookies(),
             auth_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_min))),
+            trust_proxy: config.trust_proxy,
         })
     }
 

@@ -86,10 +86,25 @@ pub struct Config {
     #[arg(long = "rate-messages", env = "RTM_RATE_MESSAGES", default_value_t = 100, global = true)]
     pub rate_messages_per_10s: u32,
 
+    /// Rooms created, invitations sent and DMs opened per user per minute (each one
+    /// reaches other people's sockets, so they are limited like messages).
+    #[arg(long = "rate-social", env = "RTM_RATE_SOCIAL", default_value_t = 60, global = true)]
+    pub rate_social_per_min: u32,
+
     /// Frames that may wait for one connection before it counts as a slow consumer and
     /// is disconnected (it then resumes).
     #[arg(long, env = "RTM_OUTBOX_FRAMES", default_value_t = 1024, global = true)]
     pub outbox_frames: usize,
+
+    /// Bytes that may wait for one connection before it counts as a slow consumer.
+    #[arg(long, env = "RTM_OUTBOX_BYTES", default_value_t = 8 * 1024 * 1024, global = true)]
+    pub outbox_bytes: usize,
+
+    /// Trust the `X-Forwarded-For` header set by a reverse proxy in front of this server
+    /// (its last address is the client's) for per-address rate limits. Only set this when
+    /// every request comes through that proxy.
+    #[arg(long, env = "RTM_TRUST_PROXY", global = true)]
+    pub trust_proxy: bool,
 
     /// Retention of new rooms when their creator does not choose: keep the last N messages.
     #[arg(long, env = "RTM_DEFAULT_KEEP_MESSAGES", default_value_t = 1000, global = true)]

@@ -73,6 +73,9 @@ pub struct ConnShared {
     /// Set once when the connection must close; the session reads it and says why.
     close: Mutex<Option<CloseReason>>,
     pub notify: Notify,
+    /// Bytes queued in the outbox and not yet written: the frame count alone would let
+    /// a few hundred large replies pin megabytes.
+    pub queued_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl ConnShared {
@@ -94,6 +97,9 @@ struct Conn {
     /// How the connection authenticated: a session (token hash) or an API token id.
     session: Option<String>,
     token: Option<i64>,
+    /// Set when a subscribe/unsubscribe for this user arrives; lets a starting
+    /// connection notice that the room list it loaded may already be stale.
+    membership_changed: std::sync::atomic::AtomicBool,
     outbox: mpsc::Sender<Frame>,
     shared: Arc<ConnShared>,
 }
@@ -104,12 +110,22 @@ struct Inner {
     conns: HashMap<ConnId, (Arc<Conn>, HashSet<Topic>)>,
 }
 
-#[derive(Default)]
 pub struct Hub {
     inner: RwLock<Inner>,
     next_id: AtomicU64,
     /// Connections cut off for falling behind, for metrics and tests.
     pub slow_consumers: AtomicU64,
+    /// Most bytes that may wait in one connection's outbox.
+    outbox_bytes: usize,
+}
+
+/// Default of `--outbox-bytes`.
+pub const DEFAULT_OUTBOX_BYTES: usize = 8 * 1024 * 1024;
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::with_outbox_bytes(DEFAULT_OUTBOX_BYTES)
+    }
 }
 
 /// What a new connection gets back: its id, its outbox receiver and its shared state.
@@ -124,6 +140,10 @@ impl Hub {
         Self::default()
     }
 
+    pub fn with_outbox_bytes(outbox_bytes: usize) -> Self {
+        Hub { inner: Default::default(), next_id: AtomicU64::new(0), slow_consumers: AtomicU64::new(0), outbox_bytes }
+    }
+
     /// Registers a connection subscribed to `user`'s topic and to `rooms`.
     pub fn register(
         &self,
@@ -134,9 +154,17 @@ impl Hub {
     ) -> Registration {
         let (session, token) = auth;
         let (tx, rx) = mpsc::channel(outbox_frames.max(1));
-        let shared = Arc::new(ConnShared { close: Mutex::new(None), notify: Notify::new() });
+        let shared =
+            Arc::new(ConnShared { close: Mutex::new(None), notify: Notify::new(), queued_bytes: Default::default() });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let conn = Arc::new(Conn { user, session, token, outbox: tx, shared: shared.clone() });
+        let conn = Arc::new(Conn {
+            user,
+            session,
+            token,
+            membership_changed: std::sync::atomic::AtomicBool::new(false),
+            outbox: tx,
+            shared: shared.clone(),
+        });
         let mut topics: HashSet<Topic> = rooms.iter().map(|r| Topic::Room(*r)).collect();
         topics.insert(Topic::User(user));
         let mut g = self.inner.write();
@@ -145,6 +173,25 @@ impl Hub {
         }
         g.conns.insert(id, (conn, topics));
         Registration { id, outbox: rx, shared }
+    }
+
+    /// Adds the rooms a starting connection loaded, unless a membership change for its
+    /// user arrived since it registered (or since its last try): then the list may be
+    /// stale and the caller loads it again. Returns whether the rooms were added.
+    pub fn subscribe_initial(&self, id: ConnId, rooms: &[RoomId]) -> bool {
+        let mut g = self.inner.write();
+        let Some((conn, topics)) = g.conns.get_mut(&id) else { return false };
+        if conn.membership_changed.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        let conn = conn.clone();
+        for r in rooms {
+            topics.insert(Topic::Room(*r));
+        }
+        for r in rooms {
+            g.topics.entry(Topic::Room(*r)).or_default().insert(id, conn.clone());
+        }
+        true
     }
 
     /// Removes a connection; returns the rooms it was listening to.
@@ -197,14 +244,21 @@ impl Hub {
     }
 
     fn offer(&self, conn: &Conn, frame: Frame) {
-        match conn.outbox.try_send(frame) {
+        let len = frame.len();
+        let queued = conn.shared.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        let full = queued > self.outbox_bytes && queued > len;
+        let result = if full { Err(mpsc::error::TrySendError::Full(frame)) } else { conn.outbox.try_send(frame) };
+        match result {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
+                conn.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 self.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 conn.shared.close_with("slow_consumer", "you fell too far behind; reconnect and resume");
             }
             // The connection is closing; its session unregisters it.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                conn.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            }
         }
     }
 
@@ -220,6 +274,7 @@ impl Hub {
                         continue;
                     };
                     let conn = conn.clone();
+                    conn.membership_changed.store(true, Ordering::SeqCst);
                     if matches!(ctl, Control::Subscribe(_)) {
                         topics.insert(t);
                         g.topics.entry(t).or_default().insert(id, conn);

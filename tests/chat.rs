@@ -399,6 +399,7 @@ async fn bad_input_gets_error_frames_and_socket_survives(b: Backend) {
         (json!({"type": "send", "room": "nope"}), "bad_request"),
         (json!({"type": "send", "room": room, "client_id": "big", "text": "x".repeat(4001)}), "text_too_long"),
         (json!({"type": "send", "room": room, "client_id": "blank", "text": "   "}), "empty_text"),
+        (json!({"type": "send", "room": room, "client_id": "nul", "text": "a\u{0}b"}), "invalid_text"),
         (json!({"type": "send", "room": other, "client_id": "c", "text": "hi"}), "not_a_member"),
         (json!({"type": "send", "room": 999_999, "client_id": "c", "text": "hi"}), "room_not_found"),
     ] {
@@ -638,7 +639,49 @@ async fn batched_appends_assign_seqs_in_order_and_dedup(b: Backend) {
     assert_eq!(kept, [2, 3]);
 }
 
+async fn big_replies_are_split_and_limits_hold(b: Backend) {
+    let srv = TestServer::start_with(b, |c| {
+        c.session_max_secs = 3;
+        c.rate_social_per_min = 2;
+    })
+    .await;
+    let ann = srv.user("ann").await;
+    let room = ann.create_room("heavy", json!({})).await;
+    let mut wa = ann.ws().await;
+    // 60 messages of 4,000 four-byte characters: ~1 MB of history, more than one
+    // frame may carry. The reply is cut (more: true) and the socket stays up.
+    let big = "😀".repeat(4000);
+    for _ in 0..60 {
+        wa.say(room, &big).await;
+    }
+    wa.clear();
+    let ServerFrame::History { events, more, .. } =
+        wa.request(json!({"type": "history", "room": room, "limit": 100})).await
+    else {
+        panic!("history failed")
+    };
+    assert!(more, "the rest is left for the next page");
+    assert!(!events.is_empty() && events.len() < 60, "{}", events.len());
+    assert_eq!(events.last().and_then(|e| e.seq), Some(60), "the newest come first");
+    let ServerFrame::Resumed { events, more, .. } =
+        wa.request(json!({"type": "resume", "room": room, "after": 0})).await
+    else {
+        panic!("resume failed")
+    };
+    assert!(more && events.first().and_then(|e| e.seq) == Some(1));
+    assert!(matches!(wa.request(json!({"type": "ping"})).await, ServerFrame::Pong { .. }));
+    // Creating rooms is rate-limited per user (one room was made above).
+    let (s, _) = ann.post("/api/rooms", json!({"name": "second"})).await;
+    assert_eq!(s, 201);
+    let (s, body) = ann.post("/api/rooms", json!({"name": "third"})).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (429, Some("rate_limited")));
+    // A socket does not outlive its session's absolute expiry.
+    let (f, _) = wa.recv_until(|f| matches!(f, ServerFrame::Closing { .. })).await;
+    assert!(matches!(f, ServerFrame::Closing { ref code, .. } if code == "session_ended"), "{f:?}");
+}
+
 on_both_backends!(
+    big_replies_are_split_and_limits_hold,
     batched_appends_assign_seqs_in_order_and_dedup,
     owner_leaving_hands_over_and_ephemeral_retries_are_not_doubled,
     typing_read_markers_names_and_search,

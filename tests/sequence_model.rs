@@ -141,6 +141,7 @@ fn run_model(backend: Backend, cases: u32) {
     let (state, actor) = rt.block_on(async {
         let mut config = Config::for_tests(dir.path().to_path_buf());
         config.rate_messages_per_10s = 1_000_000;
+        config.rate_social_per_min = 1_000_000;
         if backend == Backend::Postgres {
             config.database = Some(common::fresh_pg_database().await);
         }

@@ -40,6 +40,42 @@ impl SendReceipt {
     }
 }
 
+/// Bytes one reply may carry (a frame is refused past 1 MiB).
+const REPLY_BYTES: usize = 512 * 1024;
+/// A generous estimate of an event's JSON besides its text.
+const EVENT_OVERHEAD: usize = 200;
+
+fn event_size(m: &StoredMessage) -> usize {
+    m.body.len() + m.author_username.len() + m.client_id.as_ref().map_or(0, String::len) + EVENT_OVERHEAD
+}
+
+/// How many of the newest rows fit in one reply (at least one).
+fn fit_newest(rows: &[StoredMessage]) -> usize {
+    let mut total = 0;
+    rows.iter()
+        .rev()
+        .take_while(|m| {
+            total += event_size(m);
+            total <= REPLY_BYTES
+        })
+        .count()
+        .max(1)
+        .min(rows.len())
+}
+
+/// How many of the oldest rows fit in one reply (at least one).
+fn fit_oldest(rows: &[StoredMessage]) -> usize {
+    let mut total = 0;
+    rows.iter()
+        .take_while(|m| {
+            total += event_size(m);
+            total <= REPLY_BYTES
+        })
+        .count()
+        .max(1)
+        .min(rows.len())
+}
+
 fn to_event(m: StoredMessage) -> Event {
     Event {
         room: m.room_id,
@@ -120,9 +156,15 @@ impl Chat {
         self.member_room(actor, room).await?;
         let limit = i64::from(limit.unwrap_or(50).clamp(1, MAX_HISTORY));
         let mut rows = self.store.history(room, before, limit + 1).await?;
-        let more = rows.len() as i64 > limit;
+        let mut more = rows.len() as i64 > limit;
         if more {
             rows.remove(0);
+        }
+        // Keep the reply well under the 1 MiB frame limit: drop the oldest first.
+        let keep = fit_newest(&rows);
+        if keep < rows.len() {
+            rows.drain(..rows.len() - keep);
+            more = true;
         }
         Ok((rows.into_iter().map(to_event).collect(), more))
     }
@@ -130,6 +172,7 @@ impl Chat {
     /// What the client missed after `after`: `Ok(Resume::Events)` in order, or
     /// `Ok(Resume::Gap)` when retention no longer reaches back that far.
     pub async fn resume(&self, actor: &Actor, room: RoomId, after: Seq) -> ChatResult<Resume> {
+        let after = after.max(0);
         self.check_reads(actor)?;
         self.member_room(actor, room).await?;
         let current = self.store.room(room).await?.ok_or(ChatError::NotFound("room"))?;
@@ -148,8 +191,18 @@ impl Chat {
         }
         let limit = i64::from(MAX_RESUME);
         let mut rows = self.store.since(room, after.max(0), limit + 1).await?;
-        let more = rows.len() as i64 > limit;
+        let mut more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
+        // Retention may leave holes (a DM trims each author's messages by the other
+        // member's read marker): anything but after+1, after+2, … is a gap.
+        if rows.iter().enumerate().any(|(k, m)| m.seq != after + 1 + k as i64) {
+            return Ok(Resume::Gap { earliest_seq: earliest, last_seq });
+        }
+        let keep = fit_oldest(&rows);
+        if keep < rows.len() {
+            rows.truncate(keep);
+            more = true;
+        }
         Ok(Resume::Events { events: rows.into_iter().map(to_event).collect(), last_seq, more })
     }
 

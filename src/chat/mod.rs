@@ -134,6 +134,7 @@ pub struct Policy {
     pub max_message_chars: usize,
     pub max_frame_bytes: usize,
     pub messages_per_10s: u32,
+    pub social_per_min: u32,
     pub default_keep_messages: i64,
     pub session_idle_ms: i64,
     pub session_max_ms: i64,
@@ -147,6 +148,7 @@ impl Policy {
             max_message_chars: c.max_message_chars,
             max_frame_bytes: c.max_frame_bytes,
             messages_per_10s: c.rate_messages_per_10s.max(1),
+            social_per_min: c.rate_social_per_min.max(1),
             default_keep_messages: c.default_keep_messages,
             session_idle_ms: c.session_idle_secs * 1000,
             session_max_ms: c.session_max_secs * 1000,
@@ -175,6 +177,8 @@ pub struct Chat {
     /// Typing notices per user: excess ones are dropped (they are only a hint), so a
     /// client cannot turn a room into an amplifier.
     typing_limiter: DefaultKeyedRateLimiter<UserId>,
+    /// Rooms created, invitations and DMs opened per user.
+    social_limiter: DefaultKeyedRateLimiter<UserId>,
     /// History and resume reads per user: each costs a query. The burst covers a
     /// client resuming every room of a large account at once after a reconnect.
     read_limiter: DefaultKeyedRateLimiter<UserId>,
@@ -208,6 +212,7 @@ impl Chat {
                 .and_then(|s| RegistrationMode::parse(&s))
                 .unwrap_or(RegistrationMode::Open),
         };
+        let social = policy.social_per_min;
         let per = NonZeroU32::new(policy.messages_per_10s).unwrap_or(NonZeroU32::MIN);
         let quota =
             Quota::with_period(Duration::from_millis(10_000 / u64::from(per.get())).max(Duration::from_micros(1)))
@@ -221,6 +226,10 @@ impl Chat {
             policy,
             rooms: rooms::RoomCache::default(),
             send_limiter: RateLimiter::keyed(quota),
+            social_limiter: RateLimiter::keyed(
+                Quota::per_minute(NonZeroU32::new(social).unwrap_or(NonZeroU32::MIN))
+                    .allow_burst(NonZeroU32::new(social).unwrap_or(NonZeroU32::MIN)),
+            ),
             typing_limiter: RateLimiter::keyed(
                 Quota::per_second(NonZeroU32::MIN).allow_burst(NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN)),
             ),
@@ -243,11 +252,16 @@ impl Chat {
         Ok(())
     }
 
+    fn check_social(&self, actor: &Actor) -> ChatResult<()> {
+        self.social_limiter.check_key(&actor.user.id).map_err(|_| ChatError::RateLimited)
+    }
+
     /// Periodic upkeep: closes sockets of accounts disabled elsewhere (the CLI, another
     /// node) and forgets idle rate-limiter keys.
     pub async fn housekeeping(&self) -> ChatResult<()> {
         self.send_limiter.retain_recent();
         self.typing_limiter.retain_recent();
+        self.social_limiter.retain_recent();
         self.read_limiter.retain_recent();
         let now: std::collections::HashSet<UserId> = self.store.disabled_user_ids().await?.into_iter().collect();
         let newly: Vec<UserId> = {
@@ -256,6 +270,17 @@ impl Chat {
             *known = now;
             newly
         };
+        // Sockets opened with a session that has since passed its absolute expiry close
+        // (an open socket counts as use, so the idle limit does not apply to it).
+        for (user, hash) in self.store.take_expired_sessions(now_ms(), 1000).await? {
+            self.bus
+                .publish(Envelope {
+                    topic: Topic::User(user),
+                    control: Some(crate::hub::Control::EndSession(hash)),
+                    frame: None,
+                })
+                .await?;
+        }
         for user in newly {
             self.bus
                 .publish(Envelope { topic: Topic::User(user), control: Some(crate::hub::Control::EndAll), frame: None })

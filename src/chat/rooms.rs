@@ -28,6 +28,9 @@ pub(super) struct RoomEntry {
 #[derive(Default)]
 pub(super) struct RoomCache {
     map: RwLock<HashMap<RoomId, Arc<RoomEntry>>>,
+    /// Bumped by every invalidation. A load that raced with one (read the members,
+    /// then a removal invalidated) must not put its stale result back in the cache.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// The room-creation form.
@@ -90,20 +93,28 @@ impl Chat {
         if let Some(e) = self.rooms.map.read().get(&id) {
             return Ok(e.clone());
         }
+        let generation = self.rooms.generation.load(std::sync::atomic::Ordering::SeqCst);
         let room = self.store.room(id).await?.ok_or(ChatError::NotFound("room"))?;
         let members = self.store.members(id).await?.into_iter().map(|u| u.id).collect();
         let entry = Arc::new(RoomEntry { room, members });
-        self.rooms.map.write().insert(id, entry.clone());
+        let mut map = self.rooms.map.write();
+        if self.rooms.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            map.insert(id, entry.clone());
+        }
         Ok(entry)
     }
 
     pub(super) fn invalidate_room(&self, id: RoomId) {
-        self.rooms.map.write().remove(&id);
+        let mut map = self.rooms.map.write();
+        self.rooms.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        map.remove(&id);
     }
 
     /// A renamed user must not appear under the old name in cached rooms.
     pub(super) fn forget_user_in_rooms(&self, user: UserId) {
-        self.rooms.map.write().retain(|_, e| !e.members.contains(&user));
+        let mut map = self.rooms.map.write();
+        self.rooms.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        map.retain(|_, e| !e.members.contains(&user));
     }
 
     /// The room if the actor is a member; outsiders learn nothing about private rooms.
@@ -124,6 +135,7 @@ impl Chat {
     }
 
     pub async fn create_room(&self, actor: &Actor, c: CreateRoom) -> ChatResult<RoomInfo> {
+        self.check_social(actor)?;
         let name = RoomName::parse(&c.name)?;
         let topic = RoomTopic::parse(&c.topic)?;
         let retention =
@@ -316,6 +328,7 @@ impl Chat {
 
     /// The owner adds someone to a room (how people get into private rooms).
     pub async fn invite(&self, actor: &Actor, id: RoomId, username: &str) -> ChatResult<()> {
+        self.check_social(actor)?;
         let e = self.member_room(actor, id).await?;
         Self::require_owner(actor, &e)?;
         let user =
@@ -362,6 +375,7 @@ impl Chat {
     /// Opens (or finds) the DM between the actor and another person; both people's
     /// connections subscribe to it.
     pub async fn open_dm(&self, actor: &Actor, other: UserId) -> ChatResult<RoomInfo> {
+        self.check_social(actor)?;
         if other == actor.user.id {
             return Err(ChatError::Forbidden("a direct message needs someone else"));
         }

@@ -82,6 +82,11 @@ pub fn validate_text(text: &str, max_chars: usize) -> Result<(), DomainError> {
     if text.trim().is_empty() {
         return Err(DomainError::new("empty_text", "a message needs some text"));
     }
+    // Control characters have no business in chat text; NUL cannot even be stored in
+    // PostgreSQL, and each one costs six bytes once JSON-escaped.
+    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) {
+        return Err(DomainError::new("invalid_text", "a message cannot contain control characters"));
+    }
     let n = text.chars().count();
     if n > max_chars {
         return Err(DomainError::new(
@@ -115,6 +120,9 @@ mod tests {
         assert!(validate_text("héllo", 5).is_ok());
         assert_eq!(validate_text("héllo!", 5).unwrap_err().code, "text_too_long");
         assert_eq!(validate_text("  \n", 5).unwrap_err().code, "empty_text");
+        assert_eq!(validate_text("a\u{0}b", 5).unwrap_err().code, "invalid_text");
+        assert_eq!(validate_text("a\u{1}b", 5).unwrap_err().code, "invalid_text");
+        assert!(validate_text("line\r\nnext\tcol", 50).is_ok());
     }
 
     #[test]

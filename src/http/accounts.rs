@@ -74,8 +74,23 @@ fn clear_cookie(state: &AppState) -> HeaderValue {
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
 }
 
-fn check_rate(state: &AppState, addr: SocketAddr) -> Result<(), ApiError> {
-    state.auth_limiter.check_key(&addr.ip()).map_err(|_| ApiError::from(ChatError::RateLimited))
+/// The client's address for rate limits: the peer, or behind a trusted proxy the last
+/// address of `X-Forwarded-For` (the one that proxy saw).
+fn client_ip(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    if state.trust_proxy
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    addr.ip()
+}
+
+fn check_rate(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    state.auth_limiter.check_key(&client_ip(state, addr, headers)).map_err(|_| ApiError::from(ChatError::RateLimited))
 }
 
 async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -88,9 +103,10 @@ async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
 async fn register(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Body(form): Body<NewAccount>,
 ) -> Result<Response, ApiError> {
-    check_rate(&state, addr)?;
+    check_rate(&state, addr, &headers)?;
     let user = state.chat.register(form, false).await?;
     let token = state.chat.start_session(user.id).await?;
     let mut res = (StatusCode::CREATED, Json(json!({ "user": UserView::from(user) }))).into_response();
@@ -107,9 +123,10 @@ struct LoginForm {
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Body(form): Body<LoginForm>,
 ) -> Result<Response, ApiError> {
-    check_rate(&state, addr)?;
+    check_rate(&state, addr, &headers)?;
     let out = state.chat.login(&form.login, &form.password).await?;
     let mut res = Json(json!({ "user": UserView::from(out.user) })).into_response();
     res.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &out.token));
@@ -151,9 +168,13 @@ struct PasswordForm {
 
 async fn change_password(
     State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Auth(actor): Auth,
     Body(form): Body<PasswordForm>,
 ) -> Result<StatusCode, ApiError> {
+    // Each attempt costs two password hashes: limited like sign-ins.
+    check_rate(&state, addr, &headers)?;
     state.chat.change_password(&actor, &form.current_password, &form.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

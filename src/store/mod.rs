@@ -214,6 +214,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, hash: &str) -> StoreResult<()>;
     /// Deletes every session of a user but `keep`.
     async fn delete_user_sessions(&self, user: UserId, keep: Option<&str>) -> StoreResult<()>;
+    /// Deletes up to `limit` sessions past their absolute expiry; returns (user, hash).
+    async fn take_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<Vec<(UserId, String)>>;
     async fn create_api_token(&self, user: UserId, name: &str, hash: &str, now: i64) -> StoreResult<i64>;
     async fn api_token_user(&self, hash: &str, now: i64) -> StoreResult<Option<(User, i64)>>;
     async fn list_api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>>;

@@ -92,6 +92,17 @@ fn like_pattern(q: &str) -> String {
 }
 
 impl SqlStore {
+    /// A transaction that will write. On SQLite it takes the write lock at BEGIN
+    /// (IMMEDIATE): a deferred transaction that reads first and then writes fails at
+    /// once with "database is locked" if another writer committed in between, and the
+    /// busy timeout does not help that case.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// The n-th (1-based) bind placeholder of a generated statement. SQLite gets plain
     /// `?`: sqlx resolves each `$n` there by scanning parameter names, which turns a
     /// thousand-parameter batch insert quadratic.
@@ -114,7 +125,7 @@ impl Store for SqlStore {
              RETURNING {}",
             USER_COLS.replace("u.", "")
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
             // Under READ COMMITTED two concurrent first sign-ups could both see an empty
             // table; this lock (held to commit) serializes account creation.
@@ -183,7 +194,7 @@ impl Store for SqlStore {
     }
 
     async fn update_profile(&self, id: UserId, c: ProfileChange) -> StoreResult<User> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(f) = c.first_name {
             sqlx::query("UPDATE users SET first_name = $1 WHERE id = $2").bind(f).bind(id).execute(&mut *tx).await?;
         }
@@ -288,6 +299,21 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn take_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<Vec<(UserId, String)>> {
+        let rows = sqlx::query("SELECT user_id, token_hash FROM sessions WHERE expires_at <= $1 LIMIT $2")
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let hash: String = r.try_get("token_hash")?;
+            sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(hash.clone()).execute(&self.pool).await?;
+            out.push((r.try_get("user_id")?, hash));
+        }
+        Ok(out)
     }
 
     async fn create_api_token(&self, user: UserId, name: &str, hash: &str, now: i64) -> StoreResult<i64> {
@@ -401,7 +427,7 @@ impl Store for SqlStore {
     }
 
     async fn create_room(&self, r: NewRoom) -> StoreResult<Room> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!(
             "INSERT INTO rooms (kind, name, name_lc, topic, is_private, owner_id, keep_messages, keep_days, ephemeral, last_seq, created_at)
              VALUES ('room', $1, $2, $3, $4, $5, $6, $7, $8, 0, $9) RETURNING {}",
@@ -442,7 +468,7 @@ impl Store for SqlStore {
     }
 
     async fn update_room(&self, id: RoomId, topic: &str, retention: Retention) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE rooms SET topic = $1, keep_messages = $2, keep_days = $3, ephemeral = $4 WHERE id = $5",
         )
@@ -533,7 +559,7 @@ impl Store for SqlStore {
         {
             return Ok(room_from(&row)?);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO rooms (kind, dm_key, topic, is_private, keep_messages, keep_days, ephemeral, last_seq, created_at)
              VALUES ('dm', $1, '', 1, $2, $3, 0, 0, $4) ON CONFLICT (dm_key) DO NOTHING",
@@ -559,7 +585,7 @@ impl Store for SqlStore {
     }
 
     async fn add_member(&self, room: RoomId, user: UserId, now: i64) -> StoreResult<(bool, bool)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // A (re)joining member has read everything before their join.
         let added = sqlx::query(
             "INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq)
@@ -671,7 +697,7 @@ impl Store for SqlStore {
         // duplicate lookup, one seq reservation per room, one multi-row INSERT, and the
         // "last N" trim per room.
         let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
 
         // 1. Retried sends: already stored (earlier batch) or twice in this batch.
         let with_id: Vec<usize> = (0..batch.len()).filter(|i| batch[*i].client_id.is_some()).collect();

@@ -266,6 +266,17 @@ impl ServerFrame {
     }
 }
 
+/// Encodes several frames as one JSON array (one queued item, one WebSocket frame).
+pub fn encode_batch(frames: &[ServerFrame]) -> bytes::Bytes {
+    match serde_json::to_vec(frames) {
+        Ok(v) => bytes::Bytes::from(v),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding a batch of server frames failed");
+            bytes::Bytes::from_static(b"[]")
+        }
+    }
+}
+
 /// Why a client frame could not be used: a stable code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {

@@ -5,7 +5,13 @@
 //! instead of many). The reader decodes commands and calls `chat`; sends are
 //! pipelined (many in flight, acked in order).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use bytes::{Bytes, BytesMut};
@@ -64,16 +70,30 @@ where
     K: Sink<Message, Error = E> + Unpin,
 {
     let user = actor.user.id;
-    let rooms = match chat.user_rooms(actor).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, user_id = user, "cannot load rooms for a new connection");
-            return None;
+    // Register first (the user's own topic), then load the rooms, then subscribe to
+    // them, retrying if a join or removal for this user landed in between: otherwise a
+    // removal could miss this new socket, or a join never reach it.
+    let reg = hub.register(user, (actor.session.clone(), actor.token_id), &[], chat.policy.outbox_frames);
+    let mut loaded = None;
+    for _ in 0..5 {
+        match chat.user_rooms(actor).await {
+            Ok(rooms) => {
+                let ids: Vec<_> = rooms.iter().map(|r| r.id).collect();
+                if hub.subscribe_initial(reg.id, &ids) {
+                    loaded = Some((rooms, ids));
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, user_id = user, "cannot load rooms for a new connection");
+                break;
+            }
         }
+    }
+    let Some((rooms, ids)) = loaded else {
+        hub.unregister(reg.id);
+        return None;
     };
-    let ids: Vec<_> = rooms.iter().map(|r| r.id).collect();
-    // Subscribe before the hello is built: nothing published from here on is missed.
-    let reg = hub.register(user, (actor.session.clone(), actor.token_id), &ids, chat.policy.outbox_frames);
     if let Err(e) = chat.connected(actor, &rooms).await {
         tracing::warn!(error = %e, "presence update failed");
     }
@@ -89,11 +109,17 @@ where
         return None;
     }
     tracing::debug!(user_id = user, conn = reg.id, rooms = ids.len(), "connected");
+    // Every room's online list in ONE queued frame (a JSON array): a member of more
+    // rooms than the outbox holds frames must not be cut off at the door.
+    let mut snapshot = Vec::with_capacity(ids.len());
     for r in &ids {
         match chat.presence_frame(*r).await {
-            Ok(f) => hub.send_to(reg.id, f.encode()),
+            Ok(f) => snapshot.push(f),
             Err(e) => tracing::warn!(error = %e, room_id = r, "presence snapshot failed"),
         }
+    }
+    if !snapshot.is_empty() {
+        hub.send_to(reg.id, crate::ws::protocol::encode_batch(&snapshot));
     }
     Some(reg)
 }
@@ -119,7 +145,7 @@ where
                 // A peer that stopped reading blocks this write; being told to close
                 // (slow consumer, shutdown) must still end the connection.
                 tokio::select! {
-                    r = write_coalesced(&mut sink, &mut buf) => {
+                    r = write_coalesced(&mut sink, &mut buf, &shared.queued_bytes) => {
                         if r.is_err() {
                             shared.close_with("write_failed", "");
                             return;
@@ -161,22 +187,36 @@ where
 
 /// Writes the queued frames: one frame as is, several as one JSON array per
 /// `MAX_COALESCE_BYTES`, then one flush.
-async fn write_coalesced<K, E>(sink: &mut K, buf: &mut Vec<Frame>) -> Result<(), E>
+async fn write_coalesced<K, E>(sink: &mut K, buf: &mut Vec<Frame>, queued: &AtomicUsize) -> Result<(), E>
 where
     K: Sink<Message, Error = E> + Unpin,
 {
+    // These bytes leave the outbox now (written, or the connection is failing).
+    queued.fetch_sub(buf.iter().map(|f| f.len()).sum::<usize>(), Ordering::Relaxed);
     if buf.len() == 1 {
         let one = buf.pop().map(|f| (*f).clone()).unwrap_or_default();
         return sink.send(text(one)).await;
     }
     let mut out = BytesMut::new();
     for frame in buf.drain(..) {
-        if !out.is_empty() && out.len() + frame.len() + 2 > MAX_COALESCE_BYTES {
+        // A queued frame may itself be an array (a batch built upstream): splice its
+        // elements in, so clients only ever see one level.
+        let body: &[u8] = match frame.first() {
+            Some(b'[') => frame.get(1..frame.len().saturating_sub(1)).unwrap_or_default(),
+            _ => &frame,
+        };
+        if body.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if !out.is_empty() && out.len() + body.len() + 2 > MAX_COALESCE_BYTES {
             out.extend_from_slice(b"]");
             sink.feed(text(out.split().freeze())).await?;
         }
         out.extend_from_slice(if out.is_empty() { b"[" } else { b"," });
-        out.extend_from_slice(&frame);
+        out.extend_from_slice(body);
+    }
+    if out.is_empty() {
+        return sink.flush().await;
     }
     out.extend_from_slice(b"]");
     sink.feed(text(out.freeze())).await?;
@@ -316,9 +356,9 @@ mod tests {
     async fn coalesces_queued_frames_into_one_array() {
         let mut sink: Vec<Message> = Vec::new();
         let mut buf = vec![Arc::new(Bytes::from_static(br#"{"a":1}"#)), Arc::new(Bytes::from_static(br#"{"b":2}"#))];
-        write_coalesced(&mut sink, &mut buf).await.unwrap();
+        write_coalesced(&mut sink, &mut buf, &AtomicUsize::new(usize::MAX / 2)).await.unwrap();
         let mut one = vec![Arc::new(Bytes::from_static(br#"{"c":3}"#))];
-        write_coalesced(&mut sink, &mut one).await.unwrap();
+        write_coalesced(&mut sink, &mut one, &AtomicUsize::new(usize::MAX / 2)).await.unwrap();
         let texts: Vec<String> = sink
             .iter()
             .map(|m| match m {
@@ -330,12 +370,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn splices_queued_arrays_into_one_level() {
+        let mut sink: Vec<Message> = Vec::new();
+        let mut buf: Vec<Frame> = [&br#"{"a":1}"#[..], br#"[{"b":2},{"c":3}]"#, b"[]", br#"{"d":4}"#]
+            .iter()
+            .map(|b| Arc::new(Bytes::copy_from_slice(b)))
+            .collect();
+        write_coalesced(&mut sink, &mut buf, &AtomicUsize::new(usize::MAX / 2)).await.unwrap();
+        let Some(Message::Text(t)) = sink.first() else { panic!() };
+        assert_eq!(t.as_str(), r#"[{"a":1},{"b":2},{"c":3},{"d":4}]"#);
+    }
+
+    #[tokio::test]
     async fn splits_a_large_backlog_into_bounded_frames() {
         let mut sink: Vec<Message> = Vec::new();
         let frame = Bytes::from(format!(r#"{{"t":"{}"}}"#, "x".repeat(1000)));
         let frame = Arc::new(frame);
         let mut buf: Vec<Frame> = (0..200).map(|_| frame.clone()).collect();
-        write_coalesced(&mut sink, &mut buf).await.unwrap();
+        write_coalesced(&mut sink, &mut buf, &AtomicUsize::new(usize::MAX / 2)).await.unwrap();
         assert!(sink.len() > 1);
         let mut total = 0;
         for m in &sink {
