@@ -49,31 +49,17 @@ fn event_size(m: &StoredMessage) -> usize {
     m.body.len() + m.author_username.len() + m.client_id.as_ref().map_or(0, String::len) + EVENT_OVERHEAD
 }
 
-/// How many of the newest rows fit in one reply (at least one).
-fn fit_newest(rows: &[StoredMessage]) -> usize {
+/// How many rows, taken in `rows`' order, fit in one reply (at least one if any).
+fn fit<'a>(rows: impl ExactSizeIterator<Item = &'a StoredMessage>) -> usize {
+    let n = rows.len();
     let mut total = 0;
-    rows.iter()
-        .rev()
-        .take_while(|m| {
-            total += event_size(m);
-            total <= REPLY_BYTES
-        })
-        .count()
-        .max(1)
-        .min(rows.len())
-}
-
-/// How many of the oldest rows fit in one reply (at least one).
-fn fit_oldest(rows: &[StoredMessage]) -> usize {
-    let mut total = 0;
-    rows.iter()
-        .take_while(|m| {
-            total += event_size(m);
-            total <= REPLY_BYTES
-        })
-        .count()
-        .max(1)
-        .min(rows.len())
+    rows.take_while(|m| {
+        total += event_size(m);
+        total <= REPLY_BYTES
+    })
+    .count()
+    .max(1)
+    .min(n)
 }
 
 fn to_event(m: StoredMessage) -> Event {
@@ -161,7 +147,7 @@ impl Chat {
             rows.remove(0);
         }
         // Keep the reply well under the 1 MiB frame limit: drop the oldest first.
-        let keep = fit_newest(&rows);
+        let keep = fit(rows.iter().rev());
         if keep < rows.len() {
             rows.drain(..rows.len() - keep);
             more = true;
@@ -198,7 +184,7 @@ impl Chat {
         if rows.iter().enumerate().any(|(k, m)| m.seq != after + 1 + k as i64) {
             return Ok(Resume::Gap { earliest_seq: earliest, last_seq });
         }
-        let keep = fit_oldest(&rows);
+        let keep = fit(rows.iter());
         if keep < rows.len() {
             rows.truncate(keep);
             more = true;

@@ -243,12 +243,7 @@ async fn read_loop<T, E>(
     loop {
         tokio::select! {
             _ = &mut writer => return,
-            Some((id, result, room, client_id)) = pending.next(), if !pending.is_empty() => {
-                reply(match result {
-                    Ok((seq, duplicate)) => ServerFrame::Ack { id, room: Some(room), seq, client_id: Some(client_id), duplicate },
-                    Err(e) => error_frame(Some(id), &e),
-                });
-            }
+            Some(done) = pending.next(), if !pending.is_empty() => reply(ack_frame(done)),
             msg = stream.next() => {
                 let msg = match msg {
                     Some(Ok(m)) => m,
@@ -277,16 +272,19 @@ async fn read_loop<T, E>(
         }
     }
     // Let accepted sends finish so their acks are not lost while the writer still runs.
-    while let Some((id, result, room, client_id)) = pending.next().await {
-        reply(match result {
-            Ok((seq, duplicate)) => {
-                ServerFrame::Ack { id, room: Some(room), seq, client_id: Some(client_id), duplicate }
-            }
-            Err(e) => error_frame(Some(id), &e),
-        });
+    while let Some(done) = pending.next().await {
+        reply(ack_frame(done));
     }
     shared.close_with("closed", "");
     let _ = writer.await;
+}
+
+/// The reply to a finished send: its ack, or the error naming it.
+fn ack_frame((id, result, room, client_id): Ack) -> ServerFrame {
+    match result {
+        Ok((seq, duplicate)) => ServerFrame::Ack { id, room: Some(room), seq, client_id: Some(client_id), duplicate },
+        Err(e) => error_frame(Some(id), &e),
+    }
 }
 
 fn error_frame(id: Option<String>, e: &ChatError) -> ServerFrame {
