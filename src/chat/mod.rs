@@ -263,6 +263,7 @@ impl Chat {
         self.typing_limiter.retain_recent();
         self.social_limiter.retain_recent();
         self.read_limiter.retain_recent();
+        self.store.maintain().await?;
         let now: std::collections::HashSet<UserId> = self.store.disabled_user_ids().await?.into_iter().collect();
         let newly: Vec<UserId> = {
             let mut known = self.known_disabled.lock();

@@ -259,6 +259,12 @@ pub trait Store: Send + Sync + 'static {
     async fn count_messages(&self, room: RoomId) -> StoreResult<i64>;
     /// Deletes events older than their room's keep-days; returns how many.
     async fn prune_expired(&self, now: i64) -> StoreResult<u64>;
+
+    /// Periodic upkeep of the backend, called by the server's housekeeping every few
+    /// seconds (SQLite: WAL checkpoints, kept off the write path).
+    async fn maintain(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -12,5 +12,5 @@ use super::{
 pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
     let pool = AnyPoolOptions::new().max_connections(pool_size.max(2)).connect(url).await?;
     sqlx::migrate!("migrations/postgres").run(&pool).await?;
-    Ok(SqlStore { pool, backend: Backend::Postgres })
+    Ok(SqlStore { writer: pool.clone(), pool, backend: Backend::Postgres })
 }

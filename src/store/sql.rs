@@ -19,7 +19,14 @@ pub enum Backend {
 }
 
 pub struct SqlStore {
+    /// Reads.
     pub(crate) pool: AnyPool,
+    /// Writes. On SQLite a pool of ONE connection: SQLite has a single writer anyway,
+    /// and a connection that is the only writer keeps its page cache valid between
+    /// transactions (another connection's commit makes it re-read every page it
+    /// touches), and queues writers in the pool instead of in busy-timeout retries.
+    /// On PostgreSQL the same pool as `pool`.
+    pub(crate) writer: AnyPool,
     pub(crate) backend: Backend,
 }
 
@@ -98,8 +105,8 @@ impl SqlStore {
     /// busy timeout does not help that case.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         }
     }
 
@@ -228,7 +235,7 @@ impl Store for SqlStore {
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash.to_string())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -237,7 +244,7 @@ impl Store for SqlStore {
         let r = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
             .bind(b(disabled))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -256,7 +263,7 @@ impl Store for SqlStore {
             .bind(user)
             .bind(now)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -282,13 +289,13 @@ impl Store for SqlStore {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
             .bind(now)
             .bind(hash.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     async fn delete_session(&self, hash: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(hash.to_string()).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(hash.to_string()).execute(&self.writer).await?;
         Ok(())
     }
 
@@ -296,7 +303,7 @@ impl Store for SqlStore {
         sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
             .bind(user)
             .bind(keep.unwrap_or("").to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -310,7 +317,7 @@ impl Store for SqlStore {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let hash: String = r.try_get("token_hash")?;
-            sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(hash.clone()).execute(&self.pool).await?;
+            sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(hash.clone()).execute(&self.writer).await?;
             out.push((r.try_get("user_id")?, hash));
         }
         Ok(out)
@@ -324,7 +331,7 @@ impl Store for SqlStore {
         .bind(name.to_string())
         .bind(hash.to_string())
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(row.try_get("id")?)
     }
@@ -344,7 +351,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(token_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         Ok(Some((user, token_id)))
@@ -373,7 +380,7 @@ impl Store for SqlStore {
         let r = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -384,7 +391,7 @@ impl Store for SqlStore {
             .bind(by)
             .bind(now)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -394,7 +401,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE invites SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1")
                 .bind(now)
                 .bind(hash.to_string())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -402,7 +409,7 @@ impl Store for SqlStore {
     async fn release_invite(&self, hash: &str) -> StoreResult<()> {
         sqlx::query("UPDATE invites SET used_at = NULL WHERE code_hash = $1")
             .bind(hash.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -421,7 +428,7 @@ impl Store for SqlStore {
         )
         .bind(key.to_string())
         .bind(value.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -500,7 +507,7 @@ impl Store for SqlStore {
     }
 
     async fn set_owner(&self, id: RoomId, owner: UserId) -> StoreResult<()> {
-        sqlx::query("UPDATE rooms SET owner_id = $1 WHERE id = $2").bind(owner).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE rooms SET owner_id = $1 WHERE id = $2").bind(owner).bind(id).execute(&self.writer).await?;
         Ok(())
     }
 
@@ -613,7 +620,7 @@ impl Store for SqlStore {
         let r = sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
             .bind(room)
             .bind(user)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -684,7 +691,7 @@ impl Store for SqlStore {
         .bind(seq)
         .bind(room)
         .bind(user)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         match row {
             Some(r) => Ok(r.try_get("last_read_seq")?),
@@ -894,8 +901,37 @@ impl Store for SqlStore {
                   AND (r.kind = 'room' OR messages.seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms WHERE ms.room_id = r.id AND ms.user_id <> messages.author_id)))",
         )
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected())
+    }
+
+    async fn maintain(&self) -> StoreResult<()> {
+        if self.backend == Backend::Sqlite {
+            self.checkpoint(WAL_RESET_FRAMES).await?;
+        }
+        Ok(())
+    }
+}
+
+/// WAL frames (pages) past which `checkpoint` also resets the log: 64 MiB of 4 KiB
+/// pages, a few seconds of the heaviest sustained load.
+const WAL_RESET_FRAMES: i64 = 16 * 1024;
+
+impl SqlStore {
+    /// Copies committed pages from the WAL into the database file from a READ
+    /// connection, so appends on the writer go on meanwhile. SQLite restarts the log
+    /// only when a writer finds it fully copied; under sustained writes that moment
+    /// never comes, so past `reset_frames` the writer itself truncates the log (appends
+    /// wait for that one, short, copy of what is left). Returns the log's frames and
+    /// how many of them are in the database file after the passive step.
+    pub(crate) async fn checkpoint(&self, reset_frames: i64) -> StoreResult<(i64, i64)> {
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool).await?;
+        let (log, copied): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
+        if log >= reset_frames {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.writer).await?;
+            tracing::debug!(frames = log, "WAL truncated");
+        }
+        Ok((log, copied))
     }
 }

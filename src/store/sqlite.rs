@@ -2,6 +2,10 @@
 //! busy timeout (the pool's writers queue instead of failing) and foreign keys on.
 //! `synchronous=NORMAL` is the WAL setting SQLite recommends: a power cut may lose the
 //! last commits but never corrupts the file.
+//!
+//! Writes go through ONE connection (see `SqlStore::writer`), which never checkpoints
+//! the WAL itself; `Store::maintain` copies the WAL into the database from a read
+//! connection, and resets it from the writer only when it has grown large.
 
 use std::path::Path;
 
@@ -20,19 +24,71 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
     }
     let url = if url.contains('?') { url.to_string() } else { format!("sqlite:{path}?mode=rwc") };
-    let pool = AnyPoolOptions::new()
-        .max_connections(pool_size.max(2))
+    let pool = options(pool_size.max(2)).connect(&url).await?;
+    sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+    // The writer never checkpoints on commit (that copy and its fsync would stall
+    // every append behind it, the DM latency tail): `maintain` does it off the path.
+    let writer = options(1)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
-                conn.execute("PRAGMA busy_timeout = 10000").await?;
-                conn.execute("PRAGMA foreign_keys = ON").await?;
+                setup(conn).await?;
+                conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                 Ok(())
             })
         })
         .connect(&url)
         .await?;
-    sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-    Ok(SqlStore { pool, backend: Backend::Sqlite })
+    Ok(SqlStore { pool, writer, backend: Backend::Sqlite })
+}
+
+/// A pool of `n` connections, each set up the same way.
+fn options(n: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(n).after_connect(|conn, _meta| Box::pin(setup(conn)))
+}
+
+async fn setup(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Executor;
+
+    use super::open;
+
+    fn wal_len(dir: &std::path::Path) -> u64 {
+        std::fs::metadata(dir.join("t.db-wal")).map(|m| m.len()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn writer_leaves_the_wal_to_maintain() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&format!("sqlite:{}", dir.path().join("t.db").display()), 2).await.unwrap();
+        store.writer.execute("CREATE TABLE t (x BLOB)").await.unwrap();
+        // ~2,500 pages in many commits: SQLite's default would have checkpointed (and
+        // restarted the log) after 1,000.
+        for _ in 0..50 {
+            sqlx::query("INSERT INTO t VALUES (randomblob(200000))").execute(&store.writer).await.unwrap();
+        }
+        let before = wal_len(dir.path());
+        assert!(before > 2000 * 4096, "the writer must not checkpoint on commit (WAL {before} bytes)");
+
+        // A passive checkpoint copies everything (nothing else is writing) and keeps the file.
+        let (log, copied) = store.checkpoint(i64::MAX).await.unwrap();
+        assert!(log > 2000, "{log}");
+        assert_eq!(copied, log);
+        assert_eq!(wal_len(dir.path()), before);
+
+        // Past the reset size the log is truncated.
+        let (log, _) = store.checkpoint(1000).await.unwrap();
+        assert!(log > 1000);
+        assert_eq!(wal_len(dir.path()), 0);
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(n, 50);
+    }
 }
