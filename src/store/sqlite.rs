@@ -5,7 +5,7 @@
 //!
 //! Writes go through ONE connection (see `SqlStore::writer`), which never checkpoints
 //! the WAL itself; `Store::maintain` copies the WAL into the database from a read
-//! connection, and resets it from the writer only when it has grown large.
+//! connection, then copies the rest from the writer so the log starts over.
 
 use std::path::Path;
 
@@ -78,17 +78,18 @@ mod tests {
         let before = wal_len(dir.path());
         assert!(before > 2000 * 4096, "the writer must not checkpoint on commit (WAL {before} bytes)");
 
-        // A passive checkpoint copies everything (nothing else is writing) and keeps the file.
-        let (log, copied) = store.checkpoint(i64::MAX).await.unwrap();
+        // The checkpoint copies everything (nothing else is writing)...
+        let (log, copied) = store.checkpoint().await.unwrap();
         assert!(log > 2000, "{log}");
         assert_eq!(copied, log);
+        // ...so the next commit starts the log again from its beginning: the file
+        // stays the size it was, and holds only that commit's pages.
+        sqlx::query("INSERT INTO t VALUES (x'00')").execute(&store.writer).await.unwrap();
         assert_eq!(wal_len(dir.path()), before);
-
-        // Past the reset size the log is truncated.
-        let (log, _) = store.checkpoint(1000).await.unwrap();
-        assert!(log > 1000);
-        assert_eq!(wal_len(dir.path()), 0);
+        let (log, copied) = store.checkpoint().await.unwrap();
+        assert!(log < 10, "the log restarted: {log} frames");
+        assert_eq!(copied, log);
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&store.pool).await.unwrap();
-        assert_eq!(n, 50);
+        assert_eq!(n, 51);
     }
 }

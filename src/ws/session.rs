@@ -52,7 +52,7 @@ where
     // The start-up and command futures are boxed: inline, their large states would
     // size this connection's future for its whole life.
     let Some(reg) = Box::pin(start(&mut sink, &chat, &hub, &actor)).await else { return };
-    let writer = tokio::spawn(write_loop(sink, reg.outbox, reg.shared.clone()));
+    let writer = tokio::spawn(write_loop(sink, reg.outbox, reg.shared.clone(), first_ping(reg.id)));
     read_loop(stream, &chat, &hub, &actor, reg.id, &reg.shared, writer).await;
 
     let rooms_at_end = hub.unregister(reg.id);
@@ -124,14 +124,22 @@ where
     Some(reg)
 }
 
-async fn write_loop<K, E>(mut sink: K, mut outbox: mpsc::Receiver<Frame>, shared: Arc<ConnShared>)
+/// When a connection's first ping is due: spread over one interval by connection id.
+/// After a restart every client reconnects within seconds; pings in step would then
+/// leave as one burst of thousands of writes every interval, a latency spike for all.
+fn first_ping(id: ConnId) -> Duration {
+    // Fibonacci hashing: consecutive ids land far apart in [0, 1).
+    let frac = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+    Duration::from_secs(1) + PING_EVERY.mul_f64(frac)
+}
+
+async fn write_loop<K, E>(mut sink: K, mut outbox: mpsc::Receiver<Frame>, shared: Arc<ConnShared>, first: Duration)
 where
     K: Sink<Message, Error = E> + Unpin,
 {
     // Grows with bursts, and is given back after them: an idle socket holds no buffer.
     let mut buf: Vec<Frame> = Vec::new();
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.reset();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + first, PING_EVERY);
     // One waiter for the whole life of the loop: re-creating it per frame costs a
     // registration on the hot path.
     let stop = shared.notify.notified();
@@ -349,6 +357,18 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_pings_spread_over_the_interval() {
+        // 1,000 consecutive connections: every tenth of the interval gets its share.
+        let mut buckets = [0u32; 10];
+        for id in 1..=1000 {
+            let d = first_ping(id);
+            assert!(d >= Duration::from_secs(1) && d < Duration::from_secs(1) + PING_EVERY);
+            buckets[((d - Duration::from_secs(1)).as_secs_f64() / PING_EVERY.as_secs_f64() * 10.0) as usize] += 1;
+        }
+        assert!(buckets.iter().all(|n| (80..=120).contains(n)), "{buckets:?}");
+    }
 
     #[tokio::test]
     async fn coalesces_queued_frames_into_one_array() {
