@@ -822,8 +822,8 @@ impl Store for SqlStore {
 
         // 4. "Keep the last N", once per room.
         for (room, (_, last, keep, is_dm)) in touched {
-            let Some(cut) = (Retention { keep_messages: keep, keep_days: None, ephemeral: false }).count_cutoff(last)
-            else {
+            let keep_last = Retention { keep_messages: keep, keep_days: None, ephemeral: false };
+            let Some(cut) = keep_last.count_cutoff(last) else {
                 continue;
             };
             if is_dm {
@@ -839,8 +839,15 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await?;
             } else {
-                sqlx::query("DELETE FROM messages WHERE room_id = $1 AND seq <= $2")
+                // Everything up to the previous batch's cut is gone already (and a
+                // policy change prunes at once): start the range there. On PostgreSQL
+                // the deleted rows' index entries stay until vacuum, and a scan from
+                // seq 0 walked all of them on every batch (1.7 ms per DELETE).
+                let added = per_room.iter().find(|(r, _)| *r == room).map_or(0, |(_, n)| *n);
+                let before = keep_last.count_cutoff(last - added).unwrap_or(0);
+                sqlx::query("DELETE FROM messages WHERE room_id = $1 AND seq > $2 AND seq <= $3")
                     .bind(room)
+                    .bind(before)
                     .bind(cut)
                     .execute(&mut *tx)
                     .await?;
