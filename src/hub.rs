@@ -72,6 +72,8 @@ pub type Frame = Arc<Bytes>;
 pub struct ConnShared {
     /// Set once when the connection must close; the session reads it and says why.
     close: Mutex<Option<CloseReason>>,
+    /// `close` is set: a check without the lock for the writer's hot loop.
+    closing: std::sync::atomic::AtomicBool,
     pub notify: Notify,
     /// Bytes queued in the outbox and not yet written: the frame count alone would let
     /// a few hundred large replies pin megabytes.
@@ -85,7 +87,11 @@ impl ConnShared {
             *c = Some(CloseReason { code, reason: reason.into() });
         }
         drop(c);
+        self.closing.store(true, Ordering::Release);
         self.notify.notify_one();
+    }
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.close.lock().clone()
@@ -154,8 +160,12 @@ impl Hub {
     ) -> Registration {
         let (session, token) = auth;
         let (tx, rx) = mpsc::channel(outbox_frames.max(1));
-        let shared =
-            Arc::new(ConnShared { close: Mutex::new(None), notify: Notify::new(), queued_bytes: Default::default() });
+        let shared = Arc::new(ConnShared {
+            close: Mutex::new(None),
+            closing: Default::default(),
+            notify: Notify::new(),
+            queued_bytes: Default::default(),
+        });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let conn = Arc::new(Conn {
             user,

@@ -145,9 +145,11 @@ where
     let stop = shared.notify.notified();
     tokio::pin!(stop);
     loop {
+        // The outbox first: polling the stop signal takes its lock, and a frame is
+        // the common wake-up. A steady stream of frames cannot hide a close: the flag
+        // is checked after every write.
         tokio::select! {
             biased;
-            _ = &mut stop => break,
             n = outbox.recv_many(&mut buf, MAX_COALESCE) => {
                 if n == 0 { break; }
                 // A peer that stopped reading blocks this write; being told to close
@@ -164,7 +166,11 @@ where
                     },
                     _ = &mut stop => break,
                 }
+                if shared.is_closing() {
+                    break;
+                }
             }
+            _ = &mut stop => break,
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Bytes::new())).await.is_err() {
                     shared.close_with("write_failed", "");
