@@ -43,7 +43,12 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
 
 /// A pool of `n` connections, each set up the same way.
 fn options(n: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new().max_connections(n).after_connect(|conn, _meta| Box::pin(setup(conn)))
+    // No ping before handing out a connection: a file does not hang up, and the ping
+    // is one more round trip to the connection's worker thread on every query.
+    AnyPoolOptions::new()
+        .max_connections(n)
+        .test_before_acquire(false)
+        .after_connect(|conn, _meta| Box::pin(setup(conn)))
 }
 
 async fn setup(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
