@@ -60,13 +60,38 @@ pub async fn fresh_pg_database() -> String {
         .expect("RTM_TEST_PG_URL is not set: run the suite with scripts/test, which starts PostgreSQL");
     sqlx::any::install_default_drivers();
     let mut conn = AnyConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+    drop_leftover_databases(&mut conn).await;
     let mut rnd = [0u8; 6];
     getrandom::fill(&mut rnd).expect("random");
-    let name = format!("rtm_t_{}", hex::encode(rnd));
+    // The test process's pid is in the name, so later runs know when it is gone.
+    let name = format!("rtm_t_{}_{}", std::process::id(), hex::encode(rnd));
     conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create database");
     let mut url = url::Url::parse(&admin).expect("RTM_TEST_PG_URL is a URL");
     url.set_path(&name);
     url.to_string()
+}
+
+/// Drops the databases of test processes that have exited. A server started by
+/// scripts/test is thrown away anyway; a long-lived one (RTM_TEST_PG_URL pointing at a
+/// developer's PostgreSQL) would otherwise gather hundreds of databases, and its
+/// autovacuum visiting them all costs CPU that skews benchmarks on the same machine.
+/// Tests run in parallel processes: only a database whose process is gone is dropped.
+async fn drop_leftover_databases(conn: &mut sqlx::AnyConnection) {
+    use sqlx::{Executor, Row};
+    let Ok(rows) =
+        conn.fetch_all("SELECT datname::text AS name FROM pg_database WHERE datname LIKE 'rtm\\_t\\_%'").await
+    else {
+        return;
+    };
+    for row in rows {
+        let Ok(name) = row.try_get::<String, _>(0) else { continue };
+        let pid = name.strip_prefix("rtm_t_").and_then(|r| r.split('_').next()).and_then(|p| p.parse::<u32>().ok());
+        // Names from before pids were recorded (rtm_t_<hex>) have no pid: theirs are gone.
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await;
+        }
+    }
 }
 
 impl TestServer {
