@@ -263,7 +263,11 @@ impl Chat {
         self.typing_limiter.retain_recent();
         self.social_limiter.retain_recent();
         self.read_limiter.retain_recent();
-        self.store.maintain().await?;
+        // A failed checkpoint must not stop the sweeps below (disabled accounts,
+        // expired sessions); the next tick tries again.
+        if let Err(e) = self.store.maintain().await {
+            tracing::warn!(error = %e, "store upkeep failed");
+        }
         let now: std::collections::HashSet<UserId> = self.store.disabled_user_ids().await?.into_iter().collect();
         let newly: Vec<UserId> = {
             let mut known = self.known_disabled.lock();
