@@ -763,20 +763,34 @@ impl Store for SqlStore {
                 None => per_room.push((batch[*i].room_id, 1)),
             }
         }
-        // Per room: (next seq to hand out, last seq, keep_messages, is dm).
+        // Per room: (next seq to hand out, last seq, keep_messages, is dm). ONE statement
+        // for all rooms of the batch: on PostgreSQL it also locks the rooms' rows in one
+        // scan (index order), so two nodes' batches cannot lock them in opposite orders.
         let mut touched: HashMap<RoomId, (Seq, Seq, Option<i64>, bool)> = HashMap::new();
-        for (room, n) in &per_room {
-            let row = sqlx::query(
-                "UPDATE rooms SET last_seq = last_seq + $1 WHERE id = $2 RETURNING last_seq, keep_messages, kind",
-            )
-            .bind(*n)
-            .bind(*room)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-            let last: i64 = row.try_get("last_seq")?;
-            let kind: String = row.try_get("kind")?;
-            touched.insert(*room, (last - n + 1, last, row.try_get("keep_messages")?, kind == "dm"));
+        if !per_room.is_empty() {
+            let mut sql = String::from("UPDATE rooms SET last_seq = last_seq + CASE id");
+            for k in 0..per_room.len() {
+                sql.push_str(&format!(" WHEN {} THEN {}", self.ph(2 * k + 1), self.ph(2 * k + 2)));
+            }
+            let ids: Vec<String> = (0..per_room.len()).map(|k| self.ph(2 * per_room.len() + k + 1)).collect();
+            sql.push_str(&format!(" END WHERE id IN ({}) RETURNING id, last_seq, keep_messages, kind", ids.join(", ")));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (room, n) in &per_room {
+                q = q.bind(*room).bind(*n);
+            }
+            for (room, _) in &per_room {
+                q = q.bind(*room);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let room: i64 = row.try_get("id")?;
+                let Some((_, n)) = per_room.iter().find(|(r, _)| *r == room) else { continue };
+                let last: i64 = row.try_get("last_seq")?;
+                let kind: String = row.try_get("kind")?;
+                touched.insert(room, (last - n + 1, last, row.try_get("keep_messages")?, kind == "dm"));
+            }
+            if touched.len() != per_room.len() {
+                return Err(StoreError::NotFound);
+            }
         }
         let mut seqs: Vec<(usize, Seq)> = Vec::with_capacity(fresh.len());
         for i in &fresh {
@@ -821,6 +835,8 @@ impl Store for SqlStore {
         }
 
         // 4. "Keep the last N", once per room.
+        // Rooms: every room's range in ONE DELETE. DMs: one each (held unread messages).
+        let mut ranges: Vec<(RoomId, Seq, Seq)> = Vec::new();
         for (room, (_, last, keep, is_dm)) in touched {
             let keep_last = Retention { keep_messages: keep, keep_days: None, ephemeral: false };
             let Some(cut) = keep_last.count_cutoff(last) else {
@@ -845,13 +861,25 @@ impl Store for SqlStore {
                 // seq 0 walked all of them on every batch (1.7 ms per DELETE).
                 let added = per_room.iter().find(|(r, _)| *r == room).map_or(0, |(_, n)| *n);
                 let before = keep_last.count_cutoff(last - added).unwrap_or(0);
-                sqlx::query("DELETE FROM messages WHERE room_id = $1 AND seq > $2 AND seq <= $3")
-                    .bind(room)
-                    .bind(before)
-                    .bind(cut)
-                    .execute(&mut *tx)
-                    .await?;
+                ranges.push((room, before, cut));
             }
+        }
+        if !ranges.is_empty() {
+            let terms: Vec<String> = (0..ranges.len())
+                .map(|k| {
+                    format!(
+                        "(room_id = {} AND seq > {} AND seq <= {})",
+                        self.ph(3 * k + 1),
+                        self.ph(3 * k + 2),
+                        self.ph(3 * k + 3)
+                    )
+                })
+                .collect();
+            let mut q = sqlx::query(AssertSqlSafe(format!("DELETE FROM messages WHERE {}", terms.join(" OR "))));
+            for (room, before, cut) in ranges {
+                q = q.bind(room).bind(before).bind(cut);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         out.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("append lost track of a message".into()))).collect()
