@@ -700,9 +700,9 @@ impl Store for SqlStore {
     }
 
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
-        // A whole batch costs a handful of statements, not three per message: one
-        // duplicate lookup, one seq reservation per room, one multi-row INSERT, and the
-        // "last N" trim per room.
+        // A whole batch costs a handful of statements, not three per message nor two
+        // per room: one duplicate lookup, one seq reservation for all its rooms, one
+        // multi-row INSERT, one "last N" trim for all its rooms (and one per DM).
         let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
         let mut tx = self.begin_write().await?;
 
