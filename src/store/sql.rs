@@ -98,7 +98,33 @@ fn like_pattern(q: &str) -> String {
     p
 }
 
+/// Seqs reserved for one room in one append batch.
+struct Reserved {
+    /// The next seq to hand out.
+    next: Seq,
+    /// The room's last seq after the batch.
+    last: Seq,
+    /// How many seqs the batch reserved.
+    added: i64,
+    keep: Option<i64>,
+    is_dm: bool,
+}
+
 impl SqlStore {
+    /// Copies committed pages from the WAL into the database file, in two steps. The
+    /// bulk from a READ connection, while appends go on. Then the rest from the writer:
+    /// nothing appends meanwhile, so this copy (small, one fsync) completes, and the
+    /// next write starts the log again from its beginning. Under sustained writes a
+    /// checkpoint from a reader alone never catches up, and the log would grow without
+    /// end; the file is reused, never truncated (truncating and re-growing a large
+    /// file stalled appends by ~35 ms here). Returns the log's frames and how many
+    /// are in the database file after the second step.
+    pub(crate) async fn checkpoint(&self) -> StoreResult<(i64, i64)> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool).await?;
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.writer).await?;
+        Ok((row.try_get(1)?, row.try_get(2)?))
+    }
+
     /// A transaction that will write. On SQLite it takes the write lock at BEGIN
     /// (IMMEDIATE): a deferred transaction that reads first and then writes fails at
     /// once with "database is locked" if another writer committed in between, and the
@@ -763,10 +789,10 @@ impl Store for SqlStore {
                 None => per_room.push((batch[*i].room_id, 1)),
             }
         }
-        // Per room: (next seq to hand out, last seq, keep_messages, is dm). ONE statement
-        // for all rooms of the batch: on PostgreSQL it also locks the rooms' rows in one
-        // scan (index order), so two nodes' batches cannot lock them in opposite orders.
-        let mut touched: HashMap<RoomId, (Seq, Seq, Option<i64>, bool)> = HashMap::new();
+        // ONE statement for all rooms of the batch: on PostgreSQL it also locks the
+        // rooms' rows in one scan (index order), so two nodes' batches cannot lock them
+        // in opposite orders.
+        let mut touched: HashMap<RoomId, Reserved> = HashMap::new();
         if !per_room.is_empty() {
             let mut sql = String::from("UPDATE rooms SET last_seq = last_seq + CASE id");
             for k in 0..per_room.len() {
@@ -786,7 +812,8 @@ impl Store for SqlStore {
                 let Some((_, n)) = per_room.iter().find(|(r, _)| *r == room) else { continue };
                 let last: i64 = row.try_get("last_seq")?;
                 let kind: String = row.try_get("kind")?;
-                touched.insert(room, (last - n + 1, last, row.try_get("keep_messages")?, kind == "dm"));
+                let keep = row.try_get("keep_messages")?;
+                touched.insert(room, Reserved { next: last - n + 1, last, added: *n, keep, is_dm: kind == "dm" });
             }
             if touched.len() != per_room.len() {
                 return Err(StoreError::NotFound);
@@ -795,9 +822,9 @@ impl Store for SqlStore {
         let mut seqs: Vec<(usize, Seq)> = Vec::with_capacity(fresh.len());
         for i in &fresh {
             if let Some(t) = touched.get_mut(&batch[*i].room_id) {
-                seqs.push((*i, t.0));
-                out[*i] = Some(Appended::New(t.0));
-                t.0 += 1;
+                seqs.push((*i, t.next));
+                out[*i] = Some(Appended::New(t.next));
+                t.next += 1;
             }
         }
         for (i, first) in dup_of {
@@ -837,12 +864,12 @@ impl Store for SqlStore {
         // 4. "Keep the last N", once per room.
         // Rooms: every room's range in ONE DELETE. DMs: one each (held unread messages).
         let mut ranges: Vec<(RoomId, Seq, Seq)> = Vec::new();
-        for (room, (_, last, keep, is_dm)) in touched {
-            let keep_last = Retention { keep_messages: keep, keep_days: None, ephemeral: false };
-            let Some(cut) = keep_last.count_cutoff(last) else {
+        for (room, t) in touched {
+            let keep_last = Retention { keep_messages: t.keep, keep_days: None, ephemeral: false };
+            let Some(cut) = keep_last.count_cutoff(t.last) else {
                 continue;
             };
-            if is_dm {
+            if t.is_dm {
                 // A DM is never pruned past what its recipient has read: a message held
                 // for someone offline stays until they have it (the author's own
                 // marker does not count).
@@ -859,8 +886,7 @@ impl Store for SqlStore {
                 // policy change prunes at once): start the range there. On PostgreSQL
                 // the deleted rows' index entries stay until vacuum, and a scan from
                 // seq 0 walked all of them on every batch (1.7 ms per DELETE).
-                let added = per_room.iter().find(|(r, _)| *r == room).map_or(0, |(_, n)| *n);
-                let before = keep_last.count_cutoff(last - added).unwrap_or(0);
+                let before = keep_last.count_cutoff(t.last - t.added).unwrap_or(0);
                 ranges.push((room, before, cut));
             }
         }
@@ -946,21 +972,5 @@ impl Store for SqlStore {
             self.checkpoint().await?;
         }
         Ok(())
-    }
-}
-
-impl SqlStore {
-    /// Copies committed pages from the WAL into the database file, in two steps. The
-    /// bulk from a READ connection, while appends go on. Then the rest from the writer:
-    /// nothing appends meanwhile, so this copy (small, one fsync) completes, and the
-    /// next write starts the log again from its beginning. Under sustained writes a
-    /// checkpoint from a reader alone never catches up, and the log would grow without
-    /// end; the file is reused, never truncated (truncating and re-growing a large
-    /// file stalled appends by ~35 ms here). Returns the log's frames and how many
-    /// are in the database file after the second step.
-    pub(crate) async fn checkpoint(&self) -> StoreResult<(i64, i64)> {
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool).await?;
-        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.writer).await?;
-        Ok((row.try_get(1)?, row.try_get(2)?))
     }
 }

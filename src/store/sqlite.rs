@@ -24,38 +24,32 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
     }
     let url = if url.contains('?') { url.to_string() } else { format!("sqlite:{path}?mode=rwc") };
-    let pool = options(pool_size.max(2)).connect(&url).await?;
+    let pool = options(pool_size.max(2), false).connect(&url).await?;
     sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-    // The writer never checkpoints on commit (that copy and its fsync would stall
-    // every append behind it, the DM latency tail): `maintain` does it off the path.
-    let writer = options(1)
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                setup(conn).await?;
-                conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                Ok(())
-            })
-        })
-        .connect(&url)
-        .await?;
+    let writer = options(1, true).connect(&url).await?;
     Ok(SqlStore { pool, writer, backend: Backend::Sqlite })
 }
 
-/// A pool of `n` connections, each set up the same way.
-fn options(n: u32) -> AnyPoolOptions {
+/// A pool of `n` connections, each set up by [`setup`].
+fn options(n: u32, writer: bool) -> AnyPoolOptions {
     // No ping before handing out a connection: a file does not hang up, and the ping
     // is one more round trip to the connection's worker thread on every query.
     AnyPoolOptions::new()
         .max_connections(n)
         .test_before_acquire(false)
-        .after_connect(|conn, _meta| Box::pin(setup(conn)))
+        .after_connect(move |conn, _meta| Box::pin(setup(conn, writer)))
 }
 
-async fn setup(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+async fn setup(conn: &mut sqlx::AnyConnection, writer: bool) -> Result<(), sqlx::Error> {
     conn.execute("PRAGMA journal_mode = WAL").await?;
     conn.execute("PRAGMA synchronous = NORMAL").await?;
     conn.execute("PRAGMA busy_timeout = 10000").await?;
     conn.execute("PRAGMA foreign_keys = ON").await?;
+    if writer {
+        // The writer never checkpoints on commit (that copy and its fsync would stall
+        // every append behind it, the DM latency tail): `maintain` does it off the path.
+        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+    }
     Ok(())
 }
 
@@ -70,7 +64,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writer_leaves_the_wal_to_maintain() {
+    async fn writer_leaves_the_wal_to_checkpoint_and_maintain() {
         sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().unwrap();
         let store = open(&format!("sqlite:{}", dir.path().join("t.db").display()), 2).await.unwrap();
@@ -94,7 +88,18 @@ mod tests {
         let (log, copied) = store.checkpoint().await.unwrap();
         assert!(log < 10, "the log restarted: {log} frames");
         assert_eq!(copied, log);
+
+        // Housekeeping's entry point does the same: after more commits and one
+        // `maintain`, the next commit starts the log over again.
+        for _ in 0..10 {
+            sqlx::query("INSERT INTO t VALUES (randomblob(200000))").execute(&store.writer).await.unwrap();
+        }
+        crate::store::Store::maintain(&store).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (x'00')").execute(&store.writer).await.unwrap();
+        let (log, copied) = store.checkpoint().await.unwrap();
+        assert!(log < 10, "maintain left the log to restart: {log} frames");
+        assert_eq!(copied, log);
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&store.pool).await.unwrap();
-        assert_eq!(n, 51);
+        assert_eq!(n, 62);
     }
 }
