@@ -1,8 +1,9 @@
 //! Per-node routing: which local connections listen to which topic, and handing them
 //! frames. A frame arrives here already encoded (`Bytes`, reference-counted): fan-out
 //! to a thousand members clones a pointer a thousand times, never the JSON. Each
-//! connection has a bounded outbox; a connection whose outbox is full is a slow
-//! consumer and is told to close (it resumes on reconnect) instead of growing memory.
+//! connection has a bounded outbox ([`Outbox`]) that writes straight to its socket
+//! when it can; a connection whose outbox is full is a slow consumer and is told to
+//! close (it resumes on reconnect) instead of growing memory.
 //! Control events (subscribe a user's connections to a room, end sessions) are applied
 //! here, synchronously, so a frame published right after a subscribe reaches the new
 //! subscriber.
@@ -17,9 +18,13 @@ use std::{
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{Notify, mpsc};
+use tokio::{net::TcpStream, sync::Notify};
 
-use crate::domain::{RoomId, UserId};
+pub use crate::ws::outbox::Frame;
+use crate::{
+    domain::{RoomId, UserId},
+    ws::outbox::{Offer, Outbox},
+};
 
 /// Where an event goes: everyone in a room, or every connection of one user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,10 +69,6 @@ pub struct CloseReason {
 
 pub type ConnId = u64;
 
-/// An encoded frame as queued for a connection: one pointer (8 bytes a slot instead of
-/// `Bytes`' 32), so an idle connection's outbox block is small; the bytes are shared.
-pub type Frame = Arc<Bytes>;
-
 /// The parts of a connection other tasks need.
 pub struct ConnShared {
     /// Set once when the connection must close; the session reads it and says why.
@@ -75,12 +76,21 @@ pub struct ConnShared {
     /// `close` is set: a check without the lock for the writer's hot loop.
     closing: std::sync::atomic::AtomicBool,
     pub notify: Notify,
-    /// Bytes queued in the outbox and not yet written: the frame count alone would let
-    /// a few hundred large replies pin megabytes.
-    pub queued_bytes: std::sync::atomic::AtomicUsize,
+    /// The socket's write side and the frames waiting for it.
+    pub out: Outbox,
 }
 
 impl ConnShared {
+    /// A connection's shared state around its socket; at most `frames` frames and
+    /// `bytes` bytes may wait to be written.
+    pub fn new(tcp: TcpStream, frames: usize, bytes: usize) -> Arc<Self> {
+        Arc::new(ConnShared {
+            close: Mutex::new(None),
+            closing: Default::default(),
+            notify: Notify::new(),
+            out: Outbox::new(tcp, frames, bytes),
+        })
+    }
     pub fn close_with(&self, code: &'static str, reason: impl Into<String>) {
         let mut c = self.close.lock();
         if c.is_none() {
@@ -106,7 +116,6 @@ struct Conn {
     /// Set when a subscribe/unsubscribe for this user arrives; lets a starting
     /// connection notice that the room list it loaded may already be stale.
     membership_changed: std::sync::atomic::AtomicBool,
-    outbox: mpsc::Sender<Frame>,
     shared: Arc<ConnShared>,
 }
 
@@ -134,13 +143,6 @@ impl Default for Hub {
     }
 }
 
-/// What a new connection gets back: its id, its outbox receiver and its shared state.
-pub struct Registration {
-    pub id: ConnId,
-    pub outbox: mpsc::Receiver<Frame>,
-    pub shared: Arc<ConnShared>,
-}
-
 impl Hub {
     pub fn new() -> Self {
         Self::default()
@@ -150,30 +152,27 @@ impl Hub {
         Hub { inner: Default::default(), next_id: AtomicU64::new(0), slow_consumers: AtomicU64::new(0), outbox_bytes }
     }
 
+    /// Most bytes that may wait in one connection's outbox.
+    pub fn outbox_bytes(&self) -> usize {
+        self.outbox_bytes
+    }
+
     /// Registers a connection subscribed to `user`'s topic and to `rooms`.
     pub fn register(
         &self,
         user: UserId,
         auth: (Option<String>, Option<i64>),
         rooms: &[RoomId],
-        outbox_frames: usize,
-    ) -> Registration {
+        shared: Arc<ConnShared>,
+    ) -> ConnId {
         let (session, token) = auth;
-        let (tx, rx) = mpsc::channel(outbox_frames.max(1));
-        let shared = Arc::new(ConnShared {
-            close: Mutex::new(None),
-            closing: Default::default(),
-            notify: Notify::new(),
-            queued_bytes: Default::default(),
-        });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let conn = Arc::new(Conn {
             user,
             session,
             token,
             membership_changed: std::sync::atomic::AtomicBool::new(false),
-            outbox: tx,
-            shared: shared.clone(),
+            shared,
         });
         let mut topics: HashSet<Topic> = rooms.iter().map(|r| Topic::Room(*r)).collect();
         topics.insert(Topic::User(user));
@@ -182,7 +181,7 @@ impl Hub {
             g.topics.entry(*t).or_default().insert(id, conn.clone());
         }
         g.conns.insert(id, (conn, topics));
-        Registration { id, outbox: rx, shared }
+        id
     }
 
     /// Adds the rooms a starting connection loaded, unless a membership change for its
@@ -231,9 +230,9 @@ impl Hub {
 
     /// Queues a frame for one connection (a reply to its own command).
     pub fn send_to(&self, id: ConnId, frame: Bytes) {
-        let g = self.inner.read();
-        if let Some((conn, _)) = g.conns.get(&id) {
-            self.offer(conn, Arc::new(frame));
+        let conn = self.inner.read().conns.get(&id).map(|(c, _)| c.clone());
+        if let Some(conn) = conn {
+            self.offer(&conn, Arc::new(frame));
         }
     }
 
@@ -244,31 +243,25 @@ impl Hub {
         }
         if let Some(frame) = &env.frame {
             let frame: Frame = Arc::new(frame.clone());
-            let g = self.inner.read();
-            if let Some(subs) = g.topics.get(&env.topic) {
-                for conn in subs.values() {
-                    self.offer(conn, frame.clone());
-                }
+            // The subscribers are copied out first: offering writes to sockets, and
+            // (un)registering connections must not wait for a whole fan-out.
+            let subs: Vec<Arc<Conn>> =
+                self.inner.read().topics.get(&env.topic).map(|m| m.values().cloned().collect()).unwrap_or_default();
+            for conn in &subs {
+                self.offer(conn, frame.clone());
             }
         }
     }
 
     fn offer(&self, conn: &Conn, frame: Frame) {
-        let len = frame.len();
-        let queued = conn.shared.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
-        let full = queued > self.outbox_bytes && queued > len;
-        let result = if full { Err(mpsc::error::TrySendError::Full(frame)) } else { conn.outbox.try_send(frame) };
-        match result {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                conn.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        match conn.shared.out.offer(frame) {
+            // Closed: the connection is closing; its session unregisters it.
+            Offer::Taken | Offer::Closed => {}
+            Offer::Full => {
                 self.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 conn.shared.close_with("slow_consumer", "you fell too far behind; reconnect and resume");
             }
-            // The connection is closing; its session unregisters it.
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                conn.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            }
+            Offer::Failed => conn.shared.close_with("write_failed", ""),
         }
     }
 
@@ -345,25 +338,45 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::outbox::tests::{client_reads, read_all};
+
+    async fn connect(hub: &Hub, l: &tokio::net::TcpListener, user: UserId, rooms: &[RoomId]) -> (Arc<ConnShared>, TcpStream) {
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let shared = ConnShared::new(server, 2, 1 << 20);
+        hub.register(user, (None, None), rooms, shared.clone());
+        (shared, client)
+    }
+
+    fn env(topic: Topic, control: Option<Control>, frame: Option<&'static str>) -> Envelope {
+        Envelope { topic, control, frame: frame.map(|f| Bytes::from_static(f.as_bytes())) }
+    }
 
     #[tokio::test]
     async fn fanout_subscribe_and_slow_consumer() {
         let hub = Hub::new();
-        let mut a = hub.register(1, (None, None), &[10], 2);
-        let mut b = hub.register(2, (None, None), &[], 2);
-        hub.dispatch(&Envelope { topic: Topic::Room(10), control: None, frame: Some(Bytes::from_static(b"x")) });
-        assert_eq!(*a.outbox.recv().await.unwrap(), Bytes::from_static(b"x"));
-        assert!(b.outbox.try_recv().is_err());
-        hub.dispatch(&Envelope { topic: Topic::User(2), control: Some(Control::Subscribe(10)), frame: None });
-        hub.dispatch(&Envelope { topic: Topic::Room(10), control: None, frame: Some(Bytes::from_static(b"y")) });
-        assert_eq!(*b.outbox.recv().await.unwrap(), Bytes::from_static(b"y"));
-        // a has one queued frame and room for one more: the third overflows.
-        for _ in 0..2 {
-            hub.dispatch(&Envelope { topic: Topic::Room(10), control: None, frame: Some(Bytes::from_static(b"z")) });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a, mut a_client) = connect(&hub, &l, 1, &[10]).await;
+        let (b, mut b_client) = connect(&hub, &l, 2, &[]).await;
+        // c never gets its hello: its frames wait, and its outbox holds two.
+        let (c, _c_client) = connect(&hub, &l, 3, &[10]).await;
+        for s in [&a, &b] {
+            s.out.open(Arc::new(Bytes::from_static(b"{}")));
         }
-        assert_eq!(a.shared.close_reason().map(|r| r.code), Some("slow_consumer"));
-        assert!(b.shared.close_reason().is_none());
-        hub.unregister(a.id);
-        assert_eq!(hub.connection_count(), 1);
+        hub.dispatch(&env(Topic::Room(10), None, Some(r#"{"x":1}"#)));
+        hub.dispatch(&env(Topic::User(2), Some(Control::Subscribe(10)), None));
+        hub.dispatch(&env(Topic::Room(10), None, Some(r#"{"y":1}"#)));
+        assert!(c.close_reason().is_none(), "two frames fit");
+        hub.dispatch(&env(Topic::Room(10), None, Some(r#"{"z":1}"#)));
+        assert_eq!(c.close_reason().map(|r| r.code), Some("slow_consumer"));
+        assert_eq!(hub.slow_consumers.load(Ordering::Relaxed), 1);
+        assert!(a.close_reason().is_none() && b.close_reason().is_none());
+        assert_eq!(client_reads(&read_all(&mut a_client).await), ["{}", r#"{"x":1}"#, r#"{"y":1}"#, r#"{"z":1}"#]);
+        assert_eq!(client_reads(&read_all(&mut b_client).await), ["{}", r#"{"y":1}"#, r#"{"z":1}"#]);
+        hub.dispatch(&env(Topic::User(2), Some(Control::EndAll), None));
+        assert_eq!(b.close_reason().map(|r| r.code), Some("session_ended"));
+        let rooms = hub.unregister(1);
+        assert_eq!(rooms, [10]);
+        assert_eq!(hub.connection_count(), 2);
     }
 }

@@ -25,7 +25,7 @@ pub mod shutdown;
 pub mod store;
 pub mod ws;
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, time::Duration};
 
 use tokio::net::TcpListener;
 
@@ -56,21 +56,80 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let housekeeping =
         tokio::spawn(housekeeping(state.clone(), Duration::from_secs(config.prune_interval_secs.max(1)), stop_rx));
-    let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
-    // Chat frames are small and latency matters: without TCP_NODELAY, Nagle's
-    // algorithm meets the peer's delayed ACK and an ack can wait 40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-        tracing::error!(error = %e, "server error");
-    }
+    accept_loop(state.router(), listener, shutdown, Duration::from_secs(config.shutdown_grace_secs)).await;
     shutdown::drain(&state.hub, Duration::from_secs(config.shutdown_grace_secs)).await;
     let _ = stop_tx.send(true);
     let _ = housekeeping.await;
     tracing::info!("stopped");
+}
+
+/// Accepts connections and serves HTTP/1.1 on each until `shutdown`, then lets the
+/// requests in flight finish (at most `grace`). Our own loop, not `axum::serve`: its
+/// HTTP/2 sniffing wraps each socket in a private type, and the WebSocket session
+/// needs the bare `TcpStream` back after the upgrade (see `ws`).
+async fn accept_loop(
+    router: axum::Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower_layer::Layer;
+
+    // Told to every connection at shutdown; `done` closes when the last one has ended.
+    let (stop, _) = tokio::sync::watch::channel(());
+    let (done, alive) = tokio::sync::watch::channel(());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // A client gets 30 s to send its request head (slowloris).
+    http.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before we took
+                    // it: back off a little instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Chat frames are small and latency matters: without TCP_NODELAY, Nagle's
+        // algorithm meets the peer's delayed ACK and an ack can wait 40 ms.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let service = axum::Extension(axum::extract::ConnectInfo(peer)).layer(router.clone());
+        let conn = http
+            .serve_connection(TokioIo::new(tcp), hyper_util::service::TowerToHyperService::new(service))
+            .with_upgrades();
+        let mut stopping = stop.subscribe();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stopping.changed() => {
+                    // Finish the request in flight, then close (an upgraded socket
+                    // has left hyper already: the hub closes those).
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "http connection ended with an error");
+            }
+            drop(alive);
+        });
+    }
+    drop((listener, alive));
+    let _ = stop.send(());
+    if tokio::time::timeout(grace, done.closed()).await.is_err() {
+        tracing::warn!("http requests still running after the grace period");
+    }
 }
 
 async fn housekeeping(state: AppState, prune_every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {

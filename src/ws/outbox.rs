@@ -1,0 +1,517 @@
+//! A connection's write side: its TCP socket and the bounded queue in front of it,
+//! shared by the connection's session task and by every task that publishes to it.
+//!
+//! Whoever hands a frame to an idle connection writes it to the socket right away, from
+//! its own task (one `writev`: the WebSocket header and the shared bytes). Fan-out to a
+//! thousand members is then a thousand non-blocking writes in one loop, not a thousand
+//! task wake-ups, each with its own channel, lock and socket wrapper to go through:
+//! that hop was a third of the server's CPU per delivery (BENCHMARKS.md). Only when
+//! the kernel's send buffer is full does anything wait: the rest stays here, the
+//! session task is told, and it finishes the writing when the socket is writable
+//! again. Frames that queue up meanwhile leave together, as one JSON array in one
+//! WebSocket frame. One writer at a time (the `Writing` state), so frames never
+//! interleave; the lock is never held across a system call.
+
+use std::{
+    collections::VecDeque,
+    io::{self, IoSlice},
+    sync::Arc,
+};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::{net::TcpStream, sync::Notify};
+
+/// An encoded frame as queued for a connection: one pointer (8 bytes a slot instead of
+/// `Bytes`' 32); the bytes are shared by every member of the room.
+pub type Frame = Arc<Bytes>;
+
+/// Bytes coalesced into one WebSocket frame at most.
+pub const MAX_COALESCE_BYTES: usize = 60 * 1024;
+
+/// The server's keep-alive ping: FIN + opcode 9, empty payload.
+pub const PING: &[u8] = &[0x89, 0x00];
+
+enum Item {
+    /// A JSON text frame (an object, or an array of objects).
+    Frame(Frame),
+    /// Bytes already framed (a pong or close frame from the WebSocket codec).
+    Raw(Bytes),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// Before the hello: frames wait, so the hello is the first thing written.
+    Held,
+    Idle,
+    /// Someone is writing; what is queued meanwhile is theirs to write.
+    Writing,
+    /// The send buffer was full; the session writes when the socket is writable.
+    Blocked,
+    /// A write failed: nothing more is written.
+    Failed,
+}
+
+struct Out {
+    queue: VecDeque<Item>,
+    /// Encoded bytes a short write left; they go before anything queued.
+    rest: Bytes,
+    /// Payload bytes queued and not yet handed to the kernel.
+    bytes: usize,
+    state: State,
+    /// The goodbye is queued: no more frames.
+    sealed: bool,
+}
+
+/// What became of an offered frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// Written or queued.
+    Taken,
+    /// Over the frame or byte limit: a slow consumer.
+    Full,
+    /// The connection is closing; the frame was dropped.
+    Closed,
+    /// Writing to the socket failed: the connection is dead.
+    Failed,
+}
+
+pub struct Outbox {
+    tcp: TcpStream,
+    out: Mutex<Out>,
+    /// Told when bytes wait for the socket to become writable.
+    pub blocked: Notify,
+    max_frames: usize,
+    max_bytes: usize,
+}
+
+impl Outbox {
+    pub fn new(tcp: TcpStream, max_frames: usize, max_bytes: usize) -> Self {
+        Outbox {
+            tcp,
+            out: Mutex::new(Out {
+                queue: VecDeque::new(),
+                rest: Bytes::new(),
+                bytes: 0,
+                state: State::Held,
+                sealed: false,
+            }),
+            blocked: Notify::new(),
+            max_frames: max_frames.max(1),
+            max_bytes,
+        }
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// Queues a frame, and writes it now if nobody else is writing.
+    pub fn offer(&self, frame: Frame) -> Offer {
+        let mut o = self.out.lock();
+        if o.state == State::Failed {
+            return Offer::Failed;
+        }
+        if o.sealed {
+            return Offer::Closed;
+        }
+        let len = frame.len();
+        // One frame always fits, however large: the byte limit bounds a backlog.
+        if o.queue.len() >= self.max_frames || (o.bytes > 0 && o.bytes + len > self.max_bytes) {
+            return Offer::Full;
+        }
+        o.queue.push_back(Item::Frame(frame));
+        o.bytes += len;
+        self.kick(o)
+    }
+
+    /// Queues the last frame (the goodbye) past the limits; nothing is taken after it.
+    pub fn seal_with(&self, frame: Frame) -> Offer {
+        let mut o = self.out.lock();
+        if o.state == State::Failed {
+            return Offer::Failed;
+        }
+        if o.sealed {
+            return Offer::Closed;
+        }
+        o.sealed = true;
+        o.bytes += frame.len();
+        o.queue.push_back(Item::Frame(frame));
+        self.kick(o)
+    }
+
+    /// Queues bytes that are already WebSocket frames (ping, pong, close).
+    pub fn raw(&self, bytes: Bytes) -> Offer {
+        let mut o = self.out.lock();
+        if o.state == State::Failed {
+            return Offer::Failed;
+        }
+        o.bytes += bytes.len();
+        o.queue.push_back(Item::Raw(bytes));
+        self.kick(o)
+    }
+
+    /// Puts the hello first and lets the queue flow.
+    pub fn open(&self, hello: Frame) -> Offer {
+        let mut o = self.out.lock();
+        if o.state != State::Held {
+            return Offer::Closed;
+        }
+        o.bytes += hello.len();
+        o.queue.push_front(Item::Frame(hello));
+        o.state = State::Idle;
+        self.kick(o)
+    }
+
+    /// After the socket turned writable: writes what the full send buffer held back.
+    pub fn resume(&self) -> Offer {
+        let mut o = self.out.lock();
+        match o.state {
+            State::Blocked => {
+                o.state = State::Writing;
+                drop(o);
+                self.write_out()
+            }
+            State::Failed => Offer::Failed,
+            _ => Offer::Taken,
+        }
+    }
+
+    /// Everything queued has been handed to the kernel.
+    pub fn is_empty(&self) -> bool {
+        let o = self.out.lock();
+        o.queue.is_empty() && o.rest.is_empty()
+    }
+
+    /// Whether bytes wait for the socket to become writable.
+    pub fn is_blocked(&self) -> bool {
+        self.out.lock().state == State::Blocked
+    }
+
+    fn kick(&self, mut o: parking_lot::MutexGuard<'_, Out>) -> Offer {
+        if o.state != State::Idle {
+            return Offer::Taken;
+        }
+        o.state = State::Writing;
+        drop(o);
+        self.write_out()
+    }
+
+    /// Writes until the queue is empty or the socket's buffer is full. Only the task
+    /// that moved the state to `Writing` calls this.
+    fn write_out(&self) -> Offer {
+        loop {
+            let mut o = self.out.lock();
+            let result = if !o.rest.is_empty() {
+                let rest = std::mem::take(&mut o.rest);
+                drop(o);
+                self.write_bytes(rest)
+            } else if o.queue.len() == 1
+                && let Some(Item::Frame(f)) = o.queue.front()
+            {
+                // The common case, one frame: header and shared bytes in one writev,
+                // no copy.
+                let f = f.clone();
+                o.queue.clear();
+                o.bytes = o.bytes.saturating_sub(f.len());
+                drop(o);
+                self.write_frame(&f)
+            } else if o.queue.is_empty() {
+                o.state = State::Idle;
+                return Offer::Taken;
+            } else {
+                let wire = encode_batch(&mut o.queue);
+                o.bytes = o.bytes.saturating_sub(wire.1);
+                drop(o);
+                self.write_bytes(wire.0)
+            };
+            match result {
+                Ok(None) => continue,
+                Ok(Some(rest)) => {
+                    let mut o = self.out.lock();
+                    o.rest = rest;
+                    o.state = State::Blocked;
+                    drop(o);
+                    self.blocked.notify_one();
+                    return Offer::Taken;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket write failed");
+                    let mut o = self.out.lock();
+                    o.state = State::Failed;
+                    o.queue.clear();
+                    o.rest = Bytes::new();
+                    o.bytes = 0;
+                    return Offer::Failed;
+                }
+            }
+        }
+    }
+
+    /// Writes one text frame; returns the bytes a full send buffer did not take.
+    fn write_frame(&self, payload: &Bytes) -> io::Result<Option<Bytes>> {
+        let mut head = [0u8; 10];
+        let h = header(payload.len(), &mut head);
+        let total = h.len() + payload.len();
+        let n = match self.tcp.try_write_vectored(&[IoSlice::new(h), IoSlice::new(payload)]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        if n == total {
+            return Ok(None);
+        }
+        let mut rest = BytesMut::with_capacity(total - n);
+        if n < h.len() {
+            rest.extend_from_slice(&h[n..]);
+            rest.extend_from_slice(payload);
+        } else {
+            rest.extend_from_slice(&payload[n - h.len()..]);
+        }
+        Ok(Some(rest.freeze()))
+    }
+
+    /// Writes encoded bytes; returns what a full send buffer did not take.
+    fn write_bytes(&self, mut wire: Bytes) -> io::Result<Option<Bytes>> {
+        while !wire.is_empty() {
+            match self.tcp.try_write(&wire) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    let _ = wire.split_to(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(wire)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A server-to-client text frame header (FIN, opcode 1, no mask) for `len` bytes.
+fn header(len: usize, buf: &mut [u8; 10]) -> &[u8] {
+    buf[0] = 0x81;
+    if len < 126 {
+        buf[1] = len as u8;
+        &buf[..2]
+    } else if len <= u16::MAX as usize {
+        buf[1] = 126;
+        buf[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        &buf[..4]
+    } else {
+        buf[1] = 127;
+        buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        &buf[..10]
+    }
+}
+
+/// Takes queued items off the front, at most about `MAX_COALESCE_BYTES` of them, and
+/// encodes them: each run of JSON frames becomes one text frame holding one JSON array
+/// (a queued array is spliced in, so clients only ever see one level); raw frames go
+/// as they are, in order. Returns the wire bytes and the payload bytes taken.
+fn encode_batch(queue: &mut VecDeque<Item>) -> (Bytes, usize) {
+    let mut wire = BytesMut::new();
+    let mut json = BytesMut::new();
+    let mut taken = 0;
+    let flush_json = |json: &mut BytesMut, wire: &mut BytesMut| {
+        if json.is_empty() {
+            return;
+        }
+        json.extend_from_slice(b"]");
+        let mut head = [0u8; 10];
+        wire.extend_from_slice(header(json.len(), &mut head));
+        wire.extend_from_slice(json);
+        json.clear();
+    };
+    while let Some(item) = queue.front() {
+        let size = match item {
+            Item::Frame(f) => f.len(),
+            Item::Raw(b) => b.len(),
+        };
+        if taken > 0 && wire.len() + json.len() + size > MAX_COALESCE_BYTES {
+            break;
+        }
+        let Some(item) = queue.pop_front() else { break };
+        taken += size;
+        match item {
+            Item::Raw(b) => {
+                flush_json(&mut json, &mut wire);
+                wire.extend_from_slice(&b);
+            }
+            Item::Frame(f) => {
+                let body: &[u8] = match f.first() {
+                    Some(b'[') => f.get(1..f.len().saturating_sub(1)).unwrap_or_default(),
+                    _ => &f,
+                };
+                if body.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                json.extend_from_slice(if json.is_empty() { b"[" } else { b"," });
+                json.extend_from_slice(body);
+            }
+        }
+    }
+    flush_json(&mut json, &mut wire);
+    (wire.freeze(), taken)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use tungstenite::{
+        Message,
+        protocol::{Role, WebSocketContext},
+    };
+
+    /// Reads every message out of `wire` as a client would.
+    pub(crate) fn client_reads(wire: &[u8]) -> Vec<String> {
+        struct Cursor<'a>(&'a [u8]);
+        impl io::Read for Cursor<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                io::Read::read(&mut self.0, buf)
+            }
+        }
+        impl io::Write for Cursor<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut ctx = WebSocketContext::new(Role::Client, None);
+        let mut c = Cursor(wire);
+        let mut out = Vec::new();
+        loop {
+            match ctx.read(&mut c) {
+                Ok(Message::Text(t)) => out.push(t.as_str().to_string()),
+                Ok(Message::Ping(_)) => out.push("ping".into()),
+                Ok(other) => out.push(format!("{other:?}")),
+                Err(_) => return out,
+            }
+        }
+    }
+
+    fn frames(texts: &[&str]) -> VecDeque<Item> {
+        texts.iter().map(|t| Item::Frame(Arc::new(Bytes::copy_from_slice(t.as_bytes())))).collect()
+    }
+
+    #[test]
+    fn headers_for_every_length_class() {
+        for len in [0usize, 125, 126, 65_535, 65_536, 200_000] {
+            let payload = Bytes::from(vec![b'x'; len]);
+            let mut head = [0u8; 10];
+            let mut wire = header(len, &mut head).to_vec();
+            wire.extend_from_slice(&payload);
+            let got = client_reads(&wire);
+            assert_eq!(got.len(), 1, "len {len}");
+            assert_eq!(got[0].len(), len);
+        }
+    }
+
+    #[test]
+    fn coalesces_queued_frames_into_one_array() {
+        let mut q = frames(&[r#"{"a":1}"#, r#"{"b":2}"#]);
+        let (wire, taken) = encode_batch(&mut q);
+        assert!(q.is_empty());
+        assert_eq!(taken, 14);
+        assert_eq!(client_reads(&wire), [r#"[{"a":1},{"b":2}]"#]);
+    }
+
+    #[test]
+    fn splices_queued_arrays_and_keeps_raw_frames_in_order() {
+        let mut q = frames(&[r#"{"a":1}"#, r#"[{"b":2},{"c":3}]"#, "[]"]);
+        q.push_back(Item::Raw(Bytes::from_static(PING)));
+        q.extend(frames(&[r#"{"d":4}"#]));
+        let (wire, _) = encode_batch(&mut q);
+        assert_eq!(client_reads(&wire), [r#"[{"a":1},{"b":2},{"c":3}]"#, "ping", r#"[{"d":4}]"#]);
+    }
+
+    #[test]
+    fn splits_a_large_backlog_into_bounded_frames() {
+        let text = format!(r#"{{"t":"{}"}}"#, "x".repeat(1000));
+        let mut q = frames(&vec![text.as_str(); 200]);
+        let mut total = 0;
+        let mut batches = 0;
+        while !q.is_empty() {
+            let (wire, _) = encode_batch(&mut q);
+            batches += 1;
+            for m in client_reads(&wire) {
+                assert!(m.len() <= MAX_COALESCE_BYTES + 2);
+                let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+                total += v.as_array().map_or(1, Vec::len);
+            }
+        }
+        assert!(batches > 1);
+        assert_eq!(total, 200, "every queued frame is sent exactly once");
+    }
+
+    /// A loopback pair: the server side wrapped in an outbox, the client side raw.
+    async fn pair(max_frames: usize, max_bytes: usize) -> (Outbox, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (Outbox::new(server, max_frames, max_bytes), client)
+    }
+
+    pub(crate) async fn read_all(client: &mut TcpStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut wire = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(200), client.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            wire.extend_from_slice(&buf[..n]);
+        }
+        wire
+    }
+
+    #[tokio::test]
+    async fn holds_frames_until_the_hello_then_writes_directly() {
+        let (ob, mut client) = pair(8, 1 << 20).await;
+        let f = |s: &'static str| Arc::new(Bytes::from_static(s.as_bytes()));
+        assert_eq!(ob.offer(f(r#"{"n":1}"#)), Offer::Taken);
+        assert!(!ob.is_empty(), "nothing leaves before the hello");
+        assert_eq!(ob.open(f(r#"{"hello":1}"#)), Offer::Taken);
+        assert!(ob.is_empty());
+        assert_eq!(ob.offer(f(r#"{"n":2}"#)), Offer::Taken);
+        assert!(ob.is_empty(), "an idle connection is written to at once");
+        assert_eq!(client_reads(&read_all(&mut client).await), [r#"[{"hello":1},{"n":1}]"#, r#"{"n":2}"#]);
+        assert_eq!(ob.seal_with(f(r#"{"bye":1}"#)), Offer::Taken);
+        assert_eq!(ob.offer(f(r#"{"n":3}"#)), Offer::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_stops_fills_the_outbox_and_loses_nothing_before() {
+        // The client does not read: the kernel's buffers fill, the rest queues here,
+        // and past the byte limit the connection is a slow consumer.
+        let (ob, mut client) = pair(100_000, 256 * 1024).await;
+        let body = Arc::new(Bytes::from(format!(r#"{{"t":"{}"}}"#, "y".repeat(4000))));
+        assert_eq!(ob.open(body.clone()), Offer::Taken);
+        let mut taken = 1;
+        let last = loop {
+            match ob.offer(body.clone()) {
+                Offer::Taken => taken += 1,
+                other => break other,
+            }
+            assert!(taken < 100_000, "never full");
+        };
+        assert_eq!(last, Offer::Full);
+        assert!(ob.is_blocked());
+        // The session is told that bytes wait for writability.
+        tokio::time::timeout(std::time::Duration::from_secs(5), ob.blocked.notified()).await.unwrap();
+        // Now the client reads; the session would call resume on writability.
+        let reader = tokio::spawn(async move { read_all(&mut client).await });
+        while !ob.is_empty() {
+            ob.tcp().writable().await.unwrap();
+            assert_ne!(ob.resume(), Offer::Failed);
+        }
+        let wire = reader.await.unwrap();
+        let mut got = 0;
+        for m in client_reads(&wire) {
+            let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+            got += v.as_array().map_or(1, Vec::len);
+        }
+        assert_eq!(got, taken, "every frame taken was written, once");
+    }
+}
