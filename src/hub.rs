@@ -69,6 +69,18 @@ pub struct CloseReason {
 
 pub type ConnId = u64;
 
+/// Members written to by one task during a fan-out.
+const WRITE_CHUNK: usize = 64;
+
+/// Writes the queued frames of connections whose writing a fan-out took over.
+fn write_all(conns: &[Arc<Conn>]) {
+    for conn in conns {
+        if conn.shared.out.write_queued() == Offer::Failed {
+            conn.shared.close_with("write_failed", "");
+        }
+    }
+}
+
 /// The parts of a connection other tasks need.
 pub struct ConnShared {
     /// Set once when the connection must close; the session reads it and says why.
@@ -247,14 +259,39 @@ impl Hub {
             // (un)registering connections must not wait for a whole fan-out.
             let subs: Vec<Arc<Conn>> =
                 self.inner.read().topics.get(&env.topic).map(|m| m.values().cloned().collect()).unwrap_or_default();
-            for conn in &subs {
-                self.offer(conn, frame.clone());
+            // Queue to every member first, in order; then write. A large room's
+            // writes are spread over tasks, so both cores share a big fan-out and the
+            // caller (the pipeline) is not held up by it.
+            let mut owned = Vec::new();
+            for conn in subs {
+                match conn.shared.out.enqueue(frame.clone()) {
+                    Ok(true) => owned.push(conn),
+                    Ok(false) => {}
+                    Err(o) => self.refused(&conn, o),
+                }
+            }
+            let runtime = tokio::runtime::Handle::try_current();
+            match runtime {
+                Ok(rt) if owned.len() > WRITE_CHUNK => {
+                    let mut rest = owned;
+                    while !rest.is_empty() {
+                        let chunk: Vec<_> = rest.drain(..rest.len().min(WRITE_CHUNK)).collect();
+                        rt.spawn(async move { write_all(&chunk) });
+                    }
+                }
+                _ => write_all(&owned),
             }
         }
     }
 
     fn offer(&self, conn: &Conn, frame: Frame) {
-        match conn.shared.out.offer(frame) {
+        let o = conn.shared.out.offer(frame);
+        self.refused(conn, o);
+    }
+
+    /// Acts on an outbox that did not take a frame.
+    fn refused(&self, conn: &Conn, o: Offer) {
+        match o {
             // Closed: the connection is closing; its session unregisters it.
             Offer::Taken | Offer::Closed => {}
             Offer::Full => {
@@ -340,7 +377,12 @@ mod tests {
     use super::*;
     use crate::ws::outbox::tests::{client_reads, read_all};
 
-    async fn connect(hub: &Hub, l: &tokio::net::TcpListener, user: UserId, rooms: &[RoomId]) -> (Arc<ConnShared>, TcpStream) {
+    async fn connect(
+        hub: &Hub,
+        l: &tokio::net::TcpListener,
+        user: UserId,
+        rooms: &[RoomId],
+    ) -> (Arc<ConnShared>, TcpStream) {
         let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
         let shared = ConnShared::new(server, 2, 1 << 20);

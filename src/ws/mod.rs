@@ -40,7 +40,7 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Result<Resp
     };
     let chat = state.chat.clone();
     let hub = state.hub.clone();
-    tokio::spawn(async move {
+    let fut = async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -50,10 +50,18 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Result<Resp
         };
         // Our own accept loop (`crate::serve`) serves plain TCP streams, so this holds.
         match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => session::run(parts.io.into_inner(), parts.read_buf, chat, hub, actor).await,
+            Ok(parts) => {
+                let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+                // Copied out and dropped now: even empty, the `Bytes` keeps hyper's
+                // whole read buffer alive for as long as it lives.
+                let early = read_buf.to_vec();
+                drop(read_buf);
+                session::run(io.into_inner(), early, chat, hub, actor).await
+            }
             Err(_) => tracing::error!("an upgraded connection is not a TCP stream"),
         }
-    });
+    };
+    tokio::spawn(fut);
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = res.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -109,11 +117,9 @@ mod tests {
         // The example of RFC 6455 §1.3.
         assert_eq!(accept_key(&Method::GET, &h).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(accept_key(&Method::POST, &h).unwrap_err().status, StatusCode::METHOD_NOT_ALLOWED);
-        for (name, value) in [
-            (header::CONNECTION, "keep-alive"),
-            (header::UPGRADE, "h2c"),
-            (header::SEC_WEBSOCKET_VERSION, "8"),
-        ] {
+        for (name, value) in
+            [(header::CONNECTION, "keep-alive"), (header::UPGRADE, "h2c"), (header::SEC_WEBSOCKET_VERSION, "8")]
+        {
             let mut bad = h.clone();
             bad.insert(name, HeaderValue::from_static(value));
             assert_eq!(accept_key(&Method::GET, &bad).unwrap_err().status, StatusCode::BAD_REQUEST);

@@ -108,21 +108,38 @@ impl Outbox {
 
     /// Queues a frame, and writes it now if nobody else is writing.
     pub fn offer(&self, frame: Frame) -> Offer {
+        match self.enqueue(frame) {
+            Ok(true) => self.write_queued(),
+            Ok(false) => Offer::Taken,
+            Err(o) => o,
+        }
+    }
+
+    /// Queues a frame without writing. `Ok(true)`: the connection was idle and the
+    /// caller now owns its writing, and must call [`Outbox::write_queued`] (soon: the
+    /// frame waits until then). A fan-out queues to every member in order first and
+    /// writes afterwards, spread over tasks; frames still leave in queue order.
+    pub fn enqueue(&self, frame: Frame) -> Result<bool, Offer> {
         let mut o = self.out.lock();
         if o.state == State::Failed {
-            return Offer::Failed;
+            return Err(Offer::Failed);
         }
         if o.sealed {
-            return Offer::Closed;
+            return Err(Offer::Closed);
         }
         let len = frame.len();
         // One frame always fits, however large: the byte limit bounds a backlog.
         if o.queue.len() >= self.max_frames || (o.bytes > 0 && o.bytes + len > self.max_bytes) {
-            return Offer::Full;
+            return Err(Offer::Full);
         }
         o.queue.push_back(Item::Frame(frame));
         o.bytes += len;
-        self.kick(o)
+        Ok(self.claim(&mut o))
+    }
+
+    /// Writes what is queued; only for the owner that [`Outbox::enqueue`] named.
+    pub fn write_queued(&self) -> Offer {
+        self.write_out()
     }
 
     /// Queues the last frame (the goodbye) past the limits; nothing is taken after it.
@@ -189,12 +206,20 @@ impl Outbox {
     }
 
     fn kick(&self, mut o: parking_lot::MutexGuard<'_, Out>) -> Offer {
-        if o.state != State::Idle {
+        if !self.claim(&mut o) {
             return Offer::Taken;
         }
-        o.state = State::Writing;
         drop(o);
         self.write_out()
+    }
+
+    /// Takes over the writing if nobody has it.
+    fn claim(&self, o: &mut Out) -> bool {
+        if o.state != State::Idle {
+            return false;
+        }
+        o.state = State::Writing;
+        true
     }
 
     /// Writes until the queue is empty or the socket's buffer is full. Only the task

@@ -69,7 +69,7 @@ enum End {
 
 /// Serves one authenticated connection until it closes. `early` holds bytes the
 /// client sent right behind its handshake.
-pub async fn run(tcp: TcpStream, early: Bytes, chat: Arc<Chat>, hub: Arc<Hub>, actor: Actor) {
+pub async fn run(tcp: TcpStream, early: Vec<u8>, chat: Arc<Chat>, hub: Arc<Hub>, actor: Actor) {
     let user = actor.user.id;
     let shared = ConnShared::new(tcp, chat.policy.outbox_frames, hub.outbox_bytes());
     let max = Some(chat.policy.max_frame_bytes);
@@ -79,7 +79,7 @@ pub async fn run(tcp: TcpStream, early: Bytes, chat: Arc<Chat>, hub: Arc<Hub>, a
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(max)
         .max_frame_size(max);
-    let mut ws = WebSocketContext::from_partially_read(early.to_vec(), Role::Server, Some(config));
+    let mut ws = WebSocketContext::from_partially_read(early, Role::Server, Some(config));
     // The start-up and command futures are boxed: inline, their large states would
     // size this connection's future for its whole life.
     let Some(id) = Box::pin(start(&shared, &chat, &hub, &actor)).await else { return };
