@@ -428,6 +428,77 @@ async fn handshake_needs_credentials_and_our_origin(b: Backend) {
     assert!(Ws::connect(srv.addr, Some(&cookie), Some(&srv.origin()), None).await.is_ok());
 }
 
+/// The WebSocket edges, over raw bytes where a library would hide them: a command
+/// sent in the same packet as the handshake, a client Close (answered with a Close),
+/// and an oversized frame (said `closed`, then closed).
+async fn websocket_handshake_close_and_oversized_frames(b: Backend) {
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let srv = TestServer::start_with(b, |c| c.max_frame_bytes = 4096).await;
+    let ann = srv.user("ann").await;
+    let cookie = ann.cookie.clone().unwrap();
+
+    // Handshake and a masked `ping` command in one write.
+    let mut tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let mut bytes = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Cookie: {cookie}\r\nOrigin: {}\r\n\r\n",
+        srv.addr,
+        srv.origin()
+    )
+    .into_bytes();
+    let payload = br#"{"type":"ping","id":"early"}"#;
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    bytes.extend_from_slice(&[0x81, 0x80 | payload.len() as u8]);
+    bytes.extend_from_slice(&mask);
+    bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tcp.write_all(&bytes).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answered = tokio::time::timeout(WAIT, async {
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the pong: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains(r#"{"type":"pong","id":"early"}"#) {
+                return;
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&seen).to_string();
+    assert!(answered.is_ok(), "no pong for the early command: {text}");
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "RFC 6455 accept key: {text}");
+    let hello_at = text.find(r#""type":"hello""#).unwrap();
+    assert!(hello_at < text.find(r#""type":"pong""#).unwrap(), "the hello comes first");
+
+    // A client Close is answered with a Close, and the socket ends.
+    let mut ws = ann.ws().await;
+    ws.stream.close(None).await.unwrap();
+    let reply = tokio::time::timeout(WAIT, ws.stream.next()).await.unwrap();
+    assert!(matches!(reply, Some(Ok(Message::Close(_)))), "{reply:?}");
+
+    // A frame over the limit: `closing` `closed`, then a Close frame.
+    let mut ws = ann.ws().await;
+    ws.send_raw(&format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(5000))).await;
+    let (f, _) = ws.recv_until(|f| matches!(f, ServerFrame::Closing { .. })).await;
+    assert!(matches!(f, ServerFrame::Closing { ref code, .. } if code == "closed"), "{f:?}");
+    let mut close = None;
+    while let Ok(Some(m)) = tokio::time::timeout(WAIT, ws.stream.next()).await {
+        if let Ok(Message::Close(c)) = m {
+            close = c;
+            break;
+        }
+    }
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1000));
+    // The account is fine: a new socket works.
+    let mut ws = ann.ws().await;
+    assert!(matches!(ws.request(json!({"type": "ping"})).await, ServerFrame::Pong { .. }));
+}
+
 async fn sign_out_closes_that_sessions_sockets(b: Backend) {
     let srv = TestServer::start(b).await;
     let ann = srv.user("ann").await;
@@ -697,6 +768,7 @@ on_both_backends!(
     duplicate_client_id_stored_once,
     bad_input_gets_error_frames_and_socket_survives,
     handshake_needs_credentials_and_our_origin,
+    websocket_handshake_close_and_oversized_frames,
     sign_out_closes_that_sessions_sockets,
     rate_limit_is_an_error_not_a_disconnect,
     history_pages_backwards,

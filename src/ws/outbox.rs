@@ -28,6 +28,8 @@ pub type Frame = Arc<Bytes>;
 
 /// Bytes coalesced into one WebSocket frame at most.
 pub const MAX_COALESCE_BYTES: usize = 60 * 1024;
+/// Queued frames coalesced into one WebSocket frame at most (docs/PROTOCOL.md).
+pub const MAX_COALESCE: usize = 256;
 
 /// The server's keep-alive ping: FIN + opcode 9, empty payload.
 pub const PING: &[u8] = &[0x89, 0x00];
@@ -329,7 +331,8 @@ fn header(len: usize, buf: &mut [u8; 10]) -> &[u8] {
     }
 }
 
-/// Takes queued items off the front, at most about `MAX_COALESCE_BYTES` of them, and
+/// Takes queued items off the front, at most `MAX_COALESCE` of them and about
+/// `MAX_COALESCE_BYTES`, and
 /// encodes them: each run of JSON frames becomes one text frame holding one JSON array
 /// (a queued array is spliced in, so clients only ever see one level); raw frames go
 /// as they are, in order. Returns the wire bytes and the payload bytes taken.
@@ -337,6 +340,7 @@ fn encode_batch(queue: &mut VecDeque<Item>) -> (Bytes, usize) {
     let mut wire = BytesMut::new();
     let mut json = BytesMut::new();
     let mut taken = 0;
+    let mut items = 0;
     let flush_json = |json: &mut BytesMut, wire: &mut BytesMut| {
         if json.is_empty() {
             return;
@@ -352,11 +356,12 @@ fn encode_batch(queue: &mut VecDeque<Item>) -> (Bytes, usize) {
             Item::Frame(f) => f.len(),
             Item::Raw(b) => b.len(),
         };
-        if taken > 0 && wire.len() + json.len() + size > MAX_COALESCE_BYTES {
+        if items == MAX_COALESCE || (taken > 0 && wire.len() + json.len() + size > MAX_COALESCE_BYTES) {
             break;
         }
         let Some(item) = queue.pop_front() else { break };
         taken += size;
+        items += 1;
         match item {
             Item::Raw(b) => {
                 flush_json(&mut json, &mut wire);
@@ -449,6 +454,21 @@ pub(crate) mod tests {
         q.extend(frames(&[r#"{"d":4}"#]));
         let (wire, _) = encode_batch(&mut q);
         assert_eq!(client_reads(&wire), [r#"[{"a":1},{"b":2},{"c":3}]"#, "ping", r#"[{"d":4}]"#]);
+    }
+
+    #[test]
+    fn at_most_256_queued_frames_in_one_array() {
+        let mut q = frames(&[r#"{"n":1}"#; 600]);
+        let sizes: Vec<usize> = std::iter::from_fn(|| {
+            (!q.is_empty()).then(|| {
+                let (wire, _) = encode_batch(&mut q);
+                let m = client_reads(&wire);
+                assert_eq!(m.len(), 1);
+                serde_json::from_str::<serde_json::Value>(&m[0]).unwrap().as_array().map_or(1, Vec::len)
+            })
+        })
+        .collect();
+        assert_eq!(sizes, [256, 256, 88]);
     }
 
     #[test]

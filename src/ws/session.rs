@@ -61,9 +61,11 @@ impl io::Write for Io<'_> {
 /// Who ended the conversation.
 #[derive(Debug, PartialEq, Eq)]
 enum End {
-    /// The client closed, went away, or broke the protocol: nothing more is sent.
+    /// The client closed (answered with a Close frame) or went away: nothing else is
+    /// sent.
     Client,
-    /// We close (the reason is in `ConnShared`): say why, then close.
+    /// We close (the reason is in `ConnShared`; a broken or oversized frame is
+    /// `closed`): say why, then close.
     Server,
 }
 
@@ -244,8 +246,13 @@ async fn read_loop(
     let end = loop {
         if can_read {
             can_read = false;
-            if !read_ready(ws, out, chat, actor, &mut pending, &reply).await {
-                break End::Client;
+            match read_ready(ws, out, chat, actor, &mut pending, &reply).await {
+                Read::More => {}
+                Read::Gone => break End::Client,
+                Read::Broken => {
+                    shared.close_with("closed", "");
+                    break End::Server;
+                }
             }
         }
         tokio::select! {
@@ -289,8 +296,17 @@ async fn read_loop(
     end
 }
 
-/// Reads and handles every command the socket has; false when the client is gone
-/// (closed, reset, or broke the protocol).
+/// What reading found.
+enum Read {
+    /// Everything there was is handled; wait for more.
+    More,
+    /// The client closed or the connection is gone.
+    Gone,
+    /// The client broke the protocol (a bad or oversized frame).
+    Broken,
+}
+
+/// Reads and handles every command the socket has.
 async fn read_ready(
     ws: &mut WebSocketContext,
     out: &Outbox,
@@ -298,16 +314,20 @@ async fn read_ready(
     actor: &Actor,
     pending: &mut Pending,
     reply: &impl Fn(ServerFrame),
-) -> bool {
+) -> Read {
     loop {
         // Read until the socket has nothing more: only then does readiness rearm.
         let msg = match ws.read(&mut Io(out)) {
             Ok(m) => m,
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return false,
-            Err(e) => {
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Read::More,
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return Read::Gone,
+            Err(tungstenite::Error::Io(e)) => {
                 tracing::debug!(error = %e, "websocket read failed");
-                return false;
+                return Read::Gone;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket protocol error");
+                return Read::Broken;
             }
         };
         match msg {
@@ -322,7 +342,7 @@ async fn read_ready(
             Message::Binary(_) => {
                 reply(ServerFrame::error(None, "bad_request", "binary frames are not supported; send JSON text"))
             }
-            Message::Close(_) => return false,
+            Message::Close(_) => return Read::Gone,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
         // A client that keeps the socket full must not starve the others.
