@@ -250,55 +250,62 @@ impl Hub {
 
     /// Applies an envelope's control, then hands its frame to every local subscriber.
     pub fn dispatch(&self, env: &Envelope) {
-        if let Some(ctl) = &env.control {
-            self.apply(env.topic, ctl);
-        }
-        if let Some(frame) = &env.frame {
+        self.dispatch_batch(std::slice::from_ref(env));
+    }
+
+    /// Dispatches envelopes in order: every frame is queued to every subscriber first,
+    /// then the sockets are written, each once. A member of several rooms of one
+    /// commit gets all their events in one write (one JSON array), as does a room's
+    /// member that several events of the batch are for.
+    pub fn dispatch_batch(&self, envs: &[Envelope]) {
+        let mut owned = Vec::new();
+        for env in envs {
+            if let Some(ctl) = &env.control {
+                self.apply(env.topic, ctl);
+            }
+            let Some(frame) = &env.frame else { continue };
             let frame: Frame = Arc::new(frame.clone());
-            // The subscribers are copied out first: offering writes to sockets, and
-            // (un)registering connections must not wait for a whole fan-out.
+            // The subscribers are copied out first: (un)registering connections must
+            // not wait for a fan-out.
             let subs: Vec<Arc<Conn>> =
                 self.inner.read().topics.get(&env.topic).map(|m| m.values().cloned().collect()).unwrap_or_default();
-            // Queue to every member first, in order; then write. A large room's
-            // writes are spread over tasks, so both cores share a big fan-out and the
-            // caller (the pipeline) is not held up by it.
-            let mut owned = Vec::new();
             for conn in subs {
                 match conn.shared.out.enqueue(frame.clone()) {
                     Ok(true) => owned.push(conn),
                     Ok(false) => {}
-                    Err(o) => self.refused(&conn, o),
+                    Err(o) => self.refused(&conn.shared, o),
                 }
             }
-            let runtime = tokio::runtime::Handle::try_current();
-            match runtime {
-                Ok(rt) if owned.len() > WRITE_CHUNK => {
-                    let mut rest = owned;
-                    while !rest.is_empty() {
-                        let chunk: Vec<_> = rest.drain(..rest.len().min(WRITE_CHUNK)).collect();
-                        rt.spawn(async move { write_all(&chunk) });
-                    }
+        }
+        // A large fan-out's writes are spread over tasks, so both cores share it and
+        // the caller (the pipeline) is not held up by it.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if owned.len() > WRITE_CHUNK => {
+                while !owned.is_empty() {
+                    let chunk: Vec<_> = owned.drain(..owned.len().min(WRITE_CHUNK)).collect();
+                    rt.spawn(async move { write_all(&chunk) });
                 }
-                _ => write_all(&owned),
             }
+            _ => write_all(&owned),
         }
     }
 
     fn offer(&self, conn: &Conn, frame: Frame) {
         let o = conn.shared.out.offer(frame);
-        self.refused(conn, o);
+        self.refused(&conn.shared, o);
     }
 
-    /// Acts on an outbox that did not take a frame.
-    fn refused(&self, conn: &Conn, o: Offer) {
+    /// Acts on what an outbox said about a frame: a full one is a slow consumer, a
+    /// failed one a dead connection.
+    pub fn refused(&self, shared: &ConnShared, o: Offer) {
         match o {
             // Closed: the connection is closing; its session unregisters it.
             Offer::Taken | Offer::Closed => {}
             Offer::Full => {
                 self.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                conn.shared.close_with("slow_consumer", "you fell too far behind; reconnect and resume");
+                shared.close_with("slow_consumer", "you fell too far behind; reconnect and resume");
             }
-            Offer::Failed => conn.shared.close_with("write_failed", ""),
+            Offer::Failed => shared.close_with("write_failed", ""),
         }
     }
 
@@ -377,15 +384,26 @@ mod tests {
     use super::*;
     use crate::ws::outbox::tests::{client_reads, read_all};
 
+    /// A connection whose outbox holds two frames.
     async fn connect(
         hub: &Hub,
         l: &tokio::net::TcpListener,
         user: UserId,
         rooms: &[RoomId],
     ) -> (Arc<ConnShared>, TcpStream) {
+        connect_with(hub, l, user, rooms, 2).await
+    }
+
+    async fn connect_with(
+        hub: &Hub,
+        l: &tokio::net::TcpListener,
+        user: UserId,
+        rooms: &[RoomId],
+        frames: usize,
+    ) -> (Arc<ConnShared>, TcpStream) {
         let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
-        let shared = ConnShared::new(server, 2, 1 << 20);
+        let shared = ConnShared::new(server, frames, 1 << 20);
         hub.register(user, (None, None), rooms, shared.clone());
         (shared, client)
     }
@@ -420,5 +438,23 @@ mod tests {
         let rooms = hub.unregister(1);
         assert_eq!(rooms, [10]);
         assert_eq!(hub.connection_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_reaches_each_socket_in_one_write() {
+        let hub = Hub::new();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a, mut a_client) = connect_with(&hub, &l, 1, &[10, 11], 16).await;
+        a.out.open(Arc::new(Bytes::from_static(b"{}")));
+        let batch = [
+            env(Topic::Room(10), None, Some(r#"{"m":1}"#)),
+            env(Topic::Room(11), None, Some(r#"{"m":2}"#)),
+            env(Topic::Room(12), None, Some(r#"{"m":3}"#)),
+            env(Topic::Room(10), None, Some(r#"[{"m":4},{"m":5}]"#)),
+        ];
+        hub.dispatch_batch(&batch);
+        // Three events of the batch are for this socket: one frame, one array, in order.
+        assert_eq!(client_reads(&read_all(&mut a_client).await), ["{}", r#"[{"m":1},{"m":2},{"m":4},{"m":5}]"#]);
+        assert!(a.close_reason().is_none());
     }
 }

@@ -31,6 +31,11 @@ impl Bus for LocalBus {
         Ok(())
     }
 
+    async fn publish_batch(&self, envs: Vec<Envelope>) -> Result<(), BusError> {
+        self.hub.dispatch_batch(&envs);
+        Ok(())
+    }
+
     async fn connected(&self, user: UserId) -> Result<bool, BusError> {
         let mut p = self.presence.lock();
         let n = p.entry(user).or_insert(0);

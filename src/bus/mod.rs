@@ -23,6 +23,14 @@ pub enum BusError {
 pub trait Bus: Send + Sync + 'static {
     /// Delivers an envelope to every node (this one included).
     async fn publish(&self, env: Envelope) -> Result<(), BusError>;
+    /// Delivers envelopes in order, as one hand-off where the bus can (a commit's
+    /// events: each connection then gets them in one write).
+    async fn publish_batch(&self, envs: Vec<Envelope>) -> Result<(), BusError> {
+        for env in envs {
+            self.publish(env).await?;
+        }
+        Ok(())
+    }
     /// Counts a new connection of `user`; true when the user just came online.
     async fn connected(&self, user: UserId) -> Result<bool, BusError>;
     /// Counts a closed connection of `user`; true when the user just went offline.

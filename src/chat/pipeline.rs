@@ -75,15 +75,26 @@ async fn run(store: DynStore, bus: DynBus, mut rx: mpsc::Receiver<Job>) {
         batch.extend(jobs.iter().map(|j| j.msg.clone()));
         match store.append(&batch).await {
             Ok(results) => {
+                // The whole commit is published in one hand-off, in seq order, and
+                // only then acked: a connection gets the batch's events in one write.
+                let envs: Vec<Envelope> = jobs
+                    .iter()
+                    .zip(&results)
+                    .filter_map(|(job, r)| match r {
+                        Appended::New(seq) => Some(Envelope {
+                            topic: Topic::Room(job.msg.room_id),
+                            control: None,
+                            frame: Some(event_frame(&job.msg, Some(*seq), job.author.clone()).encode()),
+                        }),
+                        Appended::Duplicate(_) => None,
+                    })
+                    .collect();
+                let published = envs.len();
+                if let Err(e) = bus.publish_batch(envs).await {
+                    // Kept but not delivered live: members get it on resume.
+                    tracing::warn!(error = %e, events = published, "publish failed");
+                }
                 for (job, r) in jobs.drain(..).zip(results) {
-                    if let Appended::New(seq) = r {
-                        let frame = event_frame(&job.msg, Some(seq), job.author).encode();
-                        let env = Envelope { topic: Topic::Room(job.msg.room_id), control: None, frame: Some(frame) };
-                        if let Err(e) = bus.publish(env).await {
-                            // Kept but not delivered live: members get it on resume.
-                            tracing::warn!(error = %e, room_id = job.msg.room_id, seq, "publish failed");
-                        }
-                    }
                     let _ = job.done.send(Ok(r));
                 }
             }

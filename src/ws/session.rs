@@ -10,7 +10,7 @@
 use std::{io, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use futures_util::{StreamExt, stream::FuturesOrdered};
+use futures_util::{FutureExt, StreamExt, stream::FuturesOrdered};
 use tokio::net::TcpStream;
 use tungstenite::{
     Message,
@@ -269,7 +269,21 @@ async fn read_loop(
                 }
                 want_write = out.is_blocked();
             }
-            Some(done) = pending.next(), if !pending.is_empty() => reply(ack_frame(done)),
+            Some(done) = pending.next(), if !pending.is_empty() => {
+                // One commit finishes many sends at once: their acks leave in one write.
+                let mut owe_write = false;
+                let mut queue = |done| match out.enqueue(Arc::new(ack_frame(done).encode())) {
+                    Ok(owner) => owe_write |= owner,
+                    Err(o) => hub.refused(shared, o),
+                };
+                queue(done);
+                while let Some(Some(done)) = pending.next().now_or_never() {
+                    queue(done);
+                }
+                if owe_write {
+                    hub.refused(shared, out.write_queued());
+                }
+            }
             r = out.tcp().readable() => {
                 if r.is_err() {
                     break End::Client;
