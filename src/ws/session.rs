@@ -212,6 +212,16 @@ async fn goodbye(ws: &mut WebSocketContext, shared: &ConnShared, end: End) {
     let _ = tokio::time::timeout(CLOSE_WAIT, linger).await;
 }
 
+/// Drops the waker that hyper's connection task left in the socket's registration.
+/// This task waits with `readable()`, which does not replace it, so it would keep the
+/// finished HTTP task's memory (1.6 KB) for the life of an idle connection. Called once
+/// the socket has been read dry: then the poll is pending and takes our no-op waker.
+fn forget_http_task(tcp: &TcpStream) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let _ = tcp.poll_read_ready(&mut cx);
+    let _ = tcp.poll_write_ready(&mut cx);
+}
+
 fn shutdown_write(tcp: &TcpStream) {
     use std::os::fd::AsRawFd;
     // SAFETY: the descriptor is owned by `tcp`, alive for this call; shutdown(2) only
@@ -243,10 +253,15 @@ async fn read_loop(
     let mut want_write = false;
     // Commands may have come right behind the handshake, already in the codec's buffer.
     let mut can_read = true;
+    let mut first_read = true;
     let end = loop {
         if can_read {
             can_read = false;
             match read_ready(ws, out, chat, actor, &mut pending, &reply).await {
+                Read::More if first_read => {
+                    first_read = false;
+                    forget_http_task(out.tcp());
+                }
                 Read::More => {}
                 Read::Gone => break End::Client,
                 Read::Broken => {
