@@ -30,10 +30,12 @@ use crate::{
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// How long the goodbye (closing frame, close handshake) may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
-/// tungstenite's initial read buffer per connection (it grows for a larger frame).
-/// Chat commands are a few hundred bytes; 1 KiB instead of DESIGN.md's 4 KiB saves
-/// 3 KiB on every idle socket (measured with `rtm-bench capacity`, see BENCHMARKS.md).
-const READ_BUFFER: usize = 1024;
+/// tungstenite's read buffer per connection, also the most one read takes (it grows
+/// for a larger frame). Chat commands are a few hundred bytes; 512 B instead of
+/// DESIGN.md's 4 KiB saves 3.5 KiB on every idle socket, and `persist` (bursts of
+/// 64 sends per socket) stored as much with 512 B as with 1 KiB in alternating runs
+/// (BENCHMARKS.md).
+const READ_BUFFER: usize = 512;
 
 /// The socket as tungstenite's codec sees it: reads come from the socket (never
 /// blocking), and what the codec writes (pongs, the close reply) joins the outbox, in
@@ -234,6 +236,11 @@ fn shutdown_write(tcp: &TcpStream) {
 type Ack = (String, Result<(Option<i64>, bool), ChatError>, i64, String);
 type Pending = FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Ack> + Send>>>;
 
+/// The next finished send, if any are in flight.
+async fn next_ack(pending: &mut Option<Pending>) -> Option<Ack> {
+    pending.as_mut()?.next().await
+}
+
 async fn read_loop(
     ws: &mut WebSocketContext,
     chat: &Chat,
@@ -242,7 +249,8 @@ async fn read_loop(
     conn: ConnId,
     shared: &ConnShared,
 ) -> End {
-    let mut pending: Pending = FuturesOrdered::new();
+    // Created with the first send, dropped when drained: an idle socket holds none.
+    let mut pending: Option<Pending> = None;
     let reply = |f: ServerFrame| hub.send_to(conn, f.encode());
     let out = &shared.out;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + first_ping(conn), PING_EVERY);
@@ -284,7 +292,7 @@ async fn read_loop(
                 }
                 want_write = out.is_blocked();
             }
-            Some(done) = pending.next(), if !pending.is_empty() => {
+            Some(done) = next_ack(&mut pending), if pending.is_some() => {
                 // One commit finishes many sends at once: their acks leave in one write.
                 let mut owe_write = false;
                 let mut queue = |done| match out.enqueue(Arc::new(ack_frame(done).encode())) {
@@ -292,8 +300,11 @@ async fn read_loop(
                     Err(o) => hub.refused(shared, o),
                 };
                 queue(done);
-                while let Some(Some(done)) = pending.next().now_or_never() {
+                while let Some(Some(done)) = pending.as_mut().and_then(|p| p.next().now_or_never()) {
                     queue(done);
+                }
+                if pending.as_ref().is_some_and(FuturesOrdered::is_empty) {
+                    pending = None;
                 }
                 if owe_write {
                     hub.refused(shared, out.write_queued());
@@ -316,7 +327,7 @@ async fn read_loop(
     if end == End::Server {
         // Let accepted sends finish so their acks go out before the goodbye.
         let acks = async {
-            while let Some(done) = pending.next().await {
+            while let Some(done) = next_ack(&mut pending).await {
                 reply(ack_frame(done));
             }
         };
@@ -341,7 +352,7 @@ async fn read_ready(
     out: &Outbox,
     chat: &Chat,
     actor: &Actor,
-    pending: &mut Pending,
+    pending: &mut Option<Pending>,
     reply: &impl Fn(ServerFrame),
 ) -> Read {
     loop {
@@ -395,11 +406,13 @@ fn error_frame(id: Option<String>, e: &ChatError) -> ServerFrame {
 }
 
 /// Runs one command; returns the immediate reply, if any (sends reply later, in order).
-async fn handle(chat: &Chat, actor: &Actor, frame: ClientFrame, pending: &mut Pending) -> Option<ServerFrame> {
+async fn handle(chat: &Chat, actor: &Actor, frame: ClientFrame, pending: &mut Option<Pending>) -> Option<ServerFrame> {
     match frame {
         ClientFrame::Send { id, room, client_id, text } => match chat.send(actor, room, &client_id, &text).await {
             Ok(receipt) => {
-                pending.push_back(Box::pin(async move { (id, receipt.wait().await, room, client_id) }));
+                pending
+                    .get_or_insert_with(FuturesOrdered::new)
+                    .push_back(Box::pin(async move { (id, receipt.wait().await, room, client_id) }));
                 None
             }
             Err(e) => Some(error_frame(Some(id), &e)),
