@@ -245,6 +245,10 @@ impl Outbox {
                 self.write_frame(&f)
             } else if o.queue.is_empty() {
                 o.state = State::Idle;
+                // A backlog's slots are given back; a few are kept for the next frames.
+                if o.queue.capacity() > 16 {
+                    o.queue = VecDeque::new();
+                }
                 return Offer::Taken;
             } else {
                 let wire = encode_batch(&mut o.queue);

@@ -88,8 +88,10 @@ pub async fn run(tcp: TcpStream, early: Vec<u8>, chat: Arc<Chat>, hub: Arc<Hub>,
     // size this connection's future for its whole life.
     let Some(id) = Box::pin(start(&shared, &chat, &hub, &actor)).await else { return };
     let end = read_loop(&mut ws, &chat, &hub, &actor, id, &shared).await;
-    let rooms_at_end = hub.unregister(id);
+    // Still registered during the goodbye: a shutdown waits for it (frames published
+    // meanwhile find the outbox sealed).
     goodbye(&mut ws, &shared, end).await;
+    let rooms_at_end = hub.unregister(id);
     if let Err(e) = Box::pin(chat.disconnected(user, &rooms_at_end)).await {
         tracing::warn!(error = %e, "presence update failed");
     }
