@@ -33,7 +33,7 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Result<Resp
             return Err(ApiError::bad_origin());
         }
     }
-    let actor = authenticate(&state.chat, creds).await?;
+    let actor = Box::new(authenticate(&state.chat, creds).await?);
     let accept = accept_key(&parts.method, &parts.headers)?;
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
         return Err(not_websocket(StatusCode::UPGRADE_REQUIRED, "the connection cannot be upgraded"));

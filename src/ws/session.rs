@@ -31,11 +31,11 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 /// How long the goodbye (closing frame, close handshake) may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// tungstenite's read buffer per connection, also the most one read takes (it grows
-/// for a larger frame). Chat commands are a few hundred bytes; 512 B instead of
-/// DESIGN.md's 4 KiB saves 3.5 KiB on every idle socket, and `persist` (bursts of
-/// 64 sends per socket) stored as much with 512 B as with 1 KiB in alternating runs
-/// (BENCHMARKS.md).
-const READ_BUFFER: usize = 512;
+/// for a larger frame). A chat command is typically 100-300 bytes; 256 B instead of
+/// DESIGN.md's 4 KiB saves 3.75 KiB on every idle socket, and `persist` (bursts of
+/// 64 sends per socket) stored as much with 256 and 512 B as with 1 KiB in
+/// alternating runs (BENCHMARKS.md).
+const READ_BUFFER: usize = 256;
 
 /// The socket as tungstenite's codec sees it: reads come from the socket (never
 /// blocking), and what the codec writes (pongs, the close reply) joins the outbox, in
@@ -73,7 +73,9 @@ enum End {
 
 /// Serves one authenticated connection until it closes. `early` holds bytes the
 /// client sent right behind its handshake.
-pub async fn run(tcp: TcpStream, early: Vec<u8>, chat: Arc<Chat>, hub: Arc<Hub>, actor: Actor) {
+/// The actor comes boxed: the spawning task keeps its (moved-out) captures for the
+/// connection's whole life, so a pointer there is 8 bytes where the actor is ~160.
+pub async fn run(tcp: TcpStream, early: Vec<u8>, chat: Arc<Chat>, hub: Arc<Hub>, actor: Box<Actor>) {
     let user = actor.user.id;
     let shared = ConnShared::new(tcp, chat.policy.outbox_frames, hub.outbox_bytes());
     let max = Some(chat.policy.max_frame_bytes);
