@@ -55,6 +55,10 @@ enum State {
 }
 
 struct Out {
+    /// The next frame, when it is the only thing waiting: the common case (one frame
+    /// to an idle socket) needs no queue, and an idle socket holds none.
+    first: Option<Frame>,
+    /// What waits after `first`, in order.
     queue: VecDeque<Item>,
     /// Encoded bytes a short write left; they go before anything queued.
     rest: Bytes,
@@ -63,6 +67,22 @@ struct Out {
     state: State,
     /// The goodbye is queued: no more frames.
     sealed: bool,
+}
+
+impl Out {
+    /// Frames (and raw frames) waiting.
+    fn waiting(&self) -> usize {
+        usize::from(self.first.is_some()) + self.queue.len()
+    }
+
+    /// Queues a frame after everything waiting.
+    fn push(&mut self, frame: Frame) {
+        if self.first.is_none() && self.queue.is_empty() {
+            self.first = Some(frame);
+        } else {
+            self.queue.push_back(Item::Frame(frame));
+        }
+    }
 }
 
 /// What became of an offered frame.
@@ -92,6 +112,7 @@ impl Outbox {
         Outbox {
             tcp,
             out: Mutex::new(Out {
+                first: None,
                 queue: VecDeque::new(),
                 rest: Bytes::new(),
                 bytes: 0,
@@ -131,10 +152,10 @@ impl Outbox {
         }
         let len = frame.len();
         // One frame always fits, however large: the byte limit bounds a backlog.
-        if o.queue.len() >= self.max_frames || (o.bytes > 0 && o.bytes + len > self.max_bytes) {
+        if o.waiting() >= self.max_frames || (o.bytes > 0 && o.bytes + len > self.max_bytes) {
             return Err(Offer::Full);
         }
-        o.queue.push_back(Item::Frame(frame));
+        o.push(frame);
         o.bytes += len;
         Ok(self.claim(&mut o))
     }
@@ -155,7 +176,7 @@ impl Outbox {
         }
         o.sealed = true;
         o.bytes += frame.len();
-        o.queue.push_back(Item::Frame(frame));
+        o.push(frame);
         self.kick(o)
     }
 
@@ -177,7 +198,9 @@ impl Outbox {
             return Offer::Closed;
         }
         o.bytes += hello.len();
-        o.queue.push_front(Item::Frame(hello));
+        if let Some(f) = o.first.replace(hello) {
+            o.queue.push_front(Item::Frame(f));
+        }
         o.state = State::Idle;
         self.kick(o)
     }
@@ -199,7 +222,7 @@ impl Outbox {
     /// Everything queued has been handed to the kernel.
     pub fn is_empty(&self) -> bool {
         let o = self.out.lock();
-        o.queue.is_empty() && o.rest.is_empty()
+        o.first.is_none() && o.queue.is_empty() && o.rest.is_empty()
     }
 
     /// Whether bytes wait for the socket to become writable.
@@ -233,25 +256,25 @@ impl Outbox {
                 let rest = std::mem::take(&mut o.rest);
                 drop(o);
                 self.write_bytes(rest)
-            } else if o.queue.len() == 1
-                && let Some(Item::Frame(f)) = o.queue.front()
+            } else if o.queue.is_empty()
+                && let Some(f) = o.first.take()
             {
                 // The common case, one frame: header and shared bytes in one writev,
                 // no copy.
-                let f = f.clone();
-                o.queue.clear();
                 o.bytes = o.bytes.saturating_sub(f.len());
                 drop(o);
                 self.write_frame(&f)
             } else if o.queue.is_empty() {
                 o.state = State::Idle;
-                // An idle connection holds no queue: a few bytes allocated per burst
-                // are cheaper than slots kept on every one of 20,000 sockets.
+                // A backlog's slots are given back: an idle socket holds no queue.
                 if o.queue.capacity() > 0 {
                     o.queue = VecDeque::new();
                 }
                 return Offer::Taken;
             } else {
+                if let Some(f) = o.first.take() {
+                    o.queue.push_front(Item::Frame(f));
+                }
                 let wire = encode_batch(&mut o.queue);
                 o.bytes = o.bytes.saturating_sub(wire.1);
                 drop(o);
@@ -271,6 +294,7 @@ impl Outbox {
                     tracing::debug!(error = %e, "websocket write failed");
                     let mut o = self.out.lock();
                     o.state = State::Failed;
+                    o.first = None;
                     o.queue.clear();
                     o.rest = Bytes::new();
                     o.bytes = 0;
