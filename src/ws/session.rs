@@ -32,9 +32,9 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// tungstenite's read buffer per connection, also the most one read takes (it grows
 /// for a larger frame). A chat command is typically 100-300 bytes; 256 B instead of
-/// DESIGN.md's 4 KiB saves 3.75 KiB on every idle socket, and `persist` (bursts of
-/// 64 sends per socket) stored as much with 256 and 512 B as with 1 KiB in
-/// alternating runs (BENCHMARKS.md).
+/// DESIGN.md's 4 KiB saves 3.75 KiB on every idle socket. The price is more reads for
+/// a burst of commands: `persist` (64 sends in flight per socket) stored ~2 % less
+/// than with 512 B, and 512 B as much as 1 KiB, in alternating runs (BENCHMARKS.md).
 const READ_BUFFER: usize = 256;
 
 /// The socket as tungstenite's codec sees it: reads come from the socket (never
