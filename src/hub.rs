@@ -85,8 +85,6 @@ fn write_all(conns: &[Arc<Conn>]) {
 pub struct ConnShared {
     /// Set once when the connection must close; the session reads it and says why.
     close: Mutex<Option<CloseReason>>,
-    /// `close` is set: a check without the lock for the writer's hot loop.
-    closing: std::sync::atomic::AtomicBool,
     pub notify: Notify,
     /// The socket's write side and the frames waiting for it.
     pub out: Outbox,
@@ -96,12 +94,7 @@ impl ConnShared {
     /// A connection's shared state around its socket; at most `frames` frames and
     /// `bytes` bytes may wait to be written.
     pub fn new(tcp: TcpStream, frames: usize, bytes: usize) -> Arc<Self> {
-        Arc::new(ConnShared {
-            close: Mutex::new(None),
-            closing: Default::default(),
-            notify: Notify::new(),
-            out: Outbox::new(tcp, frames, bytes),
-        })
+        Arc::new(ConnShared { close: Mutex::new(None), notify: Notify::new(), out: Outbox::new(tcp, frames, bytes) })
     }
     pub fn close_with(&self, code: &'static str, reason: impl Into<String>) {
         let mut c = self.close.lock();
@@ -109,11 +102,7 @@ impl ConnShared {
             *c = Some(CloseReason { code, reason: reason.into() });
         }
         drop(c);
-        self.closing.store(true, Ordering::Release);
         self.notify.notify_one();
-    }
-    pub fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Acquire)
     }
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.close.lock().clone()
@@ -240,14 +229,6 @@ impl Hub {
         self.inner.read().topics.get(&Topic::User(user)).map_or(0, HashMap::len)
     }
 
-    /// Queues a frame for one connection (a reply to its own command).
-    pub fn send_to(&self, id: ConnId, frame: Bytes) {
-        let conn = self.inner.read().conns.get(&id).map(|(c, _)| c.clone());
-        if let Some(conn) = conn {
-            self.offer(&conn, Arc::new(frame));
-        }
-    }
-
     /// Applies an envelope's control, then hands its frame to every local subscriber.
     pub fn dispatch(&self, env: &Envelope) {
         self.dispatch_batch(std::slice::from_ref(env));
@@ -288,11 +269,6 @@ impl Hub {
             }
             _ => write_all(&owned),
         }
-    }
-
-    fn offer(&self, conn: &Conn, frame: Frame) {
-        let o = conn.shared.out.offer(frame);
-        self.refused(&conn.shared, o);
     }
 
     /// Acts on what an outbox said about a frame: a full one is a slow consumer, a

@@ -21,6 +21,10 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::{net::TcpStream, sync::Notify};
+use tungstenite::protocol::frame::{
+    FrameHeader,
+    coding::{Data, OpCode},
+};
 
 /// An encoded frame as queued for a connection: one pointer (8 bytes a slot instead of
 /// `Bytes`' 32); the bytes are shared by every member of the room.
@@ -160,11 +164,6 @@ impl Outbox {
         Ok(self.claim(&mut o))
     }
 
-    /// Writes what is queued; only for the owner that [`Outbox::enqueue`] named.
-    pub fn write_queued(&self) -> Offer {
-        self.write_out()
-    }
-
     /// Queues the last frame (the goodbye) past the limits; nothing is taken after it.
     pub fn seal_with(&self, frame: Frame) -> Offer {
         let mut o = self.out.lock();
@@ -212,7 +211,7 @@ impl Outbox {
             State::Blocked => {
                 o.state = State::Writing;
                 drop(o);
-                self.write_out()
+                self.write_queued()
             }
             State::Failed => Offer::Failed,
             _ => Offer::Taken,
@@ -235,7 +234,7 @@ impl Outbox {
             return Offer::Taken;
         }
         drop(o);
-        self.write_out()
+        self.write_queued()
     }
 
     /// Takes over the writing if nobody has it.
@@ -248,8 +247,9 @@ impl Outbox {
     }
 
     /// Writes until the queue is empty or the socket's buffer is full. Only the task
-    /// that moved the state to `Writing` calls this.
-    fn write_out(&self) -> Offer {
+    /// that moved the state to `Writing` calls this: the owner that
+    /// [`Outbox::enqueue`] named, or this outbox itself.
+    pub fn write_queued(&self) -> Offer {
         loop {
             let mut o = self.out.lock();
             let result = if !o.rest.is_empty() {
@@ -343,21 +343,14 @@ impl Outbox {
     }
 }
 
-/// A server-to-client text frame header (FIN, opcode 1, no mask) for `len` bytes.
+/// A server-to-client text frame header (FIN, opcode 1, no mask) for `len` bytes,
+/// encoded by tungstenite; unmasked, it is at most 10 bytes.
 fn header(len: usize, buf: &mut [u8; 10]) -> &[u8] {
-    buf[0] = 0x81;
-    if len < 126 {
-        buf[1] = len as u8;
-        &buf[..2]
-    } else if len <= u16::MAX as usize {
-        buf[1] = 126;
-        buf[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        &buf[..4]
-    } else {
-        buf[1] = 127;
-        buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        &buf[..10]
-    }
+    let h = FrameHeader { opcode: OpCode::Data(Data::Text), ..FrameHeader::default() };
+    let n = h.len(len as u64);
+    // Cannot fail: the slice holds the longest unmasked header.
+    let _ = h.format(len as u64, &mut &mut buf[..]);
+    &buf[..n]
 }
 
 /// Takes queued items off the front, at most `MAX_COALESCE` of them and about

@@ -155,7 +155,7 @@ async fn start(shared: &Arc<ConnShared>, chat: &Chat, hub: &Hub, actor: &Actor) 
         }
     }
     if !snapshot.is_empty() {
-        hub.send_to(id, crate::ws::protocol::encode_batch(&snapshot));
+        hub.refused(shared, shared.out.offer(Arc::new(crate::ws::protocol::encode_batch(&snapshot))));
     }
     Some(id)
 }
@@ -255,8 +255,9 @@ async fn read_loop(
 ) -> End {
     // Created with the first send, dropped when drained: an idle socket holds none.
     let mut pending: Option<Pending> = None;
-    let reply = |f: ServerFrame| hub.send_to(conn, f.encode());
     let out = &shared.out;
+    // Replies go straight to this connection's own outbox.
+    let reply = |f: ServerFrame| hub.refused(shared, out.offer(Arc::new(f.encode())));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + first_ping(conn), PING_EVERY);
     let stop = shared.notify.notified();
     tokio::pin!(stop);
@@ -289,11 +290,9 @@ async fn read_loop(
                 want_write = true;
                 blocked.set(out.blocked.notified());
             }
+            // A failed write closes the connection (`refused`): `stop` ends the loop.
             r = out.tcp().writable(), if want_write => {
-                if r.is_err() || out.resume() == Offer::Failed {
-                    shared.close_with("write_failed", "");
-                    break End::Server;
-                }
+                hub.refused(shared, if r.is_err() { Offer::Failed } else { out.resume() });
                 want_write = out.is_blocked();
             }
             Some(done) = next_ack(&mut pending), if pending.is_some() => {
@@ -320,12 +319,7 @@ async fn read_loop(
                 }
                 can_read = true;
             }
-            _ = ping.tick() => {
-                if out.raw(Bytes::from_static(PING)) == Offer::Failed {
-                    shared.close_with("write_failed", "");
-                    break End::Server;
-                }
-            }
+            _ = ping.tick() => hub.refused(shared, out.raw(Bytes::from_static(PING))),
         }
     };
     if end == End::Server {
