@@ -7,7 +7,7 @@ use axum::Router;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::{
-    bus::local::LocalBus,
+    bus::{BusError, DynBus, local::LocalBus, redis::RedisBus},
     chat::{Chat, ChatError, Policy},
     config::Config,
     hub::Hub,
@@ -34,15 +34,26 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error("start-up: {0}")]
     Chat(#[from] ChatError),
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
 }
 
 impl AppState {
-    /// Opens the database named by the config and wires a single node with the
-    /// in-process bus.
+    /// Opens the database named by the config and wires the bus: in-process for one
+    /// node, Redis (`--bus redis://…`) for several nodes sharing the database.
     pub async fn build(config: &Config) -> Result<Self, BuildError> {
         let store = store::connect(&config.database_url(), config.db_pool).await?;
         let hub = Arc::new(Hub::with_outbox_bytes(config.outbox_bytes));
-        let bus = Arc::new(LocalBus::new(hub.clone()));
+        let bus: DynBus = match config.bus.as_deref() {
+            None => Arc::new(LocalBus::new(hub.clone())),
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                if config.database_url().starts_with("sqlite:") {
+                    tracing::warn!("a Redis bus with SQLite: only nodes on this machine can share that file");
+                }
+                Arc::new(RedisBus::connect(url, &config.bus_prefix, hub.clone()).await?)
+            }
+            Some(_) => return Err(BusError::Config("--bus takes a redis:// URL".into()).into()),
+        };
         let chat =
             Chat::new(store, bus, Policy::from_config(config), config.hash_concurrency, config.registration).await?;
         let per_min = NonZeroU32::new(config.auth_rate_per_min).unwrap_or(NonZeroU32::MIN);

@@ -51,6 +51,16 @@ pub struct Config {
     #[arg(long, env = "RTM_DATABASE", global = true)]
     pub database: Option<String>,
 
+    /// Message bus between nodes: unset = in-process (one node); `redis://host:port/`
+    /// lets several nodes share one database (PostgreSQL) behind a load balancer.
+    #[arg(long, env = "RTM_BUS", global = true)]
+    pub bus: Option<String>,
+
+    /// Prefix of every Redis key and channel, so several deployments (or test runs) can
+    /// share one Redis. Pub/sub channels ignore Redis database numbers.
+    #[arg(long, env = "RTM_BUS_PREFIX", default_value = "rtm", global = true)]
+    pub bus_prefix: String,
+
     /// The origin browsers use to reach this server (scheme://host[:port]); WebSocket
     /// handshakes and state-changing requests from any other origin are refused.
     /// Default: http://LISTEN. Use https://… behind a TLS proxy (cookies become Secure).
@@ -169,6 +179,7 @@ impl Config {
         };
         c.data_dir = data_dir;
         c.database = None;
+        c.bus = None;
         c.public_origin = None;
         c.registration = None;
         c
@@ -192,6 +203,7 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
             .field("database", &redact_url(&self.database_url()))
+            .field("bus", &self.bus.as_deref().map(redact_url))
             .field("public_origin", &self.origin())
             .field("registration", &self.registration)
             .field("max_message_chars", &self.max_message_chars)

@@ -6,7 +6,9 @@
 //! close (it resumes on reconnect) instead of growing memory.
 //! Control events (subscribe a user's connections to a room, end sessions) are applied
 //! here, synchronously, so a frame published right after a subscribe reaches the new
-//! subscriber.
+//! subscriber. A [`TopicWatcher`] (the Redis bus) hears when a topic gains its first
+//! local connection or loses its last, so a node listens on Redis only to the rooms
+//! and users it serves.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,22 +24,26 @@ use tokio::{net::TcpStream, sync::Notify};
 
 pub use crate::ws::outbox::Frame;
 use crate::{
-    domain::{RoomId, UserId},
+    domain::{RoomId, Seq, UserId},
     ws::outbox::{Offer, Outbox},
 };
 
-/// Where an event goes: everyone in a room, or every connection of one user.
+/// Where an event goes: everyone in a room, every connection of one user, or every
+/// node itself (cache invalidations; no connection listens there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
     Room(RoomId),
     User(UserId),
+    Nodes,
 }
 
-/// Membership and session changes that a node must apply to its local connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Membership and session changes that a node must apply to its local connections,
+/// and (on `Topic::Nodes`) changes that invalidate what other nodes cached.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Control {
-    /// The user's connections start receiving this room.
-    Subscribe(RoomId),
+    /// The user's connections start receiving this room, whose newest event then was
+    /// the given seq (a node that starts serving the room delivers from there on).
+    Subscribe(RoomId, Seq),
     /// The user's connections stop receiving this room.
     Unsubscribe(RoomId),
     /// Close the user's connections made with this session (by token hash).
@@ -49,15 +55,42 @@ pub enum Control {
     EndAll,
     /// Close the user's connections made with this API token (revoked).
     EndToken(i64),
+    /// (Topic::Nodes) A room's settings or members changed: drop cached copies.
+    RoomChanged(RoomId),
+    /// (Topic::Nodes) A user's profile changed: drop cached rooms they are in.
+    UserChanged(UserId),
+    /// (Topic::Nodes) A server setting (the registration mode) changed.
+    SettingsChanged,
+}
+
+/// Hears when a topic gains its first local connection (with the seq the connection
+/// was told is the room's newest, for rooms) or loses its last. Called under the hub's
+/// lock: it must not call back into the hub.
+pub trait TopicWatcher: Send + Sync {
+    fn first(&self, topic: Topic, seq: Option<Seq>);
+    fn last(&self, topic: Topic);
 }
 
 /// What travels on the bus: a frame for a topic, optionally with a control to apply
-/// (to a `Topic::User`) before the frame is handed out.
+/// (to a `Topic::User`) before the frame is handed out. `seq` is the kept event's
+/// sequence number, by which a node orders a room's events from several publishers.
 #[derive(Debug, Clone)]
 pub struct Envelope {
     pub topic: Topic,
     pub control: Option<Control>,
     pub frame: Option<Bytes>,
+    pub seq: Option<Seq>,
+}
+
+impl Envelope {
+    /// A frame for a topic.
+    pub fn frame(topic: Topic, frame: Bytes) -> Self {
+        Envelope { topic, control: None, frame: Some(frame), seq: None }
+    }
+    /// A control, with or without a frame.
+    pub fn control(topic: Topic, control: Control, frame: Option<Bytes>) -> Self {
+        Envelope { topic, control: Some(control), frame, seq: None }
+    }
 }
 
 /// Why the server closes a connection.
@@ -133,6 +166,8 @@ pub struct Hub {
     pub slow_consumers: AtomicU64,
     /// Most bytes that may wait in one connection's outbox.
     outbox_bytes: usize,
+    /// Told when topics appear and disappear here (several nodes: the Redis bus).
+    watcher: std::sync::OnceLock<Arc<dyn TopicWatcher>>,
 }
 
 /// Default of `--outbox-bytes`.
@@ -150,7 +185,42 @@ impl Hub {
     }
 
     pub fn with_outbox_bytes(outbox_bytes: usize) -> Self {
-        Hub { inner: Default::default(), next_id: AtomicU64::new(0), slow_consumers: AtomicU64::new(0), outbox_bytes }
+        Hub {
+            inner: Default::default(),
+            next_id: AtomicU64::new(0),
+            slow_consumers: AtomicU64::new(0),
+            outbox_bytes,
+            watcher: Default::default(),
+        }
+    }
+
+    /// Sets who hears about topics appearing and disappearing (once).
+    pub fn set_watcher(&self, w: Arc<dyn TopicWatcher>) {
+        let _ = self.watcher.set(w);
+    }
+
+    /// Adds a connection to a topic, telling the watcher if the topic is new here.
+    fn join_topic(&self, g: &mut Inner, t: Topic, seq: Option<Seq>, id: ConnId, conn: Arc<Conn>) {
+        let m = g.topics.entry(t).or_default();
+        if m.is_empty()
+            && let Some(w) = self.watcher.get()
+        {
+            w.first(t, seq);
+        }
+        m.insert(id, conn);
+    }
+
+    /// Removes a connection from a topic, telling the watcher if it was the last.
+    fn leave_topic(&self, g: &mut Inner, t: Topic, id: ConnId) {
+        if let Some(m) = g.topics.get_mut(&t) {
+            m.remove(&id);
+            if m.is_empty() {
+                g.topics.remove(&t);
+                if let Some(w) = self.watcher.get() {
+                    w.last(t);
+                }
+            }
+        }
     }
 
     /// Most bytes that may wait in one connection's outbox.
@@ -158,12 +228,13 @@ impl Hub {
         self.outbox_bytes
     }
 
-    /// Registers a connection subscribed to `user`'s topic and to `rooms`.
+    /// Registers a connection subscribed to `user`'s topic and to `rooms` (each with
+    /// the newest seq the connection knows of).
     pub fn register(
         &self,
         user: UserId,
         auth: (Option<String>, Option<i64>),
-        rooms: &[RoomId],
+        rooms: &[(RoomId, Seq)],
         shared: Arc<ConnShared>,
     ) -> ConnId {
         let (session, token) = auth;
@@ -175,11 +246,12 @@ impl Hub {
             membership_changed: std::sync::atomic::AtomicBool::new(false),
             shared,
         });
-        let mut topics: HashSet<Topic> = rooms.iter().map(|r| Topic::Room(*r)).collect();
+        let mut topics: HashSet<Topic> = rooms.iter().map(|(r, _)| Topic::Room(*r)).collect();
         topics.insert(Topic::User(user));
         let mut g = self.inner.write();
-        for t in &topics {
-            g.topics.entry(*t).or_default().insert(id, conn.clone());
+        self.join_topic(&mut g, Topic::User(user), None, id, conn.clone());
+        for (r, seq) in rooms {
+            self.join_topic(&mut g, Topic::Room(*r), Some(*seq), id, conn.clone());
         }
         g.conns.insert(id, (conn, topics));
         id
@@ -188,18 +260,18 @@ impl Hub {
     /// Adds the rooms a starting connection loaded, unless a membership change for its
     /// user arrived since it registered (or since its last try): then the list may be
     /// stale and the caller loads it again. Returns whether the rooms were added.
-    pub fn subscribe_initial(&self, id: ConnId, rooms: &[RoomId]) -> bool {
+    pub fn subscribe_initial(&self, id: ConnId, rooms: &[(RoomId, Seq)]) -> bool {
         let mut g = self.inner.write();
         let Some((conn, topics)) = g.conns.get_mut(&id) else { return false };
         if conn.membership_changed.swap(false, Ordering::SeqCst) {
             return false;
         }
         let conn = conn.clone();
-        for r in rooms {
+        for (r, _) in rooms {
             topics.insert(Topic::Room(*r));
         }
-        for r in rooms {
-            g.topics.entry(Topic::Room(*r)).or_default().insert(id, conn.clone());
+        for (r, seq) in rooms {
+            self.join_topic(&mut g, Topic::Room(*r), Some(*seq), id, conn.clone());
         }
         true
     }
@@ -213,12 +285,7 @@ impl Hub {
                 if let Topic::Room(r) = t {
                     rooms.push(r);
                 }
-                if let Some(m) = g.topics.get_mut(&t) {
-                    m.remove(&id);
-                    if m.is_empty() {
-                        g.topics.remove(&t);
-                    }
-                }
+                self.leave_topic(&mut g, t, id);
             }
         }
         rooms
@@ -288,7 +355,7 @@ impl Hub {
     fn apply(&self, topic: Topic, ctl: &Control) {
         let Topic::User(user) = topic else { return };
         match ctl {
-            Control::Subscribe(room) | Control::Unsubscribe(room) => {
+            Control::Subscribe(room, _) | Control::Unsubscribe(room) => {
                 let mut g = self.inner.write();
                 let ids: Vec<ConnId> = g.topics.get(&topic).map(|m| m.keys().copied().collect()).unwrap_or_default();
                 let t = Topic::Room(*room);
@@ -298,17 +365,12 @@ impl Hub {
                     };
                     let conn = conn.clone();
                     conn.membership_changed.store(true, Ordering::SeqCst);
-                    if matches!(ctl, Control::Subscribe(_)) {
+                    if let Control::Subscribe(_, seq) = ctl {
                         topics.insert(t);
-                        g.topics.entry(t).or_default().insert(id, conn);
+                        self.join_topic(&mut g, t, Some(*seq), id, conn);
                     } else {
                         topics.remove(&t);
-                        if let Some(m) = g.topics.get_mut(&t) {
-                            m.remove(&id);
-                            if m.is_empty() {
-                                g.topics.remove(&t);
-                            }
-                        }
+                        self.leave_topic(&mut g, t, id);
                     }
                 }
             }
@@ -328,6 +390,8 @@ impl Hub {
             Control::EndToken(id) => {
                 self.close_user_conns(user, |c| c.token == Some(*id), "session_ended", "the API token was revoked")
             }
+            // For the nodes themselves (the bus hands them to `chat`), not connections.
+            Control::RoomChanged(_) | Control::UserChanged(_) | Control::SettingsChanged => {}
         }
     }
 
@@ -380,12 +444,13 @@ mod tests {
         let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
         let shared = ConnShared::new(server, frames, 1 << 20);
-        hub.register(user, (None, None), rooms, shared.clone());
+        let rooms: Vec<(RoomId, Seq)> = rooms.iter().map(|r| (*r, 0)).collect();
+        hub.register(user, (None, None), &rooms, shared.clone());
         (shared, client)
     }
 
     fn env(topic: Topic, control: Option<Control>, frame: Option<&'static str>) -> Envelope {
-        Envelope { topic, control, frame: frame.map(|f| Bytes::from_static(f.as_bytes())) }
+        Envelope { topic, control, frame: frame.map(|f| Bytes::from_static(f.as_bytes())), seq: None }
     }
 
     #[tokio::test]
@@ -400,7 +465,7 @@ mod tests {
             s.out.open(Arc::new(Bytes::from_static(b"{}")));
         }
         hub.dispatch(&env(Topic::Room(10), None, Some(r#"{"x":1}"#)));
-        hub.dispatch(&env(Topic::User(2), Some(Control::Subscribe(10)), None));
+        hub.dispatch(&env(Topic::User(2), Some(Control::Subscribe(10, 0)), None));
         hub.dispatch(&env(Topic::Room(10), None, Some(r#"{"y":1}"#)));
         assert!(c.close_reason().is_none(), "two frames fit");
         hub.dispatch(&env(Topic::Room(10), None, Some(r#"{"z":1}"#)));

@@ -60,6 +60,8 @@ pub async fn serve(
     shutdown::drain(&state.hub, Duration::from_secs(config.shutdown_grace_secs)).await;
     let _ = stop_tx.send(true);
     let _ = housekeeping.await;
+    // Leave the cluster (no-op on one node): other nodes stop counting on us at once.
+    state.chat.bus.close().await;
     tracing::info!("stopped");
 }
 

@@ -2,21 +2,58 @@
 //! publishes every event ONCE, already encoded, as an [`Envelope`]; each node's bus
 //! subscriber hands it to that node's [`Hub`](crate::hub::Hub). Presence (who has at
 //! least one open connection) lives here too, because with several nodes it must be
-//! shared. `local.rs` is the in-process bus of a single node; a Redis bus would
-//! implement the same trait (not built yet: see ARCHITECTURE.md).
+//! shared. `local.rs` is the in-process bus of a single node; `redis.rs` connects
+//! several nodes through Redis pub/sub, with `order.rs` putting each room's events
+//! back in seq order (and filling gaps from the store) on the receiving node.
 
 pub mod local;
+pub mod order;
+pub mod redis;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
-use crate::{domain::UserId, hub::Envelope};
+use crate::{
+    domain::{RoomId, Seq, UserId},
+    hub::Envelope,
+};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BusError {
     #[error("bus unavailable: {0}")]
     Unavailable(String),
+    #[error("bus configuration: {0}")]
+    Config(String),
+}
+
+/// What a node needs from the layer above the bus: what other nodes changed (so its
+/// caches stay exact) and the store's copy of events it missed on the wire. `chat`
+/// implements it; the bus holds it weakly (chat owns the bus).
+#[async_trait]
+pub trait NodeEvents: Send + Sync + 'static {
+    /// Another node changed a room's settings or members.
+    fn room_changed(&self, room: RoomId);
+    /// Another node changed a user's profile.
+    fn user_changed(&self, user: UserId);
+    /// Another node changed a server setting.
+    async fn settings_changed(&self);
+    /// Invalidations may have been missed (the bus link dropped): forget every cache.
+    fn reset_caches(&self);
+    /// These users' last connections were on a node that died: tell their rooms.
+    async fn went_offline(&self, users: Vec<UserId>);
+    /// The kept events of `room` with `after < seq <= upto`, oldest first, encoded as
+    /// the live event frames (at most `limit`).
+    async fn events_between(
+        &self,
+        room: RoomId,
+        after: Seq,
+        upto: Seq,
+        limit: i64,
+    ) -> Result<Vec<(Seq, Bytes)>, BusError>;
+    /// The newest seq of each room.
+    async fn last_seqs(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, Seq)>, BusError>;
 }
 
 #[async_trait]
@@ -37,6 +74,21 @@ pub trait Bus: Send + Sync + 'static {
     async fn disconnected(&self, user: UserId) -> Result<bool, BusError>;
     /// Which of `users` are online.
     async fn online(&self, users: &[UserId]) -> Result<Vec<UserId>, BusError>;
+    /// Gives the bus the layer it reports to (several nodes only).
+    fn attach(&self, _events: Weak<dyn NodeEvents>) {}
+    /// Whether this node hears every other node's invalidations right now. When false
+    /// (Redis unreachable), callers must not trust what they cached.
+    fn caches_exact(&self) -> bool {
+        true
+    }
+    /// Takes one unit of a budget shared by every node: at most `limit` per `window_ms`
+    /// under `key`. `None` when the bus keeps no shared budgets (one node: the caller's
+    /// own limiter is the whole truth).
+    async fn take_shared(&self, _key: &str, _limit: u32, _window_ms: u64) -> Option<bool> {
+        None
+    }
+    /// Stops background work (heartbeats) and says goodbye, where there is any.
+    async fn close(&self) {}
 }
 
 pub type DynBus = Arc<dyn Bus>;

@@ -171,7 +171,7 @@ impl Chat {
     }
 
     async fn end_sockets(&self, user: UserId, control: Control) -> ChatResult<()> {
-        self.bus.publish(Envelope { topic: Topic::User(user), control: Some(control), frame: None }).await?;
+        self.bus.publish(Envelope::control(Topic::User(user), control, None)).await?;
         Ok(())
     }
 
@@ -195,6 +195,7 @@ impl Chat {
         }
         let user = self.store.update_profile(actor.user.id, change).await?;
         self.forget_user_in_rooms(actor.user.id);
+        self.bus.publish(Envelope::control(Topic::Nodes, Control::UserChanged(actor.user.id), None)).await?;
         Ok(user)
     }
 
@@ -246,6 +247,7 @@ impl Chat {
         Self::require_admin(actor)?;
         self.store.set_setting("registration_mode", mode.as_str()).await?;
         *self.registration.write() = mode;
+        self.bus.publish(Envelope::control(Topic::Nodes, Control::SettingsChanged, None)).await?;
         tracing::info!(mode = mode.as_str(), "registration mode changed");
         Ok(())
     }

@@ -74,6 +74,16 @@ fn to_event(m: StoredMessage) -> Event {
     }
 }
 
+/// The live frame of a kept event, as subscribers got (or should have got) it.
+pub(super) fn stored_frame(m: StoredMessage) -> ServerFrame {
+    let kind = m.kind;
+    let ev = to_event(m);
+    match kind {
+        MessageKind::Text => ServerFrame::Message(ev),
+        MessageKind::Joined | MessageKind::Left => ServerFrame::Notice(ev),
+    }
+}
+
 impl Chat {
     /// Accepts a message for a room or DM. Returns as soon as it is queued, so one
     /// connection can have many sends in flight; the receipt resolves in order.
@@ -81,6 +91,12 @@ impl Chat {
         domain::validate_text(text, self.policy.max_message_chars)?;
         domain::validate_client_id(client_id)?;
         if self.send_limiter.check_key(&actor.user.id).is_err() {
+            return Err(ChatError::RateLimited);
+        }
+        // Several nodes: the same budget, shared, so a client spreading its sockets
+        // over nodes does not multiply it.
+        let per_10s = self.policy.messages_per_10s;
+        if self.bus.take_shared(&format!("msg:{}", actor.user.id), per_10s, 10_000).await == Some(false) {
             return Err(ChatError::RateLimited);
         }
         let e = self.member_room(actor, room).await?;

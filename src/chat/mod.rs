@@ -4,6 +4,7 @@
 //! store (persistence), the bus (delivery to every node) and the hasher.
 
 mod accounts;
+mod cluster;
 mod messages;
 mod pipeline;
 mod presence;
@@ -140,6 +141,8 @@ pub struct Policy {
     pub session_max_ms: i64,
     pub outbox_frames: usize,
     pub origin: String,
+    /// Sign-in/sign-up attempts per client address per minute.
+    pub auth_per_min: u32,
 }
 
 impl Policy {
@@ -154,6 +157,7 @@ impl Policy {
             session_max_ms: c.session_max_secs * 1000,
             outbox_frames: c.outbox_frames,
             origin: c.origin(),
+            auth_per_min: c.auth_rate_per_min.max(1),
         }
     }
 
@@ -218,7 +222,7 @@ impl Chat {
             Quota::with_period(Duration::from_millis(10_000 / u64::from(per.get())).max(Duration::from_micros(1)))
                 .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
                 .allow_burst(per);
-        Ok(Arc::new(Chat {
+        let chat = Arc::new(Chat {
             pipeline: pipeline::Pipeline::start(store.clone(), bus.clone()),
             store,
             bus,
@@ -240,7 +244,12 @@ impl Chat {
             registration: parking_lot::RwLock::new(mode),
             known_disabled: parking_lot::Mutex::new(Default::default()),
             ephemeral_seen: Default::default(),
-        }))
+        });
+        // The bus reports what other nodes did (several nodes only); it holds the
+        // chat weakly, since the chat owns it.
+        let weak: std::sync::Weak<Chat> = Arc::downgrade(&chat);
+        chat.bus.attach(weak);
+        Ok(chat)
     }
 
     pub fn store(&self) -> &DynStore {
@@ -248,8 +257,17 @@ impl Chat {
     }
 
     async fn publish(&self, topic: Topic, frame: &crate::ws::protocol::ServerFrame) -> ChatResult<()> {
-        self.bus.publish(Envelope { topic, control: None, frame: Some(frame.encode()) }).await?;
+        self.bus.publish(Envelope::frame(topic, frame.encode())).await?;
         Ok(())
+    }
+
+    /// The sign-in/sign-up budget of a client address that all nodes share (a no-op
+    /// on one node, where the caller's own limiter is the whole budget).
+    pub async fn check_shared_auth_budget(&self, ip: std::net::IpAddr) -> ChatResult<()> {
+        match self.bus.take_shared(&format!("auth:{ip}"), self.policy.auth_per_min, 60_000).await {
+            Some(false) => Err(ChatError::RateLimited),
+            _ => Ok(()),
+        }
     }
 
     fn check_social(&self, actor: &Actor) -> ChatResult<()> {
@@ -278,18 +296,10 @@ impl Chat {
         // Sockets opened with a session that has since passed its absolute expiry close
         // (an open socket counts as use, so the idle limit does not apply to it).
         for (user, hash) in self.store.take_expired_sessions(now_ms(), 1000).await? {
-            self.bus
-                .publish(Envelope {
-                    topic: Topic::User(user),
-                    control: Some(crate::hub::Control::EndSession(hash)),
-                    frame: None,
-                })
-                .await?;
+            self.bus.publish(Envelope::control(Topic::User(user), crate::hub::Control::EndSession(hash), None)).await?;
         }
         for user in newly {
-            self.bus
-                .publish(Envelope { topic: Topic::User(user), control: Some(crate::hub::Control::EndAll), frame: None })
-                .await?;
+            self.bus.publish(Envelope::control(Topic::User(user), crate::hub::Control::EndAll, None)).await?;
         }
         Ok(())
     }

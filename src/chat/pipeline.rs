@@ -85,6 +85,7 @@ async fn run(store: DynStore, bus: DynBus, mut rx: mpsc::Receiver<Job>) {
                             topic: Topic::Room(job.msg.room_id),
                             control: None,
                             frame: Some(event_frame(&job.msg, Some(*seq), job.author.clone()).encode()),
+                            seq: Some(*seq),
                         }),
                         Appended::Duplicate(_) => None,
                     })

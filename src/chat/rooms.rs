@@ -88,9 +88,11 @@ impl From<&RoomSummary> for RoomInfo {
 }
 
 impl Chat {
-    /// The cached entry of a room, loaded on first use.
+    /// The cached entry of a room, loaded on first use. With several nodes the cache
+    /// is used only while this node hears the others' invalidations.
     pub(super) async fn room_entry(&self, id: RoomId) -> ChatResult<Arc<RoomEntry>> {
-        if let Some(e) = self.rooms.map.read().get(&id) {
+        let trusted = self.bus.caches_exact();
+        if trusted && let Some(e) = self.rooms.map.read().get(&id) {
             return Ok(e.clone());
         }
         let generation = self.rooms.generation.load(std::sync::atomic::Ordering::SeqCst);
@@ -98,16 +100,25 @@ impl Chat {
         let members = self.store.members(id).await?.into_iter().map(|u| u.id).collect();
         let entry = Arc::new(RoomEntry { room, members });
         let mut map = self.rooms.map.write();
-        if self.rooms.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+        if trusted && self.rooms.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
             map.insert(id, entry.clone());
         }
         Ok(entry)
     }
 
-    pub(super) fn invalidate_room(&self, id: RoomId) {
+    /// Drops this node's cached copy of a room.
+    pub(super) fn forget_room(&self, id: RoomId) {
         let mut map = self.rooms.map.write();
         self.rooms.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         map.remove(&id);
+    }
+
+    /// A room's settings or members changed: every node drops its cached copy (this
+    /// one at once, the others when the bus brings them the word).
+    pub(super) async fn room_changed(&self, id: RoomId) -> ChatResult<()> {
+        self.forget_room(id);
+        self.bus.publish(Envelope::control(Topic::Nodes, Control::RoomChanged(id), None)).await?;
+        Ok(())
     }
 
     /// A renamed user must not appear under the old name in cached rooms.
@@ -117,9 +128,22 @@ impl Chat {
         map.retain(|_, e| !e.members.contains(&user));
     }
 
+    /// Drops every cached room (the bus may have missed invalidations).
+    pub(super) fn forget_all_rooms(&self) {
+        let mut map = self.rooms.map.write();
+        self.rooms.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        map.clear();
+    }
+
     /// The room if the actor is a member; outsiders learn nothing about private rooms.
     pub(super) async fn member_room(&self, actor: &Actor, id: RoomId) -> ChatResult<Arc<RoomEntry>> {
-        let e = self.room_entry(id).await?;
+        let mut e = self.room_entry(id).await?;
+        if !e.members.contains(&actor.user.id) {
+            // Another node may have added them a moment ago, before its word arrived
+            // here: a refusal is rare, so it is checked against the store first.
+            self.forget_room(id);
+            e = self.room_entry(id).await?;
+        }
         if e.members.contains(&actor.user.id) {
             Ok(e)
         } else if e.room.is_private {
@@ -198,7 +222,7 @@ impl Chat {
     /// Adds a member: subscribes their connections, posts "joined", greets first-timers.
     async fn add_to_room(&self, user: &User, room: &Room) -> ChatResult<RoomInfo> {
         let (added, first) = self.store.add_member(room.id, user.id, now_ms()).await?;
-        self.invalidate_room(room.id);
+        self.room_changed(room.id).await?;
         let fresh = self.store.room(room.id).await?.ok_or(ChatError::NotFound("room"))?;
         let info = room_info(&fresh, fresh.last_seq, 0, None);
         if added {
@@ -232,7 +256,7 @@ impl Chat {
                 self.store.members(id).await?.into_iter().filter(|u| u.id != actor.user.id).min_by_key(|u| u.id)
         {
             self.store.set_owner(id, heir.id).await?;
-            self.invalidate_room(id);
+            self.room_changed(id).await?;
             let frame = ServerFrame::RoomUpdated {
                 room: id,
                 topic: e.room.topic.clone(),
@@ -248,15 +272,15 @@ impl Chat {
         if !self.store.remove_member(room.id, user.id).await? {
             return Err(ChatError::NotMember);
         }
-        self.invalidate_room(room.id);
+        self.room_changed(room.id).await?;
         let actor = Actor { user: user.clone(), session: None, token_id: None };
         self.post_system(&actor, room, MessageKind::Left, format!("{} left", user.username)).await?;
         self.bus
-            .publish(Envelope {
-                topic: Topic::User(user.id),
-                control: Some(Control::Unsubscribe(room.id)),
-                frame: Some(ServerFrame::RoomLeft { room: room.id }.encode()),
-            })
+            .publish(Envelope::control(
+                Topic::User(user.id),
+                Control::Unsubscribe(room.id),
+                Some(ServerFrame::RoomLeft { room: room.id }.encode()),
+            ))
             .await?;
         Ok(())
     }
@@ -264,11 +288,11 @@ impl Chat {
     /// Subscribes every connection of `user` to a room and tells them about it.
     async fn subscribe_user(&self, user: UserId, info: &RoomInfo) -> ChatResult<()> {
         self.bus
-            .publish(Envelope {
-                topic: Topic::User(user),
-                control: Some(Control::Subscribe(info.id)),
-                frame: Some(ServerFrame::RoomJoined { room: info.clone() }.encode()),
-            })
+            .publish(Envelope::control(
+                Topic::User(user),
+                Control::Subscribe(info.id, info.last_seq),
+                Some(ServerFrame::RoomJoined { room: info.clone() }.encode()),
+            ))
             .await?;
         Ok(())
     }
@@ -363,7 +387,7 @@ impl Chat {
             None => e.room.retention,
         };
         self.store.update_room(id, &topic, retention).await?;
-        self.invalidate_room(id);
+        self.room_changed(id).await?;
         self.publish(
             Topic::Room(id),
             &ServerFrame::RoomUpdated { room: id, topic: topic.clone(), retention, owner: e.room.owner_id },

@@ -89,8 +89,13 @@ fn client_ip(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> std::ne
     addr.ip()
 }
 
-fn check_rate(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    state.auth_limiter.check_key(&client_ip(state, addr, headers)).map_err(|_| ApiError::from(ChatError::RateLimited))
+/// Sign-in, sign-up and password attempts per client address: this node's limiter,
+/// then the budget all nodes share (several nodes), so spreading attempts over nodes
+/// buys nothing.
+async fn check_rate(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    let ip = client_ip(state, addr, headers);
+    state.auth_limiter.check_key(&ip).map_err(|_| ApiError::from(ChatError::RateLimited))?;
+    state.chat.check_shared_auth_budget(ip).await.map_err(ApiError::from)
 }
 
 async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -106,7 +111,7 @@ async fn register(
     headers: HeaderMap,
     Body(form): Body<NewAccount>,
 ) -> Result<Response, ApiError> {
-    check_rate(&state, addr, &headers)?;
+    check_rate(&state, addr, &headers).await?;
     let user = state.chat.register(form, false).await?;
     let token = state.chat.start_session(user.id).await?;
     let mut res = (StatusCode::CREATED, Json(json!({ "user": UserView::from(user) }))).into_response();
@@ -126,7 +131,7 @@ async fn login(
     headers: HeaderMap,
     Body(form): Body<LoginForm>,
 ) -> Result<Response, ApiError> {
-    check_rate(&state, addr, &headers)?;
+    check_rate(&state, addr, &headers).await?;
     let out = state.chat.login(&form.login, &form.password).await?;
     let mut res = Json(json!({ "user": UserView::from(out.user) })).into_response();
     res.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &out.token));
@@ -174,7 +179,7 @@ async fn change_password(
     Body(form): Body<PasswordForm>,
 ) -> Result<StatusCode, ApiError> {
     // Each attempt costs two password hashes: limited like sign-ins.
-    check_rate(&state, addr, &headers)?;
+    check_rate(&state, addr, &headers).await?;
     state.chat.change_password(&actor, &form.current_password, &form.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

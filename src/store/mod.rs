@@ -254,6 +254,8 @@ pub trait Store: Send + Sync + 'static {
     async fn history(&self, room: RoomId, before: Option<Seq>, limit: i64) -> StoreResult<Vec<StoredMessage>>;
     /// Up to `limit` kept events after `after`, oldest first.
     async fn since(&self, room: RoomId, after: Seq, limit: i64) -> StoreResult<Vec<StoredMessage>>;
+    /// The newest seq of each of `rooms` that exists (any order).
+    async fn last_seqs(&self, rooms: &[RoomId]) -> StoreResult<Vec<(RoomId, Seq)>>;
     /// The oldest kept sequence number of a room, if any event is kept.
     async fn earliest_seq(&self, room: RoomId) -> StoreResult<Option<Seq>>;
     async fn count_messages(&self, room: RoomId) -> StoreResult<i64>;

@@ -732,6 +732,26 @@ impl Store for SqlStore {
         let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
         let mut tx = self.begin_write().await?;
 
+        // 0. Several nodes may append to one room at once. On PostgreSQL, lock the
+        //    batch's rooms (in id order, so two batches never wait on each other in
+        //    a cycle) BEFORE looking for retried sends: a retry of a send that another
+        //    node is committing then waits and sees it, instead of inserting it again
+        //    and failing its whole batch on the unique index. (SQLite has one writer.)
+        if self.backend == Backend::Postgres {
+            let mut rooms: Vec<RoomId> = batch.iter().map(|m| m.room_id).collect();
+            rooms.sort_unstable();
+            rooms.dedup();
+            for chunk in rooms.chunks(500) {
+                let ph: Vec<String> = (1..=chunk.len()).map(|k| self.ph(k)).collect();
+                let sql = format!("SELECT id FROM rooms WHERE id IN ({}) ORDER BY id FOR UPDATE", ph.join(", "));
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for r in chunk {
+                    q = q.bind(*r);
+                }
+                q.fetch_all(&mut *tx).await?;
+            }
+        }
+
         // 1. Retried sends: already stored (earlier batch) or twice in this batch.
         let with_id: Vec<usize> = (0..batch.len()).filter(|i| batch[*i].client_id.is_some()).collect();
         let mut stored: HashMap<(RoomId, UserId, &str), Seq> = HashMap::new();
@@ -935,6 +955,22 @@ impl Store for SqlStore {
         let rows =
             sqlx::query(AssertSqlSafe(sql.as_str())).bind(room).bind(after).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(message_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn last_seqs(&self, rooms: &[RoomId]) -> StoreResult<Vec<(RoomId, Seq)>> {
+        let mut out = Vec::with_capacity(rooms.len());
+        for chunk in rooms.chunks(500) {
+            let ph: Vec<String> = (1..=chunk.len()).map(|k| self.ph(k)).collect();
+            let sql = format!("SELECT id, last_seq FROM rooms WHERE id IN ({})", ph.join(", "));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                q = q.bind(*r);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push((row.try_get("id")?, row.try_get("last_seq")?));
+            }
+        }
+        Ok(out)
     }
 
     async fn earliest_seq(&self, room: RoomId) -> StoreResult<Option<Seq>> {

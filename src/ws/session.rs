@@ -114,8 +114,9 @@ async fn start(shared: &Arc<ConnShared>, chat: &Chat, hub: &Hub, actor: &Actor) 
     for _ in 0..5 {
         match chat.user_rooms(actor).await {
             Ok(rooms) => {
-                let ids: Vec<_> = rooms.iter().map(|r| r.id).collect();
-                if hub.subscribe_initial(id, &ids) {
+                let seqs: Vec<_> = rooms.iter().map(|r| (r.id, r.last_seq)).collect();
+                if hub.subscribe_initial(id, &seqs) {
+                    let ids: Vec<_> = seqs.into_iter().map(|(r, _)| r).collect();
                     loaded = Some((rooms, ids));
                     break;
                 }

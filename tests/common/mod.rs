@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod nginx;
+
 use std::{net::SocketAddr, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
@@ -184,6 +187,17 @@ pub struct Client {
     /// The session cookie value, kept for WebSocket handshakes.
     pub cookie: Option<String>,
     pub origin: String,
+}
+
+impl Client {
+    /// A client of a server started elsewhere (a node running as its own process).
+    pub fn for_addr(addr: SocketAddr) -> Client {
+        let origin = format!("http://{addr}");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::ORIGIN, origin.parse().expect("origin header"));
+        let http = reqwest::Client::builder().cookie_store(true).default_headers(headers).build().expect("client");
+        Client { http, base: origin.clone(), addr, cookie: None, origin }
+    }
 }
 
 pub fn password_of(username: &str) -> String {
