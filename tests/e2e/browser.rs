@@ -36,6 +36,8 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--disable-quic",
     "--disable-dev-shm-usage",
     "--window-size=1280,900",
+    // The nginx story's throwaway self-signed certificate.
+    "--ignore-certificate-errors",
 ];
 
 /// Finds a program: the environment variable (set by scripts/test), else `PATH`.

@@ -12,6 +12,8 @@
 //!   room settings, leaving a room, the admin's invite link, signing out and up.
 //! - `looks`: hostile text renders as text, the phone layout works, and the
 //!   screenshots in docs/screenshots/ are taken.
+//! - `nginx`: the page over HTTP/2 and https through nginx (the docs/DEPLOY.md
+//!   config) in front of PostgreSQL + Redis nodes; sign-up, sign-in and chat over wss.
 //!
 //! A failing wait saves a screenshot and the console log of its browser in
 //! `target/tmp/e2e-failures/` (`<browser>-at-failure.*`), and a failing story those of
@@ -24,6 +26,7 @@ mod common;
 mod browser;
 mod chat;
 mod looks;
+mod nginx;
 mod restart;
 mod rooms;
 
@@ -88,6 +91,7 @@ async fn browser_stories() {
     run_story(&driver, "restart", restart::server_restart(&driver), &mut failures).await;
     run_story(&driver, "rooms", rooms::rooms_and_history(&driver), &mut failures).await;
     run_story(&driver, "looks", looks::rendering_and_layout(&driver), &mut failures).await;
+    run_story(&driver, "nginx", nginx::chat_through_nginx(&driver), &mut failures).await;
     driver.stop().await;
     assert!(failures.is_empty(), "browser stories failed:\n{}", failures.join("\n"));
 }
