@@ -1,5 +1,7 @@
-//! `rtm-bench`: the load generator of RT Messenger. It drives a running server
-//! (`--url`, loopback only) or one it starts itself (`--spawn`) over real sockets,
+//! `rtm-bench`: the load generator of RT Messenger. It drives running servers
+//! (`--url`, repeatable: several nodes; loopback only), one it starts itself
+//! (`--spawn`) or a cluster it starts itself (`--spawn-cluster N`: PostgreSQL, Redis
+//! and N nodes) over real sockets,
 //! speaking the same protocol types as the server (`rtm::ws::protocol`), and measures
 //! what BENCHMARKS.md reports: memory per connection (`capacity`), room fan-out
 //! throughput and latency (`fanout`), DM latency among many idle connections (`dm`),
@@ -12,6 +14,8 @@
 
 #[path = "rtm_bench/capacity.rs"]
 mod capacity;
+#[path = "rtm_bench/cluster.rs"]
+mod cluster;
 #[path = "rtm_bench/dm.rs"]
 mod dm;
 #[path = "rtm_bench/fanout.rs"]
@@ -26,6 +30,8 @@ mod persist;
 mod plot;
 #[path = "rtm_bench/reconnect.rs"]
 mod reconnect;
+#[path = "rtm_bench/redisinfo.rs"]
+mod redisinfo;
 #[path = "rtm_bench/report.rs"]
 mod report;
 #[path = "rtm_bench/setup.rs"]
@@ -71,14 +77,22 @@ enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// The server to load (http://HOST:PORT, loopback only). Its public origin must be
-    /// this URL's origin (the bench sends it as `Origin`).
+    /// this URL's origin (the bench sends it as `Origin`). Repeat it for several nodes
+    /// of one cluster: set-up starts on the first, and the fanout and dm workloads put
+    /// their senders on the first node and their receivers on the others in turn.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    pub url: Vec<String>,
     /// Start the `rtm` binary next to this executable on a free port with a temporary
     /// data dir and benchmark limits; stop it at the end.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "spawn_cluster")]
     pub spawn: bool,
-    /// With --spawn: the server's database URL (default: SQLite in the temp dir).
+    /// Start a throwaway PostgreSQL (unless --database is given) and redis-server on
+    /// free loopback ports, then N `rtm` nodes sharing them (`--bus redis://…
+    /// --bus-prefix rtmbench`); stop them all at the end.
+    #[arg(long, value_name = "N")]
+    pub spawn_cluster: Option<usize>,
+    /// With --spawn or --spawn-cluster: the servers' database URL (default: SQLite in
+    /// the temp dir for --spawn, a throwaway PostgreSQL for --spawn-cluster).
     #[arg(long)]
     pub database: Option<String>,
     /// With --spawn: the server's --outbox-frames.
@@ -87,9 +101,14 @@ pub struct Common {
     /// With --spawn: one more argument for the server (repeatable), e.g. --server-arg=--db-pool=16.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
-    /// With --url: the server's pid, to read its RSS and CPU time.
+    /// With --url: the server's pid, to read its RSS and CPU time (repeatable, in the
+    /// order of the --url flags).
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
+    /// With --url: the cluster's Redis (redis://127.0.0.1:PORT/, loopback only), to
+    /// report its CPU and traffic (INFO) next to the nodes'.
+    #[arg(long)]
+    pub redis: Option<String>,
     /// Seconds of load (per step); each workload has its own default.
     #[arg(long)]
     pub duration: Option<f64>,

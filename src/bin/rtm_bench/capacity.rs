@@ -111,11 +111,19 @@ impl Holder {
         let cookies: Vec<String> = (from..n).map(|i| self.cookies[(self.offset + i) % users].clone()).collect();
         let pb = report::bar(cookies.len() as u64, &format!("connecting to {n}"), quiet);
         let (sh, sinks, readers) = (&self.sh, &mut self.sinks, &mut self.readers);
-        load::connect_many(&self.ep, &cookies, concurrency, &pb, &sh.errors, |j, ws, _| {
-            let (sink, source) = ws.split();
-            readers.push(tokio::spawn(load::receive(source, from + j, true, sh.clone())));
-            sinks.push(sink);
-        })
+        let ep = &self.ep;
+        load::connect_many(
+            |_| ep,
+            &cookies,
+            concurrency,
+            &pb,
+            &sh.errors,
+            |j, ws, _| {
+                let (sink, source) = ws.split();
+                readers.push(tokio::spawn(load::receive(source, from + j, load::Record::All, sh.clone())));
+                sinks.push(sink);
+            },
+        )
         .await;
         pb.finish_and_clear();
         // Reader tasks count themselves open when they first run.
@@ -204,8 +212,14 @@ pub async fn run(a: CapacityArgs) -> Result<Outcome> {
     let started = Instant::now();
     let mut readings = Vec::new();
     let (pongs, errors, open_end, samples) = if a.procs == 1 {
-        let mut h =
-            Holder { ep: t.ep.clone(), cookies, offset: 0, sinks: Vec::new(), readers: Vec::new(), sh: Shared::new() };
+        let mut h = Holder {
+            ep: t.node_ep(0).clone(),
+            cookies,
+            offset: 0,
+            sinks: Vec::new(),
+            readers: Vec::new(),
+            sh: Shared::new(),
+        };
         for &n in &steps {
             let t0 = Instant::now();
             h.grow_to(n, c.connect_concurrency, c.quiet).await;
@@ -400,7 +414,7 @@ async fn run_child(a: CapacityArgs) -> Result<Outcome> {
     let t = Target::open(c).await?;
     let steps = plan_steps(&a.steps, a.connections);
     let mut h = Holder {
-        ep: t.ep.clone(),
+        ep: t.node_ep(0).clone(),
         cookies: setup.cookies,
         offset: a.child_offset,
         sinks: Vec::new(),

@@ -2,6 +2,10 @@
 //! connections (of other users, in no room) bring the server up to `--connections`.
 //! Latency is recorded at the peer (a sender's echo of its own message is counted for
 //! losses but not timed); every DM message must reach both sides.
+//!
+//! Several nodes (`--url` repeated, `--spawn-cluster N`): one side of every pair is on
+//! node 0, the other on the other nodes in turn, and the idle connections are spread
+//! over all nodes; every timed delivery (at the peer) crosses nodes.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,7 +18,7 @@ use tokio::time::Instant;
 use crate::{
     Common,
     fanout::opt,
-    load::{self, CpuMeter, Pace, Shared, Sink},
+    load::{self, CpuMeter, Pace, Record, Shared, Sink},
     report::{self, Latency, Outcome},
     setup,
     stats::Counters,
@@ -70,13 +74,31 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
     let pb = report::bar(cookies.len() as u64, "connecting", c.quiet);
     let mut senders: Vec<(usize, i64, Sink)> = Vec::new();
     let mut readers = Vec::with_capacity(cookies.len());
-    load::connect_many(&t, &cookies, c.connect_concurrency, &pb, &sh.errors, |i, ws, _| {
-        let (sink, source) = ws.split();
-        readers.push(tokio::spawn(load::receive(source, i, false, sh.clone())));
-        if i < active {
-            senders.push((i, dms[i / 2], sink));
+    // Pair p: side 2p on node 0, side 2p+1 on the other nodes in turn; idle ones
+    // everywhere in turn.
+    let node_of = |i: usize| {
+        if i >= active {
+            i - active
+        } else if i.is_multiple_of(2) {
+            0
+        } else {
+            t.receiver_node(i / 2)
         }
-    })
+    };
+    load::connect_many(
+        |i| t.node_ep(node_of(i)),
+        &cookies,
+        c.connect_concurrency,
+        &pb,
+        &sh.errors,
+        |i, ws, _| {
+            let (sink, source) = ws.split();
+            readers.push(tokio::spawn(load::receive(source, i, Record::Others, sh.clone())));
+            if i < active {
+                senders.push((i, dms[i / 2], sink));
+            }
+        },
+    )
     .await;
     pb.finish_and_clear();
     let connect_errors = sh.errors.count();
@@ -89,6 +111,7 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
     if connect_errors == 0 {
         let pb = report::spinner("", c.quiet);
         let ticker = load::ticker(pb.clone(), format!("{} DM/s", a.rate), sh.clone());
+        let redis = load::redis_meter(&t).await;
         let cpu = CpuMeter::start(&t);
         let n = senders.len().max(1);
         let period = Duration::from_secs_f64(n as f64 / a.rate);
@@ -117,9 +140,10 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
         }
         let drain_s = load::drain(&sh, |acked| acked * 2, Duration::from_secs_f64(a.drain)).await.as_secs_f64();
         let cpu_pct = cpu.read();
+        let redis = load::redis_read(&redis).await;
         ticker.abort();
         pb.finish_and_clear();
-        result = Some((drain_s, cpu_pct, sh.latency.take()));
+        result = Some((drain_s, cpu_pct, redis, sh.latency.take()));
     }
     let open_at_end = Counters::get(&sh.counters.open);
     sh.errors.set_stopping(true);
@@ -128,6 +152,7 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
         r.abort();
     }
     let log_tail = t.log_tail(10);
+    let nodes = t.nodes().len();
     t.stop();
 
     let cn = &sh.counters;
@@ -136,9 +161,9 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
     let expected = acked * 2;
     let lost = expected.saturating_sub(received);
     let errors = sh.errors.count();
-    let (drain_s, cpu_use, hist) = match result {
-        Some((d, cpu, h)) => (d, cpu, Some(h)),
-        None => (0.0, crate::load::Cpu::default(), None),
+    let (drain_s, cpu_use, redis, hist) = match result {
+        Some((d, cpu, r, h)) => (d, cpu, r, Some(h)),
+        None => (0.0, crate::load::Cpu::default(), None, None),
     };
     let latency = hist.as_ref().map(Latency::of).unwrap_or_default();
     let ok = errors == 0 && lost == 0 && duplicates == 0 && sent == acked && hist.is_some();
@@ -163,6 +188,15 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
         format!("peer latency: {}", latency.line()),
         format!("cpu % of one core, server/bench/others: {}", cpu_use.short()),
     ];
+    if nodes > 1 {
+        human.insert(1, format!("{nodes} nodes: one side of each pair on node 0, the other on the others in turn"));
+    }
+    if let Some(split) = cpu_use.split() {
+        human.push(format!("cpu split: {split}"));
+    }
+    if let Some(r) = &redis {
+        human.push(format!("redis: {}", r.short()));
+    }
     for e in sh.errors.samples() {
         human.push(format!("error: {e}"));
     }
@@ -175,13 +209,14 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
             "pairs": a.pairs, "connections": active + idle, "idle_users": idle_users,
             "rate": a.rate, "duration_s": duration.as_secs_f64(), "spawn": c.spawn,
             "database": c.database.as_deref().map(rtm::config::redact_url),
+            "nodes": nodes, "spawn_cluster": c.spawn_cluster,
         }),
         results: json!({
             "rss_idle_kib": rss_idle, "rss_loaded_kib": rss_loaded,
             "sent": sent, "acked": acked, "expected": expected, "received": received,
             "lost": lost, "duplicates": duplicates, "errors": errors, "connect_errors": connect_errors,
             "messages_per_s": report::r3(acked as f64 / duration.as_secs_f64()),
-            "drain_s": report::r3(drain_s), "cpu": cpu_use,
+            "drain_s": report::r3(drain_s), "cpu": cpu_use, "redis": redis,
             "latency": latency, "error_samples": sh.errors.samples(),
         }),
         ok,

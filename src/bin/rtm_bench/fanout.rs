@@ -7,6 +7,10 @@
 //! Users: one owner creates the rooms and never connects; each room gets its own
 //! `users / R` members (a user is in one room only) and its M connections are spread
 //! over them, so every connection hears exactly one room.
+//!
+//! Several nodes (`--url` repeated, `--spawn-cluster N`): the senders connect to node
+//! 0 and every other member to the other nodes in turn; only those receivers record
+//! latency, so every measured delivery crossed nodes (losses count everyone).
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,7 +23,8 @@ use tokio::time::Instant;
 
 use crate::{
     Common,
-    load::{self, CpuMeter, Pace, Shared, Sink},
+    load::{self, CpuMeter, Pace, Record, Shared, Sink},
+    redisinfo::RedisUse,
     report::{self, Latency, Outcome},
     setup,
     stats::Counters,
@@ -86,6 +91,9 @@ pub struct Step {
     pub drain_s: f64,
     /// CPU % of one core: server / bench / everything else on the machine.
     pub cpu: load::Cpu,
+    /// What Redis did meanwhile, when the target has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisUse>,
     pub latency: Latency,
 }
 
@@ -130,13 +138,35 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
     let pb = report::bar(total as u64, "connecting", c.quiet);
     let mut senders: Vec<(usize, i64, Sink)> = Vec::new();
     let mut readers = Vec::with_capacity(total);
-    load::connect_many(&t, &cookies, c.connect_concurrency, &pb, &sh.errors, |i, ws, _| {
-        let (sink, source) = ws.split();
-        readers.push(tokio::spawn(load::receive(source, i, true, sh.clone())));
-        if i % a.members < a.senders {
-            senders.push((i, rooms[i / a.members], sink));
-        }
-    })
+    // Several nodes: senders on node 0, receiver k (in connection order) on node
+    // 1 + k mod (nodes - 1).
+    let is_sender = |i: usize| i % a.members < a.senders;
+    let node_of: Vec<usize> = (0..total)
+        .scan(0usize, |k, i| {
+            Some(if is_sender(i) {
+                0
+            } else {
+                *k += 1;
+                t.receiver_node(*k - 1)
+            })
+        })
+        .collect();
+    let several = t.several();
+    load::connect_many(
+        |i| t.node_ep(node_of[i]),
+        &cookies,
+        c.connect_concurrency,
+        &pb,
+        &sh.errors,
+        |i, ws, _| {
+            let (sink, source) = ws.split();
+            let record = if several && is_sender(i) { Record::Nothing } else { Record::All };
+            readers.push(tokio::spawn(load::receive(source, i, record, sh.clone())));
+            if is_sender(i) {
+                senders.push((i, rooms[i / a.members], sink));
+            }
+        },
+    )
     .await;
     pb.finish_and_clear();
     let connect_errors = sh.errors.count();
@@ -177,6 +207,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
     }
     let log_lines = t.log_lines();
     let log_tail = t.log_tail(10);
+    let nodes = t.nodes().len();
     t.stop();
 
     let first_bad = steps.iter().position(|s| s.latency.p99_ms > a.p99_limit_ms || !s.clean());
@@ -216,7 +247,22 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             "cpu s/b/o %"
         ),
     ];
+    if several {
+        human.insert(
+            1,
+            format!(
+                "{} nodes: senders on {}, receivers on the others in turn (latency measured across nodes only)",
+                t.nodes().len(),
+                t.node_ep(0).addr
+            ),
+        );
+    }
+    let mut split_lines = Vec::new();
     for s in &steps {
+        if let Some(split) = s.cpu.split() {
+            let redis = s.redis.as_ref().map(|r| format!("; redis {}", r.short())).unwrap_or_default();
+            split_lines.push(format!("{:>9}: cpu {split}{redis}", s.rate));
+        }
         human.push(format!(
             "{:>9} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>6} {:>12}",
             s.rate,
@@ -231,6 +277,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             s.cpu.short()
         ));
     }
+    human.extend(split_lines);
     if let Some(sat) = &saturation {
         human.push(format!("saturation: {sat}"));
     }
@@ -250,7 +297,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             "connections": total, "users": per_room * a.rooms + 1, "duration_s": duration.as_secs_f64(),
             "rates": rates, "find_saturation": stepping, "p99_limit_ms": a.p99_limit_ms,
             "keep": a.keep, "settle_s": a.settle, "spawn": c.spawn, "database": c.database.as_deref().map(rtm::config::redact_url),
-            "outbox_frames": c.outbox_frames,
+            "outbox_frames": c.outbox_frames, "nodes": nodes, "spawn_cluster": c.spawn_cluster,
         }),
         results: json!({
             "connect_errors": connect_errors,
@@ -278,6 +325,7 @@ async fn run_step(
     let errors0 = sh.errors.count();
     let n = senders.len().max(1);
     let period = Duration::from_secs_f64(n as f64 / rate);
+    let redis = load::redis_meter(t).await;
     let cpu = CpuMeter::start(t);
     let start = Instant::now() + Duration::from_millis(50);
     let start_us = sys::unix_micros() + 50_000;
@@ -305,6 +353,7 @@ async fn run_step(
     let members = a.members as u64;
     let drain_s = load::drain(sh, |acked| acked * members, Duration::from_secs_f64(a.drain)).await.as_secs_f64();
     let cpu = cpu.read();
+    let redis = load::redis_read(&redis).await;
     let c = &sh.counters;
     let (sent, acked, received, duplicates) =
         (Counters::get(&c.sent), Counters::get(&c.acked), Counters::get(&c.received), Counters::get(&c.duplicates));
@@ -325,6 +374,7 @@ async fn run_step(
         messages_per_s: report::r3(acked as f64 / duration.as_secs_f64()),
         drain_s: report::r3(drain_s),
         cpu,
+        redis,
         latency: Latency::of(&h),
     })
 }

@@ -25,6 +25,8 @@ use tokio::{
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
+    cluster,
+    redisinfo::{RedisMeter, RedisUse},
     stats::{Counters, ErrorLog, Latencies},
     sys,
     target::{Endpoint, Target},
@@ -54,18 +56,20 @@ impl Shared {
     }
 }
 
-/// Opens connection `i` for each `i` in `0..cookies.len()` (at most `concurrency`
-/// handshakes at once) and hands each to `on_open`; failures go to the error log.
-pub async fn connect_many(
-    t: &Endpoint,
+/// Opens connection `i` for each `i` in `0..cookies.len()` to the endpoint `ep(i)` (at
+/// most `concurrency` handshakes at once) and hands each to `on_open`; failures go to
+/// the error log.
+pub async fn connect_many<'a>(
+    ep: impl Fn(usize) -> &'a Endpoint,
     cookies: &[String],
     concurrency: usize,
     pb: &ProgressBar,
     errors: &ErrorLog,
     mut on_open: impl FnMut(usize, Ws, Hello),
 ) {
+    let ep = &ep;
     stream::iter(0..cookies.len())
-        .map(|i| async move { (i, wsconn::connect(t, &cookies[i]).await) })
+        .map(|i| async move { (i, wsconn::connect(ep(i), &cookies[i]).await) })
         .buffer_unordered(concurrency.max(1))
         .for_each(|(i, r)| {
             match r {
@@ -78,11 +82,22 @@ pub async fn connect_many(
         .await;
 }
 
+/// Which deliveries of a connection have their latency recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// Every bench message, the connection's own included.
+    All,
+    /// Every bench message but the connection's own.
+    Others,
+    /// None (a sender on node 0 of several: its deliveries do not cross nodes).
+    Nothing,
+}
+
 /// Reads a member connection until it closes. Bench messages are counted, checked
 /// for duplicates (seq not above the last one: each bench connection hears one room)
-/// and, unless they are the connection's own (when `record_own` is false), their
-/// latency is recorded. Acks, errors, pongs and `closing` are counted too.
-pub async fn receive(mut source: Source, conn: usize, record_own: bool, sh: Arc<Shared>) {
+/// and, as `record` says, their latency is recorded. Acks, errors, pongs and
+/// `closing` are counted too.
+pub async fn receive(mut source: Source, conn: usize, record: Record, sh: Arc<Shared>) {
     Counters::add(&sh.counters.open, 1);
     let mut last_seq = 0i64;
     let mut lat: Vec<u64> = Vec::with_capacity(64);
@@ -126,7 +141,7 @@ pub async fn receive(mut source: Source, conn: usize, record_own: bool, sh: Arc<
                 }
                 last_seq = seq;
                 received += 1;
-                if record_own || sender != conn {
+                if record == Record::All || (record == Record::Others && sender != conn) {
                     lat.push(now.saturating_sub(sent));
                 }
             }
@@ -247,13 +262,21 @@ pub fn ticker(pb: ProgressBar, label: String, sh: Arc<Shared>) -> JoinHandle<()>
 }
 
 /// CPU used during a measurement, in % of one core (200 = both cores of this machine):
-/// by the server, by this bench process, and by everything else on the machine (other
-/// people's builds share these cores, and their share is reported next to each result).
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+/// by the server (all its nodes), by this bench process, and by everything else on the
+/// machine (other people's builds share these cores, and their share is reported next
+/// to each result). With several nodes each node's share is listed too, and a known
+/// Redis or spawned PostgreSQL is reported apart (and not counted in `others`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Cpu {
     pub server: Option<f64>,
     pub bench: Option<f64>,
     pub others: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<f64>,
 }
 
 impl Cpu {
@@ -262,12 +285,29 @@ impl Cpu {
         let f = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
         format!("{}/{}/{}", f(self.server), f(self.bench), f(self.others))
     }
+
+    /// `nodes 40+38 %, redis 9 %, postgres 2 %` when there is more than a server.
+    pub fn split(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.nodes.is_empty() {
+            let n: Vec<String> = self.nodes.iter().map(|v| format!("{v:.0}")).collect();
+            parts.push(format!("nodes {} %", n.join("+")));
+        }
+        if let Some(r) = self.redis {
+            parts.push(format!("redis {r:.0} %"));
+        }
+        if let Some(p) = self.postgres {
+            parts.push(format!("postgres {p:.0} %"));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 /// Measures [`Cpu`] between `start` and `read`.
 pub struct CpuMeter {
-    server_pid: Option<u32>,
-    server0: Option<f64>,
+    nodes: Vec<(u32, Option<f64>)>,
+    redis: Option<(u32, Option<f64>)>,
+    postgres: Option<(u32, Option<f64>)>,
     bench0: Option<f64>,
     machine0: Option<(u64, u64)>,
     t0: Instant,
@@ -276,8 +316,9 @@ pub struct CpuMeter {
 impl CpuMeter {
     pub fn start(t: &Target) -> Self {
         CpuMeter {
-            server_pid: t.pid,
-            server0: t.cpu_secs(),
+            nodes: t.node_pids().into_iter().map(|p| (p, sys::cpu_secs(p))).collect(),
+            redis: t.redis_pid.map(|p| (p, sys::cpu_secs(p))),
+            postgres: t.postgres_pid.map(|p| (p, cluster::tree_cpu_secs(p))),
             bench0: sys::cpu_secs(std::process::id()),
             machine0: sys::machine_ticks(),
             t0: Instant::now(),
@@ -287,13 +328,28 @@ impl CpuMeter {
     pub fn read(&self) -> Cpu {
         let secs = self.t0.elapsed().as_secs_f64().max(1e-3);
         let pct = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) / secs * 100.0).round());
-        let server = pct(self.server0, self.server_pid.and_then(sys::cpu_secs));
+        let nodes: Vec<Option<f64>> = self.nodes.iter().map(|&(p, c0)| pct(c0, sys::cpu_secs(p))).collect();
+        let server = if nodes.is_empty() { None } else { nodes.iter().copied().sum::<Option<f64>>() };
+        let redis = self.redis.and_then(|(p, c0)| pct(c0, sys::cpu_secs(p)));
+        let postgres = self.postgres.and_then(|(p, c0)| pct(c0, cluster::tree_cpu_secs(p)));
         let bench = pct(self.bench0, sys::cpu_secs(std::process::id()));
         let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
         let machine = self.machine0.zip(sys::machine_ticks()).and_then(|((b0, t0), (b1, t1))| {
             (t1 > t0).then(|| (b1.saturating_sub(b0)) as f64 / (t1 - t0) as f64 * cores * 100.0)
         });
-        let others = machine.map(|m| (m - server.unwrap_or(0.0) - bench.unwrap_or(0.0)).max(0.0).round());
-        Cpu { server, bench, others }
+        let known = [server, bench, redis, postgres].iter().map(|v| v.unwrap_or(0.0)).sum::<f64>();
+        let others = machine.map(|m| (m - known).max(0.0).round());
+        let nodes = if nodes.len() > 1 { nodes.iter().map(|v| v.unwrap_or(0.0)).collect() } else { Vec::new() };
+        Cpu { server, bench, others, nodes, redis, postgres }
     }
+}
+
+/// Starts reading Redis's INFO counters when the target has a Redis.
+pub async fn redis_meter(t: &Target) -> Option<RedisMeter> {
+    RedisMeter::start(t.redis_addr?).await
+}
+
+/// Redis's work since `redis_meter`.
+pub async fn redis_read(m: &Option<RedisMeter>) -> Option<RedisUse> {
+    m.as_ref()?.read().await
 }

@@ -172,7 +172,7 @@ pub async fn run(a: ReconnectArgs) -> Result<Outcome> {
     let gate = Arc::new(tokio::sync::Semaphore::new(c.connect_concurrency.max(1)));
     let clients: Vec<_> = (0..a.clients)
         .map(|i| {
-            let ep = t.ep.clone();
+            let ep = t.node_ep(t.receiver_node(i)).clone();
             let cookie = users[1 + i % n_users].cookie.clone();
             let (ctl, drop_at, gate) = (ctl.clone(), drop_at.clone(), gate.clone());
             tokio::spawn(client(i, ep, cookie, room, ctl, drop_at, gate))

@@ -2,7 +2,8 @@
 //! costs ~25 ms of server CPU, so a run signs up a limited pool of users (a few
 //! hundred at most) and opens many WebSocket connections per user: every connection
 //! of a user hears every room that user is in. Names carry a random run tag so runs
-//! against a long-lived server never collide.
+//! against a long-lived server never collide. With several nodes, sign-ups and joins
+//! go to the nodes in turn (any node serves any account: they share one database).
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,7 +12,10 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{http, report, target::Endpoint};
+use crate::{
+    http, report,
+    target::{Endpoint, Target},
+};
 
 /// Password of every bench account (the server only checks its length).
 const PASSWORD: &str = "bench-password-not-secret";
@@ -75,14 +79,14 @@ pub async fn register(t: &Endpoint, tag: &str, i: usize) -> Result<User> {
     Ok(User { id, username, cookie })
 }
 
-/// Signs up `n` accounts, a few at a time, with a progress bar.
-pub async fn register_many(t: &Endpoint, tag: &str, n: usize, quiet: bool) -> Result<Vec<User>> {
+/// Signs up `n` accounts, a few at a time, on the nodes in turn, with a progress bar.
+pub async fn register_many(t: &Target, tag: &str, n: usize, quiet: bool) -> Result<Vec<User>> {
     let pb = report::bar(n as u64, "signing up bench users", quiet);
     let users: Vec<User> = stream::iter(0..n)
         .map(|i| {
             let pb = pb.clone();
             async move {
-                let u = register(t, tag, i).await;
+                let u = register(t.node_ep(i), tag, i).await;
                 pb.inc(1);
                 u
             }
@@ -104,11 +108,12 @@ pub async fn create_room(t: &Endpoint, owner: &User, name: &str, keep: i64) -> R
     r.json()["room"]["id"].as_i64().with_context(|| format!("create room {name}: no id in {}", r.body))
 }
 
-/// Makes each `(user, room)` pair a membership, a few at a time.
-pub async fn join_many(t: &Endpoint, users: &[User], pairs: &[(usize, i64)], quiet: bool) -> Result<()> {
+/// Makes each `(user, room)` pair a membership, a few at a time, on the nodes in turn.
+pub async fn join_many(t: &Target, users: &[User], pairs: &[(usize, i64)], quiet: bool) -> Result<()> {
     let pb = report::bar(pairs.len() as u64, "joining rooms", quiet);
-    stream::iter(pairs.iter().copied())
-        .map(|(u, room)| {
+    stream::iter(pairs.iter().copied().enumerate())
+        .map(|(k, (u, room))| {
+            let t = t.node_ep(k);
             let pb = pb.clone();
             async move {
                 let user = users.get(u).context("no such bench user")?;

@@ -50,10 +50,14 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / clock_ticks())
+}
+
+/// Clock ticks per second of the times in `/proc/PID/stat`.
+pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
-    Some((utime + stime) / ticks)
+    if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
 /// Busy and total CPU ticks of the whole machine (first line of `/proc/stat`).
