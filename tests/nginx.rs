@@ -1,7 +1,8 @@
 //! Nodes behind a real nginx, run with the config of docs/DEPLOY.md (see
 //! `common::nginx`): the web client over HTTP/2, sign-up and sign-in over https with
 //! `__Host-`/`Secure` cookies, WebSockets through the proxy, round-robin with no
-//! stickiness, and two people on different nodes chatting through nginx.
+//! stickiness, two people on different nodes chatting through nginx, X-Forwarded-For
+//! against forged addresses, and a node stopping under its clients (a rolling restart).
 //!
 //! Needs PostgreSQL and Redis (RTM_TEST_PG_URL, RTM_TEST_REDIS_URL) and the `nginx`,
 //! `openssl` and `curl` programs: scripts/test provides all of them.
@@ -260,4 +261,49 @@ async fn forged_forwarded_for_does_not_escape_the_sign_in_limit() {
             .expect("login on the node");
         assert_eq!(r.status(), 401, "a new forged address each time, never limited");
     }
+}
+
+/// One step of a rolling restart (docs/DEPLOY.md): the node that stops tells its
+/// sockets `closing: server_shutdown`; its clients reconnect through nginx, which
+/// sends them to the node still up (the stopped one refuses, nginx tries the next),
+/// and resume from their last seq with nothing missed and nothing doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_s_clients_reconnect_through_nginx_and_resume() {
+    let (mut cluster, nginx) = behind_nginx(2).await;
+    let alice = nginx.user("alice").await;
+    let bob = nginx.user("bob").await;
+    let room = alice.create_room("general", json!({})).await;
+    let (s, body) = bob.post(&format!("/api/rooms/{room}/join"), json!({})).await;
+    assert!(s == 200 || s == 204, "join: {s} {body}");
+    let (mut a, an) = ws_and_node(&cluster, &nginx, &alice).await;
+    let (mut b, bn) = ws_on_another_node(&cluster, &nginx, &bob, an).await;
+    let last = a.say(room, "before the restart").await.expect("seq");
+    b.wait_message(room, "before the restart").await;
+
+    // Bob's node stops (SIGTERM's drain); Alice's goes on.
+    let stopping = tokio::spawn(cluster.nodes.remove(bn).stop());
+    let closing = b.recv_until(|f| matches!(f, ServerFrame::Closing { .. })).await;
+    assert!(matches!(&closing, ServerFrame::Closing { code, .. } if code == "server_shutdown"), "{closing:?}");
+    let mut sent = vec![];
+    for i in 0..3 {
+        let text = format!("while bob's node restarts {i}");
+        sent.push((a.say(room, &text).await.expect("seq"), text));
+    }
+    let _ = stopping.await;
+
+    // Bob reconnects through nginx: on the first try, to the node still up.
+    let before = cluster.nodes[0].state.hub.connection_count();
+    let mut b = nginx.ws(&bob).await;
+    assert_eq!(cluster.nodes[0].state.hub.connection_count(), before + 1, "bob is on the node still up");
+    let id = b.new_id();
+    b.send_json(json!({"type": "resume", "id": id, "room": room, "after": last})).await;
+    let resumed = b.recv_until(|f| matches!(f, ServerFrame::Resumed { id: i, .. } if *i == id)).await;
+    let ServerFrame::Resumed { events, more, .. } = resumed else { unreachable!() };
+    assert!(!more);
+    let got: Vec<(i64, String)> = events.into_iter().filter_map(|e| Some((e.seq?, e.text))).collect();
+    assert_eq!(got, sent, "exactly what bob missed, in order");
+
+    // And the conversation goes on, both ways, on the one node left.
+    b.say(room, "back").await.expect("seq");
+    a.wait_message(room, "back").await;
 }
