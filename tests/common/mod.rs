@@ -25,9 +25,13 @@ use tokio_tungstenite::{
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// Two nodes on one PostgreSQL database and the test Redis; the test's clients
+    /// alternate between them, so two people of a story are on different nodes.
+    Cluster,
 }
 
-/// Generates one `#[tokio::test]` per backend from `async fn name(b: Backend)`.
+/// Generates one `#[tokio::test]` per backend from `async fn name(b: Backend)`: on
+/// SQLite, on PostgreSQL, and on two nodes with the people split between them.
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -43,6 +47,12 @@ macro_rules! on_both_backends {
                 async fn $name() { super::$name($crate::common::Backend::Postgres).await }
             )*
         }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::common::Backend::Cluster).await }
+            )*
+        }
     };
 }
 
@@ -54,6 +64,10 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     pub dir: tempfile::TempDir,
+    /// `Backend::Cluster`: the second node, sharing the database and the bus.
+    pub peer: Option<Box<TestServer>>,
+    /// Which node the next client goes to (clusters alternate).
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 /// A fresh PostgreSQL database on the test server, as a URL.
@@ -110,11 +124,27 @@ impl TestServer {
         config.hash_concurrency = 2;
         config.shutdown_grace_secs = 3;
         config.auth_rate_per_min = 10_000;
-        if backend == Backend::Postgres {
+        if backend != Backend::Sqlite {
             config.database = Some(fresh_pg_database().await);
         }
+        if backend == Backend::Cluster {
+            config.bus = Some(cluster::redis_url());
+            config.bus_prefix = cluster::fresh_prefix();
+            // Both nodes answer for one origin, as behind a load balancer: the first
+            // node's address, chosen now.
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            config.listen = l.local_addr().expect("addr");
+            config.public_origin = Some(format!("http://{}", config.listen));
+        }
         tweak(&mut config);
-        Self::start_config(backend, config, dir).await
+        let mut srv = Self::start_config(backend, config.clone(), dir).await;
+        if backend == Backend::Cluster {
+            let peer_dir = tempfile::tempdir().expect("tempdir");
+            config.data_dir = peer_dir.path().to_path_buf();
+            config.listen = "127.0.0.1:0".parse().expect("addr");
+            srv.peer = Some(Box::new(Self::start_config(backend, config, peer_dir).await));
+        }
+        srv
     }
 
     /// Starts a server on an existing data dir/config (restarts).
@@ -132,7 +162,17 @@ impl TestServer {
             })
             .await
         });
-        TestServer { addr, state, config, backend, stop: Some(stop), task: Some(task), dir }
+        TestServer {
+            addr,
+            state,
+            config,
+            backend,
+            stop: Some(stop),
+            task: Some(task),
+            dir,
+            peer: None,
+            turn: Default::default(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -140,11 +180,14 @@ impl TestServer {
     }
 
     pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+        self.config.origin()
     }
 
     /// Stops the server (drains sockets) and returns what a restart needs.
     pub async fn stop(mut self) -> (Config, tempfile::TempDir) {
+        if let Some(peer) = self.peer.take() {
+            Box::pin(peer.stop()).await;
+        }
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -156,7 +199,17 @@ impl TestServer {
     }
 
     /// An HTTP client with a cookie jar that sends our Origin (like our web page does).
+    /// On a cluster, successive clients go to alternate nodes.
     pub fn client(&self) -> Client {
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match &self.peer {
+            Some(peer) if turn % 2 == 1 => peer.node_client(),
+            _ => self.node_client(),
+        }
+    }
+
+    /// A client of this very node.
+    pub fn node_client(&self) -> Client {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::ORIGIN, self.origin().parse().expect("origin header"));
         let http = reqwest::Client::builder().cookie_store(true).default_headers(headers).build().expect("client");
