@@ -107,6 +107,7 @@ pub fn render(template: &str, upstreams: &[SocketAddr], port: u16, dir: &Path) -
     };
     let conf = template
         .replace("{{USER}}", &user)
+        .replace("{{PID}}", &format!("{dir}/nginx.pid"))
         .replace("{{TMP}}", &dir)
         .replace("{{LOGS}}", &dir)
         .replace("{{UPSTREAMS}}", &servers.join("\n        "))
