@@ -45,6 +45,7 @@ impl From<ChatError> for ApiError {
             | ChatError::NotMember => StatusCode::FORBIDDEN,
             ChatError::NotFound(_) => StatusCode::NOT_FOUND,
             ChatError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ChatError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ChatError::Internal(detail) => {
                 tracing::error!(error = %detail, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

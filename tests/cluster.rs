@@ -385,7 +385,7 @@ async fn a_node_holds_later_events_and_fills_gaps_from_the_store() {
         .expect("redis");
     // Rows written straight to the store, as another node's pipeline would, without
     // the publication that would announce them.
-    let mut keep = |text: &str| {
+    let keep = |text: &str| {
         let store = store.clone();
         let text = text.to_string();
         async move {

@@ -43,6 +43,8 @@ use crate::{
 
 /// How often a node says it is alive.
 pub const BEAT: Duration = Duration::from_secs(2);
+/// How often a node whose subscription link is down tries to get it back.
+const POKE: Duration = Duration::from_millis(250);
 /// A node not heard of for this long is dead: its users are shown offline.
 pub const DEAD_AFTER: Duration = Duration::from_secs(6);
 /// How often a node checks the rooms it serves against the store (lost publications
@@ -454,7 +456,10 @@ async fn subscriber(inner: Weak<Inner>, mut sub: ConnectionManager, mut rx: mpsc
 /// Beats, keeps this node's presence set in Redis, reaps dead nodes, sweeps rooms
 /// against the store, and pokes the subscription link so it reconnects.
 async fn heartbeat(inner: Weak<Inner>, mut sub: ConnectionManager) {
-    let mut tick = tokio::time::interval(BEAT);
+    // Ticks often, so a lost link is retried within a fraction of a second; beats,
+    // reaps and sweeps at their own pace.
+    let mut tick = tokio::time::interval(POKE);
+    let mut last_beat: Option<Instant> = None;
     let mut last_sweep = Instant::now();
     loop {
         tick.tick().await;
@@ -467,6 +472,10 @@ async fn heartbeat(inner: Weak<Inner>, mut sub: ConnectionManager) {
         if !inner.link_up.load(Ordering::SeqCst) {
             let _: Result<String, _> = redis::cmd("PING").query_async(&mut sub).await;
         }
+        if last_beat.is_some_and(|t| t.elapsed() < BEAT) {
+            continue;
+        }
+        last_beat = Some(Instant::now());
         if let Err(e) = beat(&inner).await {
             tracing::debug!(error = %e, "heartbeat failed");
             inner.resync.store(true, Ordering::SeqCst);

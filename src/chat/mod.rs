@@ -58,6 +58,8 @@ pub enum ChatError {
     NotMember,
     #[error("slow down: too many requests")]
     RateLimited,
+    #[error("the database is unreachable right now; nothing was changed, try again shortly")]
+    Unavailable,
     #[error("internal error")]
     Internal(String),
 }
@@ -82,6 +84,7 @@ impl ChatError {
             ChatError::NotFound(_) => "not_found",
             ChatError::NotMember => "not_a_member",
             ChatError::RateLimited => "rate_limited",
+            ChatError::Unavailable => "unavailable",
             ChatError::Internal(_) => "internal",
         }
     }
@@ -101,6 +104,10 @@ impl From<StoreError> for ChatError {
             StoreError::Conflict(f) => ChatError::Taken(f),
             StoreError::NotFound => ChatError::NotFound("item"),
             StoreError::Backend(m) => ChatError::Internal(m),
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "database unreachable");
+                ChatError::Unavailable
+            }
         }
     }
 }

@@ -26,6 +26,10 @@ pub enum StoreError {
     /// The database failed; the text is for the log, never for clients.
     #[error("database error: {0}")]
     Backend(String),
+    /// The database cannot be reached right now (down, restarting, pool exhausted):
+    /// nothing was written; the same request may be retried.
+    #[error("database unreachable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -40,6 +44,15 @@ impl From<sqlx::Error> for StoreError {
                 }
             }
             return StoreError::Conflict("value");
+        }
+        let unreachable = match &e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+            // PostgreSQL: connection exceptions (08…), shutting down or starting up (57P…).
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        };
+        if unreachable {
+            return StoreError::Unavailable(e.to_string());
         }
         StoreError::Backend(e.to_string())
     }

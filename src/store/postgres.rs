@@ -10,7 +10,13 @@ use super::{
 };
 
 pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
-    let pool = AnyPoolOptions::new().max_connections(pool_size.max(2)).connect(url).await?;
+    // A request waits at most 5 s for a connection: with PostgreSQL down it gets a
+    // clear `unavailable` error instead of hanging for sqlx's default 30 s.
+    let pool = AnyPoolOptions::new()
+        .max_connections(pool_size.max(2))
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await?;
     sqlx::migrate!("migrations/postgres").run(&pool).await?;
     Ok(SqlStore { writer: pool.clone(), pool, backend: Backend::Postgres })
 }
