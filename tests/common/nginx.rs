@@ -1,5 +1,5 @@
 //! A real nginx (the Debian package) in front of test nodes, run with THE config of
-//! docs/DEPLOY.md: the one ```nginx block of that page is the template, its `{{…}}`
+//! docs/DEPLOY.md: the one `nginx` code block of that page is the template, its `{{…}}`
 //! placeholders are filled in here, and nginx runs as a child process with everything
 //! (config, throwaway self-signed certificate, pid, logs, temp files) in a temp dir.
 //!
@@ -31,12 +31,12 @@ use tokio_tungstenite::{
 
 use super::{Client, WAIT};
 
-/// The page whose ```nginx block is the config.
+/// The page whose `nginx` code block is the config.
 pub fn deploy_doc() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/DEPLOY.md")
 }
 
-/// The nginx config template: the one fenced ```nginx block of docs/DEPLOY.md.
+/// The nginx config template: the one fenced `nginx` code block of docs/DEPLOY.md.
 pub fn template() -> String {
     let doc = std::fs::read_to_string(deploy_doc()).expect("read docs/DEPLOY.md");
     let blocks = nginx_blocks(&doc);
