@@ -41,8 +41,9 @@ pub trait NodeEvents: Send + Sync + 'static {
     async fn settings_changed(&self);
     /// Invalidations may have been missed (the bus link dropped): forget every cache.
     fn reset_caches(&self);
-    /// These users' last connections were on a node that died: tell their rooms.
-    async fn went_offline(&self, users: Vec<UserId>);
+    /// These users went offline (their node died) or came back online (this node was
+    /// taken for dead, e.g. cut off from Redis, and is back): tell their rooms.
+    async fn presence_changed(&self, users: Vec<UserId>, online: bool);
     /// The kept events of `room` with `after < seq <= upto`, oldest first, encoded as
     /// the live event frames (at most `limit`).
     async fn events_between(
@@ -76,6 +77,10 @@ pub trait Bus: Send + Sync + 'static {
     async fn online(&self, users: &[UserId]) -> Result<Vec<UserId>, BusError>;
     /// Gives the bus the layer it reports to (several nodes only).
     fn attach(&self, _events: Weak<dyn NodeEvents>) {}
+    /// `local` for the in-process bus; `up` or `down` for a bus between nodes.
+    fn health(&self) -> &'static str {
+        "local"
+    }
     /// Whether this node hears every other node's invalidations right now. When false
     /// (Redis unreachable), callers must not trust what they cached.
     fn caches_exact(&self) -> bool {

@@ -81,6 +81,8 @@ struct Inner {
     resync: AtomicBool,
     /// Live nodes other than this one, cached briefly for presence queries.
     peers: Mutex<(Option<Instant>, Vec<u64>)>,
+    /// This node has beaten at least once (a later fresh entry means it was removed).
+    beaten: AtomicBool,
     /// Publications dropped because the queue was full (diagnostics, tests).
     pub dropped: AtomicU64,
     stop: Notify,
@@ -144,6 +146,7 @@ impl RedisBus {
             resync: AtomicBool::new(true),
             peers: Mutex::new((None, Vec::new())),
             dropped: AtomicU64::new(0),
+            beaten: AtomicBool::new(false),
             stop: Notify::new(),
             stopped: AtomicBool::new(false),
         });
@@ -204,6 +207,13 @@ impl Inner {
 
     fn nodes_key(&self) -> String {
         format!("{}:nodes", self.prefix)
+    }
+
+    /// Whether a survivor's reap claim on this node exists (it announced our users
+    /// offline); the claim lives 30 s, longer than any reap takes.
+    async fn was_reaped(&self, cmd: &mut ConnectionManager) -> bool {
+        let key = format!("{}:reap:{:x}", self.prefix, self.node);
+        cmd.exists(&key).await.unwrap_or(false)
     }
 
     fn events(&self) -> Option<Arc<dyn NodeEvents>> {
@@ -495,7 +505,9 @@ async fn beat(inner: &Arc<Inner>) -> Result<(), BusError> {
     let mut cmd = inner.cmd.clone();
     let now = crate::chat::now_ms();
     let fresh: i64 = cmd.zadd(inner.nodes_key(), format!("{:x}", inner.node), now).await.map_err(redis_err)?;
-    // Added anew: Redis restarted, or another node reaped us while we were stalled.
+    // Added anew: Redis restarted, or another node reaped us while we were stalled or
+    // cut off (then it announced our users offline: say they are back).
+    let reaped = fresh == 1 && inner.beaten.swap(true, Ordering::SeqCst);
     if fresh == 1 || inner.resync.swap(false, Ordering::SeqCst) {
         let users: Vec<UserId> = inner.local.lock().keys().copied().collect();
         let key = inner.presence_key(inner.node);
@@ -507,6 +519,16 @@ async fn beat(inner: &Arc<Inner>) -> Result<(), BusError> {
         if let Err(e) = pipe.query_async::<()>(&mut cmd).await {
             inner.resync.store(true, Ordering::SeqCst);
             return Err(redis_err(e));
+        }
+        // Only if the others may have been told otherwise: our entry was reaped (not
+        // lost with a Redis restart, after which nobody announced anything).
+        if reaped
+            && inner.was_reaped(&mut cmd).await
+            && !users.is_empty()
+            && let Some(events) = inner.events()
+        {
+            tracing::info!(users = users.len(), "this node was taken for dead; announcing its users online again");
+            events.presence_changed(users, true).await;
         }
     }
     Ok(())
@@ -547,7 +569,7 @@ async fn reap(inner: &Arc<Inner>) -> Result<(), BusError> {
         if !gone.is_empty()
             && let Some(events) = inner.events()
         {
-            events.went_offline(gone).await;
+            events.presence_changed(gone, false).await;
         }
     }
     Ok(())
@@ -625,6 +647,10 @@ impl Bus for RedisBus {
     fn attach(&self, events: Weak<dyn NodeEvents>) {
         self.0.order.attach(events.clone());
         let _ = self.0.events.set(events);
+    }
+
+    fn health(&self) -> &'static str {
+        if self.0.link_up.load(Ordering::SeqCst) { "up" } else { "down" }
     }
 
     fn caches_exact(&self) -> bool {

@@ -45,19 +45,19 @@ impl NodeEvents for Chat {
         self.forget_all_rooms();
     }
 
-    async fn went_offline(&self, users: Vec<UserId>) {
+    async fn presence_changed(&self, users: Vec<UserId>, online: bool) {
         for user in users {
             let rooms = match self.store.user_rooms(user).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(error = %e, user_id = user, "cannot announce a user offline");
+                    tracing::warn!(error = %e, user_id = user, "cannot announce a presence change");
                     continue;
                 }
             };
             for r in rooms {
-                let frame = ServerFrame::PresenceChange { room: r.room.id, user, online: false };
+                let frame = ServerFrame::PresenceChange { room: r.room.id, user, online };
                 if let Err(e) = self.publish(Topic::Room(r.room.id), &frame).await {
-                    tracing::warn!(error = %e, "cannot announce a user offline");
+                    tracing::warn!(error = %e, "cannot announce a presence change");
                 }
             }
         }

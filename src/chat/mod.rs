@@ -311,6 +311,25 @@ impl Chat {
         Ok(())
     }
 
+    /// Whether this node can serve: the database answers within a second (a load
+    /// balancer's probe must not hang while the database is down). Returns the bus
+    /// state: `local` (one node), `up` or `down` (several nodes: Redis unreachable
+    /// means other nodes' events arrive late, and are repaired when it is back).
+    pub async fn check_health(&self) -> ChatResult<&'static str> {
+        match tokio::time::timeout(Duration::from_secs(1), self.store.get_setting(REGISTRATION_KEY)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "health check: the database failed");
+                return Err(ChatError::Unavailable);
+            }
+            Err(_) => {
+                tracing::warn!("health check: the database did not answer within 1 s");
+                return Err(ChatError::Unavailable);
+            }
+        }
+        Ok(self.bus.health())
+    }
+
     /// Deletes what fell out of keep-days policies.
     pub async fn prune(&self) -> ChatResult<u64> {
         let n = self.store.prune_expired(now_ms()).await?;

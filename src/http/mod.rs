@@ -37,8 +37,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    state.chat.store().get_setting("registration_mode").await.map_err(crate::chat::ChatError::from)?;
-    Ok(Json(json!({ "status": "ok", "connections": state.hub.connection_count() })))
+    let bus = state.chat.check_health().await?;
+    Ok(Json(json!({ "status": "ok", "connections": state.hub.connection_count(), "bus": bus })))
 }
 
 async fn method_not_allowed() -> ApiError {
