@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{cluster::Cluster, *};
+use common::{
+    cluster::{Cluster, NodeProcess},
+    *,
+};
 use rtm::ws::protocol::ServerFrame;
 use serde_json::json;
 
@@ -300,25 +303,8 @@ async fn a_killed_node_s_users_go_offline_and_resume_elsewhere() {
     let c = Cluster::start(1).await;
     let ann = c.nodes[0].user("ann").await;
     let room = ann.create_room("watch", json!({})).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-        l.local_addr().expect("addr").port()
-    };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rtm"))
-        .args(c.node_args())
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path())
-        .args(["--log", "warn", "--auth-rate-per-min", "10000"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start a node process");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "the node process did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut node = NodeProcess::start(&c, &[]).await;
+    let addr = node.addr;
     // Carol signs up on the process node and joins.
     let mut carol = Client::for_addr(addr);
     assert_eq!(carol.register("carol").await.0, 201);
@@ -337,8 +323,7 @@ async fn a_killed_node_s_users_go_offline_and_resume_elsewhere() {
     wa.say(room, "ann was here").await;
     // SIGKILL: no goodbye, no presence update from the dying node.
     let killed_at = Instant::now();
-    child.kill().expect("SIGKILL the node");
-    let _ = child.wait();
+    node.kill();
     let (_, _) = wa
         .recv_until(|f| matches!(f, ServerFrame::PresenceChange { room: r, user, online: false } if *r == room && *user == carol_id))
         .await;

@@ -11,7 +11,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, cluster::Cluster, nginx, nginx::Nginx, nginx::TlsWs};
+use common::{
+    Client,
+    cluster::{Cluster, NodeProcess},
+    nginx,
+    nginx::{Nginx, TlsWs},
+};
 use rtm::ws::protocol::ServerFrame;
 use serde_json::json;
 
@@ -305,5 +310,83 @@ async fn a_stopping_node_s_clients_reconnect_through_nginx_and_resume() {
 
     // And the conversation goes on, both ways, on the one node left.
     b.say(room, "back").await.expect("seq");
+    a.wait_message(room, "back").await;
+}
+
+/// A node dies (SIGKILL: no drain, no goodbye) under its clients. Bob's socket simply
+/// drops; he reconnects through nginx, which sends him to the node still up, and his
+/// resume returns exactly what he missed; everything he had been acked is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_clients_reconnect_through_nginx_and_resume() {
+    let port = nginx::free_port();
+    let origin = nginx::origin(port);
+    let cluster = Cluster::start_with(1, |c| {
+        c.public_origin = Some(origin.clone());
+        c.trust_proxy = true;
+    })
+    .await;
+    let mut doomed = NodeProcess::start(&cluster, &["--public-origin", &origin, "--trust-proxy"]).await;
+    let nginx = Nginx::start_on(port, &[cluster.nodes[0].addr, doomed.addr]).await;
+    let alice = nginx.user("alice").await;
+    let bob = nginx.user("bob").await;
+    let room = alice.create_room("general", json!({})).await;
+    let (s, body) = bob.post(&format!("/api/rooms/{room}/join"), json!({})).await;
+    assert!(s == 200 || s == 204, "join: {s} {body}");
+    let (mut a, an) = ws_and_node(&cluster, &nginx, &alice).await;
+    assert_eq!(an, 0);
+    // Bob's socket on the process node: one that node 0 did not take.
+    let mut b = None;
+    for _ in 0..20 {
+        let before = cluster.nodes[0].state.hub.connection_count();
+        let ws = nginx.ws(&bob).await;
+        if cluster.nodes[0].state.hub.connection_count() == before {
+            b = Some(ws);
+            break;
+        }
+    }
+    let mut b = b.expect("a WebSocket through nginx reached the process node");
+    let mut bobs = vec![];
+    for i in 0..3 {
+        bobs.push(b.say(room, &format!("bob before the crash {i}")).await.expect("seq"));
+    }
+    let last = a.say(room, "alice before the crash").await.expect("seq");
+    b.wait_message(room, "alice before the crash").await;
+
+    doomed.kill();
+    // No closing frame: the socket just ends.
+    let mut ended = false;
+    for _ in 0..50 {
+        match b.try_recv(Duration::from_millis(200)).await {
+            None => {
+                ended = true;
+                break;
+            }
+            Some(ServerFrame::Closing { .. }) => panic!("a killed node cannot say goodbye"),
+            Some(_) => {}
+        }
+    }
+    assert!(ended, "bob's socket did not end when its node was killed");
+    let mut sent = vec![];
+    for i in 0..3 {
+        let text = format!("while bob's node is dead {i}");
+        sent.push((a.say(room, &text).await.expect("seq"), text));
+    }
+    // Bob reconnects through nginx (the dead upstream refuses; nginx tries the next).
+    let mut b = nginx.ws(&bob).await;
+    let id = b.new_id();
+    b.send_json(json!({"type": "resume", "id": id, "room": room, "after": last})).await;
+    let resumed = b.recv_until(|f| matches!(f, ServerFrame::Resumed { id: i, .. } if *i == id)).await;
+    let ServerFrame::Resumed { events, .. } = resumed else { unreachable!() };
+    let got: Vec<(i64, String)> = events.into_iter().filter_map(|e| Some((e.seq?, e.text))).collect();
+    assert_eq!(got, sent, "exactly what bob missed, in order");
+    // What the dead node acked is kept.
+    let kept = cluster.nodes[0].state.chat.store().history(room, None, 100).await.expect("history");
+    for s in bobs {
+        assert_eq!(kept.iter().filter(|m| m.seq == s).count(), 1, "acked seq {s} kept once");
+    }
+    // A new socket counts its request ids from 1 again: a fresh client id, or the
+    // server rightly takes this for a retry of "bob before the crash".
+    let id = b.new_id();
+    b.send_json(json!({"type": "send", "id": id, "room": room, "client_id": "bob-back", "text": "back"})).await;
     a.wait_message(room, "back").await;
 }

@@ -205,3 +205,42 @@ impl Drop for PrivatePg {
         let _ = self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
     }
 }
+
+/// A node of the cluster run as its own `rtm` process (the binary under test), so a
+/// test can SIGKILL it: no drain, no goodbye, no presence update.
+pub struct NodeProcess {
+    pub addr: std::net::SocketAddr,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    /// Starts a node on `cluster`'s database and bus; `extra` are more flags.
+    pub async fn start(cluster: &Cluster, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rtm"))
+            .args(cluster.node_args())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .args(["--log", "warn", "--auth-rate-per-min", "10000"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start a node process");
+        wait_for_port(port, "the node process").await;
+        NodeProcess { addr: ([127, 0, 0, 1], port).into(), child, _dir: dir }
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
