@@ -862,6 +862,47 @@ async fn session_in_use_stays_alive(b: Backend) {
     }
 }
 
+/// NUL and other control characters in every string a client can send get the same
+/// clear 4xx on every backend (PostgreSQL refuses NUL in text: it must never get one).
+async fn control_characters_get_clear_errors_everywhere(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let ann = srv.user("ann").await;
+    let _bob = srv.user("bob").await;
+    for (k, bad) in ["bo\u{0}b", "bo\u{1b}b"].into_iter().enumerate() {
+        // Sign-in: no such account.
+        let mut c = srv.client();
+        assert_error(&c.login(bad, "whatever-password").await, 401, "invalid_credentials");
+        // Searches.
+        let q = urlencode(bad);
+        assert_error(&ann.get(&format!("/api/users?q={q}")).await, 422, "invalid_query");
+        assert_error(&ann.get(&format!("/api/rooms?q={q}")).await, 422, "invalid_query");
+        // Token names follow the rule of other names.
+        assert_error(&ann.post("/api/me/tokens", json!({"name": bad})).await, 422, "invalid_name");
+        // Invitations: nobody is called that.
+        let room = ann.create_room(&format!("room-{k}"), json!({"private": true})).await;
+        assert_error(
+            &ann.post(&format!("/api/rooms/{room}/members"), json!({"username": bad})).await,
+            404,
+            "user_not_found",
+        );
+        // Profile, rooms and sign-up fields.
+        assert_error(&ann.patch("/api/me", json!({"first_name": bad})).await, 422, "invalid_name");
+        assert_error(&ann.post("/api/rooms", json!({"name": bad})).await, 422, "invalid_room_name");
+        let (s, body) = srv
+            .client()
+            .register_with(json!({"first_name": "X", "last_name": "Y", "email": format!("{bad}@example.org"), "username": "okname", "password": "long-enough-1"}))
+            .await;
+        assert_eq!((s, body["error"]["code"].as_str()), (422, Some("invalid_email")), "{body}");
+    }
+    // The server is still well: a normal search works.
+    let (s, users) = ann.get("/api/users?q=bo").await;
+    assert_eq!(s, 200, "{users}");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
 on_both_backends!(
     sign_up_sign_in_sign_out,
     wrong_password_and_unknown_user,
@@ -881,4 +922,5 @@ on_both_backends!(
     session_in_use_stays_alive,
     non_bearer_authorization_does_not_skip_origin_check,
     one_admin_under_concurrent_first_sign_ups,
+    control_characters_get_clear_errors_everywhere,
 );

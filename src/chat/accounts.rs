@@ -107,7 +107,11 @@ impl Chat {
 
     /// Signs in with email or username; a new session token every time.
     pub async fn login(&self, login: &str, password: &str) -> ChatResult<LoginOutcome> {
-        let found = self.store.user_for_login(&login.trim().to_lowercase()).await?;
+        let found = if crate::domain::plausible_login(login) {
+            self.store.user_for_login(&login.trim().to_lowercase()).await?
+        } else {
+            None
+        };
         let Some((user, hash)) = found else {
             self.hasher.verify_dummy(password).await;
             return Err(ChatError::BadCredentials);
@@ -217,10 +221,9 @@ impl Chat {
 
     /// Makes an API token for the actor; the token is returned once, never stored.
     pub async fn create_api_token(&self, user: UserId, name: &str) -> ChatResult<(i64, String)> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err(DomainError::new("invalid_name", "a token name is 1 to 64 characters").into());
-        }
+        // The same rule as people's names: 1 to 64 characters, no control characters.
+        let name = crate::domain::PersonName::parse(name, "token name")?.into_inner();
+        let name = name.as_str();
         let token = format!("{API_TOKEN_PREFIX}{}", auth::new_secret().map_err(internal)?);
         let id = self.store.create_api_token(user, name, &auth::hash_secret(&token), now_ms()).await?;
         Ok((id, token))
@@ -286,6 +289,9 @@ impl Chat {
 
     /// Finds an account by username or email (CLI).
     pub async fn find_user(&self, login: &str) -> ChatResult<User> {
+        if !crate::domain::plausible_login(login) {
+            return Err(ChatError::NotFound("user"));
+        }
         Ok(self.store.user_for_login(&login.trim().to_lowercase()).await?.ok_or(ChatError::NotFound("user"))?.0)
     }
 

@@ -185,6 +185,9 @@ impl Chat {
 
     /// Browse and search: public rooms, plus private rooms the actor is in.
     pub async fn search_rooms(&self, actor: &Actor, q: Option<&str>) -> ChatResult<Vec<RoomListing>> {
+        if let Some(q) = q {
+            crate::domain::validate_query(q)?;
+        }
         Ok(self.store.search_rooms(actor.user.id, q, 100).await?)
     }
 
@@ -355,6 +358,9 @@ impl Chat {
         self.check_social(actor)?;
         let e = self.member_room(actor, id).await?;
         Self::require_owner(actor, &e)?;
+        if !crate::domain::plausible_login(username) {
+            return Err(ChatError::NotFound("user"));
+        }
         let user =
             self.store.user_for_login(&username.trim().to_lowercase()).await?.ok_or(ChatError::NotFound("user"))?.0;
         if e.members.contains(&user.id) {
@@ -417,6 +423,9 @@ impl Chat {
 
     /// The user directory with online status.
     pub async fn directory(&self, q: Option<&str>) -> ChatResult<Vec<MemberView>> {
+        if let Some(q) = q {
+            crate::domain::validate_query(q)?;
+        }
         let users = self.store.list_users(q, 50).await?;
         self.with_presence(users).await
     }

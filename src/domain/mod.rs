@@ -76,6 +76,25 @@ pub fn dm_key(a: UserId, b: UserId) -> String {
     format!("{lo}:{hi}")
 }
 
+/// Validates a search text (user directory, room browser): at most 100 characters, no
+/// control characters (NUL cannot even reach PostgreSQL, which refuses it in text).
+pub fn validate_query(q: &str) -> Result<(), DomainError> {
+    if q.chars().count() > 100 || q.chars().any(char::is_control) {
+        return Err(DomainError::new(
+            "invalid_query",
+            "a search is at most 100 characters, with no control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a sign-in name could name an account at all: emails and usernames never
+/// hold control characters, so such a login is simply unknown (and never reaches the
+/// database, where PostgreSQL would refuse a NUL).
+pub fn plausible_login(login: &str) -> bool {
+    !login.chars().any(char::is_control) && login.len() <= 320
+}
+
 /// Validates a message text: not blank, at most `max_chars` characters (Unicode scalar
 /// values, not bytes, so non-Latin scripts get the same allowance).
 pub fn validate_text(text: &str, max_chars: usize) -> Result<(), DomainError> {
