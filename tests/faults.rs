@@ -89,16 +89,21 @@ async fn check_receiver(name: &str, seen: &Mutex<Vec<(i64, Instant)>>, acked: &[
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_killed_and_restarted_mid_load_loses_nothing() {
-    let mut redis = PrivateRedis::start().await;
-    let c = Cluster::start_on(2, fresh_pg_database().await, redis.url(), |cfg| {
-        cfg.rate_messages_per_10s = 100_000;
-    })
-    .await;
+type Seen = Arc<Mutex<Vec<(i64, Instant)>>>;
+
+/// A room with a receiver and a sender on each of two nodes, the senders running.
+struct Load {
+    room: i64,
+    /// (name, what it saw, its task), receiver 0 on node 0 and receiver 1 on node 1.
+    receivers: Vec<(String, Seen, tokio::task::JoinHandle<()>)>,
+    /// Sender "a" on node 0 and "b" on node 1.
+    senders: (tokio::task::JoinHandle<Sent>, tokio::task::JoinHandle<Sent>),
+    stop: Arc<AtomicBool>,
+}
+
+async fn start_load(c: &Cluster) -> Load {
     let owner = c.nodes[0].user("owner").await;
     let room = owner.create_room("steady", json!({"retention": {"keep_messages": 100000}})).await;
-    let mut receivers = Vec::new();
     let mut sockets = Vec::new();
     for (i, name) in ["rcv0", "rcv1", "snd0", "snd1"].iter().enumerate() {
         let u = c.nodes[i % 2].user(name).await;
@@ -106,13 +111,24 @@ async fn redis_killed_and_restarted_mid_load_loses_nothing() {
         sockets.push(u.ws().await);
     }
     let (snd1, snd0) = (sockets.pop().expect("snd1"), sockets.pop().expect("snd0"));
+    let mut receivers = Vec::new();
     for (i, ws) in sockets.into_iter().enumerate() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         receivers.push((format!("rcv{i} on node {i}"), seen.clone(), spawn_receiver(ws, room, seen)));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let s0 = spawn_sender(snd0, room, "a", stop.clone());
-    let s1 = spawn_sender(snd1, room, "b", stop.clone());
+    let senders = (spawn_sender(snd0, room, "a", stop.clone()), spawn_sender(snd1, room, "b", stop.clone()));
+    Load { room, receivers, senders, stop }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_load_loses_nothing() {
+    let mut redis = PrivateRedis::start().await;
+    let c = Cluster::start_on(2, fresh_pg_database().await, redis.url(), |cfg| {
+        cfg.rate_messages_per_10s = 100_000;
+    })
+    .await;
+    let Load { room: _, receivers, senders: (s0, s1), stop } = start_load(&c).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     redis.kill();
     let killed = Instant::now();
@@ -186,23 +202,7 @@ async fn postgres_stopped_and_started_mid_load_loses_nothing_and_recovers() {
         cfg.bus_prefix = prefix.clone();
     })
     .await;
-    let owner = c.nodes[0].user("owner").await;
-    let room = owner.create_room("sturdy", json!({"retention": {"keep_messages": 100000}})).await;
-    let mut sockets = Vec::new();
-    for (i, name) in ["rcv0", "rcv1", "snd0", "snd1"].iter().enumerate() {
-        let u = c.nodes[i % 2].user(name).await;
-        assert_eq!(u.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
-        sockets.push(u.ws().await);
-    }
-    let (snd1, snd0) = (sockets.pop().expect("snd1"), sockets.pop().expect("snd0"));
-    let mut receivers = Vec::new();
-    for (i, ws) in sockets.into_iter().enumerate() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        receivers.push((format!("rcv{i} on node {i}"), seen.clone(), spawn_receiver(ws, room, seen)));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let s0 = spawn_sender(snd0, room, "a", stop.clone());
-    let s1 = spawn_sender(snd1, room, "b", stop.clone());
+    let Load { room, receivers, senders: (s0, s1), stop } = start_load(&c).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     pg.down();
     tokio::time::sleep(Duration::from_millis(300)).await;
