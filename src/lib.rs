@@ -56,8 +56,12 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let housekeeping =
         tokio::spawn(housekeeping(state.clone(), Duration::from_secs(config.prune_interval_secs.max(1)), stop_rx));
-    accept_loop(state.router(), listener, shutdown, Duration::from_secs(config.shutdown_grace_secs)).await;
-    shutdown::drain(&state.hub, Duration::from_secs(config.shutdown_grace_secs)).await;
+    let http = accept_loop(state.router(), listener, shutdown).await;
+    // One deadline for the whole shutdown. WebSocket clients hear `server_shutdown`
+    // at once (they reconnect elsewhere while this node finishes), and the HTTP
+    // requests in flight finish meanwhile, not before.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(config.shutdown_grace_secs);
+    tokio::join!(shutdown::drain(&state.hub, deadline), http.finish(deadline));
     let _ = stop_tx.send(true);
     let _ = housekeeping.await;
     // Leave the cluster (no-op on one node): other nodes stop counting on us at once.
@@ -65,16 +69,32 @@ pub async fn serve(
     tracing::info!("stopped");
 }
 
-/// Accepts connections and serves HTTP/1.1 on each until `shutdown`, then lets the
-/// requests in flight finish (at most `grace`). Our own loop, not `axum::serve`: its
-/// HTTP/2 sniffing wraps each socket in a private type, and the WebSocket session
-/// needs the bare `TcpStream` back after the upgrade (see `ws`).
+/// The HTTP connections of a server that stopped accepting.
+struct HttpDrain {
+    stop: tokio::sync::watch::Sender<()>,
+    done: tokio::sync::watch::Sender<()>,
+}
+
+impl HttpDrain {
+    /// Asks every HTTP connection to finish its request in flight and close, and
+    /// waits for them until `deadline`.
+    async fn finish(self, deadline: tokio::time::Instant) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout_at(deadline, self.done.closed()).await.is_err() {
+            tracing::warn!("http requests still running after the grace period");
+        }
+    }
+}
+
+/// Accepts connections and serves HTTP/1.1 on each until `shutdown`; returns the
+/// connections still open, to be finished by the caller. Our own loop, not
+/// `axum::serve`: its HTTP/2 sniffing wraps each socket in a private type, and the
+/// WebSocket session needs the bare `TcpStream` back after the upgrade (see `ws`).
 async fn accept_loop(
     router: axum::Router,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) {
+) -> HttpDrain {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower_layer::Layer;
 
@@ -128,10 +148,7 @@ async fn accept_loop(
         });
     }
     drop((listener, alive));
-    let _ = stop.send(());
-    if tokio::time::timeout(grace, done.closed()).await.is_err() {
-        tracing::warn!("http requests still running after the grace period");
-    }
+    HttpDrain { stop, done }
 }
 
 async fn housekeeping(state: AppState, prune_every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {

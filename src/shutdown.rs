@@ -35,10 +35,9 @@ pub async fn signal() {
     tracing::info!("shutdown signal received");
 }
 
-/// Closes every connection of the hub and waits (at most `grace`) for them to finish.
-pub async fn drain(hub: &Hub, grace: Duration) {
+/// Closes every connection of the hub and waits (until `deadline`) for them to finish.
+pub async fn drain(hub: &Hub, deadline: tokio::time::Instant) {
     hub.close_all("server_shutdown", "the server is restarting; reconnect shortly");
-    let deadline = tokio::time::Instant::now() + grace;
     while hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
