@@ -1,10 +1,12 @@
 //! Persistence. One small async trait, [`Store`], with one small error enum; the rest
-//! of the server sees nothing of SQL. Both backends share one implementation written
-//! against sqlx's `Any` driver ([`sql::SqlStore`]) because the queries are the same;
-//! what differs per backend (connection options, pragmas, migrations) lives in
-//! `sqlite.rs` and `postgres.rs`. [`Store::append`] takes a batch so the chat pipeline can keep
-//! many messages in one transaction (one fsync).
+//! of the server sees nothing of SQL. The three backends (SQLite, PostgreSQL,
+//! MySQL/MariaDB) share one implementation written against sqlx's `Any` driver
+//! ([`sql::SqlStore`]) because the queries are (nearly) the same; what differs per
+//! backend (connection options, pragmas, migrations, session settings) lives in
+//! `sqlite.rs`, `postgres.rs` and `mysql.rs`. [`Store::append`] takes a batch so the
+//! chat pipeline can keep many messages in one transaction (one fsync).
 
+pub mod mysql;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -37,7 +39,12 @@ impl From<sqlx::Error> for StoreError {
         if let sqlx::Error::Database(db) = &e
             && db.is_unique_violation()
         {
-            let m = db.message().to_string() + db.constraint().unwrap_or("");
+            // PostgreSQL and SQLite name the constraint or column; MySQL's message
+            // quotes the offending value before the key's name ("Duplicate entry
+            // '…' for key 'users.username_lc'"): only the part naming the key counts.
+            let msg = db.message();
+            let msg = msg.rfind("for key ").map_or(msg, |i| &msg[i..]);
+            let m = msg.to_string() + db.constraint().unwrap_or("");
             for (needle, field) in [("email_lc", "email"), ("username_lc", "username"), ("name_lc", "room_name")] {
                 if m.contains(needle) {
                     return StoreError::Conflict(field);
@@ -48,6 +55,8 @@ impl From<sqlx::Error> for StoreError {
         let unreachable = match &e {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
             // PostgreSQL: connection exceptions (08…), shutting down or starting up (57P…).
+            // MySQL reports SQLSTATE 08S01 when the server shuts down, 08004 for too
+            // many connections.
             sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
             _ => false,
         };
@@ -284,15 +293,17 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
-/// Opens the store a URL names (`sqlite:` or `postgres:`) and brings its schema up to date.
+/// Opens the store a URL names (`sqlite:`, `postgres:` or `mysql:`) and brings its schema up to date.
 pub async fn connect(url: &str, pool_size: u32) -> StoreResult<DynStore> {
     sqlx::any::install_default_drivers();
     let store = if url.starts_with("sqlite:") {
         sqlite::open(url, pool_size).await?
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         postgres::open(url, pool_size).await?
+    } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        mysql::open(url, pool_size).await?
     } else {
-        return Err(StoreError::Backend("unsupported database URL: use sqlite:PATH or postgres://…".into()));
+        return Err(StoreError::Backend("unsupported database URL: use sqlite:PATH, postgres://… or mysql://…".into()));
     };
     tracing::info!(backend = ?store.backend, "store ready");
     Ok(Arc::new(store))

@@ -1,7 +1,9 @@
-//! The [`Store`] implementation shared by SQLite and PostgreSQL, written once against
-//! sqlx's `Any` driver. Queries use `$n` placeholders (both databases accept them),
-//! `RETURNING` and `ON CONFLICT` (both support them), and keep flags and times as
-//! BIGINT because `Any` reads SQLite integers as i64 and has no portable boolean.
+//! The [`Store`] implementation shared by SQLite, PostgreSQL and MySQL/MariaDB, written
+//! once against sqlx's `Any` driver. Queries use `$n` placeholders (SQLite and
+//! PostgreSQL accept them; [`Q`] rewrites them as `?` for MySQL), `RETURNING` and
+//! `ON CONFLICT` where the database has them (the few MySQL variants are beside them,
+//! see `mysql.rs`), and keep flags and times as BIGINT because `Any` reads SQLite
+//! integers as i64 and has no portable boolean.
 
 use std::collections::HashMap;
 
@@ -16,6 +18,7 @@ use crate::domain::{MessageKind, RoomKind};
 pub enum Backend {
     Sqlite,
     Postgres,
+    Mysql,
 }
 
 pub struct SqlStore {
@@ -98,6 +101,109 @@ fn like_pattern(q: &str) -> String {
     p
 }
 
+/// A value bound to a statement. Every bind of the store is an integer or a string.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(v))
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(Some(v.to_string()))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Arg::Text(v)
+    }
+}
+
+/// A statement written with `$n` placeholders and its binds, made into a sqlx query
+/// for the backend when it runs. SQLite and PostgreSQL take the text as it is; MySQL
+/// has only positional `?`, so there each `$n` becomes `?` and its value is bound
+/// once per use (see [`super::mysql::positional`]).
+pub(crate) struct Q {
+    backend: Backend,
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Q {
+    pub(crate) fn bind(mut self, v: impl Into<Arg>) -> Self {
+        self.args.push(v.into());
+        self
+    }
+
+    fn build(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        let (sql, args) = match self.backend {
+            Backend::Mysql => {
+                let (sql, order) = super::mysql::positional(&self.sql);
+                let args = if order.is_empty() {
+                    self.args
+                } else {
+                    order.iter().filter_map(|n| self.args.get(n.wrapping_sub(1)).cloned()).collect()
+                };
+                (sql, args)
+            }
+            Backend::Sqlite | Backend::Postgres => (self.sql, self.args),
+        };
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for a in args {
+            q = match a {
+                Arg::Int(Some(v)) => q.bind(v),
+                Arg::Int(None) => q.bind(None::<i64>),
+                Arg::Text(Some(v)) => q.bind(v),
+                Arg::Text(None) => q.bind(None::<String>),
+            };
+        }
+        q
+    }
+
+    pub(crate) async fn execute<'c, E>(self, e: E) -> Result<sqlx::any::AnyQueryResult, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        self.build().execute(e).await
+    }
+
+    pub(crate) async fn fetch_one<'c, E>(self, e: E) -> Result<AnyRow, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        self.build().fetch_one(e).await
+    }
+
+    pub(crate) async fn fetch_optional<'c, E>(self, e: E) -> Result<Option<AnyRow>, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        self.build().fetch_optional(e).await
+    }
+
+    pub(crate) async fn fetch_all<'c, E>(self, e: E) -> Result<Vec<AnyRow>, sqlx::Error>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        self.build().fetch_all(e).await
+    }
+}
+
 /// Seqs reserved for one room in one append batch.
 struct Reserved {
     /// The next seq to hand out.
@@ -120,8 +226,8 @@ impl SqlStore {
     /// file stalled appends by ~35 ms here). Returns the log's frames and how many
     /// are in the database file after the second step.
     pub(crate) async fn checkpoint(&self) -> StoreResult<(i64, i64)> {
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool).await?;
-        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.writer).await?;
+        self.q("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool).await?;
+        let row = self.q("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.writer).await?;
         Ok((row.try_get(1)?, row.try_get(2)?))
     }
 
@@ -132,7 +238,7 @@ impl SqlStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.writer.begin().await,
+            Backend::Postgres | Backend::Mysql => self.writer.begin().await,
         }
     }
 
@@ -142,8 +248,56 @@ impl SqlStore {
     fn ph(&self, n: usize) -> String {
         match self.backend {
             Backend::Sqlite => "?".to_string(),
-            Backend::Postgres => format!("${n}"),
+            Backend::Postgres | Backend::Mysql => format!("${n}"),
         }
+    }
+
+    /// Runs `q`, an INSERT of one row into `table` (keyed by `id`), and reads `cols` of
+    /// the new row: with `RETURNING` where the database has it, else (MySQL) by the
+    /// id the INSERT generated, on the same connection.
+    async fn insert_returning(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        mut q: Q,
+        table: &str,
+        cols: &str,
+    ) -> StoreResult<AnyRow> {
+        if self.backend == Backend::Mysql {
+            let id = q
+                .execute(&mut *conn)
+                .await?
+                .last_insert_id()
+                .ok_or_else(|| StoreError::Backend(format!("no id for the new row of {table}")))?;
+            Ok(self.q(format!("SELECT {cols} FROM {table} WHERE id = $1")).bind(id).fetch_one(&mut *conn).await?)
+        } else {
+            q.sql.push_str(" RETURNING ");
+            q.sql.push_str(cols);
+            Ok(q.fetch_one(&mut *conn).await?)
+        }
+    }
+
+    /// `INSERT` that skips a row breaking a unique key, and what ends the statement:
+    /// `ON CONFLICT DO NOTHING` on SQLite and PostgreSQL, `INSERT IGNORE` on MySQL
+    /// (used only for rows of ids, where the errors IGNORE also turns into warnings
+    /// cannot happen).
+    fn insert_ignore(&self) -> (&'static str, &'static str) {
+        match self.backend {
+            Backend::Mysql => ("INSERT IGNORE", ""),
+            Backend::Sqlite | Backend::Postgres => ("INSERT", " ON CONFLICT DO NOTHING"),
+        }
+    }
+
+    /// The settings table's key column (`key` is a reserved word in MySQL).
+    fn key_col(&self) -> &'static str {
+        match self.backend {
+            Backend::Mysql => "`key`",
+            Backend::Sqlite | Backend::Postgres => "key",
+        }
+    }
+
+    /// A statement to run on this backend (see [`Q`]).
+    pub(crate) fn q(&self, sql: impl Into<String>) -> Q {
+        Q { backend: self.backend, sql: sql.into(), args: Vec::new() }
     }
 }
 
@@ -152,19 +306,22 @@ impl Store for SqlStore {
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {
         // The first account is the admin: decided inside the INSERT so two concurrent
         // first sign-ups on SQLite (one writer) cannot both become admin.
-        let sql = format!(
-            "INSERT INTO users (email, email_lc, username, username_lc, first_name, last_name, password_hash, is_admin, disabled, created_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 0 ELSE 1 END, 0, $8
-             RETURNING {}",
-            USER_COLS.replace("u.", "")
-        );
+        let sql = "INSERT INTO users (email, email_lc, username, username_lc, first_name, last_name, password_hash, is_admin, disabled, created_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 0 ELSE 1 END, 0, $8";
         let mut tx = self.begin_write().await?;
-        if self.backend == Backend::Postgres {
-            // Under READ COMMITTED two concurrent first sign-ups could both see an empty
-            // table; this lock (held to commit) serializes account creation.
-            sqlx::query("SELECT pg_advisory_xact_lock(7270001)").execute(&mut *tx).await?;
+        // Under READ COMMITTED two concurrent first sign-ups could both see an empty
+        // table; this lock (held to commit) serializes account creation.
+        match self.backend {
+            Backend::Postgres => {
+                self.q("SELECT pg_advisory_xact_lock(7270001)").execute(&mut *tx).await?;
+            }
+            Backend::Mysql => {
+                self.q("SELECT id FROM signup_lock WHERE id = 1 FOR UPDATE").fetch_all(&mut *tx).await?;
+            }
+            Backend::Sqlite => {}
         }
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+        let q = self
+            .q(sql)
             .bind(u.email)
             .bind(u.email_lc)
             .bind(u.username)
@@ -172,9 +329,8 @@ impl Store for SqlStore {
             .bind(u.first_name)
             .bind(u.last_name)
             .bind(u.password_hash)
-            .bind(u.now)
-            .fetch_one(&mut *tx)
-            .await?;
+            .bind(u.now);
+        let row = self.insert_returning(&mut tx, q, "users", &USER_COLS.replace("u.", "")).await?;
         let user = user_from(&row)?;
         tx.commit().await?;
         Ok(user)
@@ -182,15 +338,14 @@ impl Store for SqlStore {
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(&self.pool).await?;
+        let row = self.q(&sql).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(user_from).transpose()?)
     }
 
     async fn user_for_login(&self, login_lc: &str) -> StoreResult<Option<(User, String)>> {
         let sql =
             format!("SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.email_lc = $1 OR u.username_lc = $1");
-        let row =
-            sqlx::query(AssertSqlSafe(sql.as_str())).bind(login_lc.to_string()).fetch_optional(&self.pool).await?;
+        let row = self.q(&sql).bind(login_lc.to_string()).fetch_optional(&self.pool).await?;
         match row {
             Some(r) => Ok(Some((user_from(&r)?, r.try_get("password_hash")?))),
             None => Ok(None),
@@ -198,8 +353,7 @@ impl Store for SqlStore {
     }
 
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
-        let row =
-            sqlx::query("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = self.q("SELECT password_hash FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
     }
 
@@ -212,15 +366,11 @@ impl Store for SqlStore {
                         OR lower(u.last_name) LIKE $1 ESCAPE '\\' OR lower(u.first_name || ' ' || u.last_name) LIKE $1 ESCAPE '\\'
                      ORDER BY u.username_lc LIMIT $2"
                 );
-                sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .bind(like_pattern(q.trim()))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
+                self.q(&sql).bind(like_pattern(q.trim())).bind(limit).fetch_all(&self.pool).await?
             }
             None => {
                 let sql = format!("SELECT {USER_COLS} FROM users u ORDER BY u.username_lc LIMIT $1");
-                sqlx::query(AssertSqlSafe(sql.as_str())).bind(limit).fetch_all(&self.pool).await?
+                self.q(&sql).bind(limit).fetch_all(&self.pool).await?
             }
         };
         Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
@@ -229,13 +379,13 @@ impl Store for SqlStore {
     async fn update_profile(&self, id: UserId, c: ProfileChange) -> StoreResult<User> {
         let mut tx = self.begin_write().await?;
         if let Some(f) = c.first_name {
-            sqlx::query("UPDATE users SET first_name = $1 WHERE id = $2").bind(f).bind(id).execute(&mut *tx).await?;
+            self.q("UPDATE users SET first_name = $1 WHERE id = $2").bind(f).bind(id).execute(&mut *tx).await?;
         }
         if let Some(l) = c.last_name {
-            sqlx::query("UPDATE users SET last_name = $1 WHERE id = $2").bind(l).bind(id).execute(&mut *tx).await?;
+            self.q("UPDATE users SET last_name = $1 WHERE id = $2").bind(l).bind(id).execute(&mut *tx).await?;
         }
         if let Some((e, lc)) = c.email {
-            sqlx::query("UPDATE users SET email = $1, email_lc = $2 WHERE id = $3")
+            self.q("UPDATE users SET email = $1, email_lc = $2 WHERE id = $3")
                 .bind(e)
                 .bind(lc)
                 .bind(id)
@@ -243,7 +393,7 @@ impl Store for SqlStore {
                 .await?;
         }
         if let Some((u, lc)) = c.username {
-            sqlx::query("UPDATE users SET username = $1, username_lc = $2 WHERE id = $3")
+            self.q("UPDATE users SET username = $1, username_lc = $2 WHERE id = $3")
                 .bind(u)
                 .bind(lc)
                 .bind(id)
@@ -251,14 +401,14 @@ impl Store for SqlStore {
                 .await?;
         }
         let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(&mut *tx).await?;
+        let row = self.q(&sql).bind(id).fetch_optional(&mut *tx).await?;
         let user = row.as_ref().map(user_from).transpose()?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(user)
     }
 
     async fn set_password(&self, id: UserId, hash: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        self.q("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash.to_string())
             .bind(id)
             .execute(&self.writer)
@@ -267,7 +417,8 @@ impl Store for SqlStore {
     }
 
     async fn set_disabled(&self, id: UserId, disabled: bool) -> StoreResult<()> {
-        let r = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+        let r = self
+            .q("UPDATE users SET disabled = $1 WHERE id = $2")
             .bind(b(disabled))
             .bind(id)
             .execute(&self.writer)
@@ -279,12 +430,12 @@ impl Store for SqlStore {
     }
 
     async fn disabled_user_ids(&self) -> StoreResult<Vec<UserId>> {
-        let rows = sqlx::query("SELECT id FROM users WHERE disabled <> 0").fetch_all(&self.pool).await?;
+        let rows = self.q("SELECT id FROM users WHERE disabled <> 0").fetch_all(&self.pool).await?;
         Ok(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?)
     }
 
     async fn create_session(&self, hash: &str, user: UserId, now: i64, expires_at: i64) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $3, $4)")
+        self.q("INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $3, $4)")
             .bind(hash.to_string())
             .bind(user)
             .bind(now)
@@ -299,7 +450,7 @@ impl Store for SqlStore {
             "SELECT {USER_COLS}, s.created_at AS s_created, s.last_seen_at, s.expires_at
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1"
         );
-        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(hash.to_string()).fetch_optional(&self.pool).await?;
+        let row = self.q(&sql).bind(hash.to_string()).fetch_optional(&self.pool).await?;
         match row {
             Some(r) => Ok(Some(SessionRow {
                 user: user_from(&r)?,
@@ -312,7 +463,7 @@ impl Store for SqlStore {
     }
 
     async fn touch_session(&self, hash: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+        self.q("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
             .bind(now)
             .bind(hash.to_string())
             .execute(&self.writer)
@@ -321,12 +472,12 @@ impl Store for SqlStore {
     }
 
     async fn delete_session(&self, hash: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(hash.to_string()).execute(&self.writer).await?;
+        self.q("DELETE FROM sessions WHERE token_hash = $1").bind(hash.to_string()).execute(&self.writer).await?;
         Ok(())
     }
 
     async fn delete_user_sessions(&self, user: UserId, keep: Option<&str>) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+        self.q("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
             .bind(user)
             .bind(keep.unwrap_or("").to_string())
             .execute(&self.writer)
@@ -335,7 +486,8 @@ impl Store for SqlStore {
     }
 
     async fn take_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<Vec<(UserId, String)>> {
-        let rows = sqlx::query("SELECT user_id, token_hash FROM sessions WHERE expires_at <= $1 LIMIT $2")
+        let rows = self
+            .q("SELECT user_id, token_hash FROM sessions WHERE expires_at <= $1 LIMIT $2")
             .bind(now)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -343,22 +495,21 @@ impl Store for SqlStore {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let hash: String = r.try_get("token_hash")?;
-            sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(hash.clone()).execute(&self.writer).await?;
+            self.q("DELETE FROM sessions WHERE token_hash = $1").bind(hash.clone()).execute(&self.writer).await?;
             out.push((r.try_get("user_id")?, hash));
         }
         Ok(out)
     }
 
     async fn create_api_token(&self, user: UserId, name: &str, hash: &str, now: i64) -> StoreResult<i64> {
-        let row = sqlx::query(
-            "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(user)
-        .bind(name.to_string())
-        .bind(hash.to_string())
-        .bind(now)
-        .fetch_one(&self.writer)
-        .await?;
+        let q = self
+            .q("INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(user)
+            .bind(name.to_string())
+            .bind(hash.to_string())
+            .bind(now);
+        let mut conn = self.writer.acquire().await?;
+        let row = self.insert_returning(&mut conn, q, "api_tokens", "id").await?;
         Ok(row.try_get("id")?)
     }
 
@@ -366,7 +517,7 @@ impl Store for SqlStore {
         let sql = format!(
             "SELECT {USER_COLS}, t.id AS token_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1"
         );
-        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(hash.to_string()).fetch_optional(&self.pool).await?;
+        let row = self.q(&sql).bind(hash.to_string()).fetch_optional(&self.pool).await?;
         let Some(r) = row else { return Ok(None) };
         let user = user_from(&r)?;
         let token_id: i64 = r.try_get("token_id")?;
@@ -374,7 +525,7 @@ impl Store for SqlStore {
         // Record use at most once a minute: a bot polling with its token should not
         // turn every request into a write.
         if last.is_none_or(|t| now - t > 60_000) {
-            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            self.q("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(token_id)
                 .execute(&self.writer)
@@ -384,11 +535,11 @@ impl Store for SqlStore {
     }
 
     async fn list_api_tokens(&self, user: UserId) -> StoreResult<Vec<ApiTokenInfo>> {
-        let rows =
-            sqlx::query("SELECT id, name, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY id")
-                .bind(user)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = self
+            .q("SELECT id, name, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY id")
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(ApiTokenInfo {
@@ -403,7 +554,8 @@ impl Store for SqlStore {
     }
 
     async fn delete_api_token(&self, user: UserId, id: i64) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+        let r = self
+            .q("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user)
             .execute(&self.writer)
@@ -412,7 +564,7 @@ impl Store for SqlStore {
     }
 
     async fn create_invite(&self, hash: &str, by: UserId, now: i64, expires_at: i64) -> StoreResult<()> {
-        sqlx::query("INSERT INTO invites (code_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        self.q("INSERT INTO invites (code_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(hash.to_string())
             .bind(by)
             .bind(now)
@@ -423,17 +575,17 @@ impl Store for SqlStore {
     }
 
     async fn claim_invite(&self, hash: &str, now: i64) -> StoreResult<bool> {
-        let r =
-            sqlx::query("UPDATE invites SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1")
-                .bind(now)
-                .bind(hash.to_string())
-                .execute(&self.writer)
-                .await?;
+        let r = self
+            .q("UPDATE invites SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1")
+            .bind(now)
+            .bind(hash.to_string())
+            .execute(&self.writer)
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn release_invite(&self, hash: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE invites SET used_at = NULL WHERE code_hash = $1")
+        self.q("UPDATE invites SET used_at = NULL WHERE code_hash = $1")
             .bind(hash.to_string())
             .execute(&self.writer)
             .await?;
@@ -441,7 +593,8 @@ impl Store for SqlStore {
     }
 
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+        let row = self
+            .q(format!("SELECT value FROM settings WHERE {} = $1", self.key_col()))
             .bind(key.to_string())
             .fetch_optional(&self.pool)
             .await?;
@@ -449,24 +602,24 @@ impl Store for SqlStore {
     }
 
     async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key.to_string())
-        .bind(value.to_string())
-        .execute(&self.writer)
-        .await?;
+        let sql = match self.backend {
+            Backend::Mysql => {
+                "INSERT INTO settings (`key`, value) VALUES ($1, $2) ON DUPLICATE KEY UPDATE value = VALUES(value)"
+            }
+            Backend::Sqlite | Backend::Postgres => {
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            }
+        };
+        self.q(sql).bind(key.to_string()).bind(value.to_string()).execute(&self.writer).await?;
         Ok(())
     }
 
     async fn create_room(&self, r: NewRoom) -> StoreResult<Room> {
         let mut tx = self.begin_write().await?;
-        let sql = format!(
-            "INSERT INTO rooms (kind, name, name_lc, topic, is_private, owner_id, keep_messages, keep_days, ephemeral, last_seq, created_at)
-             VALUES ('room', $1, $2, $3, $4, $5, $6, $7, $8, 0, $9) RETURNING {}",
-            ROOM_COLS.replace("r.", "")
-        );
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+        let sql = "INSERT INTO rooms (kind, name, name_lc, topic, is_private, owner_id, keep_messages, keep_days, ephemeral, last_seq, created_at)
+             VALUES ('room', $1, $2, $3, $4, $5, $6, $7, $8, 0, $9)";
+        let q = self
+            .q(sql)
             .bind(r.name)
             .bind(r.name_lc)
             .bind(r.topic)
@@ -475,17 +628,16 @@ impl Store for SqlStore {
             .bind(r.retention.keep_messages)
             .bind(r.retention.keep_days)
             .bind(b(r.retention.ephemeral))
-            .bind(r.now)
-            .fetch_one(&mut *tx)
-            .await?;
+            .bind(r.now);
+        let row = self.insert_returning(&mut tx, q, "rooms", &ROOM_COLS.replace("r.", "")).await?;
         let room = room_from(&row)?;
-        sqlx::query("INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES ($1, $2, $3, 0)")
+        self.q("INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES ($1, $2, $3, 0)")
             .bind(room.id)
             .bind(r.owner_id)
             .bind(r.now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO first_joins (room_id, user_id) VALUES ($1, $2)")
+        self.q("INSERT INTO first_joins (room_id, user_id) VALUES ($1, $2)")
             .bind(room.id)
             .bind(r.owner_id)
             .execute(&mut *tx)
@@ -496,31 +648,30 @@ impl Store for SqlStore {
 
     async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
         let sql = format!("SELECT {ROOM_COLS} FROM rooms r WHERE r.id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(&self.pool).await?;
+        let row = self.q(&sql).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(room_from).transpose()?)
     }
 
     async fn update_room(&self, id: RoomId, topic: &str, retention: Retention) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let r = sqlx::query(
-            "UPDATE rooms SET topic = $1, keep_messages = $2, keep_days = $3, ephemeral = $4 WHERE id = $5",
-        )
-        .bind(topic.to_string())
-        .bind(retention.keep_messages)
-        .bind(retention.keep_days)
-        .bind(b(retention.ephemeral))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        let r = self
+            .q("UPDATE rooms SET topic = $1, keep_messages = $2, keep_days = $3, ephemeral = $4 WHERE id = $5")
+            .bind(topic.to_string())
+            .bind(retention.keep_messages)
+            .bind(retention.keep_days)
+            .bind(b(retention.ephemeral))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
         // A tighter policy applies at once: an ephemeral room keeps nothing, a smaller
         // N drops what no longer fits. (Keep-days is applied by the pruner.)
         if retention.ephemeral {
-            sqlx::query("DELETE FROM messages WHERE room_id = $1").bind(id).execute(&mut *tx).await?;
+            self.q("DELETE FROM messages WHERE room_id = $1").bind(id).execute(&mut *tx).await?;
         } else if let Some(n) = retention.keep_messages {
-            sqlx::query(
+            self.q(
                 "DELETE FROM messages WHERE room_id = $1 AND seq <= (SELECT last_seq FROM rooms WHERE id = $1) - $2",
             )
             .bind(id)
@@ -533,12 +684,13 @@ impl Store for SqlStore {
     }
 
     async fn set_owner(&self, id: RoomId, owner: UserId) -> StoreResult<()> {
-        sqlx::query("UPDATE rooms SET owner_id = $1 WHERE id = $2").bind(owner).bind(id).execute(&self.writer).await?;
+        self.q("UPDATE rooms SET owner_id = $1 WHERE id = $2").bind(owner).bind(id).execute(&self.writer).await?;
         Ok(())
     }
 
     async fn read_marker(&self, room: RoomId, user: UserId) -> StoreResult<Option<Seq>> {
-        let row = sqlx::query("SELECT last_read_seq FROM memberships WHERE room_id = $1 AND user_id = $2")
+        let row = self
+            .q("SELECT last_read_seq FROM memberships WHERE room_id = $1 AND user_id = $2")
             .bind(room)
             .bind(user)
             .fetch_optional(&self.pool)
@@ -561,16 +713,11 @@ impl Store for SqlStore {
                 let sql = format!(
                     "{base} AND (r.name_lc LIKE $2 ESCAPE '\\' OR lower(r.topic) LIKE $2 ESCAPE '\\') ORDER BY r.name_lc LIMIT $3"
                 );
-                sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .bind(viewer)
-                    .bind(like_pattern(q.trim()))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
+                self.q(&sql).bind(viewer).bind(like_pattern(q.trim())).bind(limit).fetch_all(&self.pool).await?
             }
             None => {
                 let sql = format!("{base} ORDER BY r.name_lc LIMIT $2");
-                sqlx::query(AssertSqlSafe(sql.as_str())).bind(viewer).bind(limit).fetch_all(&self.pool).await?
+                self.q(&sql).bind(viewer).bind(limit).fetch_all(&self.pool).await?
             }
         };
         rows.iter()
@@ -588,30 +735,32 @@ impl Store for SqlStore {
     async fn dm_room(&self, a: UserId, bb: UserId, retention: Retention, now: i64) -> StoreResult<Room> {
         let key = crate::domain::dm_key(a, bb);
         let sql = format!("SELECT {ROOM_COLS} FROM rooms r WHERE r.dm_key = $1");
-        if let Some(row) = sqlx::query(AssertSqlSafe(sql.as_str())).bind(key.clone()).fetch_optional(&self.pool).await?
-        {
+        if let Some(row) = self.q(&sql).bind(key.clone()).fetch_optional(&self.pool).await? {
             return Ok(room_from(&row)?);
         }
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO rooms (kind, dm_key, topic, is_private, keep_messages, keep_days, ephemeral, last_seq, created_at)
-             VALUES ('dm', $1, '', 1, $2, $3, 0, 0, $4) ON CONFLICT (dm_key) DO NOTHING",
-        )
+        let (insert, ignore) = self.insert_ignore();
+        self.q(format!(
+            "{insert} INTO rooms (kind, dm_key, topic, is_private, keep_messages, keep_days, ephemeral, last_seq, created_at)
+             VALUES ('dm', $1, '', 1, $2, $3, 0, 0, $4){ignore}"
+        ))
         .bind(key.clone())
         .bind(retention.keep_messages)
         .bind(retention.keep_days)
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(AssertSqlSafe(sql.as_str())).bind(key).fetch_one(&mut *tx).await?;
+        let row = self.q(&sql).bind(key).fetch_one(&mut *tx).await?;
         let room = room_from(&row)?;
         for u in [a, bb] {
-            sqlx::query("INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING")
-                .bind(room.id)
-                .bind(u)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            self.q(format!(
+                "{insert} INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES ($1, $2, $3, 0){ignore}"
+            ))
+            .bind(room.id)
+            .bind(u)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(room)
@@ -619,19 +768,22 @@ impl Store for SqlStore {
 
     async fn add_member(&self, room: RoomId, user: UserId, now: i64) -> StoreResult<(bool, bool)> {
         let mut tx = self.begin_write().await?;
+        let (insert, ignore) = self.insert_ignore();
         // A (re)joining member has read everything before their join.
-        let added = sqlx::query(
-            "INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq)
-             VALUES ($1, $2, $3, (SELECT last_seq FROM rooms WHERE id = $1)) ON CONFLICT DO NOTHING",
-        )
-        .bind(room)
-        .bind(user)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let added = self
+            .q(format!(
+                "{insert} INTO memberships (room_id, user_id, joined_at, last_read_seq)
+             VALUES ($1, $2, $3, (SELECT last_seq FROM rooms WHERE id = $1)){ignore}"
+            ))
+            .bind(room)
+            .bind(user)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             == 1;
-        let first = sqlx::query("INSERT INTO first_joins (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        let first = self
+            .q(format!("{insert} INTO first_joins (room_id, user_id) VALUES ($1, $2){ignore}"))
             .bind(room)
             .bind(user)
             .execute(&mut *tx)
@@ -643,7 +795,8 @@ impl Store for SqlStore {
     }
 
     async fn remove_member(&self, room: RoomId, user: UserId) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
+        let r = self
+            .q("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
             .bind(room)
             .bind(user)
             .execute(&self.writer)
@@ -652,7 +805,8 @@ impl Store for SqlStore {
     }
 
     async fn is_member(&self, room: RoomId, user: UserId) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT 1 AS one FROM memberships WHERE room_id = $1 AND user_id = $2")
+        let row = self
+            .q("SELECT 1 AS one FROM memberships WHERE room_id = $1 AND user_id = $2")
             .bind(room)
             .bind(user)
             .fetch_optional(&self.pool)
@@ -664,7 +818,7 @@ impl Store for SqlStore {
         let sql = format!(
             "SELECT {USER_COLS} FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1 ORDER BY u.username_lc"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(room).fetch_all(&self.pool).await?;
+        let rows = self.q(&sql).bind(room).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
     }
 
@@ -680,7 +834,7 @@ impl Store for SqlStore {
              LEFT JOIN users p ON p.id = o.user_id
              WHERE m.user_id = $1 ORDER BY r.kind, r.name_lc, r.id"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(user).fetch_all(&self.pool).await?;
+        let rows = self.q(&sql).bind(user).fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let peer = match r.try_get::<Option<i64>, _>("p_id")? {
@@ -708,17 +862,34 @@ impl Store for SqlStore {
 
     async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Seq> {
         // Read markers only move forward and never past the room's last event.
-        let row = sqlx::query(
-            "UPDATE memberships SET last_read_seq = CASE
+        let update = "UPDATE memberships SET last_read_seq = CASE
                  WHEN $1 > last_read_seq THEN (CASE WHEN $1 < (SELECT last_seq FROM rooms WHERE id = $2) THEN $1 ELSE (SELECT last_seq FROM rooms WHERE id = $2) END)
                  ELSE last_read_seq END
-             WHERE room_id = $2 AND user_id = $3 RETURNING last_read_seq",
-        )
-        .bind(seq)
-        .bind(room)
-        .bind(user)
-        .fetch_optional(&self.writer)
-        .await?;
+             WHERE room_id = $2 AND user_id = $3";
+        let row = if self.backend == Backend::Mysql {
+            // No UPDATE … RETURNING: read the marker back inside the same transaction
+            // (the UPDATE's row lock keeps it as written until the commit).
+            let mut tx = self.begin_write().await?;
+            let n = self.q(update).bind(seq).bind(room).bind(user).execute(&mut *tx).await?.rows_affected();
+            let row = if n == 0 {
+                None
+            } else {
+                self.q("SELECT last_read_seq FROM memberships WHERE room_id = $1 AND user_id = $2")
+                    .bind(room)
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            };
+            tx.commit().await?;
+            row
+        } else {
+            self.q(format!("{update} RETURNING last_read_seq"))
+                .bind(seq)
+                .bind(room)
+                .bind(user)
+                .fetch_optional(&self.writer)
+                .await?
+        };
         match row {
             Some(r) => Ok(r.try_get("last_read_seq")?),
             None => Err(StoreError::NotFound),
@@ -732,23 +903,36 @@ impl Store for SqlStore {
         let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
         let mut tx = self.begin_write().await?;
 
-        // 0. Several nodes may append to one room at once. On PostgreSQL, lock the
-        //    batch's rooms (in id order, so two batches never wait on each other in
-        //    a cycle) BEFORE looking for retried sends: a retry of a send that another
-        //    node is committing then waits and sees it, instead of inserting it again
-        //    and failing its whole batch on the unique index. (SQLite has one writer.)
-        if self.backend == Backend::Postgres {
+        // 0. Several nodes may append to one room at once. On PostgreSQL and MySQL,
+        //    lock the batch's rooms (in id order, so two batches never wait on each
+        //    other in a cycle) BEFORE looking for retried sends: a retry of a send
+        //    that another node is committing then waits and sees it, instead of
+        //    inserting it again and failing its whole batch on the unique index.
+        //    (SQLite has one writer.) MySQL has no UPDATE … RETURNING: the locked
+        //    rows' last_seq, read here, is what step 2 adds to.
+        let mut locked: HashMap<RoomId, (Seq, Option<i64>, String)> = HashMap::new();
+        if self.backend != Backend::Sqlite {
             let mut rooms: Vec<RoomId> = batch.iter().map(|m| m.room_id).collect();
             rooms.sort_unstable();
             rooms.dedup();
             for chunk in rooms.chunks(500) {
                 let ph: Vec<String> = (1..=chunk.len()).map(|k| self.ph(k)).collect();
-                let sql = format!("SELECT id FROM rooms WHERE id IN ({}) ORDER BY id FOR UPDATE", ph.join(", "));
-                let mut q = sqlx::query(AssertSqlSafe(sql));
+                let sql = format!(
+                    "SELECT id, last_seq, keep_messages, kind FROM rooms WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                    ph.join(", ")
+                );
+                let mut q = self.q(sql);
                 for r in chunk {
                     q = q.bind(*r);
                 }
-                q.fetch_all(&mut *tx).await?;
+                for row in q.fetch_all(&mut *tx).await? {
+                    if self.backend == Backend::Mysql {
+                        locked.insert(
+                            row.try_get("id")?,
+                            (row.try_get("last_seq")?, row.try_get("keep_messages")?, row.try_get("kind")?),
+                        );
+                    }
+                }
             }
         }
 
@@ -760,12 +944,14 @@ impl Store for SqlStore {
                 .map(|k| format!("({}, {}, {})", self.ph(3 * k + 1), self.ph(3 * k + 2), self.ph(3 * k + 3)))
                 .collect();
             // A row-value IN over VALUES: both databases answer it from the unique
-            // (room_id, author_id, client_id) index.
+            // (room_id, author_id, client_id) index. MySQL takes the row values as a
+            // plain list (and answers from the same index).
+            let values = if self.backend == Backend::Mysql { "" } else { "VALUES " };
             let sql = format!(
-                "SELECT room_id, author_id, client_id, seq FROM messages WHERE (room_id, author_id, client_id) IN (VALUES {})",
+                "SELECT room_id, author_id, client_id, seq FROM messages WHERE (room_id, author_id, client_id) IN ({values}{})",
                 tuples.join(", ")
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = self.q(sql);
             for i in chunk {
                 let m = &batch[*i];
                 q = q.bind(m.room_id).bind(m.author_id).bind(m.client_id.clone());
@@ -819,21 +1005,37 @@ impl Store for SqlStore {
                 sql.push_str(&format!(" WHEN {} THEN {}", self.ph(2 * k + 1), self.ph(2 * k + 2)));
             }
             let ids: Vec<String> = (0..per_room.len()).map(|k| self.ph(2 * per_room.len() + k + 1)).collect();
-            sql.push_str(&format!(" END WHERE id IN ({}) RETURNING id, last_seq, keep_messages, kind", ids.join(", ")));
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            sql.push_str(&format!(" END WHERE id IN ({})", ids.join(", ")));
+            let returning = self.backend != Backend::Mysql;
+            if returning {
+                sql.push_str(" RETURNING id, last_seq, keep_messages, kind");
+            }
+            let mut q = self.q(sql);
             for (room, n) in &per_room {
                 q = q.bind(*room).bind(*n);
             }
             for (room, _) in &per_room {
                 q = q.bind(*room);
             }
-            for row in q.fetch_all(&mut *tx).await? {
-                let room: i64 = row.try_get("id")?;
-                let Some((_, n)) = per_room.iter().find(|(r, _)| *r == room) else { continue };
-                let last: i64 = row.try_get("last_seq")?;
-                let kind: String = row.try_get("kind")?;
-                let keep = row.try_get("keep_messages")?;
-                touched.insert(room, Reserved { next: last - n + 1, last, added: *n, keep, is_dm: kind == "dm" });
+            let mut reserved = |room: RoomId, last: Seq, keep: Option<i64>, kind: &str| {
+                if let Some((_, n)) = per_room.iter().find(|(r, _)| *r == room) {
+                    touched.insert(room, Reserved { next: last - n + 1, last, added: *n, keep, is_dm: kind == "dm" });
+                }
+            };
+            if returning {
+                for row in q.fetch_all(&mut *tx).await? {
+                    let kind: String = row.try_get("kind")?;
+                    reserved(row.try_get("id")?, row.try_get("last_seq")?, row.try_get("keep_messages")?, &kind);
+                }
+            } else {
+                // MySQL: the rows were locked (and read) in step 0 and nobody else
+                // can have moved them since.
+                q.execute(&mut *tx).await?;
+                for (room, n) in &per_room {
+                    if let Some((last, keep, kind)) = locked.get(room) {
+                        reserved(*room, last + n, *keep, kind);
+                    }
+                }
             }
             if touched.len() != per_room.len() {
                 return Err(StoreError::NotFound);
@@ -866,7 +1068,7 @@ impl Store for SqlStore {
                 sql.push_str(&cols.join(", "));
                 sql.push(')');
             }
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = self.q(sql);
             for (i, seq) in chunk {
                 let m = &batch[*i];
                 q = q
@@ -893,7 +1095,7 @@ impl Store for SqlStore {
                 // A DM is never pruned past what its recipient has read: a message held
                 // for someone offline stays until they have it (the author's own
                 // marker does not count).
-                sqlx::query(
+                self.q(
                     "DELETE FROM messages WHERE room_id = $1 AND seq <= $2
                        AND seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms WHERE ms.room_id = $1 AND ms.user_id <> messages.author_id)",
                 )
@@ -921,7 +1123,7 @@ impl Store for SqlStore {
                     )
                 })
                 .collect();
-            let mut q = sqlx::query(AssertSqlSafe(format!("DELETE FROM messages WHERE {}", terms.join(" OR "))));
+            let mut q = self.q(format!("DELETE FROM messages WHERE {}", terms.join(" OR ")));
             for (room, before, cut) in ranges {
                 q = q.bind(room).bind(before).bind(cut);
             }
@@ -936,12 +1138,7 @@ impl Store for SqlStore {
             "SELECT {MSG_COLS} FROM messages m LEFT JOIN users u ON u.id = m.author_id
              WHERE m.room_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(room)
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.q(&sql).bind(room).bind(before.unwrap_or(i64::MAX)).bind(limit).fetch_all(&self.pool).await?;
         let mut v: Vec<StoredMessage> = rows.iter().map(message_from).collect::<Result<_, _>>()?;
         v.reverse();
         Ok(v)
@@ -952,8 +1149,7 @@ impl Store for SqlStore {
             "SELECT {MSG_COLS} FROM messages m LEFT JOIN users u ON u.id = m.author_id
              WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq ASC LIMIT $3"
         );
-        let rows =
-            sqlx::query(AssertSqlSafe(sql.as_str())).bind(room).bind(after).bind(limit).fetch_all(&self.pool).await?;
+        let rows = self.q(&sql).bind(room).bind(after).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(message_from).collect::<Result<_, _>>()?)
     }
 
@@ -962,7 +1158,7 @@ impl Store for SqlStore {
         for chunk in rooms.chunks(500) {
             let ph: Vec<String> = (1..=chunk.len()).map(|k| self.ph(k)).collect();
             let sql = format!("SELECT id, last_seq FROM rooms WHERE id IN ({})", ph.join(", "));
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = self.q(sql);
             for r in chunk {
                 q = q.bind(*r);
             }
@@ -974,24 +1170,20 @@ impl Store for SqlStore {
     }
 
     async fn earliest_seq(&self, room: RoomId) -> StoreResult<Option<Seq>> {
-        let row = sqlx::query("SELECT MIN(seq) AS s FROM messages WHERE room_id = $1")
-            .bind(room)
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            self.q("SELECT MIN(seq) AS s FROM messages WHERE room_id = $1").bind(room).fetch_one(&self.pool).await?;
         Ok(row.try_get("s")?)
     }
 
     async fn count_messages(&self, room: RoomId) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM messages WHERE room_id = $1")
-            .bind(room)
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            self.q("SELECT COUNT(*) AS n FROM messages WHERE room_id = $1").bind(room).fetch_one(&self.pool).await?;
         Ok(row.try_get("n")?)
     }
 
     async fn prune_expired(&self, now: i64) -> StoreResult<u64> {
         // Rooms with a keep-days policy; DMs keep what a member has not read yet.
-        let r = sqlx::query(
+        let r = self.q(
             "DELETE FROM messages WHERE EXISTS (
                 SELECT 1 FROM rooms r WHERE r.id = messages.room_id AND r.keep_days IS NOT NULL
                   AND messages.created_at < $1 - r.keep_days * 86400000
