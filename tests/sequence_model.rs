@@ -142,8 +142,10 @@ fn run_model(backend: Backend, cases: u32) {
         let mut config = Config::for_tests(dir.path().to_path_buf());
         config.rate_messages_per_10s = 1_000_000;
         config.rate_social_per_min = 1_000_000;
-        if backend == Backend::Postgres {
-            config.database = Some(common::fresh_pg_database().await);
+        match backend {
+            Backend::Postgres => config.database = Some(common::fresh_pg_database().await),
+            Backend::Mysql => config.database = Some(common::fresh_mysql_database().await),
+            Backend::Sqlite | Backend::Cluster => {}
         }
         let state = AppState::build(&config).await.unwrap();
         let account = NewAccount {
@@ -172,4 +174,9 @@ fn sequence_retention_resume_model_sqlite() {
 #[test]
 fn sequence_retention_resume_model_postgres() {
     run_model(Backend::Postgres, 32);
+}
+
+#[test]
+fn sequence_retention_resume_model_mysql() {
+    run_model(Backend::Mysql, 32);
 }

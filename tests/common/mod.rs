@@ -2,8 +2,9 @@
 //! as `main`) on 127.0.0.1:0 against a real SQLite file or a fresh PostgreSQL database,
 //! and gives tests HTTP and WebSocket clients that talk to it over real sockets.
 //!
-//! PostgreSQL comes from `RTM_TEST_PG_URL` (scripts/test starts a throwaway server and
-//! sets it); each test gets its own database.
+//! PostgreSQL comes from `RTM_TEST_PG_URL`, MariaDB/MySQL from `RTM_TEST_MYSQL_URL`
+//! (scripts/test starts throwaway servers and sets both); each test gets its own
+//! database.
 
 #![allow(dead_code)]
 
@@ -25,13 +26,16 @@ use tokio_tungstenite::{
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// MariaDB (or MySQL) from `RTM_TEST_MYSQL_URL`.
+    Mysql,
     /// Two nodes on one PostgreSQL database and the test Redis; the test's clients
     /// alternate between them, so two people of a story are on different nodes.
     Cluster,
 }
 
 /// Generates one `#[tokio::test]` per backend from `async fn name(b: Backend)`: on
-/// SQLite, on PostgreSQL, and on two nodes with the people split between them.
+/// SQLite, on PostgreSQL, on MariaDB, and on two nodes with the people split between
+/// them.
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -45,6 +49,12 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() { super::$name($crate::common::Backend::Postgres).await }
+            )*
+        }
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::common::Backend::Mysql).await }
             )*
         }
         mod cluster {
@@ -111,6 +121,35 @@ async fn drop_leftover_databases(conn: &mut sqlx::AnyConnection) {
     }
 }
 
+/// A fresh database on the test MariaDB/MySQL server, as a URL (utf8mb4, binary
+/// collation, like the schema's tables).
+pub async fn fresh_mysql_database() -> String {
+    use sqlx::{AnyConnection, Connection, Executor, Row};
+    let admin = std::env::var("RTM_TEST_MYSQL_URL")
+        .expect("RTM_TEST_MYSQL_URL is not set: run the suite with scripts/test, which starts MariaDB");
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(&admin).await.expect("connect to the test MariaDB");
+    // Databases of test processes that have exited (see drop_leftover_databases).
+    if let Ok(rows) = conn.fetch_all("SELECT CAST(schema_name AS CHAR) AS name FROM information_schema.schemata WHERE schema_name LIKE 'rtm\\_t\\_%'").await {
+        for row in rows {
+            let Ok(name) = row.try_get::<String, _>(0) else { continue };
+            let pid = name.strip_prefix("rtm_t_").and_then(|r| r.split('_').next()).and_then(|p| p.parse::<u32>().ok());
+            if !pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await;
+            }
+        }
+    }
+    let mut rnd = [0u8; 6];
+    getrandom::fill(&mut rnd).expect("random");
+    let name = format!("rtm_t_{}_{}", std::process::id(), hex::encode(rnd));
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")))
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&admin).expect("RTM_TEST_MYSQL_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
 impl TestServer {
     pub async fn start(backend: Backend) -> Self {
         Self::start_with(backend, |_| {}).await
@@ -124,8 +163,10 @@ impl TestServer {
         config.hash_concurrency = 2;
         config.shutdown_grace_secs = 3;
         config.auth_rate_per_min = 10_000;
-        if backend != Backend::Sqlite {
-            config.database = Some(fresh_pg_database().await);
+        match backend {
+            Backend::Sqlite => {}
+            Backend::Mysql => config.database = Some(fresh_mysql_database().await),
+            Backend::Postgres | Backend::Cluster => config.database = Some(fresh_pg_database().await),
         }
         if backend == Backend::Cluster {
             config.bus = Some(cluster::redis_url());
