@@ -136,6 +136,10 @@ pub struct Config {
     #[arg(long, env = "RTM_PRUNE_INTERVAL_SECS", default_value_t = 60, global = true)]
     pub prune_interval_secs: u64,
 
+    /// API tokens one account may hold (each is a way into the account: bounded).
+    #[arg(long, env = "RTM_MAX_API_TOKENS", default_value_t = 25, global = true)]
+    pub max_api_tokens: usize,
+
     /// Database connections in the pool.
     #[arg(long, env = "RTM_DB_POOL", default_value_t = 8, global = true)]
     pub db_pool: u32,

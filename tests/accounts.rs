@@ -736,7 +736,18 @@ async fn profile_update(b: Backend) {
     assert!(bad_name.1["error"]["message"].as_str().is_some_and(|m| m.contains("3 to 32")));
     assert_error(&ann.patch("/api/me", json!({"email": "nope"})).await, 422, "invalid_email");
     assert_error(&ann.patch("/api/me", json!({"username": "BOB"})).await, 409, "username_taken");
-    assert_error(&ann.patch("/api/me", json!({"email": "Bob@Example.org"})).await, 409, "email_taken");
+    // A new email needs the current password (the way into the account).
+    assert_error(&ann.patch("/api/me", json!({"email": "ann2@example.org"})).await, 422, "password_required");
+    assert_error(
+        &ann.patch("/api/me", json!({"email": "ann2@example.org", "current_password": "not-my-password"})).await,
+        422,
+        "wrong_password",
+    );
+    assert_error(
+        &ann.patch("/api/me", json!({"email": "Bob@Example.org", "current_password": password_of("ann")})).await,
+        409,
+        "email_taken",
+    );
     // All or nothing: the name is not changed when the username is taken.
     assert_error(&ann.patch("/api/me", json!({"first_name": "Zed", "username": "bob"})).await, 409, "username_taken");
     assert_error(&srv.client().patch("/api/me", json!({"first_name": "X"})).await, 401, "unauthenticated");
@@ -745,7 +756,12 @@ async fn profile_update(b: Backend) {
     assert_eq!(me["username"], "ann");
 
     // Change username and email.
-    let (s, body) = ann.patch("/api/me", json!({"username": "Annabel", "email": "Annabel@Example.net"})).await;
+    let (s, body) = ann
+        .patch(
+            "/api/me",
+            json!({"username": "Annabel", "email": "Annabel@Example.net", "current_password": password_of("ann")}),
+        )
+        .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["user"]["username"], "Annabel");
     assert_eq!(body["user"]["email"], "Annabel@Example.net");
@@ -903,6 +919,22 @@ fn urlencode(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
+/// An account holds a bounded number of API tokens (`--max-api-tokens`).
+async fn api_tokens_are_capped(b: Backend) {
+    let srv = TestServer::start_with(b, |c| c.max_api_tokens = 3).await;
+    let ann = srv.user("ann").await;
+    let mut ids = vec![];
+    for k in 0..3 {
+        let (s, body) = ann.post("/api/me/tokens", json!({"name": format!("t{k}")})).await;
+        assert_eq!(s, 201, "{body}");
+        ids.push(body["id"].as_i64().expect("id"));
+    }
+    assert_error(&ann.post("/api/me/tokens", json!({"name": "one more"})).await, 422, "too_many_tokens");
+    // Revoking one makes room again.
+    assert_eq!(ann.delete(&format!("/api/me/tokens/{}", ids[0])).await.0, 204);
+    assert_eq!(ann.post("/api/me/tokens", json!({"name": "one more"})).await.0, 201);
+}
+
 on_both_backends!(
     sign_up_sign_in_sign_out,
     wrong_password_and_unknown_user,
@@ -923,4 +955,5 @@ on_both_backends!(
     non_bearer_authorization_does_not_skip_origin_check,
     one_admin_under_concurrent_first_sign_ups,
     control_characters_get_clear_errors_everywhere,
+    api_tokens_are_capped,
 );

@@ -35,6 +35,9 @@ pub struct ProfileUpdate {
     pub last_name: Option<String>,
     pub email: Option<String>,
     pub username: Option<String>,
+    /// Required to change the email (the way into the account).
+    #[serde(default)]
+    pub current_password: Option<String>,
 }
 
 /// A successful sign-in: the user and the new session token for the cookie.
@@ -190,6 +193,9 @@ impl Chat {
         if let Some(e) = u.email {
             let e = Email::parse(&e)?;
             let lc = e.folded();
+            if lc != actor.user.email.to_lowercase() {
+                self.check_current_password(actor, u.current_password.as_deref()).await?;
+            }
             change.email = Some((e.into_inner(), lc));
         }
         if let Some(n) = u.username {
@@ -203,14 +209,27 @@ impl Chat {
         Ok(user)
     }
 
-    /// Changes the password after checking the current one; every other session of the
-    /// user ends (and its sockets close).
-    pub async fn change_password(&self, actor: &Actor, current: &str, new: &str) -> ChatResult<()> {
-        let new = Password::parse(new)?;
+    /// Checks the actor's current password (email and password changes need it, so a
+    /// borrowed session cannot take the account over).
+    async fn check_current_password(&self, actor: &Actor, current: Option<&str>) -> ChatResult<()> {
+        let Some(current) = current.filter(|c| !c.is_empty()) else {
+            return Err(ChatError::Invalid(DomainError::new(
+                "password_required",
+                "enter your current password to change this",
+            )));
+        };
         let hash = self.store.password_hash(actor.user.id).await?.ok_or(ChatError::Unauthenticated)?;
         if !self.hasher.verify(current, &hash).await.map_err(internal)? {
             return Err(ChatError::Invalid(DomainError::new("wrong_password", "the current password is not right")));
         }
+        Ok(())
+    }
+
+    /// Changes the password after checking the current one; every other session of the
+    /// user ends (and its sockets close).
+    pub async fn change_password(&self, actor: &Actor, current: &str, new: &str) -> ChatResult<()> {
+        let new = Password::parse(new)?;
+        self.check_current_password(actor, Some(current)).await?;
         let new_hash = self.hasher.hash(new.expose()).await.map_err(internal)?;
         self.store.set_password(actor.user.id, &new_hash).await?;
         self.store.delete_user_sessions(actor.user.id, actor.session.as_deref()).await?;
@@ -221,6 +240,14 @@ impl Chat {
 
     /// Makes an API token for the actor; the token is returned once, never stored.
     pub async fn create_api_token(&self, user: UserId, name: &str) -> ChatResult<(i64, String)> {
+        let cap = self.policy.max_api_tokens;
+        if self.store.list_api_tokens(user).await?.len() >= cap {
+            return Err(DomainError::new(
+                "too_many_tokens",
+                format!("an account has at most {cap} API tokens; revoke one first"),
+            )
+            .into());
+        }
         // The same rule as people's names: 1 to 64 characters, no control characters.
         let name = crate::domain::PersonName::parse(name, "token name")?.into_inner();
         let name = name.as_str();

@@ -150,6 +150,8 @@ pub struct Policy {
     pub origin: String,
     /// Sign-in/sign-up attempts per client address per minute.
     pub auth_per_min: u32,
+    /// API tokens one account may hold.
+    pub max_api_tokens: usize,
 }
 
 impl Policy {
@@ -165,6 +167,7 @@ impl Policy {
             outbox_frames: c.outbox_frames,
             origin: c.origin(),
             auth_per_min: c.auth_rate_per_min.max(1),
+            max_api_tokens: c.max_api_tokens,
         }
     }
 

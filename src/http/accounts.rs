@@ -158,9 +158,16 @@ async fn me(Auth(actor): Auth) -> Json<serde_json::Value> {
 
 async fn update_me(
     State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Auth(actor): Auth,
     Body(change): Body<ProfileUpdate>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    // An email change answers `email_taken` for addresses in use, and checks a
+    // password: limited like sign-ups, so it cannot probe who has an account.
+    if change.email.is_some() {
+        check_rate(&state, addr, &headers).await?;
+    }
     let user = state.chat.update_profile(&actor, change).await?;
     Ok(Json(json!({ "user": UserView::from(user) })))
 }

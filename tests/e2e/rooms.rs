@@ -150,6 +150,16 @@ pub async fn rooms_and_history(d: &Driver) -> Result<()> {
     // Hank, the first account, is the admin: registration by invitation, and a link.
     hank.click("#settings-btn").await?;
     hank.wait_visible("#admin-section").await?;
+    // A new email needs the current password: refused without it, saved with it.
+    hank.fill("#profile-form [name=email]", "hank.new@example.org").await?;
+    hank.click("#profile-form button[type=submit]").await?;
+    hank.wait_text("#profile-error", "Enter your current password to change your email.").await?;
+    hank.fill("#profile-form [name=current_password]", "not-the-password").await?;
+    hank.click("#profile-form button[type=submit]").await?;
+    hank.wait_text("#profile-error", "The current password is not right").await?;
+    hank.fill("#profile-form [name=current_password]", &password_of("hank")).await?;
+    hank.click("#profile-form button[type=submit]").await?;
+    hank.wait_text("#profile-ok", "Profile saved.").await?;
     hank.select("#registration-mode", "invite").await?;
     hank.click("#registration-form button[type=submit]").await?;
     hank.wait_text("#admin-ok", "Registration is now invite.").await?;

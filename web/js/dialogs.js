@@ -354,8 +354,18 @@ function initSettings() {
       $('profile-ok').textContent = 'Nothing changed.';
       return;
     }
+    if (body.email !== undefined) {
+      const current = profile.elements.current_password.value;
+      if (!current) {
+        $('profile-error').textContent = 'Enter your current password to change your email.';
+        profile.elements.current_password.focus();
+        return;
+      }
+      body.current_password = current;
+    }
     try {
       const res = await busy(profile, patch('/api/me', body));
+      profile.elements.current_password.value = '';
       store.setMe(res.user);
       $('profile-ok').textContent = 'Profile saved.';
     } catch (x) {
