@@ -10,7 +10,10 @@
 //!
 //! Several nodes (`--url` repeated, `--spawn-cluster N`): the senders connect to node
 //! 0 and every other member to the other nodes in turn; only those receivers record
-//! latency, so every measured delivery crossed nodes (losses count everyone).
+//! latency, so every measured delivery crossed nodes (losses count everyone). With
+//! `--mixed` the receivers go to all nodes in turn, node 0 included, and the
+//! deliveries that stayed on node 0 are timed apart (`latency_same_node`): the Redis
+//! hop is the difference, measured in one run under the same load.
 
 use std::{sync::Arc, time::Duration};
 
@@ -73,6 +76,10 @@ pub struct FanoutArgs {
     /// A step with a higher p99 (ms) is past saturation.
     #[arg(long, default_value_t = 100.0)]
     pub p99_limit_ms: f64,
+    /// With several nodes: receivers on every node in turn (node 0 too); the latency
+    /// of the deliveries that stayed on node 0 is reported apart.
+    #[arg(long)]
+    pub mixed: bool,
 }
 
 /// The result of one load step.
@@ -95,6 +102,9 @@ pub struct Step {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisUse>,
     pub latency: Latency,
+    /// `--mixed`: deliveries that stayed on the senders' node (`latency` has the rest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_same_node: Option<Latency>,
 }
 
 impl Step {
@@ -147,7 +157,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
                 0
             } else {
                 *k += 1;
-                t.receiver_node(*k - 1)
+                if a.mixed { (*k - 1) % t.nodes().len() } else { t.receiver_node(*k - 1) }
             })
         })
         .collect();
@@ -160,7 +170,12 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
         &sh.errors,
         |i, ws, _| {
             let (sink, source) = ws.split();
-            let record = if several && is_sender(i) { Record::Nothing } else { Record::All };
+            let record = match (several, is_sender(i), node_of[i]) {
+                (false, _, _) => Record::All,
+                (true, true, _) => Record::Nothing,
+                (true, false, 0) => Record::Local,
+                (true, false, _) => Record::All,
+            };
             readers.push(tokio::spawn(load::receive(source, i, record, sh.clone())));
             if is_sender(i) {
                 senders.push((i, rooms[i / a.members], sink));
@@ -174,6 +189,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
     tokio::time::sleep(Duration::from_secs_f64(a.settle)).await;
     sh.counters.reset_step();
     sh.latency.take();
+    sh.latency_local.take();
     let rss_loaded = t.rss_kib();
 
     let rates: Vec<f64> = if !a.rates.is_empty() {
@@ -251,9 +267,10 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
         human.insert(
             1,
             format!(
-                "{} nodes: senders on {}, receivers on the others in turn (latency measured across nodes only)",
+                "{} nodes: senders on {}, receivers on {} in turn (the table: deliveries across nodes only)",
                 t.nodes().len(),
-                t.node_ep(0).addr
+                t.node_ep(0).addr,
+                if a.mixed { "every node" } else { "the others" }
             ),
         );
     }
@@ -262,6 +279,9 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
         if let Some(split) = s.cpu.split() {
             let redis = s.redis.as_ref().map(|r| format!("; redis {}", r.short())).unwrap_or_default();
             split_lines.push(format!("{:>9}: cpu {split}{redis}", s.rate));
+        }
+        if let Some(l) = &s.latency_same_node {
+            split_lines.push(format!("{:>9}: same node as the senders: {}", s.rate, l.line()));
         }
         human.push(format!(
             "{:>9} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>6} {:>12}",
@@ -297,7 +317,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             "connections": total, "users": per_room * a.rooms + 1, "duration_s": duration.as_secs_f64(),
             "rates": rates, "find_saturation": stepping, "p99_limit_ms": a.p99_limit_ms,
             "keep": a.keep, "settle_s": a.settle, "spawn": c.spawn, "database": c.database.as_deref().map(rtm::config::redact_url),
-            "outbox_frames": c.outbox_frames, "nodes": nodes, "spawn_cluster": c.spawn_cluster,
+            "outbox_frames": c.outbox_frames, "nodes": nodes, "spawn_cluster": c.spawn_cluster, "mixed": a.mixed,
         }),
         results: json!({
             "connect_errors": connect_errors,
@@ -322,6 +342,7 @@ async fn run_step(
 ) -> Result<Step> {
     sh.counters.reset_step();
     sh.latency.take();
+    sh.latency_local.take();
     let errors0 = sh.errors.count();
     let n = senders.len().max(1);
     let period = Duration::from_secs_f64(n as f64 / rate);
@@ -361,6 +382,7 @@ async fn run_step(
     let last = sh.last_delivery_us.load(std::sync::atomic::Ordering::Relaxed);
     let window = (last.saturating_sub(start_us) as f64 / 1e6).max(duration.as_secs_f64());
     let h = sh.latency.take();
+    let local = sh.latency_local.take();
     Ok(Step {
         rate,
         sent,
@@ -376,6 +398,7 @@ async fn run_step(
         cpu,
         redis,
         latency: Latency::of(&h),
+        latency_same_node: (!local.is_empty()).then(|| Latency::of(&local)),
     })
 }
 

@@ -41,6 +41,8 @@ pub struct Shared {
     pub counters: Counters,
     pub errors: ErrorLog,
     pub latency: Latencies,
+    /// Latency of deliveries that did not cross nodes, kept apart (`fanout --mixed`).
+    pub latency_local: Latencies,
     /// Unix µs of the newest delivery (to compute deliveries/s over the real window).
     pub last_delivery_us: AtomicU64,
 }
@@ -51,6 +53,7 @@ impl Shared {
             counters: Counters::default(),
             errors: ErrorLog::default(),
             latency: Latencies::new(),
+            latency_local: Latencies::new(),
             last_delivery_us: AtomicU64::new(0),
         })
     }
@@ -91,6 +94,9 @@ pub enum Record {
     Others,
     /// None (a sender on node 0 of several: its deliveries do not cross nodes).
     Nothing,
+    /// Every bench message but the connection's own, into `latency_local` (a receiver
+    /// on the senders' node, next to receivers on other nodes).
+    Local,
 }
 
 /// Reads a member connection until it closes. Bench messages are counted, checked
@@ -141,7 +147,8 @@ pub async fn receive(mut source: Source, conn: usize, record: Record, sh: Arc<Sh
                 }
                 last_seq = seq;
                 received += 1;
-                if record == Record::All || (record == Record::Others && sender != conn) {
+                let own = sender == conn;
+                if record == Record::All || (matches!(record, Record::Others | Record::Local) && !own) {
                     lat.push(now.saturating_sub(sent));
                 }
             }
@@ -171,7 +178,11 @@ pub async fn receive(mut source: Source, conn: usize, record: Record, sh: Arc<Sh
         if acked > 0 {
             Counters::add(&sh.counters.acked, acked);
         }
-        sh.latency.record(conn, &lat);
+        if record == Record::Local {
+            sh.latency_local.record(conn, &lat);
+        } else {
+            sh.latency.record(conn, &lat);
+        }
         lat.clear();
     }
     sh.counters.open.fetch_sub(1, Ordering::Relaxed);
