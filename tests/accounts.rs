@@ -935,6 +935,30 @@ async fn api_tokens_are_capped(b: Backend) {
     assert_eq!(ann.post("/api/me/tokens", json!({"name": "one more"})).await.0, 201);
 }
 
+/// Behind a trusted proxy, sign-in budgets are per address, and per /64 for IPv6 (one
+/// user can pick any address of their /64).
+async fn ipv6_neighbours_share_a_sign_in_budget(b: Backend) {
+    let srv = TestServer::start_with(b, |c| {
+        c.trust_proxy = true;
+        c.auth_rate_per_min = 3;
+    })
+    .await;
+    let c = srv.client();
+    let attempt = |xff: &'static str| {
+        let req = c
+            .http
+            .post(format!("{}/api/login", c.base))
+            .header("x-forwarded-for", xff)
+            .json(&json!({"login": "nobody", "password": "wrong-password-1"}));
+        async move { req.send().await.expect("request").status().as_u16() }
+    };
+    for xff in ["2001:db8:7:7::1", "2001:db8:7:7::2", "2001:db8:7:7:ffff::3"] {
+        assert_eq!(attempt(xff).await, 401, "{xff}");
+    }
+    assert_eq!(attempt("2001:db8:7:7::4").await, 429, "the same /64 shares one budget");
+    assert_eq!(attempt("2001:db8:7:8::1").await, 401, "another /64 has its own");
+}
+
 on_both_backends!(
     sign_up_sign_in_sign_out,
     wrong_password_and_unknown_user,
@@ -956,4 +980,5 @@ on_both_backends!(
     one_admin_under_concurrent_first_sign_ups,
     control_characters_get_clear_errors_everywhere,
     api_tokens_are_capped,
+    ipv6_neighbours_share_a_sign_in_budget,
 );

@@ -76,6 +76,23 @@ pub fn dm_key(a: UserId, b: UserId) -> String {
     format!("{lo}:{hi}")
 }
 
+/// The address a per-address budget is kept for. An IPv6 user typically holds a whole
+/// /64 (and can pick any address in it), so the /64 shares one budget; an IPv4-mapped
+/// IPv6 address counts as the IPv4 address it is.
+pub fn rate_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 /// Validates a search text (user directory, room browser): at most 100 characters, no
 /// control characters (NUL cannot even reach PostgreSQL, which refuses it in text).
 pub fn validate_query(q: &str) -> Result<(), DomainError> {
@@ -122,6 +139,20 @@ pub fn validate_client_id(id: &str) -> Result<(), DomainError> {
         return Err(DomainError::new("invalid_client_id", "client_id must be 1 to 64 visible ASCII characters"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod rate_key_tests {
+    use super::rate_key;
+
+    #[test]
+    fn an_ipv6_slash_64_shares_one_budget() {
+        let k = |s: &str| rate_key(s.parse().expect("ip"));
+        assert_eq!(k("2001:db8:1:2:aaaa::1"), k("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("::ffff:192.0.2.7"), k("192.0.2.7"));
+        assert_ne!(k("192.0.2.7"), k("192.0.2.8"));
+    }
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ fn client_ip(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> std::ne
 /// then the budget all nodes share (several nodes), so spreading attempts over nodes
 /// buys nothing.
 async fn check_rate(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    let ip = client_ip(state, addr, headers);
+    let ip = crate::domain::rate_key(client_ip(state, addr, headers));
     state.auth_limiter.check_key(&ip).map_err(|_| ApiError::from(ChatError::RateLimited))?;
     state.chat.check_shared_auth_budget(ip).await.map_err(ApiError::from)
 }
