@@ -295,6 +295,20 @@ impl SqlStore {
         }
     }
 
+    /// How many entries a generated list of `n` gets. On MySQL, a power of two (the
+    /// caller repeats its last entry, which changes nothing in an `IN` list, a
+    /// `CASE`, or an `OR` of ranges): sqlx prepares every distinct text once per
+    /// connection and keeps 100 of them, and with a text per batch size the evicted
+    /// statement's `COM_STMT_CLOSE` (a packet the server does not answer) held the
+    /// next statement back in the kernel (Nagle's algorithm against the server's
+    /// delayed ACK, 40 ms): `persist` went from 14.5k to 35k messages/s over TCP.
+    fn padded(&self, n: usize) -> usize {
+        match self.backend {
+            Backend::Mysql => n.next_power_of_two(),
+            Backend::Sqlite | Backend::Postgres => n,
+        }
+    }
+
     /// A statement to run on this backend (see [`Q`]).
     pub(crate) fn q(&self, sql: impl Into<String>) -> Q {
         Q { backend: self.backend, sql: sql.into(), args: Vec::new() }
@@ -916,14 +930,15 @@ impl Store for SqlStore {
             rooms.sort_unstable();
             rooms.dedup();
             for chunk in rooms.chunks(500) {
-                let ph: Vec<String> = (1..=chunk.len()).map(|k| self.ph(k)).collect();
+                let n = self.padded(chunk.len());
+                let ph: Vec<String> = (1..=n).map(|k| self.ph(k)).collect();
                 let sql = format!(
                     "SELECT id, last_seq, keep_messages, kind FROM rooms WHERE id IN ({}) ORDER BY id FOR UPDATE",
                     ph.join(", ")
                 );
                 let mut q = self.q(sql);
-                for r in chunk {
-                    q = q.bind(*r);
+                for k in 0..n {
+                    q = q.bind(chunk[k.min(chunk.len() - 1)]);
                 }
                 for row in q.fetch_all(&mut *tx).await? {
                     if self.backend == Backend::Mysql {
@@ -940,7 +955,8 @@ impl Store for SqlStore {
         let with_id: Vec<usize> = (0..batch.len()).filter(|i| batch[*i].client_id.is_some()).collect();
         let mut stored: HashMap<(RoomId, UserId, &str), Seq> = HashMap::new();
         for chunk in with_id.chunks(500) {
-            let tuples: Vec<String> = (0..chunk.len())
+            let n = self.padded(chunk.len());
+            let tuples: Vec<String> = (0..n)
                 .map(|k| format!("({}, {}, {})", self.ph(3 * k + 1), self.ph(3 * k + 2), self.ph(3 * k + 3)))
                 .collect();
             // A row-value IN over VALUES: both databases answer it from the unique
@@ -952,8 +968,8 @@ impl Store for SqlStore {
                 tuples.join(", ")
             );
             let mut q = self.q(sql);
-            for i in chunk {
-                let m = &batch[*i];
+            for k in 0..n {
+                let m = &batch[chunk[k.min(chunk.len() - 1)]];
                 q = q.bind(m.room_id).bind(m.author_id).bind(m.client_id.clone());
             }
             for row in q.fetch_all(&mut *tx).await? {
@@ -1000,22 +1016,25 @@ impl Store for SqlStore {
         // in opposite orders.
         let mut touched: HashMap<RoomId, Reserved> = HashMap::new();
         if !per_room.is_empty() {
+            let len = self.padded(per_room.len());
+            let padded = |k: usize| per_room[k.min(per_room.len() - 1)];
             let mut sql = String::from("UPDATE rooms SET last_seq = last_seq + CASE id");
-            for k in 0..per_room.len() {
+            for k in 0..len {
                 sql.push_str(&format!(" WHEN {} THEN {}", self.ph(2 * k + 1), self.ph(2 * k + 2)));
             }
-            let ids: Vec<String> = (0..per_room.len()).map(|k| self.ph(2 * per_room.len() + k + 1)).collect();
+            let ids: Vec<String> = (0..len).map(|k| self.ph(2 * len + k + 1)).collect();
             sql.push_str(&format!(" END WHERE id IN ({})", ids.join(", ")));
             let returning = self.backend != Backend::Mysql;
             if returning {
                 sql.push_str(" RETURNING id, last_seq, keep_messages, kind");
             }
             let mut q = self.q(sql);
-            for (room, n) in &per_room {
-                q = q.bind(*room).bind(*n);
+            for k in 0..len {
+                let (room, n) = padded(k);
+                q = q.bind(room).bind(n);
             }
-            for (room, _) in &per_room {
-                q = q.bind(*room);
+            for k in 0..len {
+                q = q.bind(padded(k).0);
             }
             let mut reserved = |room: RoomId, last: Seq, keep: Option<i64>, kind: &str| {
                 if let Some((_, n)) = per_room.iter().find(|(r, _)| *r == room) {
@@ -1054,8 +1073,16 @@ impl Store for SqlStore {
         }
 
         // 3. One INSERT per chunk of rows (7 parameters each; 3,500 stays far below
-        //    both databases' parameter limits).
-        for chunk in seqs.chunks(500) {
+        //    the databases' parameter limits). On MySQL, chunks of a power of two
+        //    rows, at most 256 (few distinct texts: see `padded`).
+        let mut rest: &[(usize, Seq)] = &seqs;
+        while !rest.is_empty() {
+            let n = match self.backend {
+                Backend::Mysql => 1usize << rest.len().min(256).ilog2(),
+                Backend::Sqlite | Backend::Postgres => rest.len().min(500),
+            };
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
             let mut sql = String::from(
                 "INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at) VALUES ",
             );
@@ -1113,7 +1140,8 @@ impl Store for SqlStore {
             }
         }
         if !ranges.is_empty() {
-            let terms: Vec<String> = (0..ranges.len())
+            let len = self.padded(ranges.len());
+            let terms: Vec<String> = (0..len)
                 .map(|k| {
                     format!(
                         "(room_id = {} AND seq > {} AND seq <= {})",
@@ -1124,7 +1152,8 @@ impl Store for SqlStore {
                 })
                 .collect();
             let mut q = self.q(format!("DELETE FROM messages WHERE {}", terms.join(" OR ")));
-            for (room, before, cut) in ranges {
+            for k in 0..len {
+                let (room, before, cut) = ranges[k.min(ranges.len() - 1)];
                 q = q.bind(room).bind(before).bind(cut);
             }
             q.execute(&mut *tx).await?;
@@ -1156,11 +1185,12 @@ impl Store for SqlStore {
     async fn last_seqs(&self, rooms: &[RoomId]) -> StoreResult<Vec<(RoomId, Seq)>> {
         let mut out = Vec::with_capacity(rooms.len());
         for chunk in rooms.chunks(500) {
-            let ph: Vec<String> = (1..=chunk.len()).map(|k| self.ph(k)).collect();
+            let n = self.padded(chunk.len());
+            let ph: Vec<String> = (1..=n).map(|k| self.ph(k)).collect();
             let sql = format!("SELECT id, last_seq FROM rooms WHERE id IN ({})", ph.join(", "));
             let mut q = self.q(sql);
-            for r in chunk {
-                q = q.bind(*r);
+            for k in 0..n {
+                q = q.bind(chunk[k.min(chunk.len() - 1)]);
             }
             for row in q.fetch_all(&self.pool).await? {
                 out.push((row.try_get("id")?, row.try_get("last_seq")?));
