@@ -9,6 +9,9 @@
 //! users and makes the rooms, writes the session cookies to a file, and drives the
 //! children step by step over their stdin/stdout (each prints a line when it reached
 //! its share of a step and waits for "go"), reading the server's RSS in between.
+//!
+//! With several nodes the connections go to the nodes in turn (connection `g` to node
+//! `g mod nodes`, in the children too) and the RSS is the sum over the nodes.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -91,7 +94,8 @@ struct StepReading {
 
 /// The connections a process holds.
 struct Holder {
-    ep: Endpoint,
+    /// The nodes: global connection `g` goes to node `g % len`.
+    eps: Vec<Endpoint>,
     cookies: Vec<String>,
     offset: usize,
     sinks: Vec<Sink>,
@@ -111,9 +115,9 @@ impl Holder {
         let cookies: Vec<String> = (from..n).map(|i| self.cookies[(self.offset + i) % users].clone()).collect();
         let pb = report::bar(cookies.len() as u64, &format!("connecting to {n}"), quiet);
         let (sh, sinks, readers) = (&self.sh, &mut self.sinks, &mut self.readers);
-        let ep = &self.ep;
+        let (eps, base) = (&self.eps, self.offset + from);
         load::connect_many(
-            |_| ep,
+            |j| &eps[(base + j) % eps.len()],
             &cookies,
             concurrency,
             &pb,
@@ -213,7 +217,7 @@ pub async fn run(a: CapacityArgs) -> Result<Outcome> {
     let mut readings = Vec::new();
     let (pongs, errors, open_end, samples) = if a.procs == 1 {
         let mut h = Holder {
-            ep: t.node_ep(0).clone(),
+            eps: t.nodes().iter().map(|n| n.ep.clone()).collect(),
             cookies,
             offset: 0,
             sinks: Vec::new(),
@@ -344,9 +348,11 @@ async fn drive_children(
         let n_i = share(a.connections, k, i);
         let steps_i: Vec<String> = steps.iter().map(|&s| share(s, k, i).to_string()).collect();
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.arg("capacity")
-            .args(["--url", &t.origin])
-            .args(["--connections", &n_i.to_string()])
+        cmd.arg("capacity");
+        for n in t.nodes() {
+            cmd.args(["--url", &n.ep.origin]);
+        }
+        cmd.args(["--connections", &n_i.to_string()])
             .args(["--steps", &steps_i.join(",")])
             .args(["--connect-concurrency", &(a.common.connect_concurrency / k).max(1).to_string()])
             .arg("--child-setup")
@@ -414,7 +420,7 @@ async fn run_child(a: CapacityArgs) -> Result<Outcome> {
     let t = Target::open(c).await?;
     let steps = plan_steps(&a.steps, a.connections);
     let mut h = Holder {
-        ep: t.node_ep(0).clone(),
+        eps: t.nodes().iter().map(|n| n.ep.clone()).collect(),
         cookies: setup.cookies,
         offset: a.child_offset,
         sinks: Vec::new(),
