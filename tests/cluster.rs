@@ -437,3 +437,69 @@ async fn a_node_holds_later_events_and_fills_gaps_from_the_store() {
     let late = wa.drain(Duration::from_millis(300)).await;
     assert!(kept(&late, room).is_empty(), "{late:?}");
 }
+
+/// The per-user message budget is one budget for all nodes: a client with sockets on
+/// two nodes does not get twice the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_budget_is_shared_by_the_nodes() {
+    let c = Cluster::start_with(2, |cfg| cfg.rate_messages_per_10s = 6).await;
+    let ann = c.nodes[0].user("ann").await;
+    let room = ann.create_room("budget", json!({})).await;
+    let mut w0 = ann.ws().await;
+    let mut w1 = Ws::connect(c.nodes[1].addr, ann.cookie.as_deref(), Some(&c.nodes[1].origin()), None)
+        .await
+        .expect("ann's session works on node 1");
+    let (mut acked, mut limited) = (0, 0);
+    for k in 0..12 {
+        let ws = if k % 2 == 0 { &mut w0 } else { &mut w1 };
+        match ws.request(json!({"type": "send", "room": room, "client_id": format!("b{k}"), "text": "hi"})).await {
+            ServerFrame::Ack { seq: Some(_), .. } => acked += 1,
+            ServerFrame::Error { code, .. } if code == "rate_limited" => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Six in all (each node alone would have allowed six).
+    assert_eq!((acked, limited), (6, 6));
+}
+
+/// A node listens on Redis to a room only while it has a local subscriber to it: no
+/// node receives traffic of rooms it does not serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_subscribes_to_a_room_only_while_it_serves_it() {
+    let c = Cluster::start(2).await;
+    let ann = c.nodes[0].user("ann").await;
+    let bob = c.nodes[1].user("bob").await;
+    let room = ann.create_room("quiet", json!({})).await;
+    assert_eq!(bob.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
+    let mut redis = redis::Client::open(c.bus.as_str())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let channel = format!("{}:r:{room}", c.prefix);
+    let mut subscribers = async |want: i64| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v: Vec<(String, i64)> =
+                redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel).query_async(&mut redis).await.expect("NUMSUB");
+            let n = v.first().map_or(0, |(_, n)| *n);
+            if n == want || Instant::now() > deadline {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(subscribers(0).await, 0, "nobody connected: no node listens");
+    let wa = ann.ws().await;
+    assert_eq!(subscribers(1).await, 1, "node 0 serves ann");
+    let wb = bob.ws().await;
+    assert_eq!(subscribers(2).await, 2, "node 1 serves bob");
+    // A second socket on node 0 adds no subscription.
+    let wa2 = ann.ws().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(subscribers(2).await, 2);
+    drop(wb);
+    assert_eq!(subscribers(1).await, 1, "bob left node 1: it stops listening");
+    drop((wa, wa2));
+    assert_eq!(subscribers(0).await, 0);
+}
