@@ -46,7 +46,8 @@ pub struct Config {
     #[arg(long, env = "RTM_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 
-    /// Database URL: `sqlite:PATH` or `postgres://user:pass@host/db`.
+    /// Database URL: `sqlite:PATH`, `postgres://user:pass@host/db` or
+    /// `mysql://user:pass@host/db` (MySQL or MariaDB).
     /// Default: SQLite at DATA_DIR/rtm.db.
     #[arg(long, env = "RTM_DATABASE", global = true)]
     pub database: Option<String>,

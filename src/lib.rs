@@ -6,7 +6,7 @@
 //! - [`chat`]: every business rule; the edges call it and nothing below it.
 //! - [`domain`]: pure types and rules (names, retention) with no I/O.
 //! - [`auth`]: password hashing and secrets.
-//! - [`store`]: persistence (SQLite, PostgreSQL); [`bus`]: delivery between nodes and
+//! - [`store`]: persistence (SQLite, PostgreSQL, MySQL/MariaDB); [`bus`]: delivery between nodes and
 //!   presence; [`hub`]: delivery to this node's connections.
 //! - [`error`]: HTTP error mapping; [`shutdown`]: signals and draining.
 //!
