@@ -71,10 +71,19 @@ async fn signed_in(srv: &TestServer, login: &str, password: &str) -> Client {
 
 /// Reads until the server says `closing` with `session_ended`, then until the stream ends.
 async fn expect_session_ended(ws: &mut Ws) {
+    expect_session_ended_because(ws, None).await
+}
+
+/// The socket gets `closing` `session_ended`, with this reason text if one is given
+/// (PROTOCOL §3.6 names each).
+async fn expect_session_ended_because(ws: &mut Ws, why: Option<&str>) {
     loop {
         match ws.try_recv(WAIT).await {
-            Some(ServerFrame::Closing { code, .. }) => {
+            Some(ServerFrame::Closing { code, reason }) => {
                 assert_eq!(code, "session_ended");
+                if let Some(why) = why {
+                    assert_eq!(reason, why);
+                }
                 break;
             }
             Some(_) => continue,
@@ -481,8 +490,8 @@ async fn disabled_user_is_locked_out(b: Backend) {
     assert_eq!(s, 204, "{body}");
 
     // Open sockets, cookie and bearer alike, are closed by the server.
-    expect_session_ended(&mut ws).await;
-    expect_session_ended(&mut ws_bearer).await;
+    expect_session_ended_because(&mut ws, Some("your account was disabled")).await;
+    expect_session_ended_because(&mut ws_bearer, Some("your account was disabled")).await;
     // Sessions are deleted: the old cookie is simply not signed in any more.
     assert_error(&me_with_cookie(&srv, &cookie).await, 401, "unauthenticated");
     assert_error(&vic.get("/api/me").await, 401, "unauthenticated");
@@ -785,6 +794,11 @@ async fn password_change(b: Backend) {
     let other_cookie = cookie_of(&other);
     let mut ws_ann = ann.ws().await;
     let mut ws_other = other.ws().await;
+    // A socket opened with an API token: tokens outlive a password change.
+    let (s, tok) = ann.post("/api/me/tokens", json!({"name": "script"})).await;
+    assert_eq!(s, 201, "{tok}");
+    let token = tok["token"].as_str().expect("token").to_string();
+    let mut ws_token = Ws::connect(srv.addr, None, None, Some(&token)).await.expect("token socket");
     let new_password = "brand-new-password";
 
     assert_error(
@@ -821,6 +835,8 @@ async fn password_change(b: Backend) {
     expect_session_ended(&mut ws_other).await;
     assert_eq!(ann.me().await["username"], "ann");
     ping_works(&mut ws_ann).await;
+    // The API token stays valid, and so does its socket (PROTOCOL §2.3, §3.6).
+    ping_works(&mut ws_token).await;
 
     // The old password is refused, the new one signs in.
     assert_error(&srv.client().login("ann", &password_of("ann")).await, 401, "invalid_credentials");

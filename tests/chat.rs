@@ -751,6 +751,40 @@ async fn big_replies_are_split_and_limits_hold(b: Backend) {
     assert!(matches!(f, ServerFrame::Closing { ref code, .. } if code == "session_ended"), "{f:?}");
 }
 
+/// `limit` is clamped to 1..100 when it is a whole number, refused when it is not
+/// (PROTOCOL §2.4 and §3.4 say so).
+async fn history_limit_is_clamped_or_refused(b: Backend) {
+    let srv = TestServer::start_with(b, |c| c.rate_messages_per_10s = 10_000).await;
+    let ann = srv.user("ann").await;
+    let room = ann.create_room("many", json!({})).await;
+    let mut ws = ann.ws().await;
+    for k in 0..105 {
+        ws.send_json(
+            json!({"type": "send", "id": format!("m{k}"), "room": room, "client_id": format!("m{k}"), "text": "x"}),
+        )
+        .await;
+    }
+    ws.recv_until(|f| matches!(f, ServerFrame::Ack { id, .. } if id == "m104")).await;
+    let count = |f: ServerFrame| match f {
+        ServerFrame::History { events, .. } => events.len(),
+        other => panic!("not a history reply: {other:?}"),
+    };
+    assert_eq!(count(ws.request(json!({"type": "history", "room": room, "limit": 0})).await), 1);
+    assert_eq!(count(ws.request(json!({"type": "history", "room": room, "limit": 1000})).await), 100);
+    for bad in [json!(-1), json!(2.5), json!("10")] {
+        let f = ws.request(json!({"type": "history", "room": room, "limit": bad})).await;
+        assert!(matches!(&f, ServerFrame::Error { code, .. } if code == "bad_request"), "{bad}: {f:?}");
+    }
+    let (s, body) = ann.get(&format!("/api/rooms/{room}/messages?limit=0")).await;
+    assert_eq!((s, body["events"].as_array().map(Vec::len)), (200, Some(1)));
+    let (s, body) = ann.get(&format!("/api/rooms/{room}/messages?limit=500")).await;
+    assert_eq!((s, body["events"].as_array().map(Vec::len)), (200, Some(100)));
+    for bad in ["-1", "2.5", "x"] {
+        let (s, body) = ann.get(&format!("/api/rooms/{room}/messages?limit={bad}")).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (400, Some("bad_request")), "{bad}");
+    }
+}
+
 on_both_backends!(
     big_replies_are_split_and_limits_hold,
     batched_appends_assign_seqs_in_order_and_dedup,
@@ -773,4 +807,5 @@ on_both_backends!(
     rate_limit_is_an_error_not_a_disconnect,
     history_pages_backwards,
     slow_consumer_is_cut_off_others_keep_receiving,
+    history_limit_is_clamped_or_refused,
 );

@@ -190,15 +190,29 @@ impl Outbox {
         self.kick(o)
     }
 
-    /// Puts the hello first and lets the queue flow.
+    /// Puts the hello first, as a WebSocket frame of its own (docs/PROTOCOL.md §3.3:
+    /// a client reads one `hello` object first, never an array), and lets the queue
+    /// flow behind it.
     pub fn open(&self, hello: Frame) -> Offer {
         let mut o = self.out.lock();
         if o.state != State::Held {
             return Offer::Closed;
         }
-        o.bytes += hello.len();
-        if let Some(f) = o.first.replace(hello) {
-            o.queue.push_front(Item::Frame(f));
+        if o.first.is_none() && o.queue.is_empty() {
+            o.bytes += hello.len();
+            o.first = Some(hello);
+        } else {
+            // Frames wait already: they would be coalesced with the hello into one
+            // array. Framed here, the hello is written alone, then the batch.
+            if let Some(f) = o.first.take() {
+                o.queue.push_front(Item::Frame(f));
+            }
+            let mut head = [0u8; 10];
+            let mut framed = BytesMut::with_capacity(10 + hello.len());
+            framed.extend_from_slice(header(hello.len(), &mut head));
+            framed.extend_from_slice(&hello);
+            o.bytes += framed.len();
+            o.queue.push_front(Item::Raw(framed.freeze()));
         }
         o.state = State::Idle;
         self.kick(o)
@@ -543,7 +557,8 @@ pub(crate) mod tests {
         assert!(ob.is_empty());
         assert_eq!(ob.offer(f(r#"{"n":2}"#)), Offer::Taken);
         assert!(ob.is_empty(), "an idle connection is written to at once");
-        assert_eq!(client_reads(&read_all(&mut client).await), [r#"[{"hello":1},{"n":1}]"#, r#"{"n":2}"#]);
+        // The hello alone, then what waited for it, then the next frame.
+        assert_eq!(client_reads(&read_all(&mut client).await), [r#"{"hello":1}"#, r#"[{"n":1}]"#, r#"{"n":2}"#]);
         assert_eq!(ob.seal_with(f(r#"{"bye":1}"#)), Offer::Taken);
         assert_eq!(ob.offer(f(r#"{"n":3}"#)), Offer::Closed);
     }
