@@ -926,6 +926,16 @@ async fn control_characters_get_clear_errors_everywhere(b: Backend) {
             .await;
         assert_eq!((s, body["error"]["code"].as_str()), (422, Some("invalid_email")), "{body}");
     }
+    // Invisible and direction-changing characters in what others see are refused.
+    for hidden in ["ann\u{202E}nimda", "ann\u{200B}", "\u{3164}"] {
+        assert_error(&ann.patch("/api/me", json!({"last_name": hidden})).await, 422, "invalid_name");
+        assert_error(&ann.post("/api/rooms", json!({"name": format!("{hidden}room")})).await, 422, "invalid_room_name");
+        assert_error(
+            &ann.post("/api/rooms", json!({"name": "fine-room", "topic": format!("about {hidden}")})).await,
+            422,
+            "invalid_topic",
+        );
+    }
     // The server is still well: a normal search works.
     let (s, users) = ann.get("/api/users?q=bo").await;
     assert_eq!(s, 200, "{users}");

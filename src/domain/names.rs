@@ -18,6 +18,47 @@ impl DomainError {
     }
 }
 
+/// Characters that change how text around them is shown without being seen: bidi
+/// controls (which can make `alice\u{202E}ecila` read as another name), zero-width
+/// characters, and the invisible "fillers" of Hangul and other scripts that pass for
+/// letters. None of them belongs in a name, an email, a room name or a topic.
+fn is_hidden(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'                    // soft hyphen
+        | '\u{034F}'                  // combining grapheme joiner
+        | '\u{061C}'                  // Arabic letter mark
+        | '\u{115F}' | '\u{1160}'     // Hangul choseong/jungseong fillers
+        | '\u{17B4}' | '\u{17B5}'     // Khmer inherent vowels
+        | '\u{180E}'                  // Mongolian vowel separator
+        | '\u{200B}'..='\u{200F}'     // zero-width space/non-joiner/joiner, LRM, RLM
+        | '\u{202A}'..='\u{202E}'     // bidi embeddings and overrides
+        | '\u{2060}'..='\u{2064}'     // word joiner, invisible operators
+        | '\u{2066}'..='\u{2069}'     // bidi isolates
+        | '\u{206A}'..='\u{206F}'     // deprecated format characters
+        | '\u{2800}'                  // braille blank
+        | '\u{3164}'                  // Hangul filler
+        | '\u{FEFF}'                  // zero-width no-break space
+        | '\u{FFA0}'                  // halfwidth Hangul filler
+        | '\u{FFF9}'..='\u{FFFB}'     // interlinear annotation
+        | '\u{1D173}'..='\u{1D17A}'   // musical symbol format characters
+        | '\u{E0000}'..='\u{E007F}'   // tags
+    )
+}
+
+/// Whether `s` holds a hidden character (see [`is_hidden`]). A zero-width joiner
+/// between two pictographs is allowed: it builds emoji such as 👩‍💻 that people put in
+/// their names.
+pub fn has_hidden_chars(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    chars.iter().enumerate().any(|(i, &c)| {
+        if c == '\u{200D}' {
+            let pictograph = |x: Option<&char>| x.is_some_and(|&x| x >= '\u{2190}' && !is_hidden(x));
+            return !(i > 0 && pictograph(chars.get(i - 1)) && pictograph(chars.get(i + 1)));
+        }
+        is_hidden(c)
+    })
+}
+
 macro_rules! string_newtype {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
@@ -64,7 +105,7 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let s = raw.trim();
         let bad = || DomainError::new("invalid_email", "enter an email address like name@example.org");
-        if s.is_empty() || s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if s.is_empty() || s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control() || is_hidden(c)) {
             return Err(bad());
         }
         let (local, domain) = s.split_once('@').ok_or_else(bad)?;
@@ -109,10 +150,10 @@ impl PersonName {
     pub fn parse(raw: &str, which: &str) -> Result<Self, DomainError> {
         let s = raw.trim();
         let n = s.chars().count();
-        if n == 0 || n > 64 || s.chars().any(char::is_control) {
+        if n == 0 || n > 64 || s.chars().any(char::is_control) || has_hidden_chars(s) {
             return Err(DomainError::new(
                 "invalid_name",
-                format!("the {which} must be 1 to 64 characters, with no control characters"),
+                format!("the {which} must be 1 to 64 characters, with no control or invisible characters"),
             ));
         }
         Ok(PersonName(s.to_string()))
@@ -127,7 +168,7 @@ impl RoomName {
         let s = raw.trim();
         let n = s.chars().count();
         let ok_chars = s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.' || c == ' ');
-        if !(2..=40).contains(&n) || !ok_chars || s.contains("  ") {
+        if !(2..=40).contains(&n) || !ok_chars || s.contains("  ") || has_hidden_chars(s) {
             return Err(DomainError::new("invalid_room_name", ROOM_NAME_RULE));
         }
         Ok(RoomName(s.to_string()))
@@ -140,10 +181,10 @@ impl RoomName {
 impl Topic {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let s = raw.trim();
-        if s.chars().count() > 250 || s.chars().any(|c| c.is_control() && c != '\n') {
+        if s.chars().count() > 250 || s.chars().any(|c| c.is_control() && c != '\n') || has_hidden_chars(s) {
             return Err(DomainError::new(
                 "invalid_topic",
-                "a topic is at most 250 characters, with no control characters",
+                "a topic is at most 250 characters, with no control or invisible characters",
             ));
         }
         Ok(Topic(s.to_string()))
@@ -209,6 +250,21 @@ mod tests {
         assert_eq!(Password::parse(&long).unwrap().expose().len(), 1024);
         assert!(Password::parse(&"p".repeat(1025)).is_err());
         assert!(!format!("{:?}", Password::parse("secret-pass").unwrap()).contains("secret"));
+    }
+
+    #[test]
+    fn invisible_and_direction_changing_characters_are_refused() {
+        for bad in ["ali\u{202E}ce", "al\u{200B}ice", "\u{3164}", "bo\u{2066}b", "x\u{FEFF}y", "a\u{200D}b"] {
+            assert_eq!(PersonName::parse(bad, "first name").unwrap_err().code, "invalid_name", "{bad:?}");
+            assert_eq!(Topic::parse(bad).unwrap_err().code, "invalid_topic", "{bad:?}");
+            assert_eq!(RoomName::parse(&format!("{bad}xx")).unwrap_err().code, "invalid_room_name", "{bad:?}");
+            assert_eq!(Email::parse(&format!("{bad}@example.org")).unwrap_err().code, "invalid_email", "{bad:?}");
+        }
+        // Emoji sequences joined with ZWJ, accents and other scripts stay fine.
+        for ok in ["Zoë 👩\u{200D}💻", "Jürgen", "Ольга", "李"] {
+            assert!(PersonName::parse(ok, "first name").is_ok(), "{ok:?}");
+            assert!(Topic::parse(ok).is_ok(), "{ok:?}");
+        }
     }
 
     #[test]
