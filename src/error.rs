@@ -36,7 +36,7 @@ impl From<ChatError> for ApiError {
     fn from(e: ChatError) -> Self {
         let status = match &e {
             ChatError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ChatError::Taken(_) => StatusCode::CONFLICT,
+            ChatError::Taken(_) | ChatError::LookAlike(_) => StatusCode::CONFLICT,
             ChatError::BadCredentials | ChatError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ChatError::Disabled
             | ChatError::RegistrationClosed

@@ -985,6 +985,24 @@ async fn ipv6_neighbours_share_a_sign_in_budget(b: Backend) {
     assert_eq!(attempt("2001:db8:7:8::1").await, 401, "another /64 has its own");
 }
 
+/// Names that look like an existing one (Unicode TR39 skeletons) are refused: `aIice`
+/// (capital I) beside `alice`, a Cyrillic о in `Town Square`.
+async fn look_alike_names_are_refused(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let alice = srv.user("alice").await;
+    let (s, body) = srv.client().register("aIice").await;
+    assert_eq!((s, body["error"]["code"].as_str()), (409, Some("username_look_alike")), "{body}");
+    let bob = srv.user("bob").await;
+    assert_error(&bob.patch("/api/me", json!({"username": "aIice"})).await, 409, "username_look_alike");
+    // Your own name in another case is still yours.
+    assert_eq!(alice.patch("/api/me", json!({"username": "Alice"})).await.0, 200);
+    alice.create_room("Town Square", json!({})).await;
+    assert_error(&bob.post("/api/rooms", json!({"name": "T\u{043E}wn Square"})).await, 409, "room_name_look_alike");
+    // Names that merely resemble each other are fine.
+    bob.create_room("Town Squares", json!({})).await;
+    assert_eq!(srv.client().register("alicia").await.0, 201);
+}
+
 on_both_backends!(
     sign_up_sign_in_sign_out,
     wrong_password_and_unknown_user,
@@ -1007,4 +1025,5 @@ on_both_backends!(
     control_characters_get_clear_errors_everywhere,
     api_tokens_are_capped,
     ipv6_neighbours_share_a_sign_in_budget,
+    look_alike_names_are_refused,
 );

@@ -8,7 +8,7 @@ use crate::{
     config::RegistrationMode,
     domain::{DomainError, Email, Password, PersonName, UserId, Username},
     hub::{Control, Envelope, Topic},
-    store::{ApiTokenInfo, NewUser, ProfileChange, StoreError, User},
+    store::{ApiTokenInfo, NameKind, NewUser, ProfileChange, StoreError, User},
 };
 
 /// How long an invite link stays valid.
@@ -63,6 +63,7 @@ impl Chat {
         let first = PersonName::parse(&a.first_name, "first name")?;
         let last = PersonName::parse(&a.last_name, "last name")?;
         let password = Password::parse(&a.password)?;
+        let skeleton = self.check_look_alike(NameKind::Username, username.as_str(), None).await?;
         let mut claimed_invite = None;
         if !by_admin {
             match self.registration_mode() {
@@ -96,6 +97,7 @@ impl Chat {
         match result {
             Ok(user) => {
                 tracing::info!(user_id = user.id, admin = user.is_admin, "account created");
+                self.store.set_skeleton(NameKind::Username, user.id, &skeleton).await?;
                 Ok(user)
             }
             Err(e) => {
@@ -198,12 +200,17 @@ impl Chat {
             }
             change.email = Some((e.into_inner(), lc));
         }
+        let mut skeleton = None;
         if let Some(n) = u.username {
             let n = Username::parse(&n)?;
+            skeleton = Some(self.check_look_alike(NameKind::Username, n.as_str(), Some(actor.user.id)).await?);
             let lc = n.folded();
             change.username = Some((n.into_inner(), lc));
         }
         let user = self.store.update_profile(actor.user.id, change).await?;
+        if let Some(s) = skeleton {
+            self.store.set_skeleton(NameKind::Username, user.id, &s).await?;
+        }
         self.forget_user_in_rooms(actor.user.id);
         self.bus.publish(Envelope::control(Topic::Nodes, Control::UserChanged(actor.user.id), None)).await?;
         Ok(user)

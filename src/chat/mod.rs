@@ -28,7 +28,7 @@ use crate::{
     config::{Config, RegistrationMode},
     domain::{DomainError, UserId},
     hub::{Envelope, Topic},
-    store::{DynStore, StoreError, User},
+    store::{DynStore, NameKind, StoreError, User},
     ws::protocol::{Author, Limits},
 };
 
@@ -58,6 +58,10 @@ pub enum ChatError {
     NotMember,
     #[error("slow down: too many requests")]
     RateLimited,
+    /// The name looks like an existing one (same TR39 skeleton): `username` or
+    /// `room_name`.
+    #[error("that {0} looks too much like an existing one; choose another")]
+    LookAlike(&'static str),
     #[error("the database is unreachable right now; nothing was changed, try again shortly")]
     Unavailable,
     #[error("internal error")]
@@ -84,6 +88,8 @@ impl ChatError {
             ChatError::NotFound(_) => "not_found",
             ChatError::NotMember => "not_a_member",
             ChatError::RateLimited => "rate_limited",
+            ChatError::LookAlike("username") => "username_look_alike",
+            ChatError::LookAlike(_) => "room_name_look_alike",
             ChatError::Unavailable => "unavailable",
             ChatError::Internal(_) => "internal",
         }
@@ -226,6 +232,7 @@ impl Chat {
                 .and_then(|s| RegistrationMode::parse(&s))
                 .unwrap_or(RegistrationMode::Open),
         };
+        Self::backfill_skeletons(&store).await?;
         let social = policy.social_per_min;
         let per = NonZeroU32::new(policy.messages_per_10s).unwrap_or(NonZeroU32::MIN);
         let quota =
@@ -278,6 +285,39 @@ impl Chat {
             Some(false) => Err(ChatError::RateLimited),
             _ => Ok(()),
         }
+    }
+
+    /// Refuses a name whose TR39 skeleton another user's (or room's) name has (`aIice`
+    /// beside `alice`); returns the skeleton to record. Two look-alikes signing up at
+    /// the same moment can both pass: the exact-name uniqueness still holds.
+    async fn check_look_alike(&self, kind: NameKind, name: &str, except: Option<i64>) -> ChatResult<String> {
+        let skeleton = crate::domain::skeleton_key(name);
+        let field = match kind {
+            NameKind::Username => "username",
+            NameKind::RoomName => "room_name",
+        };
+        match self.store.skeleton_taken(kind, &skeleton, except).await? {
+            // The very same name (ignoring case) is simply taken.
+            Some(other) if other.to_lowercase() == name.to_lowercase() => Err(ChatError::Taken(field)),
+            Some(_) => Err(ChatError::LookAlike(field)),
+            None => Ok(skeleton),
+        }
+    }
+
+    /// Records the skeletons of names created before they were kept (an upgrade).
+    async fn backfill_skeletons(store: &DynStore) -> ChatResult<()> {
+        for kind in [NameKind::Username, NameKind::RoomName] {
+            loop {
+                let rows = store.missing_skeletons(kind, 1000).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                for (id, name) in rows {
+                    store.set_skeleton(kind, id, &crate::domain::skeleton_key(&name)).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_social(&self, actor: &Actor) -> ChatResult<()> {

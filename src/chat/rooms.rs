@@ -14,7 +14,7 @@ use super::{Actor, Chat, ChatError, ChatResult, now_ms};
 use crate::{
     domain::{MessageKind, Retention, RoomId, RoomKind, RoomName, Topic as RoomTopic, UserId},
     hub::{Control, Envelope, Topic},
-    store::{NewRoom, Room, RoomListing, RoomSummary, User},
+    store::{NameKind, NewRoom, Room, RoomListing, RoomSummary, User},
     ws::protocol::{Author, Event, EventKind, RoomInfo, ServerFrame},
 };
 
@@ -164,6 +164,7 @@ impl Chat {
         let topic = RoomTopic::parse(&c.topic)?;
         let retention =
             c.retention.unwrap_or(Retention::last_messages(self.policy.default_keep_messages)).validate()?;
+        let skeleton = self.check_look_alike(NameKind::RoomName, name.as_str(), None).await?;
         let room = self
             .store
             .create_room(NewRoom {
@@ -177,6 +178,7 @@ impl Chat {
             })
             .await?;
         tracing::info!(room_id = room.id, user_id = actor.user.id, private = room.is_private, "room created");
+        self.store.set_skeleton(NameKind::RoomName, room.id, &skeleton).await?;
         let info = room_info(&room, 0, 0, None);
         self.subscribe_user(actor.user.id, &info).await?;
         self.welcome(actor, &room).await?;

@@ -6,7 +6,7 @@
 pub mod names;
 pub mod retention;
 
-pub use names::{DomainError, Email, Password, PersonName, RoomName, Topic, Username};
+pub use names::{DomainError, Email, Password, PersonName, RoomName, Topic, Username, skeleton_key};
 pub use retention::Retention;
 
 use serde::{Deserialize, Serialize};

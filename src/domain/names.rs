@@ -59,6 +59,13 @@ pub fn has_hidden_chars(s: &str) -> bool {
     })
 }
 
+/// The key under which two names count as look-alikes: the Unicode TR39 skeleton
+/// (`aIice` and `alice` share one, as do `Town Square` and `Tоwn Square` with a
+/// Cyrillic о), lowercased, since names are unique ignoring case anyway.
+pub fn skeleton_key(name: &str) -> String {
+    unicode_security::skeleton(name).collect::<String>().to_lowercase()
+}
+
 macro_rules! string_newtype {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
@@ -265,6 +272,15 @@ mod tests {
             assert!(PersonName::parse(ok, "first name").is_ok(), "{ok:?}");
             assert!(Topic::parse(ok).is_ok(), "{ok:?}");
         }
+    }
+
+    #[test]
+    fn look_alike_names_share_a_skeleton() {
+        assert_eq!(skeleton_key("aIice"), skeleton_key("alice"));
+        assert_eq!(skeleton_key("Town Square"), skeleton_key("T\u{043E}wn Square"));
+        assert_eq!(skeleton_key("paypal"), skeleton_key("p\u{0430}yp\u{0430}l"));
+        assert_ne!(skeleton_key("alice"), skeleton_key("alicia"));
+        assert_ne!(skeleton_key("general"), skeleton_key("random"));
     }
 
     #[test]

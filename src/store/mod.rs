@@ -188,6 +188,23 @@ pub struct NewMessage {
     pub created_at: i64,
 }
 
+/// Which names a skeleton belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Username,
+    RoomName,
+}
+
+impl NameKind {
+    /// (table, name column, skeleton column)
+    fn columns(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            NameKind::Username => ("users", "username", "username_skel"),
+            NameKind::RoomName => ("rooms", "name", "name_skel"),
+        }
+    }
+}
+
 /// The outcome of keeping one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -276,6 +293,15 @@ pub trait Store: Send + Sync + 'static {
     async fn history(&self, room: RoomId, before: Option<Seq>, limit: i64) -> StoreResult<Vec<StoredMessage>>;
     /// Up to `limit` kept events after `after`, oldest first.
     async fn since(&self, room: RoomId, after: Seq, limit: i64) -> StoreResult<Vec<StoredMessage>>;
+    // Look-alike names.
+    /// A username (or room name) of another user or room than `except` with this
+    /// skeleton, if any.
+    async fn skeleton_taken(&self, kind: NameKind, skeleton: &str, except: Option<i64>) -> StoreResult<Option<String>>;
+    /// Records the skeleton of a user's username (or a room's name).
+    async fn set_skeleton(&self, kind: NameKind, id: i64, skeleton: &str) -> StoreResult<()>;
+    /// Up to `limit` users (or rooms) whose name has no skeleton yet: (id, name).
+    async fn missing_skeletons(&self, kind: NameKind, limit: i64) -> StoreResult<Vec<(i64, String)>>;
+
     /// The newest seq of each of `rooms` that exists (any order).
     async fn last_seqs(&self, rooms: &[RoomId]) -> StoreResult<Vec<(RoomId, Seq)>>;
     /// The oldest kept sequence number of a room, if any event is kept.

@@ -1182,6 +1182,29 @@ impl Store for SqlStore {
         Ok(rows.iter().map(message_from).collect::<Result<_, _>>()?)
     }
 
+    async fn skeleton_taken(&self, kind: NameKind, skeleton: &str, except: Option<i64>) -> StoreResult<Option<String>> {
+        let (table, name, col) = kind.columns();
+        let sql = format!("SELECT {name} AS name FROM {table} WHERE {col} = $1 AND id <> $2 LIMIT 1");
+        let row = self.q(&sql).bind(skeleton.to_string()).bind(except.unwrap_or(-1)).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.try_get("name")).transpose()?)
+    }
+
+    async fn set_skeleton(&self, kind: NameKind, id: i64, skeleton: &str) -> StoreResult<()> {
+        let (table, _, col) = kind.columns();
+        let sql = format!("UPDATE {table} SET {col} = $1 WHERE id = $2");
+        self.q(&sql).bind(skeleton.to_string()).bind(id).execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn missing_skeletons(&self, kind: NameKind, limit: i64) -> StoreResult<Vec<(i64, String)>> {
+        let (table, name, col) = kind.columns();
+        let sql = format!(
+            "SELECT id, {name} AS name FROM {table} WHERE {col} IS NULL AND {name} IS NOT NULL ORDER BY id LIMIT $1"
+        );
+        let rows = self.q(&sql).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("name")?))).collect()
+    }
+
     async fn last_seqs(&self, rooms: &[RoomId]) -> StoreResult<Vec<(RoomId, Seq)>> {
         let mut out = Vec::with_capacity(rooms.len());
         for chunk in rooms.chunks(500) {
