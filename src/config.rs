@@ -144,6 +144,24 @@ pub struct Config {
     /// Database connections in the pool.
     #[arg(long, env = "RTM_DB_POOL", default_value_t = 8, global = true)]
     pub db_pool: u32,
+
+    /// Seconds an HTTP client has to send a complete request head, counted from when
+    /// the connection opens or the previous response went out (so it is also the
+    /// keep-alive idle timeout); then the connection is closed.
+    #[arg(long, env = "RTM_HTTP_IDLE_SECS", default_value_t = 30, global = true)]
+    pub http_idle_secs: u64,
+
+    /// Seconds an HTTP client has to send a whole request body once its head is in;
+    /// a slower one is answered 408 and its connection closed.
+    #[arg(long, env = "RTM_HTTP_BODY_SECS", default_value_t = 10, global = true)]
+    pub http_body_secs: u64,
+
+    /// Concurrent HTTP connections from one client address (TCP peer); more are closed
+    /// at once. 0: no cap. Upgraded WebSockets do not count. Behind a proxy every
+    /// connection comes from the proxy's address (X-Forwarded-For is not read yet when
+    /// the cap applies): raise it or set 0 and limit per client at the proxy.
+    #[arg(long, env = "RTM_MAX_CONNS_PER_ADDR", default_value_t = 256, global = true)]
+    pub max_conns_per_addr: usize,
 }
 
 impl Config {
@@ -216,6 +234,9 @@ impl fmt::Debug for Config {
             .field("rate_messages_per_10s", &self.rate_messages_per_10s)
             .field("outbox_frames", &self.outbox_frames)
             .field("default_keep_messages", &self.default_keep_messages)
+            .field("http_idle_secs", &self.http_idle_secs)
+            .field("http_body_secs", &self.http_body_secs)
+            .field("max_conns_per_addr", &self.max_conns_per_addr)
             .finish_non_exhaustive()
     }
 }

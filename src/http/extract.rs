@@ -2,9 +2,11 @@
 //! user (session cookie or `Authorization: Bearer` API token). Also the JSON body
 //! extractor that turns serde's rejections into our error format.
 
+use std::time::Duration;
+
 use axum::{
     extract::{FromRequest, FromRequestParts, Request},
-    http::{HeaderMap, header, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 
@@ -69,16 +71,38 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// `Json<T>` with errors in our format (`bad_request` with serde's explanation).
+/// How long a client has to send a whole request body (`--http-body-secs`); the accept
+/// loop puts it in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub Duration);
+
+/// When no [`BodyTimeout`] came with the request (a router driven without our accept
+/// loop): the flag's default.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `Json<T>` with errors in our format (`bad_request` with serde's explanation). The
+/// body must arrive within the [`BodyTimeout`], counted from when reading it starts, as
+/// a whole (a client dripping one byte at a time does not reset it): else 408
+/// `request_timeout`, and hyper closes the connection since the body was not read to
+/// its end.
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(rej) => Err(ApiError::bad_request(rej.body_text())),
+        let limit = req.extensions().get::<BodyTimeout>().map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+        match tokio::time::timeout(limit, axum::Json::<T>::from_request(req, state)).await {
+            Ok(Ok(axum::Json(v))) => Ok(Body(v)),
+            Ok(Err(rej)) => Err(ApiError::bad_request(rej.body_text())),
+            Err(_) => {
+                tracing::debug!(timeout_ms = limit.as_millis() as u64, "request body too slow");
+                Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive in time",
+                ))
+            }
         }
     }
 }

@@ -1,0 +1,277 @@
+//! Denial of service at the HTTP edge: clients that open connections and stall must
+//! not take the service from everybody else. Each phase of an HTTP connection has a
+//! deadline (`--http-idle-secs`, `--http-body-secs`) and one address may hold only so
+//! many HTTP connections (`--max-conns-per-addr`); see docs/PROTOCOL.md §6.
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use common::{Backend, Client, TestServer, Ws};
+use rtm::ws::protocol::ServerFrame;
+use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::Instant,
+};
+
+/// The body timeout of these tests (seconds), and the slack allowed on top of it
+/// (a loaded test machine, 2,000 sockets to close).
+const BODY_SECS: u64 = 2;
+const IDLE_SECS: u64 = 2;
+const SLACK: Duration = Duration::from_secs(4);
+
+fn is_msg(room: i64, text: String) -> impl FnMut(&ServerFrame) -> bool {
+    move |f| matches!(f, ServerFrame::Message(e) if e.room == room && e.text == text)
+}
+
+/// A POST head announcing 1,000 bytes of body, and the first few of them.
+fn stalled_post(addr: SocketAddr) -> String {
+    format!(
+        "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"login\":\"x"
+    )
+}
+
+/// Reads until the server closes (end of stream or reset) or `deadline`: what was
+/// read, and whether it closed.
+async fn read_until_closed(tcp: &mut TcpStream, deadline: Instant) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => return (got, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// One round of a person using the service: sign up, sign in, join the lobby, open a
+/// WebSocket, send a message that `listener` receives, receive `listener`'s answer.
+async fn one_round(srv_addr: SocketAddr, i: usize, room: i64, listener: &mut Ws) {
+    let mut c = Client::for_addr(srv_addr);
+    let name = format!("walker{i}");
+    let (s, b) = c.register(&name).await;
+    assert_eq!(s, 201, "sign-up {i}: {b}");
+    let (s, b) = c.login(&name, &common::password_of(&name)).await;
+    assert_eq!(s, 200, "sign-in {i}: {b}");
+    let (s, b) = c.post(&format!("/api/rooms/{room}/join"), json!({})).await;
+    assert_eq!(s, 200, "join {i}: {b}");
+    let mut ws = c.ws().await;
+    let text = format!("hello from {name}");
+    ws.say(room, &text).await.expect("kept");
+    listener.recv_until(is_msg(room, text)).await;
+    let answer = format!("welcome {name}");
+    listener.say(room, &answer).await.expect("kept");
+    ws.recv_until(is_msg(room, answer)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_bodies_do_not_stop_service_and_are_closed() {
+    const STALLED: usize = 2_000;
+    let srv = TestServer::start_with(Backend::Sqlite, |c| {
+        c.http_body_secs = BODY_SECS;
+        c.http_idle_secs = IDLE_SECS;
+        // Every client here is 127.0.0.1: no per-address cap, so only the timeouts
+        // protect the service.
+        c.max_conns_per_addr = 0;
+    })
+    .await;
+    let addr = srv.addr;
+    let ann = srv.user("ann").await;
+    let room = ann.create_room("lobby", json!({})).await;
+    let mut listener = ann.ws().await;
+
+    // The normal client: rounds of sign-up, sign-in and chat until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let walker = tokio::spawn({
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        async move {
+            let mut worst = Duration::ZERO;
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                tokio::time::timeout(Duration::from_secs(10), one_round(addr, i, room, &mut listener))
+                    .await
+                    .unwrap_or_else(|_| panic!("round {i} took over 10 s"));
+                worst = worst.max(t.elapsed());
+                rounds.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            worst
+        }
+    });
+
+    // 2,000 connections that send a head and part of the body, then nothing. Each
+    // reads what the server answers until it closes, from the moment it stalled.
+    let started = Instant::now();
+    let mut stalled = Vec::with_capacity(STALLED);
+    for n in 0..STALLED {
+        stalled.push(tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await.expect("connect");
+            tcp.write_all(stalled_post(addr).as_bytes()).await.expect("send the head");
+            let t = Instant::now();
+            let (got, closed) = read_until_closed(&mut tcp, t + Duration::from_secs(BODY_SECS) + SLACK).await;
+            (t.elapsed(), String::from_utf8_lossy(&got).into_owned(), closed)
+        }));
+        if n % 200 == 199 {
+            // Let the listen backlog drain between bursts.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let rounds_at_stall = rounds.load(Ordering::Relaxed);
+    let mut worst_close = Duration::ZERO;
+    for (n, t) in stalled.into_iter().enumerate() {
+        let (took, answer, closed) = t.await.expect("stalled client task");
+        assert!(closed, "stalled connection {n} still open after {took:?}: {answer:?}");
+        assert!(answer.starts_with("HTTP/1.1 408"), "stalled connection {n} got {answer:?}");
+        worst_close = worst_close.max(took);
+    }
+    let rounds_during = rounds.load(Ordering::Relaxed) - rounds_at_stall;
+    stop.store(true, Ordering::Relaxed);
+    let worst_round = walker.await.expect("the normal client never failed");
+    eprintln!(
+        "{STALLED} stalled connections, all answered 408 and closed within {worst_close:?} (body timeout {BODY_SECS} s); \
+         {rounds_during} rounds of the normal client meanwhile, the slowest {worst_round:?}; total {:?}",
+        started.elapsed()
+    );
+    assert!(
+        rounds_during >= 2,
+        "the normal client kept going: {rounds_during} rounds while the stalled ones were open"
+    );
+    // And the service is whole afterwards.
+    assert_eq!(ann.get("/healthz").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_http_phase_has_a_deadline() {
+    let srv = TestServer::start_with(Backend::Sqlite, |c| {
+        c.http_body_secs = BODY_SECS;
+        c.http_idle_secs = IDLE_SECS;
+    })
+    .await;
+    let addr = srv.addr;
+    let limit = Duration::from_secs(IDLE_SECS) + SLACK;
+
+    // A connection that never sends anything.
+    let t = Instant::now();
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let (_, closed) = read_until_closed(&mut silent, t + limit).await;
+    assert!(closed, "a silent connection is closed");
+    assert!(t.elapsed() >= Duration::from_secs(IDLE_SECS) - Duration::from_millis(200), "not before the idle time");
+
+    // Half a head (slowloris).
+    let t = Instant::now();
+    let mut half = TcpStream::connect(addr).await.expect("connect");
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.expect("send");
+    let (_, closed) = read_until_closed(&mut half, t + limit).await;
+    assert!(closed, "a half-sent head is closed");
+
+    // Keep-alive idle after a full request and its response.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.expect("send");
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await.expect("answered").expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    let t = Instant::now();
+    let (got, closed) = read_until_closed(&mut idle, t + limit).await;
+    assert!(closed && got.is_empty(), "an idle keep-alive connection is closed: {got:?}");
+    assert!(t.elapsed() >= Duration::from_secs(IDLE_SECS) - Duration::from_millis(200), "not before the idle time");
+
+    // A body dripped one byte at a time, each well within the body timeout: the
+    // deadline is for the whole body, not between bytes.
+    let t = Instant::now();
+    let mut drip = TcpStream::connect(addr).await.expect("connect");
+    drip.write_all(stalled_post(addr).as_bytes()).await.expect("send");
+    let dripping = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if drip.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(BODY_SECS) + SLACK, dripping).await;
+    assert!(t.elapsed() < Duration::from_secs(BODY_SECS) + SLACK, "a dripping body is cut off");
+    let (got, _) = read_until_closed(&mut drip, Instant::now() + Duration::from_secs(2)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got:?}");
+
+    // A WebSocket is not an HTTP connection any more: it outlives both timeouts.
+    let ann = srv.user("ann").await;
+    let room = ann.create_room("lobby", json!({})).await;
+    let mut ws = ann.ws().await;
+    tokio::time::sleep(Duration::from_secs(IDLE_SECS.max(BODY_SECS) + 1)).await;
+    ws.say(room, "still here").await.expect("the socket outlived the HTTP timeouts");
+}
+
+/// A connection from `ip` (any 127.x address is loopback on Linux).
+async fn connect_from(ip: &str, addr: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(format!("{ip}:0").parse().expect("ip")).expect("bind");
+    sock.connect(addr).await.expect("connect")
+}
+
+/// Sends a GET /healthz: whether it was answered 200.
+async fn healthz_on(tcp: &mut TcpStream, addr: SocketAddr) -> bool {
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    if tcp.write_all(req.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_are_capped() {
+    let srv = TestServer::start_with(Backend::Sqlite, |c| c.max_conns_per_addr = 5).await;
+    let addr = srv.addr;
+
+    // Upgraded WebSockets do not count: one person with eight tabs.
+    {
+        let ann = srv.user("ann").await;
+        let room = ann.create_room("lobby", json!({})).await;
+        let mut tabs = Vec::new();
+        for _ in 0..8 {
+            tabs.push(ann.ws().await);
+        }
+        tabs[7].say(room, "eight tabs").await.expect("kept");
+        assert_eq!(ann.get("/api/me").await.0, 200, "HTTP still served beside them");
+    }
+    // The client above (its pooled connections) is gone; let the server see it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Five HTTP connections from 127.0.0.1 are served; a sixth is closed at once.
+    let mut five = Vec::new();
+    for _ in 0..5 {
+        let mut c = connect_from("127.0.0.1", addr).await;
+        assert!(healthz_on(&mut c, addr).await, "one of the first five is served");
+        five.push(c);
+    }
+    let mut sixth = connect_from("127.0.0.1", addr).await;
+    assert!(!healthz_on(&mut sixth, addr).await, "the sixth is refused");
+    let (_, closed) = read_until_closed(&mut sixth, Instant::now() + Duration::from_secs(2)).await;
+    assert!(closed, "the sixth is closed");
+
+    // Another address has its own count.
+    let mut other = connect_from("127.0.0.2", addr).await;
+    assert!(healthz_on(&mut other, addr).await, "127.0.0.2 is not limited by 127.0.0.1's count");
+
+    // One of the five closes: there is room again.
+    drop(five.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = connect_from("127.0.0.1", addr).await;
+    assert!(healthz_on(&mut again, addr).await, "a place freed is taken again");
+}
