@@ -430,7 +430,8 @@ async fn handshake_needs_credentials_and_our_origin(b: Backend) {
 
 /// The WebSocket edges, over raw bytes where a library would hide them: a command
 /// sent in the same packet as the handshake, a client Close (answered with a Close),
-/// and an oversized frame (said `closed`, then closed).
+/// and an oversized frame (said `message_too_big`, then closed with 1009; more cases
+/// in tests/ws_conformance.rs).
 async fn websocket_handshake_close_and_oversized_frames(b: Backend) {
     use futures_util::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -481,11 +482,11 @@ async fn websocket_handshake_close_and_oversized_frames(b: Backend) {
     let reply = tokio::time::timeout(WAIT, ws.stream.next()).await.unwrap();
     assert!(matches!(reply, Some(Ok(Message::Close(_)))), "{reply:?}");
 
-    // A frame over the limit: `closing` `closed`, then a Close frame.
+    // A frame over the limit: `closing` `message_too_big`, then a Close frame (1009).
     let mut ws = ann.ws().await;
     ws.send_raw(&format!(r#"{{"type":"ping","id":"{}"}}"#, "x".repeat(5000))).await;
     let (f, _) = ws.recv_until(|f| matches!(f, ServerFrame::Closing { .. })).await;
-    assert!(matches!(f, ServerFrame::Closing { ref code, .. } if code == "closed"), "{f:?}");
+    assert!(matches!(f, ServerFrame::Closing { ref code, .. } if code == "message_too_big"), "{f:?}");
     let mut close = None;
     while let Ok(Some(m)) = tokio::time::timeout(WAIT, ws.stream.next()).await {
         if let Ok(Message::Close(c)) = m {
@@ -493,7 +494,7 @@ async fn websocket_handshake_close_and_oversized_frames(b: Backend) {
             break;
         }
     }
-    assert_eq!(close.map(|c| u16::from(c.code)), Some(1000));
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1009));
     // The account is fine: a new socket works.
     let mut ws = ann.ws().await;
     assert!(matches!(ws.request(json!({"type": "ping"})).await, ServerFrame::Pong { .. }));

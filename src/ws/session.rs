@@ -66,9 +66,12 @@ enum End {
     /// The client closed (answered with a Close frame) or went away: nothing else is
     /// sent.
     Client,
-    /// We close (the reason is in `ConnShared`; a broken or oversized frame is
-    /// `closed`): say why, then close.
+    /// We close (the reason is in `ConnShared`): say why, then close.
     Server,
+    /// The client broke the protocol (the reason is in `ConnShared`): say why, close,
+    /// and discard what the client still sends, unparsed: the codec is not to be read
+    /// again after an error.
+    Broken,
 }
 
 /// Serves one authenticated connection until it closes. `early` holds bytes the
@@ -170,20 +173,44 @@ fn first_ping(id: ConnId) -> Duration {
     Duration::from_secs(1) + PING_EVERY.mul_f64(frac)
 }
 
-/// Says why (a `closing` frame), closes (1000 normal, 1012 service restart, 1013 try
-/// again later: fell behind, reconnect and resume; 1008 policy: the session ended),
-/// and waits, at most `CLOSE_WAIT`, for the bytes to leave and the client to close.
+/// The WebSocket close code (RFC 6455 §7.4.1) for a `closing` code: 1012 service
+/// restart, 1013 try again later (fell behind: reconnect and resume), 1008 policy (the
+/// session ended), 1009 message too big, 1007 invalid UTF-8, 1002 protocol error.
+fn close_code(closing: &str) -> u16 {
+    match closing {
+        "server_shutdown" => 1012,
+        "slow_consumer" => 1013,
+        "session_ended" => 1008,
+        MESSAGE_TOO_BIG => 1009,
+        INVALID_UTF8 => 1007,
+        PROTOCOL_ERROR => 1002,
+        _ => 1000,
+    }
+}
+
+/// `closing` codes for a client that broke the protocol (docs/PROTOCOL.md §3.6).
+const MESSAGE_TOO_BIG: &str = "message_too_big";
+const INVALID_UTF8: &str = "invalid_utf8";
+const PROTOCOL_ERROR: &str = "protocol_error";
+
+/// The `closing` code and reason for a frame the codec refused.
+fn broken(e: &tungstenite::Error, max: usize) -> (&'static str, String) {
+    match e {
+        tungstenite::Error::Capacity(_) => (MESSAGE_TOO_BIG, format!("a message is over {max} bytes")),
+        tungstenite::Error::Utf8(_) => (INVALID_UTF8, "a text message is not valid UTF-8".into()),
+        e => (PROTOCOL_ERROR, e.to_string()),
+    }
+}
+
+/// Says why (a `closing` frame), closes with the code [`close_code`] gives, and waits,
+/// at most `CLOSE_WAIT`, for the bytes to leave and the client to close.
 async fn goodbye(ws: &mut WebSocketContext, shared: &ConnShared, end: End) {
     let out = &shared.out;
-    if end == End::Server {
+    if end != End::Client {
+        // Every close sets its reason first; `closed` is only a fallback.
         let reason = shared.close_reason().unwrap_or(crate::hub::CloseReason { code: "closed", reason: String::new() });
         let closing = ServerFrame::Closing { code: reason.code.to_string(), reason: reason.reason.clone() };
-        let code = match reason.code {
-            "server_shutdown" => 1012,
-            "slow_consumer" => 1013,
-            "session_ended" => 1008,
-            _ => 1000,
-        };
+        let code = close_code(reason.code);
         out.seal_with(Arc::new(closing.encode()));
         let frame = CloseFrame { code: CloseCode::from(code), reason: reason.code.into() };
         let _ = ws.close(&mut Io(out), Some(frame));
@@ -202,16 +229,36 @@ async fn goodbye(ws: &mut WebSocketContext, shared: &ConnShared, end: End) {
         }
         // Half-close, then read until the client closes too: closing with unread
         // bytes in the receive buffer would reset the connection and could destroy
-        // the goodbye before the client reads it.
+        // the goodbye before the client reads it. The client may still be writing
+        // (the rest of an oversized message, commands sent before it saw the Close):
+        // once the codec cannot make sense of it, it is read and dropped unparsed.
+        // (After an oversized frame's header, reading on in the codec ends as if the
+        // peer had closed, and a debug build asserts: the reset of issue 14.)
         shutdown_write(out.tcp());
+        let mut raw = end == End::Broken;
         loop {
             if out.tcp().readable().await.is_err() {
                 return;
             }
+            if raw {
+                match discard(out.tcp()) {
+                    Ok(false) => tokio::task::consume_budget().await,
+                    Ok(true) | Err(_) => return,
+                }
+                continue;
+            }
             match ws.read(&mut Io(out)) {
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Ok(_) => {}
-                Err(_) => return,
+                // The client's Close came back, or it closed, or the socket failed.
+                Err(
+                    tungstenite::Error::ConnectionClosed
+                    | tungstenite::Error::AlreadyClosed
+                    | tungstenite::Error::Io(_)
+                    | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake),
+                ) => return,
+                // A frame after our Close, or one the codec refuses.
+                Err(_) => raw = true,
             }
         }
     };
@@ -227,6 +274,22 @@ fn forget_http_task(tcp: &TcpStream) {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     let _ = tcp.poll_read_ready(&mut cx);
     let _ = tcp.poll_write_ready(&mut cx);
+}
+
+/// Reads and drops what the socket holds, up to 64 KiB a call (the caller yields
+/// between calls). `Ok(true)` once the peer has closed its side.
+fn discard(tcp: &TcpStream) -> io::Result<bool> {
+    // On the stack of this call only: not part of the connection's future.
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match tcp.try_read(&mut buf) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
 }
 
 fn shutdown_write(tcp: &TcpStream) {
@@ -278,9 +341,9 @@ async fn read_loop(
                 }
                 Read::More => {}
                 Read::Gone => break End::Client,
-                Read::Broken => {
-                    shared.close_with("closed", "");
-                    break End::Server;
+                Read::Broken(code, reason) => {
+                    shared.close_with(code, reason);
+                    break End::Broken;
                 }
             }
         }
@@ -323,7 +386,7 @@ async fn read_loop(
             _ = ping.tick() => hub.refused(shared, out.raw(Bytes::from_static(PING))),
         }
     };
-    if end == End::Server {
+    if end != End::Client {
         // Let accepted sends finish so their acks go out before the goodbye.
         let acks = async {
             while let Some(done) = next_ack(&mut pending).await {
@@ -341,8 +404,9 @@ enum Read {
     More,
     /// The client closed or the connection is gone.
     Gone,
-    /// The client broke the protocol (a bad or oversized frame).
-    Broken,
+    /// The client broke the protocol (a bad or oversized frame): the `closing` code
+    /// and reason.
+    Broken(&'static str, String),
 }
 
 /// Reads and handles every command the socket has.
@@ -359,14 +423,19 @@ async fn read_ready(
         let msg = match ws.read(&mut Io(out)) {
             Ok(m) => m,
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Read::More,
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return Read::Gone,
+            Err(
+                tungstenite::Error::ConnectionClosed
+                | tungstenite::Error::AlreadyClosed
+                | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake),
+            ) => return Read::Gone,
             Err(tungstenite::Error::Io(e)) => {
                 tracing::debug!(error = %e, "websocket read failed");
                 return Read::Gone;
             }
             Err(e) => {
                 tracing::debug!(error = %e, "websocket protocol error");
-                return Read::Broken;
+                let (code, reason) = broken(&e, chat.policy.max_frame_bytes);
+                return Read::Broken(code, reason);
             }
         };
         match msg {
