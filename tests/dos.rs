@@ -275,3 +275,75 @@ async fn connections_per_address_are_capped() {
     let mut again = connect_from("127.0.0.1", addr).await;
     assert!(healthz_on(&mut again, addr).await, "a place freed is taken again");
 }
+
+/// Counts the log lines that mention a failed accept.
+#[derive(Clone, Default)]
+struct AcceptLog(Arc<AtomicUsize>);
+
+impl std::io::Write for AcceptLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf);
+        if line.contains("accept failed") {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn set_nofile(soft: u64) -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        let old = lim.rlim_cur;
+        lim.rlim_cur = soft;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        old
+    }
+}
+
+/// Out of file descriptors: the server keeps serving what it has, logs the episode
+/// once (not every 50 ms), and accepts again as soon as descriptors are free. The
+/// descriptor limit is the process's, so this runs only under nextest (a process per
+/// test); `cargo test` runs the tests of this file as threads of one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_is_survived_and_logged_once() {
+    if std::env::var_os("NEXTEST_RUN_ID").is_none() {
+        eprintln!("skipped: lowers the process's descriptor limit, run it with cargo nextest");
+        return;
+    }
+    let log = AcceptLog::default();
+    let writer = log.clone();
+    let _ = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).try_init();
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let addr = srv.addr;
+    let ann = srv.user("ann").await;
+    let room = ann.create_room("lobby", json!({})).await;
+    let mut ws = ann.ws().await;
+
+    let open = std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count() as u64;
+    let old = set_nofile(open + 40);
+    // Connect until the process is out of descriptors (the client's side or the
+    // server's accept, whichever comes first); keep them open for a while.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        match TcpStream::connect(addr).await {
+            Ok(c) => held.push(c),
+            Err(_) => break,
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The WebSocket it already had still works meanwhile.
+    ws.say(room, "while out of descriptors").await.expect("kept");
+    drop(held);
+    set_nofile(old);
+    // Accepting again: a new connection is served at once.
+    let c = Client::for_addr(addr);
+    let (s, _) = tokio::time::timeout(Duration::from_secs(3), c.get("/healthz")).await.expect("answered in time");
+    assert_eq!(s, 200);
+    let lines = log.0.load(Ordering::Relaxed);
+    assert!((1..=2).contains(&lines), "the episode is logged once (start and end), not per retry: {lines} lines");
+}
