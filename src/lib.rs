@@ -178,6 +178,10 @@ fn accept_error_is_per_connection(e: &std::io::Error) -> bool {
 /// (`http::extract::Body`; a handler that does not read the body answers at once and
 /// hyper then closes a connection whose body is unfinished). The socket itself is not
 /// wrapped: the WebSocket session needs it bare, and must not inherit these timers.
+/// Not bounded yet: writing a response to a client that does not read it (our
+/// responses are small and the kernel's buffers take them, but a client that pipelines
+/// many requests and reads nothing keeps its connection; the per-address cap bounds
+/// how many).
 async fn accept_loop(
     router: axum::Router,
     listener: TcpListener,
