@@ -2,12 +2,11 @@
 //! (so per-room order is the order of `publish` calls), and presence is a count of
 //! open connections per user.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
 
-use super::{Bus, BusError};
+use super::{Bus, BusError, LocalPresence};
 use crate::{
     domain::UserId,
     hub::{Envelope, Hub},
@@ -15,12 +14,12 @@ use crate::{
 
 pub struct LocalBus {
     hub: Arc<Hub>,
-    presence: Mutex<HashMap<UserId, usize>>,
+    presence: LocalPresence,
 }
 
 impl LocalBus {
     pub fn new(hub: Arc<Hub>) -> Self {
-        LocalBus { hub, presence: Mutex::new(HashMap::new()) }
+        LocalBus { hub, presence: LocalPresence::default() }
     }
 }
 
@@ -37,29 +36,14 @@ impl Bus for LocalBus {
     }
 
     async fn connected(&self, user: UserId) -> Result<bool, BusError> {
-        let mut p = self.presence.lock();
-        let n = p.entry(user).or_insert(0);
-        *n += 1;
-        Ok(*n == 1)
+        Ok(self.presence.up(user))
     }
 
     async fn disconnected(&self, user: UserId) -> Result<bool, BusError> {
-        let mut p = self.presence.lock();
-        match p.get_mut(&user) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                Ok(false)
-            }
-            Some(_) => {
-                p.remove(&user);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.presence.down(user))
     }
 
     async fn online(&self, users: &[UserId]) -> Result<Vec<UserId>, BusError> {
-        let p = self.presence.lock();
-        Ok(users.iter().copied().filter(|u| p.contains_key(u)).collect())
+        Ok(self.presence.filter(users, |_| false))
     }
 }

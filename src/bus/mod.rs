@@ -75,6 +75,11 @@ pub trait Bus: Send + Sync + 'static {
     async fn disconnected(&self, user: UserId) -> Result<bool, BusError>;
     /// Which of `users` are online.
     async fn online(&self, users: &[UserId]) -> Result<Vec<UserId>, BusError>;
+    /// Whether other nodes share this bus (caches, budgets and presence are then
+    /// cluster-wide concerns); false for the in-process bus of one node.
+    fn shared(&self) -> bool {
+        false
+    }
     /// Gives the bus the layer it reports to (several nodes only).
     fn attach(&self, _events: Weak<dyn NodeEvents>) {}
     /// `local` for the in-process bus; `up` or `down` for a bus between nodes.
@@ -97,3 +102,49 @@ pub trait Bus: Send + Sync + 'static {
 }
 
 pub type DynBus = Arc<dyn Bus>;
+
+/// Open connections per user on this node: the whole of presence on one node, this
+/// node's share of it with several.
+#[derive(Default)]
+pub struct LocalPresence(parking_lot::Mutex<std::collections::HashMap<UserId, usize>>);
+
+impl LocalPresence {
+    /// Counts a new connection; true when it is the user's first here.
+    pub fn up(&self, user: UserId) -> bool {
+        let mut m = self.0.lock();
+        let n = m.entry(user).or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
+    /// Counts a closed connection; true when it was the user's last here.
+    pub fn down(&self, user: UserId) -> bool {
+        let mut m = self.0.lock();
+        match m.get_mut(&user) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                m.remove(&user);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn contains(&self, user: UserId) -> bool {
+        self.0.lock().contains_key(&user)
+    }
+
+    /// Which of `users` have a connection here.
+    pub fn filter(&self, users: &[UserId], also: impl Fn(UserId) -> bool) -> Vec<UserId> {
+        let m = self.0.lock();
+        users.iter().copied().filter(|u| m.contains_key(u) || also(*u)).collect()
+    }
+
+    /// Every user with a connection here.
+    pub fn users(&self) -> Vec<UserId> {
+        self.0.lock().keys().copied().collect()
+    }
+}

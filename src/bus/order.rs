@@ -74,11 +74,6 @@ impl Order {
         self.rooms.lock().keys().copied().collect()
     }
 
-    /// The newest seq delivered in `room` (tests and diagnostics).
-    pub fn delivered(&self, room: RoomId) -> Option<Seq> {
-        self.rooms.lock().get(&room).map(|s| s.delivered)
-    }
-
     /// Puts envelopes through and hands what may go out to the hub, in order. Kept
     /// room events go out in seq order, once; the rest (typing, presence, controls)
     /// goes out as it comes.

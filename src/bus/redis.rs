@@ -33,9 +33,9 @@ use redis::{
     AsyncCommands, PushInfo, PushKind, Value,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
-use super::{Bus, BusError, NodeEvents, order::Order};
+use super::{Bus, BusError, LocalPresence, NodeEvents, order::Order};
 use crate::{
     domain::{RoomId, UserId},
     hub::{Control, Envelope, Hub, Topic, TopicWatcher},
@@ -73,7 +73,7 @@ struct Inner {
     sub_tx: mpsc::UnboundedSender<SubCmd>,
     pub_tx: mpsc::Sender<Vec<(String, Vec<u8>)>>,
     /// Open connections per local user.
-    local: Mutex<HashMap<UserId, usize>>,
+    local: LocalPresence,
     events: OnceLock<Weak<dyn NodeEvents>>,
     /// The subscriber link is up and subscribed: invalidations are being heard.
     link_up: AtomicBool,
@@ -83,9 +83,8 @@ struct Inner {
     peers: Mutex<(Option<Instant>, Vec<u64>)>,
     /// This node has beaten at least once (a later fresh entry means it was removed).
     beaten: AtomicBool,
-    /// Publications dropped because the queue was full (diagnostics, tests).
-    pub dropped: AtomicU64,
-    stop: Notify,
+    /// Publications dropped because the queue was full (logged now and then).
+    dropped: AtomicU64,
     stopped: AtomicBool,
 }
 
@@ -140,14 +139,13 @@ impl RedisBus {
             cmd,
             sub_tx,
             pub_tx,
-            local: Mutex::new(HashMap::new()),
+            local: LocalPresence::default(),
             events: OnceLock::new(),
             link_up: AtomicBool::new(false),
             resync: AtomicBool::new(true),
             peers: Mutex::new((None, Vec::new())),
             dropped: AtomicU64::new(0),
             beaten: AtomicBool::new(false),
-            stop: Notify::new(),
             stopped: AtomicBool::new(false),
         });
         let mut sub_for_nodes = sub.clone();
@@ -160,16 +158,6 @@ impl RedisBus {
         tokio::spawn(heartbeat(Arc::downgrade(&inner), sub));
         tracing::info!(node = format!("{node:x}"), "joined the cluster on Redis");
         Ok(RedisBus(inner))
-    }
-
-    /// This node's id on the bus.
-    pub fn node_id(&self) -> u64 {
-        self.0.node
-    }
-
-    /// The order keeper (tests and diagnostics).
-    pub fn order(&self) -> &Arc<Order> {
-        &self.0.order
     }
 }
 
@@ -238,7 +226,14 @@ impl Inner {
             self.order.admit(local);
         }
         if !msgs.is_empty() && self.pub_tx.try_send(msgs).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            // Other nodes repair from the store; say so now and then, not per drop.
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    dropped = n,
+                    "publish queue full: publications dropped, other nodes repair from the store"
+                );
+            }
         }
     }
 
@@ -288,6 +283,20 @@ impl Inner {
             }
         }
         Ok(found)
+    }
+
+    /// Records in Redis that `user`'s first connection here opened (`here`) or its last
+    /// one closed; true when no other live node has the user (they just came online,
+    /// or went offline).
+    async fn record_here(&self, user: UserId, here: bool) -> bool {
+        let mut cmd = self.cmd.clone();
+        let key = self.presence_key(self.node);
+        let done: Result<(), _> = if here { cmd.sadd(key, user).await } else { cmd.srem(key, user).await };
+        if let Err(e) = done {
+            tracing::debug!(error = %e, "cannot record presence in Redis");
+            self.resync.store(true, Ordering::SeqCst);
+        }
+        self.online_elsewhere(&[user]).await.map(|s| s.is_empty()).unwrap_or(true)
     }
 
     /// Hands envelopes from another node to this node's connections and caches.
@@ -509,7 +518,7 @@ async fn beat(inner: &Arc<Inner>) -> Result<(), BusError> {
     // cut off (then it announced our users offline: say they are back).
     let reaped = fresh == 1 && inner.beaten.swap(true, Ordering::SeqCst);
     if fresh == 1 || inner.resync.swap(false, Ordering::SeqCst) {
-        let users: Vec<UserId> = inner.local.lock().keys().copied().collect();
+        let users: Vec<UserId> = inner.local.users();
         let key = inner.presence_key(inner.node);
         let mut pipe = redis::pipe();
         pipe.del(&key).ignore();
@@ -563,8 +572,7 @@ async fn reap(inner: &Arc<Inner>) -> Result<(), BusError> {
             redis::pipe().del(&key).zrem(inner.nodes_key(), &d).query_async(&mut cmd).await.map_err(redis_err)?;
         inner.peers.lock().0 = None;
         let still = inner.online_elsewhere(&users).await?;
-        let local = inner.local.lock().clone();
-        let gone: Vec<UserId> = users.into_iter().filter(|u| !still.contains(u) && !local.contains_key(u)).collect();
+        let gone: Vec<UserId> = users.into_iter().filter(|u| !still.contains(u) && !inner.local.contains(*u)).collect();
         tracing::info!(node = d, users = gone.len(), "a node stopped beating; its users are offline");
         if !gone.is_empty()
             && let Some(events) = inner.events()
@@ -588,47 +596,17 @@ impl Bus for RedisBus {
     }
 
     async fn connected(&self, user: UserId) -> Result<bool, BusError> {
-        let first_here = {
-            let mut l = self.0.local.lock();
-            let n = l.entry(user).or_insert(0);
-            *n += 1;
-            *n == 1
-        };
-        if !first_here {
+        if !self.0.local.up(user) {
             return Ok(false);
         }
-        let mut cmd = self.0.cmd.clone();
-        if let Err(e) = cmd.sadd::<_, _, ()>(self.0.presence_key(self.0.node), user).await {
-            tracing::debug!(error = %e, "cannot record presence in Redis");
-            self.0.resync.store(true, Ordering::SeqCst);
-        }
-        Ok(self.0.online_elsewhere(&[user]).await.map(|s| s.is_empty()).unwrap_or(true))
+        Ok(self.0.record_here(user, true).await)
     }
 
     async fn disconnected(&self, user: UserId) -> Result<bool, BusError> {
-        let last_here = {
-            let mut l = self.0.local.lock();
-            match l.get_mut(&user) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                Some(_) => {
-                    l.remove(&user);
-                    true
-                }
-                None => false,
-            }
-        };
-        if !last_here {
+        if !self.0.local.down(user) {
             return Ok(false);
         }
-        let mut cmd = self.0.cmd.clone();
-        if let Err(e) = cmd.srem::<_, _, ()>(self.0.presence_key(self.0.node), user).await {
-            tracing::debug!(error = %e, "cannot record presence in Redis");
-            self.0.resync.store(true, Ordering::SeqCst);
-        }
-        Ok(self.0.online_elsewhere(&[user]).await.map(|s| s.is_empty()).unwrap_or(true))
+        Ok(self.0.record_here(user, false).await)
     }
 
     async fn online(&self, users: &[UserId]) -> Result<Vec<UserId>, BusError> {
@@ -640,13 +618,16 @@ impl Bus for RedisBus {
                 HashSet::new()
             }
         };
-        let local = self.0.local.lock();
-        Ok(users.iter().copied().filter(|u| local.contains_key(u) || elsewhere.contains(u)).collect())
+        Ok(self.0.local.filter(users, |u| elsewhere.contains(&u)))
     }
 
     fn attach(&self, events: Weak<dyn NodeEvents>) {
         self.0.order.attach(events.clone());
         let _ = self.0.events.set(events);
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn health(&self) -> &'static str {
@@ -679,7 +660,6 @@ impl Bus for RedisBus {
     async fn close(&self) {
         let inner = &self.0;
         inner.stopped.store(true, Ordering::SeqCst);
-        inner.stop.notify_waiters();
         let mut cmd = inner.cmd.clone();
         let _: Result<(), _> = redis::pipe()
             .zrem(inner.nodes_key(), format!("{:x}", inner.node))

@@ -112,12 +112,7 @@ impl Chat {
 
     /// Signs in with email or username; a new session token every time.
     pub async fn login(&self, login: &str, password: &str) -> ChatResult<LoginOutcome> {
-        let found = if crate::domain::plausible_login(login) {
-            self.store.user_for_login(&login.trim().to_lowercase()).await?
-        } else {
-            None
-        };
-        let Some((user, hash)) = found else {
+        let Some((user, hash)) = self.account_for_login(login).await? else {
             self.hasher.verify_dummy(password).await;
             return Err(ChatError::BadCredentials);
         };
@@ -321,12 +316,19 @@ impl Chat {
         self.set_disabled(user, disabled).await
     }
 
-    /// Finds an account by username or email (CLI).
+    /// Finds an account by username or email (CLI, invitations).
     pub async fn find_user(&self, login: &str) -> ChatResult<User> {
+        Ok(self.account_for_login(login).await?.ok_or(ChatError::NotFound("user"))?.0)
+    }
+
+    /// The account (and password hash) a username or email names, ignoring case. A
+    /// login no account could have (control characters) is unknown without asking
+    /// the database, where PostgreSQL would refuse a NUL.
+    async fn account_for_login(&self, login: &str) -> ChatResult<Option<(User, String)>> {
         if !crate::domain::plausible_login(login) {
-            return Err(ChatError::NotFound("user"));
+            return Ok(None);
         }
-        Ok(self.store.user_for_login(&login.trim().to_lowercase()).await?.ok_or(ChatError::NotFound("user"))?.0)
+        Ok(self.store.user_for_login(&login.trim().to_lowercase()).await?)
     }
 
     pub async fn list_all_users(&self, limit: i64) -> ChatResult<Vec<User>> {

@@ -77,11 +77,7 @@ fn to_event(m: StoredMessage) -> Event {
 /// The live frame of a kept event, as subscribers got (or should have got) it.
 pub(super) fn stored_frame(m: StoredMessage) -> ServerFrame {
     let kind = m.kind;
-    let ev = to_event(m);
-    match kind {
-        MessageKind::Text => ServerFrame::Message(ev),
-        MessageKind::Joined | MessageKind::Left => ServerFrame::Notice(ev),
-    }
+    pipeline::kept_frame(kind, to_event(m))
 }
 
 impl Chat {
@@ -95,10 +91,8 @@ impl Chat {
         }
         // Several nodes: the same budget, shared, so a client spreading its sockets
         // over nodes does not multiply it.
-        let per_10s = self.policy.messages_per_10s;
-        if self.bus.take_shared(&format!("msg:{}", actor.user.id), per_10s, 10_000).await == Some(false) {
-            return Err(ChatError::RateLimited);
-        }
+        let user = actor.user.id;
+        self.take_shared_budget(|| format!("msg:{user}"), self.policy.messages_per_10s, 10_000).await?;
         let e = self.member_room(actor, room).await?;
         let msg = NewMessage {
             room_id: room,

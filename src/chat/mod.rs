@@ -281,10 +281,17 @@ impl Chat {
     /// The sign-in/sign-up budget of a client address that all nodes share (a no-op
     /// on one node, where the caller's own limiter is the whole budget).
     pub async fn check_shared_auth_budget(&self, ip: std::net::IpAddr) -> ChatResult<()> {
-        match self.bus.take_shared(&format!("auth:{ip}"), self.policy.auth_per_min, 60_000).await {
-            Some(false) => Err(ChatError::RateLimited),
-            _ => Ok(()),
+        self.take_shared_budget(|| format!("auth:{ip}"), self.policy.auth_per_min, 60_000).await
+    }
+
+    /// One unit of a budget all nodes share, on top of this node's own limiter. On
+    /// one node it costs nothing (no key is even formatted: sends pass here); if Redis
+    /// cannot answer, the node's own limiter is all there is.
+    async fn take_shared_budget(&self, key: impl FnOnce() -> String, limit: u32, window_ms: u64) -> ChatResult<()> {
+        if self.bus.shared() && self.bus.take_shared(&key(), limit, window_ms).await == Some(false) {
+            return Err(ChatError::RateLimited);
         }
+        Ok(())
     }
 
     /// Refuses a name whose TR39 skeleton another user's (or room's) name has (`aIice`

@@ -61,7 +61,12 @@ pub(super) fn event_frame(m: &NewMessage, seq: Option<i64>, author: Author) -> S
         ts: m.created_at,
         client_id: m.client_id.clone(),
     };
-    match m.kind {
+    kept_frame(m.kind, ev)
+}
+
+/// A kept event's live frame: a `message` for text, a `notice` for joins and leaves.
+pub(super) fn kept_frame(kind: MessageKind, ev: Event) -> ServerFrame {
+    match kind {
         MessageKind::Text => ServerFrame::Message(ev),
         MessageKind::Joined | MessageKind::Left => ServerFrame::Notice(ev),
     }
