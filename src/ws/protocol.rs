@@ -78,6 +78,15 @@ pub struct Author {
     pub username: String,
 }
 
+/// A person's public profile, as sent in `user_updated` (never the email).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: UserId,
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
 /// One of the user's conversations, as listed in `hello` and `room_joined`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoomInfo {
@@ -237,6 +246,13 @@ pub enum ServerFrame {
         topic: String,
         retention: Retention,
         owner: Option<UserId>,
+    },
+    /// A person's name changed (live only): once to each room they are in (`room`
+    /// set), and once to their own connections (no `room`).
+    UserUpdated {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<RoomId>,
+        user: Profile,
     },
     /// The server is about to close this connection, and why.
     Closing {
