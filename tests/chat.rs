@@ -221,14 +221,7 @@ async fn retention_last_n_days_and_ephemeral(b: Backend) {
     }
     // Keep-days: an old row (written straight to the store) is pruned, a new one stays.
     let ann_id = ann.id().await;
-    let old = NewMessage {
-        room_id: days,
-        author_id: ann_id,
-        kind: MessageKind::Text,
-        body: "old".into(),
-        client_id: None,
-        created_at: rtm::chat::now_ms() - 2 * 86_400_000,
-    };
+    let old = NewMessage::plain(days, ann_id, MessageKind::Text, "old".into(), rtm::chat::now_ms() - 2 * 86_400_000);
     store.append(&[old]).await.unwrap();
     wa.say(days, "fresh").await;
     assert_eq!(store.count_messages(days).await.unwrap(), 2);
@@ -679,12 +672,8 @@ async fn batched_appends_assign_seqs_in_order_and_dedup(b: Backend) {
     let r1 = ann.create_room("batch-one", json!({})).await;
     let r2 = ann.create_room("batch-two", json!({"retention": {"keep_messages": 2}})).await;
     let msg = |room: i64, cid: Option<&str>, body: &str| NewMessage {
-        room_id: room,
-        author_id: ann_id,
-        kind: MessageKind::Text,
-        body: body.into(),
         client_id: cid.map(str::to_string),
-        created_at: rtm::chat::now_ms(),
+        ..NewMessage::plain(room, ann_id, MessageKind::Text, body.into(), rtm::chat::now_ms())
     };
     use rtm::store::Appended::{Duplicate, New};
     let store = srv.state.chat.store();

@@ -375,14 +375,7 @@ async fn a_node_holds_later_events_and_fills_gaps_from_the_store() {
         let store = store.clone();
         let text = text.to_string();
         async move {
-            let m = NewMessage {
-                room_id: room,
-                author_id: ann_id,
-                kind: MessageKind::Text,
-                body: text,
-                client_id: None,
-                created_at: 1,
-            };
+            let m = NewMessage::plain(room, ann_id, MessageKind::Text, text, 1);
             match store.append(&[m]).await.expect("append")[0] {
                 Appended::New(s) => s,
                 Appended::Duplicate(s) => s,
@@ -390,15 +383,7 @@ async fn a_node_holds_later_events_and_fills_gaps_from_the_store() {
         }
     };
     let frame = |seq: i64, text: &str| {
-        let ev = Event {
-            room,
-            seq: Some(seq),
-            kind: EventKind::Text,
-            author: Author { id: ann_id, username: "ann".into() },
-            text: text.into(),
-            ts: 1,
-            client_id: None,
-        };
+        let ev = Event::plain(room, Some(seq), EventKind::Text, Author { id: ann_id, username: "ann".into() }, text.into(), 1);
         Envelope {
             topic: Topic::Room(room),
             control: None,

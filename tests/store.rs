@@ -56,7 +56,7 @@ fn new_room(name: &str, owner: i64, topic: &str, retention: Retention) -> NewRoo
 }
 
 fn text(room: i64, author: i64, cid: Option<String>, body: String) -> NewMessage {
-    NewMessage { room_id: room, author_id: author, kind: MessageKind::Text, body, client_id: cid, created_at: 1 }
+    NewMessage { client_id: cid, ..NewMessage::plain(room, author, MessageKind::Text, body, 1) }
 }
 
 fn conflict_field(e: StoreError) -> &'static str {

@@ -8,10 +8,13 @@ use tokio::sync::oneshot;
 
 use super::{Actor, Chat, ChatError, ChatResult, now_ms, pipeline};
 use crate::{
-    domain::{self, MessageKind, RoomId, Seq},
+    domain::{
+        self, MessageKind, RoomId, Seq, UserId,
+        actions::{self, NotifyLevel},
+    },
     hub::Topic,
-    store::{Appended, NewMessage, Room, StoreError, StoredMessage},
-    ws::protocol::{Author, Event, MAX_HISTORY, MAX_RESUME, ServerFrame},
+    store::{Appended, NewMessage, ReplyRow, Room, StoreError, StoredMessage},
+    ws::protocol::{Author, Event, EventKind, MAX_HISTORY, MAX_RESUME, Reaction, ReplyTo, ServerFrame},
 };
 
 /// An accepted send: wait on it for the ack.
@@ -22,6 +25,9 @@ pub enum SendReceipt {
     Delivered,
     /// An ephemeral room: this client id was delivered moments ago; not again.
     AlreadyDelivered,
+    /// An action that asked for the state things are already in (a reaction given
+    /// twice): nothing kept, nothing sent.
+    Unchanged,
 }
 
 impl SendReceipt {
@@ -29,7 +35,7 @@ impl SendReceipt {
     pub async fn wait(self) -> ChatResult<(Option<Seq>, bool)> {
         match self {
             SendReceipt::Delivered => Ok((None, false)),
-            SendReceipt::AlreadyDelivered => Ok((None, true)),
+            SendReceipt::AlreadyDelivered | SendReceipt::Unchanged => Ok((None, true)),
             SendReceipt::Pending(rx) => match rx.await {
                 Ok(Ok(Appended::New(s))) => Ok((Some(s), false)),
                 Ok(Ok(Appended::Duplicate(s))) => Ok((Some(s), true)),
@@ -63,14 +69,40 @@ fn fit<'a>(rows: impl ExactSizeIterator<Item = &'a StoredMessage>) -> usize {
 }
 
 fn to_event(m: StoredMessage) -> Event {
+    let (emoji, on) = match m.kind {
+        MessageKind::React => (Some(m.body.clone()), Some(true)),
+        MessageKind::Unreact => (Some(m.body.clone()), Some(false)),
+        _ => (None, None),
+    };
+    let text = if matches!(m.kind, MessageKind::React | MessageKind::Unreact) { String::new() } else { m.body };
     Event {
-        room: m.room_id,
-        seq: Some(m.seq),
-        kind: m.kind.into(),
-        author: Author { id: m.author_id, username: m.author_username },
-        text: m.body,
-        ts: m.created_at,
         client_id: m.client_id,
+        target: m.target,
+        emoji,
+        on,
+        edited: m.edited_at,
+        deleted: m.deleted,
+        reactions: m.reactions.into_iter().map(|(emoji, users)| Reaction { emoji, users }).collect(),
+        reply_to: m.reply_to.map(reply_view),
+        mentions: m.mentions.into_iter().map(|(id, username)| Author { id, username }).collect(),
+        ..Event::plain(
+            m.room_id,
+            Some(m.seq),
+            m.kind.into(),
+            Author { id: m.author_id, username: m.author_username },
+            text,
+            m.created_at,
+        )
+    }
+}
+
+/// What a reply quotes, or that its original is gone.
+fn reply_view(r: ReplyRow) -> ReplyTo {
+    match r.original {
+        Some((id, username, excerpt)) => {
+            ReplyTo { seq: r.seq, author: Some(Author { id, username }), excerpt: Some(excerpt), missing: false }
+        }
+        None => ReplyTo { seq: r.seq, author: None, excerpt: None, missing: true },
     }
 }
 
@@ -80,43 +112,200 @@ pub(super) fn stored_frame(m: StoredMessage) -> ServerFrame {
     pipeline::kept_frame(kind, to_event(m))
 }
 
+/// What an action on a message needs to know about its target.
+struct Target {
+    room: Room,
+    message: StoredMessage,
+}
+
 impl Chat {
     /// Accepts a message for a room or DM. Returns as soon as it is queued, so one
     /// connection can have many sends in flight; the receipt resolves in order.
-    pub async fn send(&self, actor: &Actor, room: RoomId, client_id: &str, text: &str) -> ChatResult<SendReceipt> {
+    /// `reply_to` names a kept message of the same room that this one answers.
+    pub async fn send(
+        &self,
+        actor: &Actor,
+        room: RoomId,
+        client_id: &str,
+        text: &str,
+        reply_to: Option<Seq>,
+    ) -> ChatResult<SendReceipt> {
         domain::validate_text(text, self.policy.max_message_chars)?;
         domain::validate_client_id(client_id)?;
+        self.take_send_budget(actor).await?;
+        let e = self.member_room(actor, room).await?;
+        let quoted = match reply_to {
+            Some(seq) => Some(self.live_text(&e.room, seq).await?),
+            None => None,
+        };
+        let now = now_ms();
+        let (mention_ids, mentions) = self.mentions_in(text, &e.members, actor.user.id).await?;
+        let msg = NewMessage {
+            client_id: Some(client_id.to_string()),
+            reply_to,
+            mentions: mention_ids,
+            ..NewMessage::plain(room, actor.user.id, MessageKind::Text, text.to_string(), now)
+        };
+        let event = Event {
+            client_id: msg.client_id.clone(),
+            reply_to: quoted.map(|m| ReplyTo {
+                seq: m.seq,
+                author: Some(Author { id: m.author_id, username: m.author_username }),
+                excerpt: Some(actions::excerpt(&m.body)),
+                missing: false,
+            }),
+            mentions,
+            ..Event::plain(room, None, EventKind::Text, actor.author(), text.to_string(), now)
+        };
+        self.keep_or_deliver(&e.room, msg, event).await
+    }
+
+    /// The per-user message budget, on this node and (several nodes) shared, so a
+    /// client spreading its sockets over nodes does not multiply it. Sends and
+    /// message actions draw on the same budget.
+    async fn take_send_budget(&self, actor: &Actor) -> ChatResult<()> {
         if self.send_limiter.check_key(&actor.user.id).is_err() {
             return Err(ChatError::RateLimited);
         }
-        // Several nodes: the same budget, shared, so a client spreading its sockets
-        // over nodes does not multiply it.
         let user = actor.user.id;
-        self.take_shared_budget(|| format!("msg:{user}"), self.policy.messages_per_10s, 10_000).await?;
-        let e = self.member_room(actor, room).await?;
-        let msg = NewMessage {
-            room_id: room,
-            author_id: actor.user.id,
-            kind: MessageKind::Text,
-            body: text.to_string(),
-            client_id: Some(client_id.to_string()),
-            created_at: now_ms(),
-        };
-        self.keep_or_deliver(&e.room, msg, actor.author()).await
+        self.take_shared_budget(|| format!("msg:{user}"), self.policy.messages_per_10s, 10_000).await
     }
 
-    async fn keep_or_deliver(&self, room: &Room, msg: NewMessage, author: Author) -> ChatResult<SendReceipt> {
+    /// A kept, undeleted text message of a room, or `message_not_found`.
+    async fn live_text(&self, room: &Room, seq: Seq) -> ChatResult<StoredMessage> {
+        if room.retention.ephemeral {
+            return Err(ChatError::NotFound("message"));
+        }
+        match self.store.message(room.id, seq).await? {
+            Some(m) if m.kind == MessageKind::Text && !m.deleted => Ok(m),
+            _ => Err(ChatError::NotFound("message")),
+        }
+    }
+
+    /// Whom a text mentions: the members to count a mention for (never the author),
+    /// and every valid `<@ID>` with its username, for the live event.
+    async fn mentions_in(
+        &self,
+        text: &str,
+        members: &std::collections::HashSet<UserId>,
+        author: UserId,
+    ) -> ChatResult<(Vec<UserId>, Vec<Author>)> {
+        let ids = actions::mentioned_ids(text);
+        if ids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut named = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(u) = self.store.user_by_id(*id).await? {
+                named.push(Author { id: u.id, username: u.username });
+            }
+        }
+        let counted = ids.into_iter().filter(|id| *id != author && members.contains(id)).collect();
+        Ok((counted, named))
+    }
+
+    /// The message an action targets, checked: kept, a text, not deleted, in a room
+    /// the actor is a member of.
+    async fn action_target(&self, actor: &Actor, room: RoomId, seq: Seq) -> ChatResult<Target> {
+        self.take_send_budget(actor).await?;
+        let e = self.member_room(actor, room).await?;
+        let message = self.live_text(&e.room, seq).await?;
+        Ok(Target { room: e.room.clone(), message })
+    }
+
+    /// Replaces the text of the actor's own message. The edit is a kept event of its
+    /// own (so resume replays it); the message keeps its seq and its place in
+    /// retention.
+    pub async fn edit(&self, actor: &Actor, room: RoomId, seq: Seq, text: &str) -> ChatResult<SendReceipt> {
+        domain::validate_text(text, self.policy.max_message_chars)?;
+        let t = self.action_target(actor, room, seq).await?;
+        if t.message.author_id != actor.user.id {
+            return Err(ChatError::Forbidden("only its author can edit a message"));
+        }
+        let members = self.member_room(actor, room).await?.members.clone();
+        let (mention_ids, mentions) = self.mentions_in(text, &members, actor.user.id).await?;
+        let now = now_ms();
+        let msg = NewMessage {
+            target: Some(seq),
+            mentions: mention_ids,
+            ..NewMessage::plain(room, actor.user.id, MessageKind::Edit, text.to_string(), now)
+        };
+        let event = Event {
+            target: Some(seq),
+            mentions,
+            ..Event::plain(room, None, EventKind::Edit, actor.author(), text.to_string(), now)
+        };
+        self.keep_or_deliver(&t.room, msg, event).await
+    }
+
+    /// Deletes a message: its author may, and so may the room's owner and the admin.
+    /// The text leaves the store; a tombstone keeps the message's place.
+    pub async fn delete(&self, actor: &Actor, room: RoomId, seq: Seq) -> ChatResult<SendReceipt> {
+        let t = self.action_target(actor, room, seq).await?;
+        let own = t.message.author_id == actor.user.id;
+        let owner = t.room.owner_id == Some(actor.user.id);
+        if !(own || owner || actor.user.is_admin) {
+            return Err(ChatError::Forbidden("only its author, the room's owner or the admin can delete a message"));
+        }
+        let now = now_ms();
+        let msg = NewMessage { target: Some(seq), ..NewMessage::plain(room, actor.user.id, MessageKind::Delete, String::new(), now) };
+        let event = Event { target: Some(seq), ..Event::plain(room, None, EventKind::Delete, actor.author(), String::new(), now) };
+        self.keep_or_deliver(&t.room, msg, event).await
+    }
+
+    /// Adds (`on`) or takes back a reaction. Asking for the state a reaction is
+    /// already in changes nothing: the receipt says duplicate and no event is kept.
+    pub async fn react(&self, actor: &Actor, room: RoomId, seq: Seq, emoji: &str, on: bool) -> ChatResult<SendReceipt> {
+        actions::validate_emoji(emoji)?;
+        let t = self.action_target(actor, room, seq).await?;
+        let current = t.message.reactions.iter().find(|(e, _)| e == emoji);
+        let mine = current.is_some_and(|(_, users)| users.contains(&actor.user.id));
+        if mine == on {
+            return Ok(SendReceipt::Unchanged);
+        }
+        if on && current.is_none() && t.message.reactions.len() >= actions::MAX_REACTIONS_PER_MESSAGE {
+            return Err(ChatError::Invalid(domain::DomainError::new(
+                "too_many_reactions",
+                format!("a message carries at most {} different reactions", actions::MAX_REACTIONS_PER_MESSAGE),
+            )));
+        }
+        let now = now_ms();
+        let kind = if on { MessageKind::React } else { MessageKind::Unreact };
+        let msg = NewMessage { target: Some(seq), ..NewMessage::plain(room, actor.user.id, kind, emoji.to_string(), now) };
+        let event = Event {
+            target: Some(seq),
+            emoji: Some(emoji.to_string()),
+            on: Some(on),
+            ..Event::plain(room, None, EventKind::Reaction, actor.author(), String::new(), now)
+        };
+        self.keep_or_deliver(&t.room, msg, event).await
+    }
+
+    /// Sets how much of a room the actor wants to be notified about, and tells all
+    /// their connections.
+    pub async fn set_notify(&self, actor: &Actor, room: RoomId, level: &str) -> ChatResult<NotifyLevel> {
+        let level = NotifyLevel::parse(level)?;
+        self.member_room(actor, room).await?;
+        if !self.store.set_notify(room, actor.user.id, level.as_str()).await? {
+            return Err(ChatError::NotMember);
+        }
+        let frame = ServerFrame::Notify { room, level: level.as_str().to_string() };
+        self.publish(Topic::User(actor.user.id), &frame).await?;
+        Ok(level)
+    }
+
+    async fn keep_or_deliver(&self, room: &Room, msg: NewMessage, event: Event) -> ChatResult<SendReceipt> {
         if room.retention.ephemeral {
             if let Some(cid) = &msg.client_id
                 && !self.ephemeral_seen.first_time(room.id, msg.author_id, cid)
             {
                 return Ok(SendReceipt::AlreadyDelivered);
             }
-            let frame = pipeline::event_frame(&msg, None, author);
+            let frame = pipeline::event_frame(msg.kind, &event, None);
             self.publish(Topic::Room(room.id), &frame).await?;
             return Ok(SendReceipt::Delivered);
         }
-        Ok(SendReceipt::Pending(self.pipeline.submit(msg, author).await?))
+        Ok(SendReceipt::Pending(self.pipeline.submit(msg, event).await?))
     }
 
     /// Posts a system notice ("alice joined") as a kept room event.
@@ -127,15 +316,10 @@ impl Chat {
         kind: MessageKind,
         text: String,
     ) -> ChatResult<()> {
-        let msg = NewMessage {
-            room_id: room.id,
-            author_id: actor.user.id,
-            kind,
-            body: text,
-            client_id: None,
-            created_at: now_ms(),
-        };
-        self.keep_or_deliver(room, msg, actor.author()).await?.wait().await?;
+        let now = now_ms();
+        let event = Event::plain(room.id, None, kind.into(), actor.author(), text.clone(), now);
+        let msg = NewMessage::plain(room.id, actor.user.id, kind, text, now);
+        self.keep_or_deliver(room, msg, event).await?.wait().await?;
         Ok(())
     }
 

@@ -85,6 +85,7 @@ impl ChatError {
             ChatError::Forbidden(_) => "forbidden",
             ChatError::NotFound("room") => "room_not_found",
             ChatError::NotFound("user") => "user_not_found",
+            ChatError::NotFound("message") => "message_not_found",
             ChatError::NotFound(_) => "not_found",
             ChatError::NotMember => "not_a_member",
             ChatError::RateLimited => "rate_limited",

@@ -13,14 +13,15 @@ use crate::{
     domain::MessageKind,
     hub::{Envelope, Topic},
     store::{Appended, DynStore, NewMessage, StoreError},
-    ws::protocol::{Author, Event, ServerFrame},
+    ws::protocol::{Event, ServerFrame},
 };
 
 const MAX_BATCH: usize = 512;
 
 pub(super) struct Job {
     pub msg: NewMessage,
-    pub author: Author,
+    /// The live event as it will go out, but for its seq (unknown until the commit).
+    pub event: Event,
     pub done: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
@@ -39,36 +40,31 @@ impl Pipeline {
     pub async fn submit(
         &self,
         msg: NewMessage,
-        author: Author,
+        event: Event,
     ) -> ChatResult<oneshot::Receiver<Result<Appended, StoreError>>> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job { msg, author, done })
+            .send(Job { msg, event, done })
             .await
             .map_err(|_| super::ChatError::Internal("message pipeline stopped".into()))?;
         Ok(wait)
     }
 }
 
-/// The frame for a kept event.
-pub(super) fn event_frame(m: &NewMessage, seq: Option<i64>, author: Author) -> ServerFrame {
-    let ev = Event {
-        room: m.room_id,
-        seq,
-        kind: m.kind.into(),
-        author,
-        text: m.body.clone(),
-        ts: m.created_at,
-        client_id: m.client_id.clone(),
-    };
-    kept_frame(m.kind, ev)
+/// The live frame of an event, given its seq (none in ephemeral rooms).
+pub(super) fn event_frame(kind: MessageKind, template: &Event, seq: Option<i64>) -> ServerFrame {
+    let mut ev = template.clone();
+    ev.seq = seq;
+    kept_frame(kind, ev)
 }
 
-/// A kept event's live frame: a `message` for text, a `notice` for joins and leaves.
+/// A kept event's live frame: a `message` for text, a `notice` for joins and leaves,
+/// an `action` for edits, deletes and reactions.
 pub(super) fn kept_frame(kind: MessageKind, ev: Event) -> ServerFrame {
     match kind {
         MessageKind::Text => ServerFrame::Message(ev),
         MessageKind::Joined | MessageKind::Left => ServerFrame::Notice(ev),
+        MessageKind::Edit | MessageKind::Delete | MessageKind::React | MessageKind::Unreact => ServerFrame::Action(ev),
     }
 }
 
@@ -89,7 +85,7 @@ async fn run(store: DynStore, bus: DynBus, mut rx: mpsc::Receiver<Job>) {
                         Appended::New(seq) => Some(Envelope {
                             topic: Topic::Room(job.msg.room_id),
                             control: None,
-                            frame: Some(event_frame(&job.msg, Some(*seq), job.author.clone()).encode()),
+                            frame: Some(event_frame(job.msg.kind, &job.event, Some(*seq)).encode()),
                             seq: Some(*seq),
                         }),
                         Appended::Duplicate(_) => None,

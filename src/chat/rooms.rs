@@ -78,12 +78,18 @@ fn room_info(room: &Room, read_seq: i64, unread: i64, peer: Option<&User>) -> Ro
         read_seq,
         unread,
         peer: peer.map(|p| Author { id: p.id, username: p.username.clone() }),
+        mentions: 0,
+        notify: "all".into(),
     }
 }
 
 impl From<&RoomSummary> for RoomInfo {
     fn from(s: &RoomSummary) -> Self {
-        room_info(&s.room, s.last_read_seq, s.unread, s.peer.as_ref())
+        RoomInfo {
+            mentions: s.mentions,
+            notify: s.notify.clone(),
+            ..room_info(&s.room, s.last_read_seq, s.unread, s.peer.as_ref())
+        }
     }
 }
 
@@ -311,15 +317,7 @@ impl Chat {
             actor.user.first_name,
             if room.topic.is_empty() { String::new() } else { format!(" Topic: {}", room.topic) }
         );
-        let frame = ServerFrame::Notice(Event {
-            room: room.id,
-            seq: None,
-            kind: EventKind::Welcome,
-            author: actor.author(),
-            text,
-            ts: now_ms(),
-            client_id: None,
-        });
+        let frame = ServerFrame::Notice(Event::plain(room.id, None, EventKind::Welcome, actor.author(), text, now_ms()));
         self.publish(Topic::User(actor.user.id), &frame).await
     }
 

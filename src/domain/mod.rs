@@ -3,6 +3,7 @@
 //! rules can be unit- and property-tested in isolation and shared by `chat`, `store`
 //! and the wire types.
 
+pub mod actions;
 pub mod names;
 pub mod retention;
 
@@ -50,6 +51,14 @@ pub enum MessageKind {
     Text,
     Joined,
     Left,
+    /// A new text for the target message.
+    Edit,
+    /// The target message's text removed (a tombstone stays).
+    Delete,
+    /// The author added the reaction in the body to the target.
+    React,
+    /// The author took that reaction back.
+    Unreact,
 }
 
 impl MessageKind {
@@ -58,13 +67,25 @@ impl MessageKind {
             MessageKind::Text => "text",
             MessageKind::Joined => "joined",
             MessageKind::Left => "left",
+            MessageKind::Edit => "edit",
+            MessageKind::Delete => "delete",
+            MessageKind::React => "react",
+            MessageKind::Unreact => "unreact",
         }
+    }
+    /// Whether this kind acts on another message (and so names a target seq).
+    pub fn is_action(self) -> bool {
+        matches!(self, MessageKind::Edit | MessageKind::Delete | MessageKind::React | MessageKind::Unreact)
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "text" => Some(MessageKind::Text),
             "joined" => Some(MessageKind::Joined),
             "left" => Some(MessageKind::Left),
+            "edit" => Some(MessageKind::Edit),
+            "delete" => Some(MessageKind::Delete),
+            "react" => Some(MessageKind::React),
+            "unreact" => Some(MessageKind::Unreact),
             _ => None,
         }
     }

@@ -154,6 +154,10 @@ pub struct RoomSummary {
     pub unread: i64,
     /// For a DM: the other person.
     pub peer: Option<User>,
+    /// Kept messages after `last_read_seq` that mention the user.
+    pub mentions: i64,
+    /// The member's notification level (`all`, `mentions`, `muted`).
+    pub notify: String,
 }
 
 /// A room found by browsing or search.
@@ -164,7 +168,8 @@ pub struct RoomListing {
     pub is_member: bool,
 }
 
-/// A kept event as read back from the store.
+/// A kept event as read back from the store. Text messages come with their current
+/// state (edited, deleted, reactions); actions name the message they acted on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub room_id: RoomId,
@@ -172,9 +177,30 @@ pub struct StoredMessage {
     pub author_id: UserId,
     pub author_username: String,
     pub kind: MessageKind,
+    /// The text (a text or an edit), the emoji (a reaction), or empty.
     pub body: String,
     pub client_id: Option<String>,
     pub created_at: i64,
+    /// Actions: the seq of the message acted on.
+    pub target: Option<Seq>,
+    /// Replies: what is quoted.
+    pub reply_to: Option<ReplyRow>,
+    /// When the text was last edited.
+    pub edited_at: Option<i64>,
+    /// The text was deleted (the body is empty).
+    pub deleted: bool,
+    /// Reactions in the order first given: (emoji, who).
+    pub reactions: Vec<(String, Vec<UserId>)>,
+    /// The people the text names with `<@ID>`, with their current usernames.
+    pub mentions: Vec<(UserId, String)>,
+}
+
+/// The message a reply quotes, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyRow {
+    pub seq: Seq,
+    /// `None` when the original was deleted or is no longer kept.
+    pub original: Option<(UserId, String, String)>,
 }
 
 /// An event to keep; the store assigns its sequence number.
@@ -183,9 +209,34 @@ pub struct NewMessage {
     pub room_id: RoomId,
     pub author_id: UserId,
     pub kind: MessageKind,
+    /// The text (text, edit), the emoji (react, unreact), or empty.
     pub body: String,
     pub client_id: Option<String>,
     pub created_at: i64,
+    /// Actions: the seq of the message acted on (its effect is applied in the same
+    /// transaction).
+    pub target: Option<Seq>,
+    /// Texts: the seq of the message replied to.
+    pub reply_to: Option<Seq>,
+    /// Texts and edits: the members to count a mention for (the author excluded).
+    pub mentions: Vec<UserId>,
+}
+
+impl NewMessage {
+    /// A plain event of `kind` (no target, reply or mentions).
+    pub fn plain(room_id: RoomId, author_id: UserId, kind: MessageKind, body: String, created_at: i64) -> Self {
+        NewMessage {
+            room_id,
+            author_id,
+            kind,
+            body,
+            client_id: None,
+            created_at,
+            target: None,
+            reply_to: None,
+            mentions: Vec::new(),
+        }
+    }
 }
 
 /// Which names a skeleton belongs to.
@@ -285,14 +336,21 @@ pub trait Store: Send + Sync + 'static {
     async fn members(&self, room: RoomId) -> StoreResult<Vec<User>>;
     async fn user_rooms(&self, user: UserId) -> StoreResult<Vec<RoomSummary>>;
     async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Seq>;
+    /// Sets a member's notification level; false when not a member.
+    async fn set_notify(&self, room: RoomId, user: UserId, level: &str) -> StoreResult<bool>;
 
     // Messages.
-    /// Keeps a batch of events in ONE transaction, applying each room's "last N" policy.
+    /// Keeps a batch of events in ONE transaction, applying each room's "last N" policy
+    /// and each action's effect on its target (an edit of a message deleted meanwhile
+    /// is kept with an empty text).
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>>;
-    /// Up to `limit` kept events before `before` (or the newest), oldest first.
+    /// Up to `limit` kept messages and notices before `before` (or the newest), oldest
+    /// first, in their current state; actions are left out (their effect is shown).
     async fn history(&self, room: RoomId, before: Option<Seq>, limit: i64) -> StoreResult<Vec<StoredMessage>>;
     /// Up to `limit` kept events after `after`, oldest first.
     async fn since(&self, room: RoomId, after: Seq, limit: i64) -> StoreResult<Vec<StoredMessage>>;
+    /// One kept event with its current state, if it is still kept.
+    async fn message(&self, room: RoomId, seq: Seq) -> StoreResult<Option<StoredMessage>>;
     // Look-alike names.
     /// A username (or room name) of another user or room than `except` with this
     /// skeleton, if any.

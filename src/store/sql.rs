@@ -35,8 +35,13 @@ pub struct SqlStore {
 
 const USER_COLS: &str = "u.id, u.email, u.username, u.first_name, u.last_name, u.is_admin, u.disabled, u.created_at";
 const ROOM_COLS: &str = "r.id, r.kind, r.name, r.topic, r.is_private, r.owner_id, r.keep_messages, r.keep_days, r.ephemeral, r.last_seq, r.created_at";
-const MSG_COLS: &str =
-    "m.room_id, m.seq, m.author_id, COALESCE(u.username, '') AS username, m.kind, m.body, m.client_id, m.created_at";
+const MSG_COLS: &str = "m.room_id, m.seq, m.author_id, COALESCE(u.username, '') AS username, m.kind, m.body, m.client_id, m.created_at,
+     m.target_seq, m.reply_to, m.edited_at, m.deleted,
+     t.author_id AS r_author, COALESCE(tu.username, '') AS r_username, t.body AS r_body, t.deleted AS r_deleted";
+/// The tables [`MSG_COLS`] reads: the event, its author, and the message it replies to.
+const MSG_FROM: &str = "messages m LEFT JOIN users u ON u.id = m.author_id
+     LEFT JOIN messages t ON m.reply_to IS NOT NULL AND t.room_id = m.room_id AND t.seq = m.reply_to
+     LEFT JOIN users tu ON tu.id = t.author_id";
 
 fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
@@ -72,7 +77,28 @@ fn room_from(row: &AnyRow) -> Result<Room, sqlx::Error> {
 
 fn message_from(row: &AnyRow) -> Result<StoredMessage, sqlx::Error> {
     let kind: String = row.try_get("kind")?;
+    let reply_to = match row.try_get::<Option<i64>, _>("reply_to")? {
+        Some(seq) => {
+            // The original as it is now: gone (trimmed) or deleted reads as "missing".
+            let alive = row.try_get::<Option<i64>, _>("r_deleted")? == Some(0);
+            let original = match (alive, row.try_get::<Option<i64>, _>("r_author")?) {
+                (true, Some(author)) => {
+                    let body: Option<String> = row.try_get("r_body")?;
+                    Some((author, row.try_get("r_username")?, crate::domain::actions::excerpt(&body.unwrap_or_default())))
+                }
+                _ => None,
+            };
+            Some(ReplyRow { seq, original })
+        }
+        None => None,
+    };
     Ok(StoredMessage {
+        target: row.try_get("target_seq")?,
+        reply_to,
+        edited_at: row.try_get("edited_at")?,
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
+        reactions: Vec::new(),
+        mentions: Vec::new(),
         room_id: row.try_get("room_id")?,
         seq: row.try_get("seq")?,
         author_id: row.try_get("author_id")?,
@@ -236,6 +262,7 @@ impl SqlStore {
     /// once with "database is locked" if another writer committed in between, and the
     /// busy timeout does not help that case.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        let _wait = crate::metrics::PoolWait::start();
         match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres | Backend::Mysql => self.writer.begin().await,
@@ -245,6 +272,177 @@ impl SqlStore {
     /// The n-th (1-based) bind placeholder of a generated statement. SQLite gets plain
     /// `?`: sqlx resolves each `$n` there by scanning parameter names, which turns a
     /// thousand-parameter batch insert quadratic.
+    /// Fills in the reactions of a page's messages and the usernames its texts
+    /// mention: two queries per page, whatever its length.
+    async fn decorate(&self, room: RoomId, rows: &mut [StoredMessage]) -> StoreResult<()> {
+        let texts = || rows.iter().filter(|m| m.kind == MessageKind::Text && !m.deleted);
+        if let (Some(lo), Some(hi)) = (texts().map(|m| m.seq).min(), texts().map(|m| m.seq).max()) {
+            let found = self
+                .q("SELECT seq, emoji, user_id FROM reactions WHERE room_id = $1 AND seq >= $2 AND seq <= $3
+                    ORDER BY seq, created_at, user_id")
+                .bind(room)
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(&self.pool)
+                .await?;
+            let mut by_seq: HashMap<Seq, Vec<(String, Vec<UserId>)>> = HashMap::new();
+            for r in &found {
+                let (seq, emoji, user): (Seq, String, UserId) =
+                    (r.try_get("seq")?, r.try_get("emoji")?, r.try_get("user_id")?);
+                let list = by_seq.entry(seq).or_default();
+                match list.iter_mut().find(|(e, _)| *e == emoji) {
+                    Some((_, users)) => users.push(user),
+                    None => list.push((emoji, vec![user])),
+                }
+            }
+            for m in rows.iter_mut() {
+                if let Some(r) = by_seq.remove(&m.seq) {
+                    m.reactions = r;
+                }
+            }
+        }
+        let wanted = |m: &StoredMessage| matches!(m.kind, MessageKind::Text | MessageKind::Edit) && !m.deleted;
+        let mut ids: Vec<UserId> =
+            rows.iter().filter(|m| wanted(m)).flat_map(|m| crate::domain::actions::mentioned_ids(&m.body)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut names: HashMap<UserId, String> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let n = self.padded(chunk.len());
+            let ph: Vec<String> = (1..=n).map(|k| self.ph(k)).collect();
+            let mut q = self.q(format!("SELECT id, username FROM users WHERE id IN ({})", ph.join(", ")));
+            for k in 0..n {
+                q = q.bind(chunk[k.min(chunk.len() - 1)]);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                names.insert(r.try_get("id")?, r.try_get("username")?);
+            }
+        }
+        for m in rows.iter_mut().filter(|m| wanted(m)) {
+            m.mentions = crate::domain::actions::mentioned_ids(&m.body)
+                .into_iter()
+                .filter_map(|id| names.get(&id).map(|n| (id, n.clone())))
+                .collect();
+        }
+        Ok(())
+    }
+
+    /// Applies an action's effect on its target, inside the append's transaction.
+    /// `seq` is the action's own seq.
+    async fn apply_action(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        m: &NewMessage,
+        seq: Seq,
+    ) -> Result<(), sqlx::Error> {
+        let Some(target) = m.target else {
+            return Ok(());
+        };
+        let room = m.room_id;
+        match m.kind {
+            MessageKind::Edit => {
+                // The target may have been deleted after the edit was accepted: then the
+                // edit changes nothing and keeps no copy of its text.
+                let alive = self
+                    .q("SELECT seq FROM messages WHERE room_id = $1 AND seq = $2 AND kind = 'text' AND deleted = 0")
+                    .bind(room)
+                    .bind(target)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .is_some();
+                if alive {
+                    self.q("UPDATE messages SET body = $1, edited_at = $2 WHERE room_id = $3 AND seq = $4")
+                        .bind(m.body.clone())
+                        .bind(m.created_at)
+                        .bind(room)
+                        .bind(target)
+                        .execute(&mut **tx)
+                        .await?;
+                    self.q("DELETE FROM mentions WHERE room_id = $1 AND seq = $2")
+                        .bind(room)
+                        .bind(target)
+                        .execute(&mut **tx)
+                        .await?;
+                    self.insert_mentions(tx, room, target, &m.mentions).await?;
+                } else {
+                    self.q("UPDATE messages SET body = '' WHERE room_id = $1 AND seq = $2")
+                        .bind(room)
+                        .bind(seq)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+            MessageKind::Delete => {
+                // The text is removed from the store, not hidden: the message, every
+                // edit's copy of it, its reactions and its mentions.
+                self.q("UPDATE messages SET body = '', deleted = 1, edited_at = NULL WHERE room_id = $1 AND seq = $2 AND kind = 'text'")
+                    .bind(room)
+                    .bind(target)
+                    .execute(&mut **tx)
+                    .await?;
+                self.q("UPDATE messages SET body = '' WHERE room_id = $1 AND target_seq = $2 AND kind = 'edit'")
+                    .bind(room)
+                    .bind(target)
+                    .execute(&mut **tx)
+                    .await?;
+                for table in ["reactions", "mentions"] {
+                    self.q(format!("DELETE FROM {table} WHERE room_id = $1 AND seq = $2"))
+                        .bind(room)
+                        .bind(target)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+            MessageKind::React => {
+                let (insert, tail) = self.insert_ignore();
+                self.q(format!(
+                    "{insert} INTO reactions (room_id, seq, user_id, emoji, created_at)
+                     SELECT $1, $2, $3, $4, $5 FROM messages WHERE room_id = $1 AND seq = $2 AND kind = 'text' AND deleted = 0{tail}"
+                ))
+                .bind(room)
+                .bind(target)
+                .bind(m.author_id)
+                .bind(m.body.clone())
+                .bind(m.created_at)
+                .execute(&mut **tx)
+                .await?;
+            }
+            MessageKind::Unreact => {
+                self.q("DELETE FROM reactions WHERE room_id = $1 AND seq = $2 AND user_id = $3 AND emoji = $4")
+                    .bind(room)
+                    .bind(target)
+                    .bind(m.author_id)
+                    .bind(m.body.clone())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            MessageKind::Text | MessageKind::Joined | MessageKind::Left => {}
+        }
+        Ok(())
+    }
+
+    async fn insert_mentions(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        room: RoomId,
+        seq: Seq,
+        users: &[UserId],
+    ) -> Result<(), sqlx::Error> {
+        let (insert, tail) = self.insert_ignore();
+        for user in users {
+            self.q(format!("{insert} INTO mentions (room_id, seq, user_id) VALUES ($1, $2, $3){tail}"))
+                .bind(room)
+                .bind(seq)
+                .bind(*user)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     fn ph(&self, n: usize) -> String {
         match self.backend {
             Backend::Sqlite => "?".to_string(),
@@ -840,7 +1038,9 @@ impl Store for SqlStore {
         // One query: each membership with its room, unread count and, for a DM, the peer.
         let sql = format!(
             "SELECT {ROOM_COLS}, m.last_read_seq,
-                (SELECT COUNT(*) FROM messages x WHERE x.room_id = r.id AND x.seq > m.last_read_seq AND x.author_id <> $1) AS unread,
+                (SELECT COUNT(*) FROM messages x WHERE x.room_id = r.id AND x.seq > m.last_read_seq AND x.author_id <> $1 AND x.target_seq IS NULL) AS unread,
+                (SELECT COUNT(*) FROM mentions mn WHERE mn.room_id = r.id AND mn.user_id = $1 AND mn.seq > m.last_read_seq) AS mentions,
+                m.notify,
                 p.id AS p_id, p.email AS p_email, p.username AS p_username, p.first_name AS p_first,
                 p.last_name AS p_last, p.is_admin AS p_admin, p.disabled AS p_disabled, p.created_at AS p_created
              FROM memberships m JOIN rooms r ON r.id = m.room_id
@@ -869,6 +1069,8 @@ impl Store for SqlStore {
                 last_read_seq: r.try_get("last_read_seq")?,
                 unread: r.try_get("unread")?,
                 peer,
+                mentions: r.try_get("mentions")?,
+                notify: r.try_get("notify")?,
             });
         }
         Ok(out)
@@ -908,6 +1110,22 @@ impl Store for SqlStore {
             Some(r) => Ok(r.try_get("last_read_seq")?),
             None => Err(StoreError::NotFound),
         }
+    }
+
+    async fn set_notify(&self, room: RoomId, user: UserId, level: &str) -> StoreResult<bool> {
+        let n = self
+            .q("UPDATE memberships SET notify = $1 WHERE room_id = $2 AND user_id = $3")
+            .bind(level.to_string())
+            .bind(room)
+            .bind(user)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        if n > 0 || self.backend != Backend::Mysql {
+            return Ok(n > 0);
+        }
+        // MySQL counts only changed rows: setting the same level again is still a member.
+        Ok(self.is_member(room, user).await?)
     }
 
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
@@ -1072,7 +1290,7 @@ impl Store for SqlStore {
             out[i] = out[first].map(|a| Appended::Duplicate(a.seq()));
         }
 
-        // 3. One INSERT per chunk of rows (7 parameters each; 3,500 stays far below
+        // 3. One INSERT per chunk of rows (9 parameters each; 4,500 stays far below
         //    the databases' parameter limits). On MySQL, chunks of a power of two
         //    rows, at most 256 (few distinct texts: see `padded`).
         let mut rest: &[(usize, Seq)] = &seqs;
@@ -1084,13 +1302,13 @@ impl Store for SqlStore {
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
             let mut sql = String::from(
-                "INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at) VALUES ",
+                "INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at, target_seq, reply_to) VALUES ",
             );
             for k in 0..chunk.len() {
                 if k > 0 {
                     sql.push(',');
                 }
-                let cols: Vec<String> = (1..=7).map(|c| self.ph(7 * k + c)).collect();
+                let cols: Vec<String> = (1..=9).map(|c| self.ph(9 * k + c)).collect();
                 sql.push('(');
                 sql.push_str(&cols.join(", "));
                 sql.push(')');
@@ -1105,9 +1323,22 @@ impl Store for SqlStore {
                     .bind(m.kind.as_str())
                     .bind(m.body.clone())
                     .bind(m.client_id.clone())
-                    .bind(m.created_at);
+                    .bind(m.created_at)
+                    .bind(m.target)
+                    .bind(m.reply_to);
             }
             q.execute(&mut *tx).await?;
+        }
+
+        // 3b. Actions take effect on their targets, in seq order; texts record whom
+        //     they mention. Plain sends skip this entirely.
+        for (i, seq) in &seqs {
+            let m = &batch[*i];
+            if m.kind.is_action() {
+                self.apply_action(&mut tx, m, *seq).await?;
+            } else if !m.mentions.is_empty() {
+                self.insert_mentions(&mut tx, m.room_id, *seq, &m.mentions).await?;
+            }
         }
 
         // 4. "Keep the last N", once per room.
@@ -1164,22 +1395,35 @@ impl Store for SqlStore {
 
     async fn history(&self, room: RoomId, before: Option<Seq>, limit: i64) -> StoreResult<Vec<StoredMessage>> {
         let sql = format!(
-            "SELECT {MSG_COLS} FROM messages m LEFT JOIN users u ON u.id = m.author_id
-             WHERE m.room_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3"
+            "SELECT {MSG_COLS} FROM {MSG_FROM}
+             WHERE m.room_id = $1 AND m.seq < $2 AND m.target_seq IS NULL ORDER BY m.seq DESC LIMIT $3"
         );
         let rows = self.q(&sql).bind(room).bind(before.unwrap_or(i64::MAX)).bind(limit).fetch_all(&self.pool).await?;
         let mut v: Vec<StoredMessage> = rows.iter().map(message_from).collect::<Result<_, _>>()?;
         v.reverse();
+        self.decorate(room, &mut v).await?;
         Ok(v)
     }
 
     async fn since(&self, room: RoomId, after: Seq, limit: i64) -> StoreResult<Vec<StoredMessage>> {
         let sql = format!(
-            "SELECT {MSG_COLS} FROM messages m LEFT JOIN users u ON u.id = m.author_id
+            "SELECT {MSG_COLS} FROM {MSG_FROM}
              WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq ASC LIMIT $3"
         );
         let rows = self.q(&sql).bind(room).bind(after).bind(limit).fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(message_from).collect::<Result<_, _>>()?)
+        let mut v: Vec<StoredMessage> = rows.iter().map(message_from).collect::<Result<_, _>>()?;
+        self.decorate(room, &mut v).await?;
+        Ok(v)
+    }
+
+    async fn message(&self, room: RoomId, seq: Seq) -> StoreResult<Option<StoredMessage>> {
+        let sql = format!("SELECT {MSG_COLS} FROM {MSG_FROM} WHERE m.room_id = $1 AND m.seq = $2");
+        let Some(row) = self.q(&sql).bind(room).bind(seq).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let mut v = vec![message_from(&row)?];
+        self.decorate(room, &mut v).await?;
+        Ok(v.pop())
     }
 
     async fn skeleton_taken(&self, kind: NameKind, skeleton: &str, except: Option<i64>) -> StoreResult<Option<String>> {

@@ -23,7 +23,30 @@ pub const MAX_RESUME: u32 = 500;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Post a message. `client_id` makes retries safe: the same id is stored once.
-    Send { id: String, room: RoomId, client_id: String, text: String },
+    /// `reply_to` names the seq of the message this one answers.
+    Send {
+        id: String,
+        room: RoomId,
+        client_id: String,
+        text: String,
+        #[serde(default)]
+        reply_to: Option<Seq>,
+    },
+    /// Replace the text of your own message `seq`.
+    Edit { id: String, room: RoomId, seq: Seq, text: String },
+    /// Delete message `seq` (yours; a room owner or the admin: anyone's).
+    Delete { id: String, room: RoomId, seq: Seq },
+    /// Add (`on`, the default) or take back a reaction to message `seq`.
+    React {
+        id: String,
+        room: RoomId,
+        seq: Seq,
+        emoji: String,
+        #[serde(default = "yes")]
+        on: bool,
+    },
+    /// Set your notification level for a room: `all`, `mentions` or `muted`.
+    Notify { id: String, room: RoomId, level: String },
     /// Kept events before `before` (default: the newest), at most `limit` (≤ 100).
     History {
         id: String,
@@ -61,6 +84,10 @@ impl ClientFrame {
     pub fn request_id(&self) -> Option<&str> {
         match self {
             ClientFrame::Send { id, .. }
+            | ClientFrame::Edit { id, .. }
+            | ClientFrame::Delete { id, .. }
+            | ClientFrame::React { id, .. }
+            | ClientFrame::Notify { id, .. }
             | ClientFrame::History { id, .. }
             | ClientFrame::Resume { id, .. }
             | ClientFrame::Join { id, .. }
@@ -69,6 +96,10 @@ impl ClientFrame {
             ClientFrame::Typing { id, .. } | ClientFrame::Read { id, .. } => id.as_deref(),
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A person as shown next to what they wrote.
@@ -107,6 +138,37 @@ pub struct RoomInfo {
     /// For a DM: the other person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<Author>,
+    /// Unread messages that mention you.
+    #[serde(default)]
+    pub mentions: i64,
+    /// Your notification level: `all`, `mentions` or `muted`.
+    #[serde(default = "notify_all")]
+    pub notify: String,
+}
+
+fn notify_all() -> String {
+    "all".into()
+}
+
+/// The message a reply answers, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    pub seq: Seq,
+    /// Absent when the original was deleted or is no longer kept (`missing: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<Author>,
+    /// The start of the original's text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing: bool,
+}
+
+/// One reaction on a message: the emoji and who gave it, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub users: Vec<UserId>,
 }
 
 /// A room event: a message or a kept notice (also the entries of history/resume).
@@ -123,6 +185,52 @@ pub struct Event {
     pub ts: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Actions (`edit`, `delete`, `reaction`): the seq of the message acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Seq>,
+    /// `reaction`: the emoji, and whether it was added (`on`) or taken back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<bool>,
+    /// Texts: when last edited (server time, ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<i64>,
+    /// Texts: deleted (the text is empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Texts: current reactions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+    /// Texts: the message answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyTo>,
+    /// Texts and edits: the people named with `<@ID>`, with their usernames.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<Author>,
+}
+
+impl Event {
+    /// A plain event: no action, reply, reactions or mentions.
+    pub fn plain(room: RoomId, seq: Option<Seq>, kind: EventKind, author: Author, text: String, ts: i64) -> Self {
+        Event {
+            room,
+            seq,
+            kind,
+            author,
+            text,
+            ts,
+            client_id: None,
+            target: None,
+            emoji: None,
+            on: None,
+            edited: None,
+            deleted: false,
+            reactions: Vec::new(),
+            reply_to: None,
+            mentions: Vec::new(),
+        }
+    }
 }
 
 /// What an [`Event`] is.
@@ -133,6 +241,12 @@ pub enum EventKind {
     Joined,
     Left,
     Welcome,
+    /// A new text for message `target`.
+    Edit,
+    /// Message `target` was deleted.
+    Delete,
+    /// A reaction on message `target` was added or taken back.
+    Reaction,
 }
 
 impl From<MessageKind> for EventKind {
@@ -141,6 +255,9 @@ impl From<MessageKind> for EventKind {
             MessageKind::Text => EventKind::Text,
             MessageKind::Joined => EventKind::Joined,
             MessageKind::Left => EventKind::Left,
+            MessageKind::Edit => EventKind::Edit,
+            MessageKind::Delete => EventKind::Delete,
+            MessageKind::React | MessageKind::Unreact => EventKind::Reaction,
         }
     }
 }
@@ -227,6 +344,13 @@ pub enum ServerFrame {
         room: RoomId,
         user: Author,
     },
+    /// A kept action on a message (edit, delete, reaction), in the room's seq order.
+    Action(Event),
+    /// Your notification level for a room changed (to all your connections).
+    Notify {
+        room: RoomId,
+        level: String,
+    },
     /// Your read marker moved (sent to all your connections, the sender's included).
     Read {
         room: RoomId,
@@ -302,7 +426,8 @@ pub struct DecodeError {
 }
 
 /// The command types a client may send, for the `unknown_command` message.
-const COMMANDS: &[&str] = &["send", "history", "resume", "join", "leave", "typing", "read", "ping"];
+const COMMANDS: &[&str] =
+    &["send", "edit", "delete", "react", "history", "resume", "join", "leave", "typing", "read", "notify", "ping"];
 
 /// Decodes one client text frame, telling bad JSON, unknown commands and malformed
 /// commands apart, and recovering the request id whenever the JSON has one.
@@ -364,7 +489,7 @@ mod tests {
     #[test]
     fn decodes_commands() {
         let f = decode_client(r#"{"type":"send","id":"1","room":3,"client_id":"c","text":"hi"}"#).unwrap();
-        assert_eq!(f, ClientFrame::Send { id: "1".into(), room: 3, client_id: "c".into(), text: "hi".into() });
+        assert_eq!(f, ClientFrame::Send { id: "1".into(), room: 3, client_id: "c".into(), text: "hi".into(), reply_to: None });
         let f = decode_client(r#"{"type":"history","id":"2","room":3}"#).unwrap();
         assert_eq!(f, ClientFrame::History { id: "2".into(), room: 3, before: None, limit: None });
     }
@@ -383,13 +508,8 @@ mod tests {
     #[test]
     fn server_frames_round_trip_singly_and_batched() {
         let ev = Event {
-            room: 1,
-            seq: Some(4),
-            kind: EventKind::Text,
-            author: Author { id: 2, username: "ann".into() },
-            text: "hi".into(),
-            ts: 5,
             client_id: Some("c1".into()),
+            ..Event::plain(1, Some(4), EventKind::Text, Author { id: 2, username: "ann".into() }, "hi".into(), 5)
         };
         let one = ServerFrame::Message(ev.clone()).encode();
         let s = std::str::from_utf8(&one).unwrap();

@@ -22,7 +22,7 @@ use super::{
     protocol::{ClientFrame, ServerFrame, decode_client},
 };
 use crate::{
-    chat::{Actor, Chat, ChatError, Resume},
+    chat::{Actor, Chat, ChatError, Resume, SendReceipt},
     hub::{ConnId, ConnShared, Hub},
 };
 
@@ -301,7 +301,7 @@ fn shutdown_write(tcp: &TcpStream) {
     }
 }
 
-type Ack = (String, Result<(Option<i64>, bool), ChatError>, i64, String);
+type Ack = (String, Result<(Option<i64>, bool), ChatError>, i64, Option<String>);
 type Pending = FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Ack> + Send>>>;
 
 /// The next finished send, if any are in flight.
@@ -461,7 +461,7 @@ async fn read_ready(
 /// The reply to a finished send: its ack, or the error naming it.
 fn ack_frame((id, result, room, client_id): Ack) -> ServerFrame {
     match result {
-        Ok((seq, duplicate)) => ServerFrame::Ack { id, room: Some(room), seq, client_id: Some(client_id), duplicate },
+        Ok((seq, duplicate)) => ServerFrame::Ack { id, room: Some(room), seq, client_id, duplicate },
         Err(e) => error_frame(Some(id), &e),
     }
 }
@@ -473,18 +473,50 @@ fn error_frame(id: Option<String>, e: &ChatError) -> ServerFrame {
     ServerFrame::Error { id, code: e.code().to_string(), message: e.public_message() }
 }
 
+/// Queues the ack of an accepted send or action (acks leave in command order), or
+/// answers a refusal at once.
+fn queue_ack(
+    pending: &mut Option<Pending>,
+    id: String,
+    room: crate::domain::RoomId,
+    client_id: Option<String>,
+    accepted: Result<SendReceipt, ChatError>,
+) -> Option<ServerFrame> {
+    match accepted {
+        Ok(receipt) => {
+            pending
+                .get_or_insert_with(FuturesOrdered::new)
+                .push_back(Box::pin(async move { (id, receipt.wait().await, room, client_id) }));
+            None
+        }
+        Err(e) => Some(error_frame(Some(id), &e)),
+    }
+}
+
 /// Runs one command; returns the immediate reply, if any (sends reply later, in order).
 async fn handle(chat: &Chat, actor: &Actor, frame: ClientFrame, pending: &mut Option<Pending>) -> Option<ServerFrame> {
     match frame {
-        ClientFrame::Send { id, room, client_id, text } => match chat.send(actor, room, &client_id, &text).await {
-            Ok(receipt) => {
-                pending
-                    .get_or_insert_with(FuturesOrdered::new)
-                    .push_back(Box::pin(async move { (id, receipt.wait().await, room, client_id) }));
-                None
-            }
-            Err(e) => Some(error_frame(Some(id), &e)),
-        },
+        ClientFrame::Send { id, room, client_id, text, reply_to } => {
+            let r = chat.send(actor, room, &client_id, &text, reply_to).await;
+            queue_ack(pending, id, room, Some(client_id), r)
+        }
+        // Actions are acked in order with sends: the ack's seq is the action's own.
+        ClientFrame::Edit { id, room, seq, text } => {
+            let r = chat.edit(actor, room, seq, &text).await;
+            queue_ack(pending, id, room, None, r)
+        }
+        ClientFrame::Delete { id, room, seq } => {
+            let r = chat.delete(actor, room, seq).await;
+            queue_ack(pending, id, room, None, r)
+        }
+        ClientFrame::React { id, room, seq, emoji, on } => {
+            let r = chat.react(actor, room, seq, &emoji, on).await;
+            queue_ack(pending, id, room, None, r)
+        }
+        ClientFrame::Notify { id, room, level } => Some(match chat.set_notify(actor, room, &level).await {
+            Ok(_) => ServerFrame::Ack { id, room: Some(room), seq: None, client_id: None, duplicate: false },
+            Err(e) => error_frame(Some(id), &e),
+        }),
         ClientFrame::History { id, room, before, limit } => {
             Some(match chat.history(actor, room, before, limit).await {
                 Ok((events, more)) => ServerFrame::History { id, room, events, more },
