@@ -26,6 +26,10 @@ pub fn validate_emoji(emoji: &str) -> Result<(), DomainError> {
         return Err(bad());
     }
     for c in emoji.chars() {
+        // Direction controls would let a reaction reorder the text around it.
+        if matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+            return Err(bad());
+        }
         // Emoji sequences use ZWJ (U+200D) and variation selectors (U+FE0F) and
         // keycap combining marks; plain text (letters, digits, punctuation, spaces,
         // controls) has no place in a reaction.
@@ -116,7 +120,7 @@ mod tests {
         for ok in ["👍", "🎉", "❤️", "👨‍👩‍👧‍👦", "1️⃣", "✅", "🇫🇷"] {
             assert!(validate_emoji(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["", "a", "lol", "1", " 👍", "👍 ", "<b>", "\u{0}", "👍\n", &"👍".repeat(17)] {
+        for bad in ["", "a", "lol", "1", " 👍", "👍 ", "<b>", "\u{0}", "👍\n", "\u{202E}👍", &"👍".repeat(17)] {
             assert!(validate_emoji(bad).is_err(), "{bad:?}");
         }
     }
