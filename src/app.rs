@@ -26,6 +26,8 @@ pub struct AppState {
     pub auth_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Key rate limits on `X-Forwarded-For` (behind a trusted proxy).
     pub trust_proxy: bool,
+    /// Set when shutdown begins: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,7 @@ impl AppState {
             secure_cookies: config.secure_cookies(),
             auth_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_min))),
             trust_proxy: config.trust_proxy,
+            draining: Default::default(),
         })
     }
 

@@ -162,6 +162,30 @@ pub struct Config {
     /// the cap applies): raise it or set 0 and limit per client at the proxy.
     #[arg(long, env = "RTM_MAX_CONNS_PER_ADDR", default_value_t = 256, global = true)]
     pub max_conns_per_addr: usize,
+
+    /// Address of a second listener serving `GET /metrics` (Prometheus text format),
+    /// e.g. `127.0.0.1:9090`. Unset: no metrics. Never served on `--listen`.
+    #[arg(long, env = "RTM_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Seconds between a shutdown signal and closing the listener, during which
+    /// `/readyz` answers 503 and everything else still works, so a load balancer
+    /// stops sending new connections before they would be refused.
+    #[arg(long, env = "RTM_DRAIN_DELAY_SECS", default_value_t = 0, global = true)]
+    pub drain_delay_secs: u64,
+
+    /// Log line format: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, env = "RTM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's json formatter).
+    Json,
 }
 
 impl Config {
@@ -237,6 +261,7 @@ impl fmt::Debug for Config {
             .field("http_idle_secs", &self.http_idle_secs)
             .field("http_body_secs", &self.http_body_secs)
             .field("max_conns_per_addr", &self.max_conns_per_addr)
+            .field("metrics_listen", &self.metrics_listen)
             .finish_non_exhaustive()
     }
 }

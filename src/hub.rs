@@ -323,6 +323,7 @@ impl Hub {
                     Ok(false) => {}
                     Err(o) => self.refused(&conn.shared, o),
                 }
+            crate::metrics::DELIVERIES.add(subs.len());
             }
         }
         // A large fan-out's writes are spread over tasks, so both cores share it and

@@ -8,7 +8,7 @@
 //! - [`auth`]: password hashing and secrets.
 //! - [`store`]: persistence (SQLite, PostgreSQL, MySQL/MariaDB); [`bus`]: delivery between nodes and
 //!   presence; [`hub`]: delivery to this node's connections.
-//! - [`error`]: HTTP error mapping; [`shutdown`]: signals and draining.
+//! - [`error`]: HTTP error mapping; [`shutdown`]: signals and draining; [`metrics`]: `/metrics`.
 //!
 //! [`run`] is the one entry point shared by `main` and the tests.
 
@@ -21,6 +21,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod shutdown;
 pub mod store;
 pub mod ws;
@@ -54,8 +55,14 @@ pub async fn serve(
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, origin = %config.origin(), registration = state.chat.registration_mode().as_str(), "serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(at) = config.metrics_listen
+        && let Err(e) = metrics::serve(at, state.clone(), stop_rx.clone()).await
+    {
+        tracing::error!(addr = %at, error = %e, "cannot serve metrics");
+    }
     let housekeeping =
         tokio::spawn(housekeeping(state.clone(), Duration::from_secs(config.prune_interval_secs.max(1)), stop_rx));
+    let shutdown = shutdown::announce(shutdown, state.draining.clone(), Duration::from_secs(config.drain_delay_secs));
     let http = accept_loop(state.router(), listener, HttpLimits::from_config(config), shutdown).await;
     // One deadline for the whole shutdown. WebSocket clients hear `server_shutdown`
     // at once (they reconnect elsewhere while this node finishes), and the HTTP

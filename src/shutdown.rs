@@ -2,7 +2,14 @@
 //! every WebSocket is told `closing: server_shutdown` and closed, and the server waits
 //! until all have finished, at most the grace period.
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use crate::hub::Hub;
 
@@ -33,6 +40,21 @@ pub async fn signal() {
         _ = term => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+/// Resolves `delay` after `signal`: marks the node as draining at once (`/readyz`
+/// answers 503) and keeps accepting meanwhile, so a load balancer that polls
+/// `/readyz` stops sending new connections before the listener closes.
+pub async fn announce(signal: impl Future<Output = ()>, draining: Arc<AtomicBool>, delay: Duration) {
+    signal.await;
+    draining.store(true, Ordering::SeqCst);
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            "draining: /readyz answers 503; still accepting until the delay ends"
+        );
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// Closes every connection of the hub and waits (until `deadline`) for them to finish.

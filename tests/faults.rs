@@ -206,11 +206,11 @@ async fn postgres_stopped_and_started_mid_load_loses_nothing_and_recovers() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     pg.down();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // A load balancer's probe gets a prompt 503, not a hang.
+    // A load balancer's readiness probe gets a prompt 503, not a hang.
     let asked = Instant::now();
-    let (s, h) = c.nodes[1].client().get("/healthz").await;
+    let (s, h) = c.nodes[1].client().get("/readyz").await;
     assert_eq!((s, h["error"]["code"].as_str()), (503, Some("unavailable")), "{h}");
-    assert!(asked.elapsed() < Duration::from_secs(3), "healthz took {:?}", asked.elapsed());
+    assert!(asked.elapsed() < Duration::from_secs(3), "readyz took {:?}", asked.elapsed());
     tokio::time::sleep(Duration::from_millis(1700)).await;
     pg.up().await;
     let back = Instant::now();

@@ -14,7 +14,7 @@ CREATE TABLE reactions (
     seq        BIGINT      NOT NULL,
     user_id    BIGINT      NOT NULL,
     emoji      VARCHAR(64) NOT NULL,
-    created_at BIGINT      NOT NULL,
+    given_seq  BIGINT      NOT NULL,
     PRIMARY KEY (room_id, seq, user_id, emoji),
     CONSTRAINT reactions_message_fk FOREIGN KEY (room_id, seq) REFERENCES messages(room_id, seq) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

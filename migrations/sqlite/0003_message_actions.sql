@@ -13,7 +13,7 @@ CREATE TABLE reactions (
     seq        BIGINT      NOT NULL,
     user_id    BIGINT      NOT NULL,
     emoji      VARCHAR(64) NOT NULL,
-    created_at BIGINT      NOT NULL,
+    given_seq  BIGINT      NOT NULL,
     PRIMARY KEY (room_id, seq, user_id, emoji),
     FOREIGN KEY (room_id, seq) REFERENCES messages(room_id, seq) ON DELETE CASCADE
 );

@@ -84,13 +84,17 @@ fn limit_heap_retention() {
 
 async fn start() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.config.log)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // `--log-format json`: one JSON object per line, for log shippers.
+    match cli.config.log_format {
+        rtm::config::LogFormat::Text => logs.init(),
+        rtm::config::LogFormat::Json => logs.json().init(),
+    }
     match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await,
         Some(Command::User(cmd)) => user(cli.config, cmd).await,

@@ -366,6 +366,7 @@ async fn publisher(mut cmd: ConnectionManager, mut rx: mpsc::Receiver<Vec<(Strin
         let mut pipe = redis::pipe();
         for msgs in batch.drain(..) {
             for (channel, payload) in msgs {
+                crate::metrics::BUS_PUBLISHED.inc();
                 pipe.publish(channel, payload).ignore();
             }
         }
@@ -387,6 +388,7 @@ async fn publisher(mut cmd: ConnectionManager, mut rx: mpsc::Receiver<Vec<(Strin
 /// Reads what Redis pushes: other nodes' envelopes, and the link going down and up.
 async fn receiver(inner: Weak<Inner>, mut rx: mpsc::Receiver<PushInfo>, overflow: Arc<AtomicBool>) {
     while let Some(p) = rx.recv().await {
+        crate::metrics::BUS_RECEIVE_BACKLOG.set(rx.len());
         let Some(inner) = inner.upgrade() else { return };
         if overflow.swap(false, Ordering::Relaxed) {
             tracing::warn!("this node fell behind on Redis; catching up from the store");
@@ -394,6 +396,7 @@ async fn receiver(inner: Weak<Inner>, mut rx: mpsc::Receiver<PushInfo>, overflow
         }
         match p.kind {
             PushKind::Message => {
+                crate::metrics::BUS_RECEIVED.inc();
                 let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
                     (p.data.first(), p.data.get(1))
                 else {

@@ -74,7 +74,8 @@ async fn run(store: DynStore, bus: DynBus, mut rx: mpsc::Receiver<Job>) {
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         batch.clear();
         batch.extend(jobs.iter().map(|j| j.msg.clone()));
-        match store.append(&batch).await {
+        crate::metrics::batch(batch.len());
+        match crate::metrics::timed("append", store.append(&batch)).await {
             Ok(results) => {
                 // The whole commit is published in one hand-off, in seq order, and
                 // only then acked: a connection gets the batch's events in one write.

@@ -99,8 +99,10 @@ impl Chat {
     pub(super) async fn room_entry(&self, id: RoomId) -> ChatResult<Arc<RoomEntry>> {
         let trusted = self.bus.caches_exact();
         if trusted && let Some(e) = self.rooms.map.read().get(&id) {
+            crate::metrics::ROOM_CACHE_HITS.inc();
             return Ok(e.clone());
         }
+        crate::metrics::ROOM_CACHE_MISSES.inc();
         let generation = self.rooms.generation.load(std::sync::atomic::Ordering::SeqCst);
         let room = self.store.room(id).await?.ok_or(ChatError::NotFound("room"))?;
         let members = self.store.members(id).await?.into_iter().map(|u| u.id).collect();

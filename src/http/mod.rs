@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod deadline;
 pub mod extract;
 pub mod rooms;
 pub mod web;
@@ -29,16 +30,34 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/ws", get(crate::ws::handler))
+        .merge(crate::ws::session::echo::router(state.test_echo_route))
         .merge(web::router())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let bus = state.chat.check_health().await?;
-    Ok(Json(json!({ "status": "ok", "connections": state.hub.connection_count(), "bus": bus })))
+/// Liveness: answers while the process runs, whatever the database or the bus say
+/// (`bus` is informational). A failing dependency is `/readyz`'s business: restarting
+/// a node because PostgreSQL is away would not bring PostgreSQL back.
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "connections": state.hub.connection_count(), "bus": state.chat.bus.health() }))
+}
+
+/// Readiness: the database answers (within a second), the bus is reachable, and the
+/// node is not draining. A load balancer stops sending new connections on 503.
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let unready = |why: &str| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", why);
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(unready("draining: this node is shutting down"));
+    }
+    let bus = state.chat.check_health().await.map_err(|_| unready("the database does not answer"))?;
+    if bus == "down" {
+        return Err(unready("the bus (Redis) is unreachable"));
+    }
+    Ok(Json(json!({ "status": "ready", "database": "ok", "bus": bus })))
 }
 
 async fn method_not_allowed() -> ApiError {

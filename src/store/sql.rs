@@ -279,7 +279,7 @@ impl SqlStore {
         if let (Some(lo), Some(hi)) = (texts().map(|m| m.seq).min(), texts().map(|m| m.seq).max()) {
             let found = self
                 .q("SELECT seq, emoji, user_id FROM reactions WHERE room_id = $1 AND seq >= $2 AND seq <= $3
-                    ORDER BY seq, created_at, user_id")
+                    ORDER BY seq, given_seq")
                 .bind(room)
                 .bind(lo)
                 .bind(hi)
@@ -399,14 +399,14 @@ impl SqlStore {
             MessageKind::React => {
                 let (insert, tail) = self.insert_ignore();
                 self.q(format!(
-                    "{insert} INTO reactions (room_id, seq, user_id, emoji, created_at)
+                    "{insert} INTO reactions (room_id, seq, user_id, emoji, given_seq)
                      SELECT $1, $2, $3, $4, $5 FROM messages WHERE room_id = $1 AND seq = $2 AND kind = 'text' AND deleted = 0{tail}"
                 ))
                 .bind(room)
                 .bind(target)
                 .bind(m.author_id)
                 .bind(m.body.clone())
-                .bind(m.created_at)
+                .bind(seq)
                 .execute(&mut **tx)
                 .await?;
             }

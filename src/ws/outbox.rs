@@ -331,6 +331,7 @@ impl Outbox {
         if n == total {
             return Ok(None);
         }
+        crate::metrics::OUTBOX_WRITES.inc();
         let mut rest = BytesMut::with_capacity(total - n);
         if n < h.len() {
             rest.extend_from_slice(&h[n..]);
@@ -354,6 +355,7 @@ impl Outbox {
             }
         }
         Ok(None)
+        crate::metrics::OUTBOX_WRITES.inc();
     }
 }
 

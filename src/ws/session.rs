@@ -439,7 +439,7 @@ async fn read_ready(
             }
         };
         match msg {
-            Message::Text(t) => match decode_client(t.as_str()) {
+            Message::Text(t) => match crate::metrics::decoded(decode_client(t.as_str())) {
                 Ok(frame) => {
                     if let Some(f) = Box::pin(handle(chat, actor, frame, pending)).await {
                         reply(f);
@@ -483,6 +483,7 @@ fn queue_ack(
     accepted: Result<SendReceipt, ChatError>,
 ) -> Option<ServerFrame> {
     match accepted {
+    crate::metrics::command_error(e.code());
         Ok(receipt) => {
             pending
                 .get_or_insert_with(FuturesOrdered::new)
