@@ -3,13 +3,23 @@
 //! and typing, exchange direct messages from the people directory; then one closes
 //! their browser, receives a DM while away, and finds it (unread badge, then the
 //! message) after signing in again in a new browser.
+//!
+//! Then reading (issue 12): someone posts 60 messages in a room while the reader is in
+//! another; opening it shows the "New messages" divider at the first unread one,
+//! scrolled there; the read marker (on the server) moves only as far as what was on
+//! screen, and to the end once the reader scrolls there; a tab in the background reads
+//! nothing. Messages of one author are grouped under one header with an avatar and the
+//! full name. The emoji completion and picker, and the composer's mode hook.
 
-use anyhow::{Result, ensure};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use fantoccini::key::Key;
 use serde_json::{Value, json};
 
 use crate::{
     browser::{Browser, Driver},
-    common::{Backend, TestServer},
+    common::{Backend, Client, TestServer},
 };
 
 const PASSWORD: &str = "correct horse battery";
@@ -21,6 +31,7 @@ fn is_hh_mm(s: &str) -> bool {
 }
 
 /// A message row shows who wrote it and when (time on the row, full date on hover).
+/// `author` is the full name shown (the username is in the name's title).
 fn check_shown(m: &Value, author: &str, own: bool) -> Result<()> {
     ensure!(m["author"] == json!(author), "author should be {author}: {m}");
     ensure!(m["own"] == json!(own), "own should be {own}: {m}");
@@ -28,6 +39,24 @@ fn check_shown(m: &Value, author: &str, own: bool) -> Result<()> {
     let year = m["year"].to_string();
     ensure!(m["title"].as_str().is_some_and(|t| t.contains(&year)), "the full date should be in the title: {m}");
     Ok(())
+}
+
+/// Waits until the message with `text` shows `author` (full name) with `@username` in
+/// the name's title, then checks the row as [`check_shown`] does.
+async fn wait_shown(b: &Browser, text: &str, author: &str, username: &str, own: bool, delivered: bool) -> Result<()> {
+    b.wait_js(
+        &format!("{text:?} shown as written by {author}"),
+        "for (const m of document.querySelectorAll('#messages .msg')) {
+           if (m.querySelector('.text')?.textContent !== arguments[0]) continue;
+           const a = m.querySelector('.author');
+           return !!a && a.textContent === arguments[1] && a.title === '@' + arguments[2];
+         }
+         return false;",
+        vec![json!(text), json!(author), json!(username)],
+    )
+    .await?;
+    let m = if delivered { b.wait_msg_delivered(text).await? } else { b.wait_msg(text).await? };
+    check_shown(&m, author, own)
 }
 
 /// Is `handle` listed online in the members panel?
@@ -59,6 +88,11 @@ async fn badge(b: &Browser, li: &str) -> Result<u64> {
 }
 
 pub async fn two_people_chat(d: &Driver) -> Result<()> {
+    talking(d).await.context("two people talking")?;
+    reading(d).await.context("reading")
+}
+
+async fn talking(d: &Driver) -> Result<()> {
     let srv = TestServer::start(Backend::Sqlite).await;
     let home = srv.url("/");
     let alice = d.browser("alice").await?;
@@ -125,11 +159,11 @@ pub async fn two_people_chat(d: &Driver) -> Result<()> {
 
     // Chat both ways: each message appears once, with author and time, on both sides.
     alice.send_message("Hello Bob, welcome to general!").await?;
-    check_shown(&bob.wait_msg("Hello Bob, welcome to general!").await?, "alice", false)?;
-    check_shown(&alice.wait_msg_delivered("Hello Bob, welcome to general!").await?, "alice", true)?;
+    wait_shown(&bob, "Hello Bob, welcome to general!", "Alice Liddell", "alice", false, false).await?;
+    wait_shown(&alice, "Hello Bob, welcome to general!", "Alice Liddell", "alice", true, true).await?;
     bob.send_message("Hi Alice, glad to be here.\nTwo lines, even.").await?;
-    check_shown(&alice.wait_msg("Hi Alice, glad to be here.\nTwo lines, even.").await?, "bob", false)?;
-    check_shown(&bob.wait_msg_delivered("Hi Alice, glad to be here.\nTwo lines, even.").await?, "bob", true)?;
+    wait_shown(&alice, "Hi Alice, glad to be here.\nTwo lines, even.", "Bob Marley", "bob", false, false).await?;
+    wait_shown(&bob, "Hi Alice, glad to be here.\nTwo lines, even.", "Bob Marley", "bob", true, true).await?;
     for (b, text) in
         [(&alice, "Hello Bob, welcome to general!"), (&bob, "Hi Alice, glad to be here.\nTwo lines, even.")]
     {
@@ -181,7 +215,7 @@ pub async fn two_people_chat(d: &Driver) -> Result<()> {
     let bob_dm = bob.wait_item("#dm-list", ".name", "alice").await?;
     bob.wait_js("an unread badge of 1 on the DM", "const u = document.querySelector(arguments[0] + ' .unread'); return !!u && !u.hidden && u.textContent === '1';", vec![json!(bob_dm)]).await?;
     bob.open_conversation("alice").await?;
-    check_shown(&bob.wait_msg("Psst, a private word?").await?, "alice", false)?;
+    wait_shown(&bob, "Psst, a private word?", "Alice Liddell", "alice", false, false).await?;
     bob.wait_js(
         "the badge to clear",
         "return document.querySelector(arguments[0] + ' .unread').hidden;",
@@ -189,7 +223,7 @@ pub async fn two_people_chat(d: &Driver) -> Result<()> {
     )
     .await?;
     bob.send_message("Sure, what is it?").await?;
-    check_shown(&alice.wait_msg("Sure, what is it?").await?, "bob", false)?;
+    wait_shown(&alice, "Sure, what is it?", "Bob Marley", "bob", false, false).await?;
     ensure!(badge(&alice, &alice_dm).await? == 0, "alice reads the open DM: no badge");
 
     // Bob goes away (closes his browser): Alice sees him go offline.
@@ -223,7 +257,7 @@ pub async fn two_people_chat(d: &Driver) -> Result<()> {
     )
     .await?;
     bob2.open_conversation("alice").await?;
-    check_shown(&bob2.wait_msg("Are you there? This will wait for you.").await?, "alice", false)?;
+    wait_shown(&bob2, "Are you there? This will wait for you.", "Alice Liddell", "alice", false, false).await?;
     for text in ["Psst, a private word?", "Sure, what is it?", "Are you there? This will wait for you."] {
         ensure!(bob2.msg_count(text).await? == 1, "bob: {text:?} shown once after signing in again");
     }
@@ -242,5 +276,327 @@ pub async fn two_people_chat(d: &Driver) -> Result<()> {
     }
     alice.close(d).await?;
     bob2.close(d).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- reading
+
+/// An account with a real name, signed in over HTTP.
+async fn person(srv: &TestServer, first: &str, last: &str, username: &str) -> Result<Client> {
+    let mut c = srv.client();
+    let (s, body) = c
+        .register_with(json!({
+            "first_name": first, "last_name": last, "email": format!("{username}@example.org"),
+            "username": username, "password": PASSWORD,
+        }))
+        .await;
+    ensure!(s == 200 || s == 201, "sign-up of {username}: {body}");
+    Ok(c)
+}
+
+/// The reader's marker in a room, as the server keeps it.
+async fn read_seq(c: &Client, room: i64) -> Result<i64> {
+    let (s, body) = c.get(&format!("/api/rooms/{room}")).await;
+    ensure!(s == 200, "GET /api/rooms/{room}: {body}");
+    body["room"]["read_seq"].as_i64().or_else(|| body["read_seq"].as_i64()).context(format!("read_seq in {body}"))
+}
+
+/// Polls the server until the marker is `want` (fails after 15 s with the last value).
+async fn wait_read_seq(c: &Client, room: i64, want: i64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = read_seq(c, room).await?;
+        if now == want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the read marker stayed at {now}, expected {want}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Checks for a while that the marker does not move from `want` (the only way to see
+/// that something does not happen).
+async fn read_seq_stays(c: &Client, room: i64, want: i64, what: &str) -> Result<()> {
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        let now = read_seq(c, room).await?;
+        ensure!(now == want, "{what}: the read marker moved from {want} to {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// The newest message whose bottom edge is inside the list's viewport.
+const NEWEST_ON_SCREEN: &str = "
+  const list = document.getElementById('messages');
+  const view = list.getBoundingClientRect();
+  let best = 0;
+  for (const m of list.querySelectorAll('.msg[data-seq]')) {
+    const b = m.getBoundingClientRect().bottom;
+    if (b <= view.bottom + 1 && b > view.top) best = Math.max(best, Number(m.dataset.seq));
+  }
+  return best;";
+
+/// The unread divider, once it is on screen: what follows it and where the list is.
+const DIVIDER: &str = "
+  const list = document.getElementById('messages');
+  const div = list.querySelector('.unread-divider');
+  if (!div) return null;
+  const view = list.getBoundingClientRect();
+  const r = div.getBoundingClientRect();
+  if (r.top < view.top - 1 || r.bottom > view.bottom + 1) return null;
+  return {
+    count: list.querySelectorAll('.unread-divider').length,
+    text: div.textContent,
+    role: div.getAttribute('role'),
+    next_seq: Number(div.nextElementSibling?.dataset.seq || 0),
+    at_bottom: list.scrollHeight - list.scrollTop - list.clientHeight < 5,
+  };";
+
+/// How the messages of the open room are grouped and labelled.
+const GROUPS: &str = "
+  return [...document.querySelectorAll('#messages .msg[data-seq]')].map((m) => {
+    const a = m.querySelector('.author');
+    const av = m.querySelector('.avatar');
+    return {
+      seq: Number(m.dataset.seq), cont: m.classList.contains('cont'),
+      author: a?.textContent ?? null, title: a?.title ?? null,
+      author_hidden: !!a && a.classList.contains('visually-hidden'),
+      avatar: av?.textContent ?? null, avatar_class: av?.className ?? null,
+      avatar_hidden_from_readers: av?.getAttribute('aria-hidden') ?? null,
+    };
+  });";
+
+pub async fn reading(d: &Driver) -> Result<()> {
+    let srv = TestServer::start_with(Backend::Sqlite, |c| c.rate_messages_per_10s = 10_000).await;
+    let kim_api = person(&srv, "Kim", "Nguyen", "kim").await?;
+    let leo = person(&srv, "Leo", "Tolstoy", "leo").await?;
+    let lobby = leo.create_room("lobby", json!({ "topic": "Say hello" })).await;
+    let news = leo.create_room("news", json!({ "topic": "Long reads" })).await;
+    for room in [lobby, news] {
+        let (s, body) = kim_api.post(&format!("/api/rooms/{room}/join"), json!({})).await;
+        ensure!(s == 200, "kim joins {room}: {body}");
+    }
+    let kim = d.browser("kim").await?;
+    kim.resize(1280, 800).await?;
+    kim.goto(&srv.url("/")).await?;
+    kim.sign_in("kim", PASSWORD).await?;
+    kim.open_conversation("lobby").await?;
+    ensure!(kim.js("return document.hasFocus();", vec![]).await? == json!(true), "the test window has the focus");
+
+    // Leo writes 60 messages in #news while Kim is in #lobby.
+    let mut lw = leo.ws().await;
+    let mut seqs = vec![];
+    for i in 1..=60 {
+        seqs.push(lw.say(news, &format!("news item {i}")).await.context("a kept message has a seq")?);
+    }
+    let (first, last) = (seqs[0], seqs[59]);
+    let news_li = kim.wait_item("#room-list", ".name", "news").await?;
+    kim.wait_text(&format!("{news_li} .unread"), "60").await?;
+    let marker = read_seq(&kim_api, news).await?;
+    ensure!(marker < first, "nothing of Leo's is read yet: marker {marker}, first {first}");
+
+    // Opening #news: the divider before the first unread message, scrolled into view.
+    kim.open_conversation("news").await?;
+    let div = kim.wait_js("the unread divider on screen", DIVIDER, vec![]).await?;
+    ensure!(div["count"] == 1 && div["role"] == "separator", "one divider, a separator: {div}");
+    ensure!(div["text"] == "New messages", "the divider says so: {div}");
+    ensure!(div["next_seq"] == first, "the divider stands before the first unread message ({first}): {div}");
+    ensure!(div["at_bottom"] == false, "the list is not scrolled to the end: {div}");
+
+    // The marker moves to the newest message on screen, and no further.
+    let seen = kim.wait_js("messages on screen", NEWEST_ON_SCREEN, vec![]).await?.as_i64().unwrap_or(0);
+    ensure!(seen >= first && seen < last, "the screen shows some of the unread messages: {seen} of {first}..{last}");
+    wait_read_seq(&kim_api, news, seen).await.context("the marker moves to what is on screen")?;
+    read_seq_stays(&kim_api, news, seen, "while nothing more is on screen").await?;
+    kim.wait_text(&format!("{news_li} .unread"), &(last - seen).to_string()).await?;
+
+    // Grouping: one header for Leo's run (the divider starts it), full name, avatar.
+    kim.wait_js(
+        "Leo's full name on his messages",
+        "return document.querySelector('#messages .msg[data-seq] .author')?.textContent === 'Leo Tolstoy';",
+        vec![],
+    )
+    .await?;
+    let rows = kim.js(GROUPS, vec![]).await?;
+    let rows = rows.as_array().context("rows")?;
+    ensure!(rows.len() == 60, "60 messages shown: {}", rows.len());
+    let head = &rows[0];
+    ensure!(
+        head["cont"] == false
+            && head["author"] == "Leo Tolstoy"
+            && head["title"] == "@leo"
+            && head["author_hidden"] == false,
+        "the first message has a header with the full name, the username on hover: {head}"
+    );
+    ensure!(head["avatar"] == "LT" && head["avatar_hidden_from_readers"] == "true", "initials avatar: {head}");
+    let class = head["avatar_class"].as_str().unwrap_or_default().to_string();
+    ensure!(class.starts_with("avatar av-"), "a colour class: {head}");
+    for r in &rows[1..] {
+        ensure!(
+            r["cont"] == true && r["avatar"].is_null() && r["author_hidden"] == true && r["author"] == "Leo Tolstoy",
+            "later messages continue the group (author kept for screen readers): {r}"
+        );
+    }
+    // The same colour for the same person elsewhere (#lobby below).
+
+    // Scrolling to the end reads the rest.
+    kim.js(
+        "const l = document.getElementById('messages'); l.scrollTop = l.scrollHeight; l.dispatchEvent(new Event('scroll'));",
+        vec![],
+    )
+    .await?;
+    wait_read_seq(&kim_api, news, last).await.context("the marker reaches the end after scrolling there")?;
+    kim.wait_js(
+        "the badge of #news to clear",
+        "return document.querySelector(arguments[0] + ' .unread').hidden;",
+        vec![json!(news_li)],
+    )
+    .await?;
+
+    // A tab in the background reads nothing; coming back reads what is on screen.
+    let home = kim.c.window().await?;
+    let other = kim.c.new_window(true).await?;
+    kim.c.switch_to_window(other.handle).await?;
+    let mut more = vec![];
+    for i in 61..=63 {
+        more.push(lw.say(news, &format!("news item {i}")).await.context("seq")?);
+    }
+    read_seq_stays(&kim_api, news, last, "while the tab is in the background").await?;
+    kim.c.close_window().await?;
+    kim.c.switch_to_window(home).await?;
+    kim.wait_msg("news item 63").await?;
+    wait_read_seq(&kim_api, news, more[2]).await.context("back in the tab, the new messages are read")?;
+
+    // Leo's avatar in #lobby has the same colour.
+    lw.say(lobby, "Morning!").await.context("seq")?;
+    kim.open_conversation("lobby").await?;
+    kim.wait_msg("Morning!").await?;
+    let lobby_class = kim
+        .wait_js(
+            "Leo's avatar in #lobby",
+            "return document.querySelector('#messages .msg[data-seq] .avatar')?.className;",
+            vec![],
+        )
+        .await?;
+    ensure!(lobby_class == json!(class), "the same colour in every room: {lobby_class} vs {class}");
+
+    emoji_and_composer(&kim).await?;
+
+    let errors = kim.console_errors().await;
+    ensure!(errors.is_empty(), "console errors: {errors:#?}");
+    kim.close(d).await?;
+    Ok(())
+}
+
+/// `:shortcode:` completion, the picker, and the composer-mode hook.
+async fn emoji_and_composer(kim: &Browser) -> Result<()> {
+    let value = "return document.getElementById('composer').value;";
+    // Completion: ":tad" lists :tada:, Enter takes it.
+    kim.type_keys("#composer", ":tad").await?;
+    kim.wait_js(
+        "the :tada: suggestion",
+        "const l = document.getElementById('emoji-suggest');
+         return !l.hidden && l.querySelector('li.active .emoji-code')?.textContent === ':tada:' &&
+                document.getElementById('composer').getAttribute('aria-activedescendant') === 'emoji-opt-0';",
+        vec![],
+    )
+    .await?;
+    kim.type_keys("#composer", &char::from(Key::Enter).to_string()).await?;
+    kim.wait_js("🎉 in the composer", "return document.getElementById('composer').value === '🎉';", vec![]).await?;
+    ensure!(kim.is_visible("#emoji-suggest").await? == false, "the list closes after choosing");
+    // A whole shortcode with its closing colon is replaced as it is typed.
+    kim.type_keys("#composer", " :+1:").await?;
+    kim.wait_js("👍 replaced", "return document.getElementById('composer').value === '🎉 👍';", vec![]).await?;
+    // Escape dismisses the list without sending.
+    kim.type_keys("#composer", " :rock").await?;
+    kim.wait_visible("#emoji-suggest").await?;
+    kim.type_keys("#composer", &char::from(Key::Escape).to_string()).await?;
+    kim.wait_js("the list to close", "return document.getElementById('emoji-suggest').hidden;", vec![]).await?;
+    ensure!(kim.js(value, vec![]).await? == json!("🎉 👍 :rock"), "Escape keeps the text");
+
+    // The picker: search, Enter inserts at the cursor, the focus comes back.
+    kim.js("const t = document.getElementById('composer'); t.value = 'Ship it '; t.setSelectionRange(8, 8);", vec![])
+        .await?;
+    kim.click("#emoji-btn").await?;
+    kim.wait_js(
+        "the picker open, focus in its search",
+        "return !document.getElementById('emoji-picker').hidden && document.activeElement?.id === 'emoji-search' &&
+                document.getElementById('emoji-btn').getAttribute('aria-expanded') === 'true';",
+        vec![],
+    )
+    .await?;
+    let all = kim.js("return document.querySelectorAll('#emoji-grid button[data-emoji]').length;", vec![]).await?;
+    ensure!(all.as_u64().unwrap_or(0) > 300, "the whole vendored list is offered: {all}");
+    kim.type_keys("#emoji-search", "rocket").await?;
+    kim.wait_js(
+        "🚀 first among the results",
+        "return document.querySelector('#emoji-grid button[data-emoji]')?.dataset.emoji === '🚀';",
+        vec![],
+    )
+    .await?;
+    kim.type_keys("#emoji-search", &char::from(Key::Enter).to_string()).await?;
+    kim.wait_js("🚀 inserted", "return document.getElementById('composer').value === 'Ship it 🚀';", vec![]).await?;
+    ensure!(kim.is_visible("#emoji-picker").await? == false, "the picker closes after choosing");
+    // Arrow keys move between emoji; Escape closes and gives the focus back.
+    kim.click("#emoji-btn").await?;
+    kim.wait_js("focus in the search", "return document.activeElement?.id === 'emoji-search';", vec![]).await?;
+    kim.type_keys("#emoji-search", &char::from(Key::Down).to_string()).await?;
+    kim.type_keys("#emoji-grid button[tabindex=\"0\"]", &char::from(Key::Right).to_string()).await?;
+    kim.wait_js(
+        "the second emoji focused",
+        "return document.activeElement === document.querySelectorAll('#emoji-grid button[data-emoji]')[1];",
+        vec![],
+    )
+    .await?;
+    kim.type_keys("#emoji-grid button[tabindex=\"0\"]", &char::from(Key::Escape).to_string()).await?;
+    kim.wait_js(
+        "the picker closed, focus on its button",
+        "return document.getElementById('emoji-picker').hidden && document.activeElement?.id === 'emoji-btn';",
+        vec![],
+    )
+    .await?;
+    kim.click("#send-btn").await?;
+    kim.wait_msg_delivered("Ship it 🚀").await?;
+
+    // The composer-mode hook (for reply and edit): a bar, Enter submits to the mode.
+    kim.js(
+        "return import('/js/conversation.js').then((c) => {
+           window.__submitted = null;
+           c.setComposerMode({ label: 'Editing a message', text: 'fixed text', submit: (t) => { window.__submitted = t; } });
+         });",
+        vec![],
+    )
+    .await?;
+    kim.wait_text("#composer-mode .composer-mode-label", "Editing a message").await?;
+    kim.wait_visible("#composer-mode").await?;
+    ensure!(kim.js(value, vec![]).await? == json!("fixed text"), "the mode's text is in the composer");
+    kim.type_keys("#composer", &char::from(Key::Enter).to_string()).await?;
+    kim.wait_js(
+        "the mode to take the text",
+        "return window.__submitted === 'fixed text' && document.getElementById('composer-mode').hidden &&
+                document.getElementById('composer').value === '';",
+        vec![],
+    )
+    .await?;
+    ensure!(kim.msg_count("fixed text").await? == 0, "a mode's submit is not a send");
+    kim.js(
+        "return import('/js/conversation.js').then((c) => {
+           window.__cancelled = false;
+           c.setComposerMode({ label: 'Replying', cancel: () => { window.__cancelled = true; } });
+         });",
+        vec![],
+    )
+    .await?;
+    kim.wait_visible("#composer-mode").await?;
+    kim.type_keys("#composer", &char::from(Key::Escape).to_string()).await?;
+    kim.wait_js(
+        "Escape to cancel the mode",
+        "return window.__cancelled && document.getElementById('composer-mode').hidden;",
+        vec![],
+    )
+    .await?;
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! What a person sees: hostile message text renders as text (live, from the ack and
-//! from history), links are safe, the layout works at 375 px wide, and the screenshots
-//! in docs/screenshots/ (sign-in, desktop, phone, new-room dialog) are taken from the
-//! real app talking to the real server.
+//! from history), links are safe, the formatting subset renders with DOM nodes only and
+//! stays linear on hostile input, link targets show whenever a link's text could
+//! mislead, avatar colours keep their contrast, the layout works at 375 px wide, and the
+//! screenshots in docs/screenshots/ (sign-in, desktop, phone, new-room dialog; desktop
+//! and phone also in the dark scheme) are taken from the real app talking to the real
+//! server.
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +60,192 @@ const HOSTILE_PEER: [&str; 3] = [
     "read https://example.org/docs, then javascript:alert(6)",
 ];
 
+/// Formatting, sent by someone else: (text, what the check below expects).
+fn markup_cases() -> Vec<(String, &'static str)> {
+    vec![
+        ("**bold** *italic* _also italic_ `a code span` and snake_case_name".into(), "inline"),
+        ("```\n  two  spaces\n\tand a tab\n```".into(), "block"),
+        ("> quoted *line*\nnot quoted".into(), "quote"),
+        ("<script>alert(1)</script> **<img src=x onerror=alert(2)>** [x](javascript:alert(3))".into(), "hostile"),
+        ("[https://example.org](https://evil.example/login)".into(), "url-text"),
+        ("[see paypal.com](https://evil.example/)".into(), "domain-text"),
+        ("[the docs](https://example.org/docs)".into(), "honest"),
+        ("[\u{202E}gnp.exe](https://example.org/file)".into(), "bidi-text"),
+        ("https://example.org@evil.example/x".into(), "userinfo"),
+        ("https://example.org/\u{202E}txt.exe".into(), "bidi-url"),
+        ("**never closed, `never closed, [nor](this".into(), "literal"),
+        ("```\nno closing fence".into(), "literal"),
+        ("*".repeat(4000), "literal"),
+        ("***both*** and **a *b* c**".into(), "nested"),
+    ]
+}
+
+/// What a formatted message became: its elements and text.
+const MARKUP_INSPECT: &str = "
+  const m = document.querySelector(`#messages .msg[data-seq=\"${arguments[0]}\"] .text`);
+  if (!m) return null;
+  const all = (sel) => [...m.querySelectorAll(sel)].map((e) => e.textContent);
+  return {
+    text: m.textContent,
+    strong: all('strong'), em: all('em'), code: all('code.md-code'), pre: all('pre'),
+    pre_ws: m.querySelector('pre') ? getComputedStyle(m.querySelector('pre')).whiteSpace : null,
+    quote: all('blockquote'), strong_em: all('strong > em'), em_in_quote: all('blockquote em'),
+    links: [...m.querySelectorAll('a')].map((a) => ({ href: a.getAttribute('href'), text: a.textContent, title: a.title })),
+    targets: all('.link-target'),
+    other: m.querySelectorAll('script, img, iframe, b, i, [onerror], [style]').length,
+  };";
+
+async fn check_markup(b: &Browser, seq: i64, text: &str, kind: &str, when: &str) -> Result<()> {
+    let v = b.wait_js(&format!("{when}: message {seq} ({kind})"), MARKUP_INSPECT, vec![json!(seq)]).await?;
+    let ctx = || format!("{when}, {kind}: {v}");
+    ensure!(v["other"] == 0, "no element from the text itself: {}", ctx());
+    let strs = |k: &str| -> Vec<String> {
+        v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+    };
+    let links = v["links"].as_array().cloned().unwrap_or_default();
+    match kind {
+        "inline" => {
+            ensure!(strs("strong") == ["bold"] && strs("em") == ["italic", "also italic"], "{}", ctx());
+            ensure!(strs("code") == ["a code span"], "{}", ctx());
+            ensure!(v["text"] == "bold italic also italic a code span and snake_case_name", "{}", ctx());
+        }
+        "block" => {
+            ensure!(
+                strs("pre") == ["  two  spaces\n\tand a tab"] && v["pre_ws"] == "pre",
+                "whitespace kept: {}",
+                ctx()
+            );
+        }
+        "quote" => {
+            ensure!(strs("quote") == ["quoted line"] && strs("em_in_quote") == ["line"], "{}", ctx());
+            ensure!(v["text"].as_str().is_some_and(|t| t.ends_with("not quoted")), "{}", ctx());
+        }
+        "hostile" => {
+            ensure!(links.is_empty(), "no javascript: link: {}", ctx());
+            ensure!(
+                v["text"] == "<script>alert(1)</script> <img src=x onerror=alert(2)> [x](javascript:alert(3))",
+                "markup shown as text: {}",
+                ctx()
+            );
+            ensure!(strs("strong") == ["<img src=x onerror=alert(2)>"], "{}", ctx());
+        }
+        "url-text" | "domain-text" | "bidi-text" | "userinfo" => {
+            let want = match kind {
+                "url-text" => "https://evil.example/login",
+                "domain-text" => "https://evil.example/",
+                "bidi-text" => "https://example.org/file",
+                _ => "https://evil.example/x",
+            };
+            ensure!(links.len() == 1 && links[0]["href"] == want && links[0]["title"] == want, "{}", ctx());
+            ensure!(strs("targets") == [format!("({want})")], "the real target is shown: {}", ctx());
+        }
+        "bidi-url" => {
+            // The link shows its parsed, percent-encoded form instead of the text.
+            let want = "https://example.org/%E2%80%AEtxt.exe";
+            ensure!(links.len() == 1 && links[0]["text"] == want && links[0]["href"] == want, "{}", ctx());
+        }
+        "honest" => {
+            ensure!(links.len() == 1 && links[0]["text"] == "the docs", "{}", ctx());
+            ensure!(strs("targets").is_empty(), "no target shown when the text names no place: {}", ctx());
+        }
+        "literal" => {
+            ensure!(v["text"] == json!(text), "unmatched markers stay as typed: {}", ctx());
+            ensure!(strs("strong").is_empty() && strs("em").is_empty() && strs("code").is_empty(), "{}", ctx());
+        }
+        "nested" => {
+            ensure!(strs("strong_em").contains(&"both".to_string()), "{}", ctx());
+            ensure!(
+                strs("strong").contains(&"a b c".to_string()) && strs("em").contains(&"b".to_string()),
+                "{}",
+                ctx()
+            );
+        }
+        other => anyhow::bail!("no check for {other}"),
+    }
+    Ok(())
+}
+
+/// The parser's work on hostile inputs grows linearly (its own step count, not a
+/// clock), and rendering keeps every character. Returns the render times seen (ms).
+const LINEAR: &str = "
+  return import('/js/format.js').then((f) => {
+    const out = [];
+    for (const unit of ['*', '**a', '[](', '`', '_a ', '*a ', '```\\n', '> *', '[x](http://a ', '***b']) {
+      for (const n of [10000, 100000]) {
+        const t = unit.repeat(Math.ceil(n / unit.length)).slice(0, n);
+        const t0 = performance.now();
+        const frag = f.renderMessage(t);
+        const ms = performance.now() - t0;
+        const host = document.createElement('div');
+        host.append(frag);
+        // Asterisks alone form nothing: every one is still there.
+        const kept = unit === '*' ? host.textContent === t : host.childNodes.length > 0;
+        out.push({ unit, n, steps: f.parseMessage(t).steps, ms, kept });
+      }
+    }
+    return out;
+  });";
+
+/// The avatar colours against their white initials (WCAG contrast ratio).
+const AVATAR_CONTRAST: &str = "
+  const lum = (c) => {
+    const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map((x) => {
+      const v = Number(x) / 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const out = [];
+  for (let i = 0; i < 12; i++) {
+    const el = document.createElement('span');
+    el.className = `avatar av-${i}`;
+    el.textContent = 'AB';
+    document.body.append(el);
+    const s = getComputedStyle(el);
+    const [a, b] = [lum(s.color), lum(s.backgroundColor)].sort((x, y) => y - x);
+    out.push({ i, bg: s.backgroundColor, ratio: (a + 0.05) / (b + 0.05) });
+    el.remove();
+  }
+  return out;";
+
+async fn check_avatar_contrast(b: &Browser, scheme: &str) -> Result<()> {
+    let v = b.js(AVATAR_CONTRAST, vec![]).await?;
+    let rows = v.as_array().cloned().unwrap_or_default();
+    ensure!(rows.len() == 12, "{scheme}: 12 avatar colours: {v}");
+    let bgs: std::collections::HashSet<String> = rows.iter().map(|r| r["bg"].to_string()).collect();
+    ensure!(bgs.len() == 12, "{scheme}: 12 different colours: {v}");
+    for r in &rows {
+        ensure!(r["ratio"].as_f64().unwrap_or(0.0) >= 4.5, "{scheme}: avatar colour below 4.5:1: {r}");
+    }
+    Ok(())
+}
+
+/// Shows the page in the dark scheme: the rules of the stylesheet's
+/// `prefers-color-scheme: dark` blocks appended to it unconditionally (WebDriver cannot
+/// set the media feature; the page's CSP refuses an inline <style>, the CSSOM is fine).
+/// `false` takes them away again.
+async fn force_dark(b: &Browser, on: bool) -> Result<()> {
+    b.js(
+        "const sheet = [...document.styleSheets].find((s) => s.href && s.href.endsWith('/style.css'));
+         const added = window.__forcedDark || 0;
+         for (let i = 0; i < added; i++) sheet.deleteRule(sheet.cssRules.length - 1);
+         window.__forcedDark = 0;
+         if (!arguments[0]) return;
+         const rules = [];
+         for (const rule of sheet.cssRules)
+           if (rule instanceof CSSMediaRule && rule.conditionText.includes('prefers-color-scheme: dark'))
+             for (const r of rule.cssRules) rules.push(r.cssText);
+         for (const r of rules) sheet.insertRule(r, sheet.cssRules.length);
+         window.__forcedDark = rules.length;",
+        vec![json!(on)],
+    )
+    .await?;
+    let bg = b.js("return getComputedStyle(document.documentElement).getPropertyValue('--bg').trim();", vec![]).await?;
+    let want = if on { "#14171d" } else { "#ffffff" };
+    ensure!(bg == json!(want), "the {} palette applies: --bg {bg}", if on { "dark" } else { "light" });
+    Ok(())
+}
+
 /// Everything about the rendering of the hostile messages, in one look.
 const INSPECT: &str = "
   const texts = [...document.querySelectorAll('#messages .msg .text')];
@@ -106,6 +295,8 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
     }
     join(&grace, design).await?;
     join(&frank, sandbox).await?;
+    let markup = erin_api.create_room("markup", json!({ "topic": "Formatting" })).await;
+    join(&frank, markup).await?;
 
     // Some history in #design; Grace is offline afterwards, Frank stays online.
     {
@@ -118,6 +309,7 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
     e.say(design, "Agreed. I will check the phone layout next.").await;
     drop(e);
     f.say(design, "The review notes are at https://example.org/design/review-3 if you need them.").await;
+    f.say(design, "Checklist for **Friday**:\n> colour tokens in `tokens.css`\n> screenshots in *both* schemes").await;
     let (s, dm) = frank.post("/api/dms", json!({ "user_id": erin_api.id().await })).await;
     ensure!(s == 200, "frank opens a DM: {dm}");
     let dm = dm["room"]["id"].as_i64().unwrap_or_default();
@@ -152,6 +344,37 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
     }
     check_rendering(&erin, "history").await?;
 
+    // Formatting from Frank, live and from history.
+    erin.open_conversation("markup").await?;
+    let mut sent = vec![];
+    for (text, kind) in markup_cases() {
+        let seq = f.say(markup, &text).await.unwrap_or_default();
+        sent.push((seq, text, kind));
+    }
+    for (seq, text, kind) in &sent {
+        check_markup(&erin, *seq, text, kind, "live").await?;
+    }
+    erin.c.refresh().await?;
+    erin.wait_live().await?;
+    erin.wait_room_open("markup").await?;
+    for (seq, text, kind) in &sent {
+        check_markup(&erin, *seq, text, kind, "history").await?;
+    }
+    ensure!(!erin.alert_open().await, "no alert() may have run");
+    let runs = erin.js(LINEAR, vec![]).await?;
+    for r in runs.as_array().cloned().unwrap_or_default() {
+        let n = r["n"].as_f64().unwrap_or(1.0);
+        let steps = r["steps"].as_f64().unwrap_or(f64::MAX);
+        ensure!(steps <= 16.0 * n + 64.0, "linear work on {r}");
+        ensure!(r["kept"] == true, "rendered (every asterisk kept): {r}");
+        eprintln!(
+            "  format: {:?} × {n}: {steps} steps, rendered in {:.1} ms",
+            r["unit"],
+            r["ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    check_avatar_contrast(&erin, "light").await?;
+
     // The main view at desktop width: #design with Frank online and Grace away.
     erin.open_conversation("design").await?;
     erin.wait_msg("The review notes are at https://example.org/design/review-3 if you need them.").await?;
@@ -169,6 +392,10 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
     erin.wait_text("#typing", "frank is typing…").await?;
     erin.js("document.activeElement?.blur();", vec![]).await?;
     screenshot(&erin, "desktop.png").await?;
+    force_dark(&erin, true).await?;
+    check_avatar_contrast(&erin, "dark").await?;
+    screenshot(&erin, "desktop-dark.png").await?;
+    force_dark(&erin, false).await?;
 
     // The new-room dialog.
     erin.click("#new-room-btn").await?;
@@ -237,6 +464,10 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
     .await?;
     erin.js("document.activeElement?.blur();", vec![]).await?;
     screenshot(&erin, "phone.png").await?;
+    force_dark(&erin, true).await?;
+    no_sideways_scroll(&erin).await?;
+    screenshot(&erin, "phone-dark.png").await?;
+    force_dark(&erin, false).await?;
 
     let errors = erin.console_errors().await;
     ensure!(errors.is_empty(), "console errors: {errors:#?}");

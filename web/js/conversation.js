@@ -1,23 +1,38 @@
 // conversation.js: the open conversation. Renders the header (title, topic,
-// connection state, room buttons), the message list (messages, notices, day
-// separators, pending/failed sends), the typing line and the composer.
+// connection state, room buttons), the message list (messages grouped by author with
+// avatars, notices, day separators, the "new messages" divider, pending/failed sends),
+// the typing line and the composer.
 //
 // Scrolling: the list stays pinned to the bottom while the reader is there; when they
 // have scrolled up, new messages show the "new messages" pill instead, and the view
 // keeps the message they were reading in place (also while older history is
-// prepended). Reaching the top loads older history. While the list is visible and at
-// the bottom, the read marker is moved to the newest message.
+// prepended). Reaching the top loads older history.
+//
+// Reading: opening a room with unread messages puts a "New messages" divider before
+// the first unread one and scrolls there (older pages are fetched first if needed).
+// The read marker then moves only as far as the person has seen: to the newest message
+// whose end has been inside the list's viewport (an IntersectionObserver tracks which
+// messages are on screen) while the tab is visible and focused.
+//
+// Hooks for features built on top (message actions: reply bar, edit mode, reactions):
+// addComposerKeyHandler, setComposerMode/cancelComposerMode, insertIntoComposer,
+// addMessageDecorator, redrawMessages, lastOwnMessage. See each one's comment.
 
-import { $, h, richText, syncList } from './dom.js';
+import { $, h, syncList } from './dom.js';
 import * as store from './store.js';
+import { initEmoji } from './emoji.js';
+import { toWire } from './mentions.js';
 import {
+  avatarColour,
   charCount,
   dayKey,
   dayLabel,
   fullDate,
   fullName,
+  initials,
   isoDate,
   mentionRegex,
+  renderMessage,
   timeHM,
   uuid,
 } from './format.js';
@@ -26,6 +41,10 @@ import {
 const PIN_SLACK = 48;
 /** Distance from the top (px) at which older history is requested. */
 const LOAD_OLDER_AT = 240;
+/** Messages by the same author this close together (ms) share one header. */
+const GROUP_MS = 5 * 60 * 1000;
+/** Pages of older history fetched at most to reach the first unread message. */
+const LANDING_PAGES = 10;
 
 let sync = null;
 let actions = null;
@@ -47,6 +66,32 @@ let connTimer = 0;
 let lastConnStatus = '';
 let mentionRe = null;
 let mentionFor = '';
+
+/** The read marker when the open room was opened: what counts as new in it. */
+let openedMarker = 0;
+/** Seq of the event the "New messages" divider stands before (null: no divider). */
+let dividerSeq = null;
+/** From opening a room with unread messages until its divider is placed: the view is
+ *  not settled yet, so nothing on screen counts as seen. */
+let landing = false;
+/** Older pages fetched while landing. */
+let landingPages = 0;
+/** Scroll to the divider on the next render. */
+let scrollToDivider = false;
+/** Watches which message elements intersect the list's viewport. */
+let observer = null;
+/** Elements the observer last reported as intersecting. */
+const onScreen = new Set();
+/** Bumped when members (names) change, so message headers are redrawn. */
+let namesVersion = 0;
+/** user id -> member of the open room (for full names), rebuilt with namesVersion. */
+let memberById = new Map();
+let memberMapFor = null;
+/** Extension hooks (see the exported functions at the end). */
+const keyHandlers = [];
+const decorators = [];
+let composerMode = null;
+let readingFrame = 0;
 
 /**
  * @param {Sync} s the socket
@@ -78,6 +123,7 @@ export function initConversation(s, a) {
   initComposer();
   document.addEventListener('visibilitychange', () => updateReading());
   window.addEventListener('focus', () => updateReading());
+  window.addEventListener('blur', () => updateReading());
 }
 
 /** Says something to screen readers through the polite live region. */
@@ -102,7 +148,8 @@ function render(d) {
     switchRoom(id);
   } else {
     if (all || d.has('rooms') || d.has('current') || d.has('me') || d.has(`members:${id}`)) renderHeader();
-    if (all || d.has(`room:${id}`) || d.has('conn') || d.has('me')) renderMessages();
+    if (d.has(`members:${id}`) || d.has('me')) namesVersion++;
+    if (all || d.has(`room:${id}`) || d.has('conn') || d.has('me') || d.has(`members:${id}`)) renderMessages();
     if (all || d.has(`typing:${id}`)) renderTyping();
   }
   if (all || d.has('conn')) renderConn();
@@ -119,7 +166,9 @@ function switchRoom(id) {
   renderedRoom = id;
   newestKey = null;
   pinned = true;
+  cancelComposerMode();
   $('messages').replaceChildren();
+  startReading(store.room(id));
   hidePill();
   ta.value = drafts.get(draftKey(id)) || '';
   autosize();
@@ -159,12 +208,19 @@ function renderHeader() {
   $('room-topic').title = sub;
 }
 
-/** Builds the list of things to show: a header line, day separators, events, pending sends. */
+/**
+ * Builds the list of things to show: a header line, day separators, the unread
+ * divider, events and pending sends. A message continues the group of the one before
+ * it (`cont`: no header of its own) when both are text by the same author, on the same
+ * day, at most GROUP_MS apart, with no divider between them.
+ */
 function buildItems(r) {
   const items = [{ key: 'top', type: 'top' }];
   const used = new Set();
   let lastDay = null;
-  const push = (item, ts) => {
+  let prev = null; // the previous message: { author id, ts }, null after anything else
+  const me = store.state.me;
+  const push = (item, ts, authorId) => {
     const dk = dayKey(ts);
     if (dk !== lastDay) {
       let key = `day:${dk}`;
@@ -172,11 +228,19 @@ function buildItems(r) {
       used.add(key);
       items.push({ key, type: 'day', ts });
       lastDay = dk;
+      prev = null;
     }
+    if (item.type === 'event' && item.src.seq != null && item.src.seq === dividerSeq) {
+      items.push({ key: 'unread', type: 'unread' });
+      prev = null;
+    }
+    const text = item.type === 'pending' || item.src.kind === 'text';
+    item.cont = !!(text && prev && prev.author === authorId && ts - prev.ts <= GROUP_MS && ts >= prev.ts);
+    prev = text ? { author: authorId, ts } : null;
     items.push(item);
   };
-  for (const ev of r.events) push({ key: ev.key, type: 'event', src: ev }, ev.ts);
-  for (const p of store.pendingFor(r.info.id)) push({ key: p.key, type: 'pending', src: p }, p.ts);
+  for (const ev of r.events) push({ key: ev.key, type: 'event', src: ev }, ev.ts, ev.author ? ev.author.id : 0);
+  for (const p of store.pendingFor(r.info.id)) push({ key: p.key, type: 'pending', src: p }, p.ts, me ? me.id : 0);
   return items;
 }
 
@@ -187,10 +251,13 @@ function renderMessages(opts = {}) {
     list.replaceChildren();
     return;
   }
-  const wasPinned = !!opts.bottom || isPinned();
-  const anchor = wasPinned ? null : captureAnchor(list);
+  if (landing) settleLanding(r);
+  else if (dividerSeq == null && !(attentive() && isPinned())) dividerSeq = firstUnread(r, currentMarker(r));
+  const wasPinned = !scrollToDivider && (!!opts.bottom || isPinned());
+  const anchor = wasPinned || scrollToDivider ? null : captureAnchor(list);
   const items = buildItems(r);
   syncList(list, items, (it) => it.key, createNode, updateNode);
+  sweepObserved();
 
   let newest = null;
   for (let i = items.length - 1; i >= 0; i--) {
@@ -200,7 +267,13 @@ function renderMessages(opts = {}) {
     }
   }
   const newKey = newest ? newest.key : null;
-  if (forceBottom || wasPinned) {
+  if (scrollToDivider && !forceBottom) {
+    scrollToDivider = false;
+    const div = list.querySelector('.unread-divider');
+    // The divider near the top, with a line of what came before it for context.
+    if (div) list.scrollTop = Math.max(0, div.offsetTop - Math.min(48, list.clientHeight / 6));
+  } else if (forceBottom || wasPinned) {
+    scrollToDivider = false;
     scrollToBottom();
     forceBottom = false;
   } else {
@@ -222,31 +295,53 @@ function createNode(item) {
       return h('div', { class: 'history-status' });
     case 'day':
       return h('div', { class: 'day-divider', role: 'separator' }, h('span'));
-    default:
-      return item.type === 'event' && item.src.kind !== 'text' ? h('div', { class: 'notice' }) : h('article', { class: 'msg' });
+    case 'unread':
+      return h('div', { class: 'unread-divider', role: 'separator', 'aria-label': 'New messages' }, h('span', { text: 'New messages' }));
+    default: {
+      const el =
+        item.type === 'event' && item.src.kind !== 'text' ? h('div', { class: 'notice' }) : h('article', { class: 'msg' });
+      if (observer) observer.observe(el);
+      return el;
+    }
   }
 }
 
 function updateNode(el, item) {
   if (item.type === 'top') return updateTop(el);
+  if (item.type === 'unread') return;
   if (item.type === 'day') {
     const label = dayLabel(item.ts);
     if (el.firstChild.textContent !== label) el.firstChild.textContent = label;
     return;
   }
   const src = item.src;
-  if (el._src === src && el._v === src.v) return; // unchanged
+  if (el._src === src && el._v === src.v && el._cont === item.cont && el._names === namesVersion) return; // unchanged
   el._src = src;
   el._v = src.v;
+  el._cont = item.cont;
+  el._names = namesVersion;
   if (item.type === 'event' && src.kind !== 'text') fillNotice(el, src);
-  else fillMessage(el, src, item.type === 'pending');
+  else fillMessage(el, src, item.type === 'pending', item.cont);
+}
+
+/** The author as this room knows them now: full name and current username from the
+ *  member list when loaded (the event only carries id and username). */
+function person(author) {
+  const me = store.state.me;
+  if (me && author && author.id === me.id) return me;
+  const r = store.currentRoom();
+  if (r && memberMapFor !== r.members) {
+    memberMapFor = r.members;
+    memberById = new Map((r.members || []).map((m) => [m.id, m]));
+  }
+  return (author && memberById.get(author.id)) || author || { id: 0, username: '' };
 }
 
 function timeEl(ts) {
   return h('time', { class: 'time', datetime: isoDate(ts), title: fullDate(ts), text: timeHM(ts) });
 }
 
-function fillMessage(el, m, pending) {
+function fillMessage(el, m, pending, cont) {
   const mine = pending || store.isMine(m.author);
   const failed = pending && m.status === 'failed';
   const mention = !mine && mentionRe && new RegExp(mentionRe.source, 'i').test(m.text);
@@ -259,17 +354,29 @@ function fillMessage(el, m, pending) {
   else delete el.dataset.seq;
   if (m.client_id) el.dataset.clientId = m.client_id;
   else delete el.dataset.clientId;
-  const author = pending ? store.state.me : m.author;
-  el.dataset.authorId = String(author ? author.id : '');
+  const author = person(pending ? store.state.me : m.author);
+  el.dataset.authorId = String(author.id || '');
+  el.classList.toggle('cont', !!cont);
 
-  const meta = h('div', { class: 'meta' }, h('span', { class: 'author', text: author ? author.username : '' }), ' ', timeEl(m.ts));
-  if (pending) {
-    const status = failed ? `Not sent: ${m.error || 'error'}` : 'sending…';
-    meta.append(' ', h('span', { class: 'status', text: status }));
+  // A continued message keeps its author for screen readers (visually hidden) and
+  // shows its time in the avatar column on hover.
+  const name = h('span', {
+    class: cont ? 'author visually-hidden' : 'author',
+    title: author.username ? `@${author.username}` : null,
+    text: fullName(author),
+  });
+  const meta = h('div', { class: 'meta' }, name, ' ', timeEl(m.ts));
+  const children = [];
+  if (!cont) {
+    children.push(h('span', { class: `avatar av-${avatarColour(author.id)}`, 'aria-hidden': 'true', text: initials(author) }));
   }
+  let status = null;
+  if (pending) status = h('span', { class: 'status', text: failed ? `Not sent: ${m.error || 'error'}` : 'sending…' });
+  if (status && !cont) meta.append(' ', status);
   const text = h('div', { class: 'text' });
-  text.append(richText(m.text, mentionRe));
-  const children = [meta, text];
+  text.append(renderMessage(m.text, mentionRe));
+  children.push(meta, text);
+  if (status && cont) children.push(h('div', { class: 'msg-status' }, status));
   if (failed) {
     children.push(
       h(
@@ -281,6 +388,13 @@ function fillMessage(el, m, pending) {
     );
   }
   el.replaceChildren(...children);
+  for (const fn of decorators) {
+    try {
+      fn(el, m, { pending, cont: !!cont });
+    } catch (e) {
+      console.error('message decorator failed', e);
+    }
+  }
 }
 
 function noticeText(ev) {
@@ -396,16 +510,118 @@ function maybeFill(r) {
   if (list.scrollHeight <= list.clientHeight + LOAD_OLDER_AT) sync.loadHistory(r.info.id);
 }
 
-/** Moves the read marker when the reader can see the newest message. */
+// ---------------------------------------------------------------- reading
+
+/** Our read marker in a room: the server's, or further if this tab has moved it. */
+function currentMarker(r) {
+  return Math.max(r.info.read_seq || 0, r.localReadSeq || 0);
+}
+
+/** The seq of the first kept event after `marker` written by someone else, or null. */
+function firstUnread(r, marker) {
+  let found = null;
+  for (let i = r.events.length - 1; i >= 0; i--) {
+    const ev = r.events[i];
+    if (ev.seq == null) continue;
+    if (ev.seq <= marker) break;
+    if (!store.isMine(ev.author)) found = ev.seq;
+  }
+  return found;
+}
+
+/** Is the person looking at this tab? (Visible and focused: a tab left open in a
+ *  background window reads nothing.) */
+function attentive() {
+  return document.visibilityState === 'visible' && document.hasFocus();
+}
+
+/** A room was opened: note what is new in it and watch what comes on screen. */
+function startReading(r) {
+  if (observer) observer.disconnect();
+  onScreen.clear();
+  observer = new IntersectionObserver(
+    (entries) => {
+      for (const e of entries) {
+        if (e.isIntersecting) onScreen.add(e.target);
+        else onScreen.delete(e.target);
+      }
+      scheduleReading();
+    },
+    { root: $('messages'), threshold: [0, 0.5, 1] },
+  );
+  dividerSeq = null;
+  scrollToDivider = false;
+  landingPages = 0;
+  openedMarker = r ? currentMarker(r) : 0;
+  landing = !!r && !store.isEphemeral(r) && (r.info.unread || 0) > 0;
+}
+
+/**
+ * While landing: once the first unread message is loaded (fetching older pages as
+ * needed, at most LANDING_PAGES), place the divider before it and scroll there.
+ */
+function settleLanding(r) {
+  if (!r.loaded || r.resyncing || r.loadingHistory) return;
+  const first = firstUnread(r, openedMarker);
+  const oldest = store.oldestSeq(r);
+  const complete = !r.hasMore || (oldest != null && oldest <= openedMarker + 1);
+  if (!complete && landingPages < LANDING_PAGES) {
+    // What is loaded does not reach back to the marker: older unread ones may exist.
+    landingPages++;
+    sync.loadHistory(r.info.id);
+    return;
+  }
+  landing = false;
+  dividerSeq = first;
+  scrollToDivider = first != null;
+}
+
+/** Forgets elements that left the list (history dropped after a gap). */
+function sweepObserved() {
+  for (const el of onScreen) {
+    if (!el.isConnected) {
+      onScreen.delete(el);
+      if (observer) observer.unobserve(el);
+    }
+  }
+}
+
+/** The newest seq whose message has been read to its end: its bottom edge is inside
+ *  the list's viewport. */
+function newestSeen(list) {
+  const view = list.getBoundingClientRect();
+  let best = null;
+  for (const el of onScreen) {
+    const seq = el.dataset.seq;
+    if (!seq || !el.isConnected) continue;
+    const b = el.getBoundingClientRect().bottom;
+    if (b <= view.bottom + 1 && b > view.top) best = Math.max(best ?? 0, Number(seq));
+  }
+  return best;
+}
+
+function scheduleReading() {
+  if (readingFrame) return;
+  readingFrame = requestAnimationFrame(() => {
+    readingFrame = 0;
+    updateReading();
+  });
+}
+
+/** Moves the read marker up to what the reader has seen, if they are looking. */
 function updateReading() {
   const r = store.currentRoom();
   const list = $('messages');
-  const reading = !!r && !list.hidden && document.visibilityState === 'visible' && isPinned();
-  store.setReading(reading);
-  if (!reading) return;
-  hidePill();
-  if (r.maxSeq > 0) sync.read(r.info.id, r.maxSeq);
-  if (r.info.unread) store.clearUnread(r.info.id);
+  const looking = !!r && !list.hidden && attentive() && !landing;
+  const atBottom = looking && isPinned();
+  // The store counts live messages as unread unless the reader is at the bottom.
+  store.setReading(atBottom);
+  if (!looking) return;
+  if (atBottom) hidePill();
+  const seen = newestSeen(list);
+  if (seen != null) sync.read(r.info.id, seen);
+  // Ephemeral rooms have no seqs to mark: being at the bottom clears their count.
+  if (atBottom && r.info.unread && store.isEphemeral(r)) store.clearUnread(r.info.id);
 }
 
 function onListClick(e) {
@@ -481,12 +697,36 @@ function renderConn() {
 
 function initComposer() {
   const ta = $('composer');
+  // The bar above the composer for a composer mode (replying, editing).
+  const bar = h(
+    'div',
+    { id: 'composer-mode', class: 'composer-mode', hidden: true },
+    h('span', { class: 'composer-mode-label' }),
+    h('button', { type: 'button', class: 'small-btn composer-mode-cancel', text: 'Cancel' }),
+  );
+  bar.lastChild.addEventListener('click', () => {
+    cancelComposerMode();
+    ta.focus();
+  });
+  $('composer-form').before(bar);
   ta.addEventListener('keydown', (e) => {
+    for (const fn of keyHandlers) {
+      if (fn(e, ta)) {
+        e.preventDefault();
+        return;
+      }
+    }
+    if (e.key === 'Escape' && composerMode) {
+      e.preventDefault();
+      cancelComposerMode();
+      return;
+    }
     if (e.key === 'Enter' && !e.shiftKey && !e.altKey && !e.isComposing && e.keyCode !== 229) {
       e.preventDefault();
       submit();
     }
   });
+  initEmoji({ composer: ta, insert: insertIntoComposer, addKeyHandler: addComposerKeyHandler });
   ta.addEventListener('input', () => {
     autosize();
     renderComposerState();
@@ -510,8 +750,14 @@ function submit() {
     renderComposerState();
     return;
   }
-  forceBottom = true;
-  sync.sendMessage(r.info.id, uuid(), text);
+  if (composerMode && composerMode.submit) {
+    // A mode (edit, reply) decides what the text becomes; false keeps it in the box.
+    if (composerMode.submit(text) === false) return;
+    closeComposerMode();
+  } else {
+    forceBottom = true;
+    sync.sendMessage(r.info.id, uuid(), toWire(text, r.info.id));
+  }
   ta.value = '';
   drafts.delete(draftKey(r.info.id));
   autosize();
@@ -556,4 +802,103 @@ function renderComposerState() {
   }
   status.textContent = text;
   status.classList.toggle('warn', over || c !== 'live');
+}
+
+// ---------------------------------------------------------------- hooks
+
+/**
+ * Lets another module handle a key in the composer first: `fn(event, textarea)`
+ * returns true when it handled the key (the default is then prevented and later
+ * handlers and Enter-to-send are skipped). Handlers run in the order added; the emoji
+ * completion is the first. For Up-arrow-to-edit, check `textarea.value === ''`.
+ */
+export function addComposerKeyHandler(fn) {
+  keyHandlers.push(fn);
+}
+
+/**
+ * Puts the composer in a mode, shown in a bar above it with a Cancel button (Escape
+ * cancels too). `mode`: { label: string (shown as text), text?: string (replaces the
+ * composer's text), submit?: (text) => false | any (called instead of sending; return
+ * false to keep the text and the mode), cancel?: () => void }. One mode at a time;
+ * switching rooms cancels it. For a reply bar: submit sends with the reply target; for
+ * an edit: text = the message's text, submit sends the edit.
+ */
+export function setComposerMode(mode) {
+  if (composerMode) cancelComposerMode();
+  composerMode = mode;
+  const bar = $('composer-mode');
+  bar.querySelector('.composer-mode-label').textContent = mode.label || '';
+  bar.hidden = false;
+  const ta = $('composer');
+  if (mode.text != null) {
+    ta.value = mode.text;
+    autosize();
+    renderComposerState();
+  }
+  ta.focus();
+}
+
+/** Leaves the composer mode (after it submitted): no cancel callback. */
+function closeComposerMode() {
+  composerMode = null;
+  const bar = $('composer-mode');
+  if (bar) bar.hidden = true;
+}
+
+/** Cancels the composer mode, if any, calling its `cancel`. */
+export function cancelComposerMode() {
+  const mode = composerMode;
+  if (!mode) return;
+  closeComposerMode();
+  if (mode.text != null) {
+    $('composer').value = '';
+    autosize();
+    renderComposerState();
+  }
+  if (mode.cancel) mode.cancel();
+}
+
+/** The composer's current mode object, or null. */
+export function composerModeNow() {
+  return composerMode;
+}
+
+/** Inserts text at the composer's cursor (replacing the selection), as if typed. */
+export function insertIntoComposer(text, from = null, to = null) {
+  const ta = $('composer');
+  if (ta.disabled) return;
+  const start = from ?? ta.selectionStart;
+  const end = to ?? ta.selectionEnd;
+  ta.focus();
+  ta.setRangeText(text, start, end, 'end');
+  ta.dispatchEvent(new Event('input', { bubbles: true }));
+}
+
+/**
+ * Adds `fn(articleEl, message, { pending, cont })`, called each time a message element
+ * is (re)built, to add what belongs under or beside it (reactions, "edited", a reply's
+ * quote). The element's children are rebuilt on every change of the message; call
+ * redrawMessages() when something the decorator shows changes without the message.
+ */
+export function addMessageDecorator(fn) {
+  decorators.push(fn);
+  redrawMessages();
+}
+
+/** Rebuilds every message element of the open room (cheap: only on demand). */
+export function redrawMessages() {
+  namesVersion++;
+  if (store.currentRoom()) renderMessages();
+}
+
+/** The newest message of mine in the open room that the server has kept (has a seq), or null. */
+export function lastOwnMessage() {
+  const r = store.currentRoom();
+  if (!r) return null;
+  for (let i = r.events.length - 1; i >= 0; i--) {
+    const ev = r.events[i];
+    if (ev.kind === 'text' && ev.seq != null && store.isMine(ev.author)) return ev;
+  }
+  return null;
 }
