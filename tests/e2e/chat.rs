@@ -9,7 +9,8 @@
 //! scrolled there; the read marker (on the server) moves only as far as what was on
 //! screen, and to the end once the reader scrolls there; a tab in the background reads
 //! nothing. Messages of one author are grouped under one header with an avatar and the
-//! full name. The emoji completion and picker, and the composer's mode hook.
+//! full name. Drafts survive a reload. The emoji completion and picker, and the
+//! composer's mode hook.
 
 use std::time::{Duration, Instant};
 
@@ -482,6 +483,25 @@ pub async fn reading(d: &Driver) -> Result<()> {
         )
         .await?;
     ensure!(lobby_class == json!(class), "the same colour in every room: {lobby_class} vs {class}");
+
+    // A draft survives switching rooms and reloading the tab.
+    kim.type_keys("#composer", "half a thought").await?;
+    kim.open_conversation("news").await?;
+    kim.wait_js("news has no draft", "return document.getElementById('composer').value === '';", vec![]).await?;
+    kim.open_conversation("lobby").await?;
+    kim.wait_js("the draft back", "return document.getElementById('composer').value === 'half a thought';", vec![])
+        .await?;
+    kim.c.refresh().await?;
+    kim.wait_live().await?;
+    kim.wait_room_open("lobby").await?;
+    kim.wait_js(
+        "the draft after a reload",
+        "return document.getElementById('composer').value === 'half a thought';",
+        vec![],
+    )
+    .await?;
+    kim.js("const t = document.getElementById('composer'); t.value = ''; t.dispatchEvent(new Event('input'));", vec![])
+        .await?;
 
     emoji_and_composer(&kim).await?;
 

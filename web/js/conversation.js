@@ -21,7 +21,6 @@
 import { $, h, syncList } from './dom.js';
 import * as store from './store.js';
 import { initEmoji } from './emoji.js';
-import { toWire } from './mentions.js';
 import {
   avatarColour,
   charCount,
@@ -61,6 +60,10 @@ let pinned = true;
  *  see the first one's drafts). */
 const drafts = new Map();
 const draftKey = (roomId) => `${store.state.me ? store.state.me.id : 0}:${roomId}`;
+/** Drafts survive a reload of the tab: kept in sessionStorage (not localStorage, so
+ *  they do not outlive the tab on a shared computer). */
+const DRAFTS_KEY = 'rtm.drafts';
+let draftsTimer = 0;
 let typingTimer = 0;
 let connTimer = 0;
 let lastConnStatus = '';
@@ -158,15 +161,13 @@ function render(d) {
 
 function switchRoom(id) {
   const ta = $('composer');
-  if (renderedRoom != null && renderedUser === (store.state.me && store.state.me.id)) {
-    if (ta.value) drafts.set(draftKey(renderedRoom), ta.value);
-    else drafts.delete(draftKey(renderedRoom));
-  }
+  // A mode (editing) gives the composer its own text back first.
+  cancelComposerMode();
+  if (renderedRoom != null && renderedUser === (store.state.me && store.state.me.id)) rememberDraft();
   renderedUser = store.state.me ? store.state.me.id : null;
   renderedRoom = id;
   newestKey = null;
   pinned = true;
-  cancelComposerMode();
   $('messages').replaceChildren();
   startReading(store.room(id));
   hidePill();
@@ -695,8 +696,47 @@ function renderConn() {
 
 // ---------------------------------------------------------------- composer
 
+/** Keeps the composer's text as the open room's draft (not while a mode put its own
+ *  text there, as an edit does). */
+function rememberDraft() {
+  if (renderedRoom == null || (composerMode && composerMode.text != null)) return;
+  const v = $('composer').value;
+  if (v) drafts.set(draftKey(renderedRoom), v);
+  else drafts.delete(draftKey(renderedRoom));
+  saveDrafts();
+}
+
+function saveDrafts(delay = 400) {
+  clearTimeout(draftsTimer);
+  const write = () => {
+    try {
+      if (drafts.size) sessionStorage.setItem(DRAFTS_KEY, JSON.stringify(Object.fromEntries(drafts)));
+      else sessionStorage.removeItem(DRAFTS_KEY);
+    } catch {
+      /* storage full or disabled: drafts still live in memory */
+    }
+  };
+  if (delay) draftsTimer = setTimeout(write, delay);
+  else write();
+}
+
+function loadDrafts() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(DRAFTS_KEY) || '{}');
+    for (const [k, v] of Object.entries(saved)) if (typeof v === 'string' && v) drafts.set(k, v);
+  } catch {
+    /* nothing usable saved */
+  }
+}
+
 function initComposer() {
   const ta = $('composer');
+  loadDrafts();
+  // The last keystrokes before a reload must not wait for the timer.
+  window.addEventListener('pagehide', () => {
+    rememberDraft();
+    saveDrafts(0);
+  });
   // The bar above the composer for a composer mode (replying, editing).
   const bar = h(
     'div',
@@ -728,6 +768,7 @@ function initComposer() {
   });
   initEmoji({ composer: ta, insert: insertIntoComposer, addKeyHandler: addComposerKeyHandler });
   ta.addEventListener('input', () => {
+    rememberDraft();
     autosize();
     renderComposerState();
     const id = store.state.currentRoomId;
@@ -753,13 +794,19 @@ function submit() {
   if (composerMode && composerMode.submit) {
     // A mode (edit, reply) decides what the text becomes; false keeps it in the box.
     if (composerMode.submit(text) === false) return;
-    closeComposerMode();
-  } else {
-    forceBottom = true;
-    sync.sendMessage(r.info.id, uuid(), toWire(text, r.info.id));
+    ta.value = '';
+    closeComposerMode(); // gives back the draft an edit had put aside
+    rememberDraft();
+    autosize();
+    renderComposerState();
+    ta.focus();
+    return;
   }
+  forceBottom = true;
+  sync.sendMessage(r.info.id, uuid(), text);
   ta.value = '';
   drafts.delete(draftKey(r.info.id));
+  saveDrafts(0);
   autosize();
   renderComposerState();
   ta.focus();
@@ -832,6 +879,7 @@ export function setComposerMode(mode) {
   bar.hidden = false;
   const ta = $('composer');
   if (mode.text != null) {
+    mode.stash = ta.value;
     ta.value = mode.text;
     autosize();
     renderComposerState();
@@ -839,11 +887,19 @@ export function setComposerMode(mode) {
   ta.focus();
 }
 
-/** Leaves the composer mode (after it submitted): no cancel callback. */
+/** Leaves the composer mode (after it submitted): no cancel callback. A mode that
+ *  brought its own text gives back what the composer held before (the draft). */
 function closeComposerMode() {
+  const mode = composerMode;
   composerMode = null;
   const bar = $('composer-mode');
   if (bar) bar.hidden = true;
+  if (mode && mode.stash != null) {
+    const ta = $('composer');
+    ta.value = mode.stash;
+    autosize();
+    renderComposerState();
+  }
 }
 
 /** Cancels the composer mode, if any, calling its `cancel`. */
@@ -851,11 +907,6 @@ export function cancelComposerMode() {
   const mode = composerMode;
   if (!mode) return;
   closeComposerMode();
-  if (mode.text != null) {
-    $('composer').value = '';
-    autosize();
-    renderComposerState();
-  }
   if (mode.cancel) mode.cancel();
 }
 
