@@ -45,6 +45,7 @@ impl AppState {
     /// node, Redis (`--bus redis://…`) for several nodes sharing the database.
     pub async fn build(config: &Config) -> Result<Self, BuildError> {
         let store = store::connect(&config.database_url(), config.db_pool).await?;
+        store.set_max_held_dms(config.max_held_dms);
         let hub = Arc::new(Hub::with_outbox_bytes(config.outbox_bytes));
         let bus: DynBus = match config.bus.as_deref() {
             None => Arc::new(LocalBus::new(hub.clone())),

@@ -137,6 +137,13 @@ pub struct Config {
     #[arg(long, env = "RTM_PRUNE_INTERVAL_SECS", default_value_t = 60, global = true)]
     pub prune_interval_secs: u64,
 
+    /// Unread events one DM holds for its recipient (0: no bound). A DM keeps what its
+    /// recipient has not read beyond the retention policy; past this many, the oldest
+    /// are deleted even unread (the recipient's resume says `gap`). Counted per DM, so
+    /// one sender's flood only ever pushes out that sender's own messages.
+    #[arg(long, env = "RTM_MAX_HELD_DMS", default_value_t = 10_000, global = true)]
+    pub max_held_dms: i64,
+
     /// API tokens one account may hold (each is a way into the account: bounded).
     #[arg(long, env = "RTM_MAX_API_TOKENS", default_value_t = 25, global = true)]
     pub max_api_tokens: usize,

@@ -309,6 +309,43 @@ async fn dm_is_never_pruned_before_received(b: Backend) {
     assert_eq!(srv.state.chat.store().count_messages(dm).await.unwrap(), 2);
 }
 
+async fn held_dms_are_bounded_per_conversation(b: Backend) {
+    // Unread DMs are held beyond retention, but not without bound: past
+    // --max-held-dms the oldest go even unread, and only in that one conversation.
+    let srv = TestServer::start_with(b, |c| {
+        c.default_keep_messages = 2;
+        c.max_held_dms = 5;
+    })
+    .await;
+    let ann = srv.user("ann").await;
+    let bob = srv.user("bob").await;
+    let cy = srv.user("cyd").await;
+    let bob_id = bob.id().await;
+    let (_, body) = ann.post("/api/dms", json!({"user_id": bob_id})).await;
+    let flood = body["room"]["id"].as_i64().unwrap();
+    let (_, body) = cy.post("/api/dms", json!({"user_id": bob_id})).await;
+    let quiet = body["room"]["id"].as_i64().unwrap();
+    let mut wc = cy.ws().await;
+    wc.say(quiet, "the one that matters").await;
+    let mut wa = ann.ws().await;
+    for i in 0..12 {
+        wa.say(flood, &format!("spam {i}")).await;
+    }
+    let store = srv.state.chat.store();
+    assert_eq!(store.count_messages(flood).await.unwrap(), 5, "held at most 5");
+    assert_eq!(store.count_messages(quiet).await.unwrap(), 1, "another sender's message is untouched");
+    let mut wb = bob.ws().await;
+    let f = wb.request(json!({"type": "resume", "room": flood, "after": 0})).await;
+    assert!(matches!(f, ServerFrame::Gap { earliest_seq: Some(8), last_seq: 12, .. }), "{f:?}");
+    let f = wb.request(json!({"type": "resume", "room": flood, "after": 7})).await;
+    let ServerFrame::Resumed { events, .. } = f else { panic!("{f:?}") };
+    assert_eq!(texts_in_events(&events), ["spam 7", "spam 8", "spam 9", "spam 10", "spam 11"]);
+}
+
+fn texts_in_events(events: &[rtm::ws::protocol::Event]) -> Vec<&str> {
+    events.iter().map(|e| e.text.as_str()).collect()
+}
+
 async fn resume_returns_exactly_the_missed(b: Backend) {
     let srv = TestServer::start(b).await;
     let ann = srv.user("ann").await;
@@ -788,6 +825,7 @@ on_both_backends!(
     retention_last_n_days_and_ephemeral,
     offline_dm_delivered_once_on_reconnect,
     dm_is_never_pruned_before_received,
+    held_dms_are_bounded_per_conversation,
     resume_returns_exactly_the_missed,
     duplicate_client_id_stored_once,
     bad_input_gets_error_frames_and_socket_survives,

@@ -368,6 +368,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes events older than their room's keep-days; returns how many.
     async fn prune_expired(&self, now: i64) -> StoreResult<u64>;
 
+    /// Bounds what a DM holds unread for its recipient (0: no bound): past `cap`
+    /// events, the oldest go even if unread.
+    fn set_max_held_dms(&self, _cap: i64) {}
+
     /// Periodic upkeep of the backend, called by the server's housekeeping every few
     /// seconds (SQLite: WAL checkpoints, kept off the write path).
     async fn maintain(&self) -> StoreResult<()> {

@@ -31,11 +31,15 @@ pub struct SqlStore {
     /// On PostgreSQL the same pool as `pool`.
     pub(crate) writer: AnyPool,
     pub(crate) backend: Backend,
+    /// Most unread events one DM keeps for its recipient beyond its retention
+    /// (`--max-held-dms`; 0: no bound). Set once at start.
+    pub(crate) held_dm_cap: std::sync::atomic::AtomicI64,
 }
 
 const USER_COLS: &str = "u.id, u.email, u.username, u.first_name, u.last_name, u.is_admin, u.disabled, u.created_at";
 const ROOM_COLS: &str = "r.id, r.kind, r.name, r.topic, r.is_private, r.owner_id, r.keep_messages, r.keep_days, r.ephemeral, r.last_seq, r.created_at";
-const MSG_COLS: &str = "m.room_id, m.seq, m.author_id, COALESCE(u.username, '') AS username, m.kind, m.body, m.client_id, m.created_at,
+const MSG_COLS: &str =
+    "m.room_id, m.seq, m.author_id, COALESCE(u.username, '') AS username, m.kind, m.body, m.client_id, m.created_at,
      m.target_seq, m.reply_to, m.edited_at, m.deleted,
      t.author_id AS r_author, COALESCE(tu.username, '') AS r_username, t.body AS r_body, t.deleted AS r_deleted";
 /// The tables [`MSG_COLS`] reads: the event, its author, and the message it replies to.
@@ -84,7 +88,11 @@ fn message_from(row: &AnyRow) -> Result<StoredMessage, sqlx::Error> {
             let original = match (alive, row.try_get::<Option<i64>, _>("r_author")?) {
                 (true, Some(author)) => {
                     let body: Option<String> = row.try_get("r_body")?;
-                    Some((author, row.try_get("r_username")?, crate::domain::actions::excerpt(&body.unwrap_or_default())))
+                    Some((
+                        author,
+                        row.try_get("r_username")?,
+                        crate::domain::actions::excerpt(&body.unwrap_or_default()),
+                    ))
                 }
                 _ => None,
             };
@@ -1112,6 +1120,10 @@ impl Store for SqlStore {
         }
     }
 
+    fn set_max_held_dms(&self, cap: i64) {
+        self.held_dm_cap.store(cap.max(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
     async fn set_notify(&self, room: RoomId, user: UserId, level: &str) -> StoreResult<bool> {
         let n = self
             .q("UPDATE memberships SET notify = $1 WHERE room_id = $2 AND user_id = $3")
@@ -1344,7 +1356,19 @@ impl Store for SqlStore {
         // 4. "Keep the last N", once per room.
         // Rooms: every room's range in ONE DELETE. DMs: one each (held unread messages).
         let mut ranges: Vec<(RoomId, Seq, Seq)> = Vec::new();
+        let held_cap = self.held_dm_cap.load(std::sync::atomic::Ordering::Relaxed);
         for (room, t) in touched {
+            if t.is_dm && held_cap > 0 && t.last > held_cap {
+                // Held unread messages are bounded too: past the cap, the oldest go
+                // even unread (the recipient's resume then says `gap`). Per DM, so
+                // a flood from one sender only ever pushes out that sender's own
+                // conversation, never anyone else's messages.
+                self.q("DELETE FROM messages WHERE room_id = $1 AND seq <= $2")
+                    .bind(room)
+                    .bind(t.last - held_cap)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let keep_last = Retention { keep_messages: t.keep, keep_days: None, ephemeral: false };
             let Some(cut) = keep_last.count_cutoff(t.last) else {
                 continue;

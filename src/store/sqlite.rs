@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use sqlx::{Executor, any::AnyPoolOptions};
+use sqlx::{Executor, Row, any::AnyPoolOptions};
 
 use super::{
     StoreError, StoreResult,
