@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use sqlx::{Executor, Row, any::AnyPoolOptions};
+use sqlx::{Executor, any::AnyPoolOptions};
 
 use super::{
     StoreError, StoreResult,
@@ -27,7 +27,7 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
     let pool = options(pool_size.max(2), false).connect(&url).await?;
     sqlx::migrate!("migrations/sqlite").run(&pool).await?;
     let writer = options(1, true).connect(&url).await?;
-    Ok(SqlStore { pool, writer, backend: Backend::Sqlite })
+    Ok(SqlStore { pool, writer, backend: Backend::Sqlite, held_dm_cap: Default::default() })
 }
 
 /// A pool of `n` connections, each set up by [`setup`].
