@@ -22,6 +22,8 @@ pub struct AppState {
     /// `rtm_session`, or `__Host-rtm_session` when served over https.
     pub cookie_name: Arc<str>,
     pub secure_cookies: bool,
+    /// `--test-echo-route`: mount the test-only echo (`ws::session::echo`).
+    pub test_echo_route: bool,
     /// Sign-in and sign-up attempts per client address.
     pub auth_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Key rate limits on `X-Forwarded-For` (behind a trusted proxy).
@@ -65,6 +67,7 @@ impl AppState {
             hub,
             cookie_name: if config.secure_cookies() { "__Host-rtm_session".into() } else { "rtm_session".into() },
             secure_cookies: config.secure_cookies(),
+            test_echo_route: config.test_echo_route,
             auth_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_min))),
             trust_proxy: config.trust_proxy,
             draining: Default::default(),

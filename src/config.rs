@@ -152,6 +152,13 @@ pub struct Config {
     #[arg(long, env = "RTM_DB_POOL", default_value_t = 8, global = true)]
     pub db_pool: u32,
 
+    /// Tests only: serve an unauthenticated WebSocket echo at `/test-echo`, built from
+    /// the production reader, framing and limits, for the Autobahn conformance run
+    /// (tests/autobahn/). Hidden from --help and without an environment variable, so
+    /// nothing turns it on by accident.
+    #[arg(long, hide = true, global = true)]
+    pub test_echo_route: bool,
+
     /// Seconds an HTTP client has to send a complete request head, counted from when
     /// the connection opens or the previous response went out (so it is also the
     /// keep-alive idle timeout); then the connection is closed.

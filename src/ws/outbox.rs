@@ -218,6 +218,17 @@ impl Outbox {
         self.kick(o)
     }
 
+    /// Lets the queue flow with no hello first: the test-only echo route
+    /// (`session::echo`), which speaks bare RFC 6455 and no chat protocol.
+    pub fn open_bare(&self) -> Offer {
+        let mut o = self.out.lock();
+        if o.state != State::Held {
+            return Offer::Closed;
+        }
+        o.state = State::Idle;
+        self.kick(o)
+    }
+
     /// After the socket turned writable: writes what the full send buffer held back.
     pub fn resume(&self) -> Offer {
         let mut o = self.out.lock();
@@ -420,6 +431,21 @@ fn encode_batch(queue: &mut VecDeque<Item>) -> (Bytes, usize) {
     }
     flush_json(&mut json, &mut wire);
     (wire.freeze(), taken)
+}
+
+/// For the fuzz target `outbox_coalesce` (fuzz/): queues `items` in order (a JSON
+/// frame, or with `true` bytes already framed) and encodes them as `write_queued` does
+/// when a backlog leaves, batch after batch until none is left. Returns each batch's
+/// wire bytes and the payload bytes it took.
+#[doc(hidden)]
+pub fn coalesce_for_fuzzing(items: Vec<(bool, Bytes)>) -> Vec<(Bytes, usize)> {
+    let mut queue: VecDeque<Item> =
+        items.into_iter().map(|(raw, b)| if raw { Item::Raw(b) } else { Item::Frame(Arc::new(b)) }).collect();
+    let mut batches = Vec::new();
+    while !queue.is_empty() {
+        batches.push(encode_batch(&mut queue));
+    }
+    batches
 }
 
 #[cfg(test)]

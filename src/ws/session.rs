@@ -17,6 +17,9 @@ use tungstenite::{
     protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext, frame::coding::CloseCode},
 };
 
+#[doc(hidden)]
+pub mod echo;
+
 use super::{
     outbox::{Offer, Outbox, PING},
     protocol::{ClientFrame, ServerFrame, decode_client},
@@ -81,14 +84,7 @@ enum End {
 pub async fn run(tcp: TcpStream, early: Vec<u8>, chat: Arc<Chat>, hub: Arc<Hub>, actor: Box<Actor>) {
     let user = actor.user.id;
     let shared = ConnShared::new(tcp, chat.policy.outbox_frames, hub.outbox_bytes());
-    let max = Some(chat.policy.max_frame_bytes);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1024 * 1024)
-        .max_message_size(max)
-        .max_frame_size(max);
-    let mut ws = WebSocketContext::from_partially_read(early, Role::Server, Some(config));
+    let mut ws = WebSocketContext::from_partially_read(early, Role::Server, Some(config(chat.policy.max_frame_bytes)));
     // The start-up and command futures are boxed: inline, their large states would
     // size this connection's future for its whole life.
     let Some(id) = Box::pin(start(&shared, &chat, &hub, &actor)).await else { return };
@@ -101,6 +97,18 @@ pub async fn run(tcp: TcpStream, early: Vec<u8>, chat: Arc<Chat>, hub: Arc<Hub>,
         tracing::warn!(error = %e, "presence update failed");
     }
     tracing::debug!(user_id = user, conn = id, "disconnected");
+}
+
+/// The codec's settings: the read buffer above, writes straight through to the
+/// outbox, and the client's frames and messages bounded by `--max-frame-bytes`.
+fn config(max_frame_bytes: usize) -> WebSocketConfig {
+    let max = Some(max_frame_bytes);
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(max)
+        .max_frame_size(max)
 }
 
 /// Subscribes the connection, sends the hello, announces presence and queues each
@@ -206,13 +214,21 @@ fn broken(e: &tungstenite::Error, max: usize) -> (&'static str, String) {
 /// at most `CLOSE_WAIT`, for the bytes to leave and the client to close.
 async fn goodbye(ws: &mut WebSocketContext, shared: &ConnShared, end: End) {
     let out = &shared.out;
-    if end != End::Client {
+    let close = (end != End::Client).then(|| {
         // Every close sets its reason first; `closed` is only a fallback.
         let reason = shared.close_reason().unwrap_or(crate::hub::CloseReason { code: "closed", reason: String::new() });
         let closing = ServerFrame::Closing { code: reason.code.to_string(), reason: reason.reason.clone() };
-        let code = close_code(reason.code);
         out.seal_with(Arc::new(closing.encode()));
-        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.code.into() };
+        CloseFrame { code: CloseCode::from(close_code(reason.code)), reason: reason.code.into() }
+    });
+    close_and_linger(ws, out, end, close).await
+}
+
+/// Sends our Close frame (`close`, when we close) or the close reply the codec holds,
+/// then waits, at most `CLOSE_WAIT`, for the bytes to leave and the client to close.
+/// Shared with the test-only [`echo`] route, which sends no `closing` frame.
+async fn close_and_linger(ws: &mut WebSocketContext, out: &Outbox, end: End, close: Option<CloseFrame>) {
+    if let Some(frame) = close {
         let _ = ws.close(&mut Io(out), Some(frame));
     } else {
         // A close reply the codec still holds.
