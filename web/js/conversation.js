@@ -44,6 +44,11 @@ const LOAD_OLDER_AT = 240;
 const GROUP_MS = 5 * 60 * 1000;
 /** Pages of older history fetched at most to reach the first unread message. */
 const LANDING_PAGES = 10;
+/** Messages rendered when a room opens, however many are loaded (the rest are
+ *  rendered as the reader scrolls up), and what scrolling up adds each time. Back at
+ *  the bottom, a list longer than twice WINDOW is cut back to WINDOW. */
+const WINDOW = 120;
+const REVEAL = 100;
 
 let sync = null;
 let actions = null;
@@ -85,6 +90,13 @@ let scrollToDivider = false;
 let observer = null;
 /** Elements the observer last reported as intersecting. */
 const onScreen = new Set();
+/** Loaded events older than this seq are not rendered (null: all are). */
+let shownFrom = null;
+/** The window has been placed since the room was opened. */
+let windowSet = false;
+/** Loaded events left out above the rendered ones, and those rendered (last render). */
+let hiddenCount = 0;
+let shownCount = 0;
 /** Bumped when members (names) change, so message headers are redrawn. */
 let namesVersion = 0;
 /** user id -> member of the open room (for full names), rebuilt with namesVersion. */
@@ -168,6 +180,8 @@ function switchRoom(id) {
   renderedRoom = id;
   newestKey = null;
   pinned = true;
+  shownFrom = null;
+  windowSet = false;
   $('messages').replaceChildren();
   startReading(store.room(id));
   hidePill();
@@ -240,7 +254,16 @@ function buildItems(r) {
     prev = text ? { author: authorId, ts } : null;
     items.push(item);
   };
-  for (const ev of r.events) push({ key: ev.key, type: 'event', src: ev }, ev.ts, ev.author ? ev.author.id : 0);
+  hiddenCount = 0;
+  shownCount = 0;
+  for (const ev of r.events) {
+    if (shownFrom != null && ev.seq != null && ev.seq < shownFrom) {
+      hiddenCount++;
+      continue;
+    }
+    shownCount++;
+    push({ key: ev.key, type: 'event', src: ev }, ev.ts, ev.author ? ev.author.id : 0);
+  }
   for (const p of store.pendingFor(r.info.id)) push({ key: p.key, type: 'pending', src: p }, p.ts, me ? me.id : 0);
   return items;
 }
@@ -255,6 +278,14 @@ function renderMessages(opts = {}) {
   if (landing) settleLanding(r);
   else if (dividerSeq == null && !(attentive() && isPinned())) dividerSeq = firstUnread(r, currentMarker(r));
   const wasPinned = !scrollToDivider && (!!opts.bottom || isPinned());
+  if (!landing && r.loaded && !windowSet) {
+    // Just opened: render the newest WINDOW (and the divider with a little context).
+    windowSet = true;
+    shownFrom = windowFrom(r, r.events.length - WINDOW);
+  } else if (!landing && wasPinned && shownCount > 2 * WINDOW) {
+    // Back at the bottom after reading far up: drop what is far off-screen.
+    shownFrom = windowFrom(r, r.events.length - WINDOW);
+  }
   const anchor = wasPinned || scrollToDivider ? null : captureAnchor(list);
   const items = buildItems(r);
   syncList(list, items, (it) => it.key, createNode, updateNode);
@@ -429,7 +460,7 @@ function updateTop(el) {
   if (store.isEphemeral(r)) key = 'ephemeral';
   else if (r.loadingHistory) key = 'loading';
   else if (!r.loaded) key = sync.live ? 'loading' : 'offline';
-  else if (r.hasMore) key = 'more';
+  else if (r.hasMore || hiddenCount > 0) key = 'more';
   else key = 'start';
   const stamp = `${key}|${info.name}`;
   if (el._state === stamp) return;
@@ -497,18 +528,41 @@ function onScroll() {
   pinned = isPinned();
   if (pinned) hidePill();
   const list = $('messages');
-  if (list.scrollTop < LOAD_OLDER_AT) {
-    const r = store.currentRoom();
-    if (r && r.loaded && r.hasMore && !r.loadingHistory) sync.loadHistory(r.info.id);
-  }
+  const r = store.currentRoom();
+  if (r && list.scrollTop < LOAD_OLDER_AT) showOlder(r);
+  else if (r && pinned && shownCount > 2 * WINDOW) renderMessages();
   updateReading();
+}
+
+/** The seq from which to render so that the event at `index` is the first shown
+ *  (and the unread divider stays in, a few messages of context above it). */
+function windowFrom(r, index) {
+  if (dividerSeq != null) {
+    const d = r.events.findIndex((ev) => ev.seq === dividerSeq);
+    if (d >= 0) index = Math.min(index, d - 3);
+  }
+  if (index <= 0) return null;
+  for (let i = index; i < r.events.length; i++) if (r.events[i].seq != null) return r.events[i].seq;
+  return null;
+}
+
+/** More of the past: render loaded events left out above, else fetch a page. */
+function showOlder(r) {
+  if (hiddenCount > 0) {
+    shownFrom = windowFrom(r, hiddenCount - REVEAL);
+    renderMessages();
+  } else if (r.loaded && r.hasMore && !r.loadingHistory) {
+    shownFrom = null;
+    sync.loadHistory(r.info.id);
+  }
 }
 
 /** Loads older pages until the list can scroll (or there is nothing more). */
 function maybeFill(r) {
   const list = $('messages');
-  if (list.hidden || !r.loaded || !r.hasMore || r.loadingHistory) return;
-  if (list.scrollHeight <= list.clientHeight + LOAD_OLDER_AT) sync.loadHistory(r.info.id);
+  if (list.hidden || !r.loaded || r.loadingHistory || landing) return;
+  if (!hiddenCount && !r.hasMore) return;
+  if (list.scrollHeight <= list.clientHeight + LOAD_OLDER_AT) showOlder(r);
 }
 
 // ---------------------------------------------------------------- reading
@@ -630,7 +684,7 @@ function onListClick(e) {
   if (!btn) return;
   if (btn.id === 'load-older') {
     const r = store.currentRoom();
-    if (r) sync.loadHistory(r.info.id);
+    if (r) showOlder(r);
   } else if (btn.classList.contains('retry-btn')) {
     sync.retry(btn.dataset.clientId);
   } else if (btn.classList.contains('discard-btn')) {
