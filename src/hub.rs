@@ -317,13 +317,13 @@ impl Hub {
             // not wait for a fan-out.
             let subs: Vec<Arc<Conn>> =
                 self.inner.read().topics.get(&env.topic).map(|m| m.values().cloned().collect()).unwrap_or_default();
+            crate::metrics::DELIVERIES.add(subs.len());
             for conn in subs {
                 match conn.shared.out.enqueue(frame.clone()) {
                     Ok(true) => owned.push(conn),
                     Ok(false) => {}
                     Err(o) => self.refused(&conn.shared, o),
                 }
-            crate::metrics::DELIVERIES.add(subs.len());
             }
         }
         // A large fan-out's writes are spread over tasks, so both cores share it and

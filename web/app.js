@@ -291,7 +291,7 @@ function init() {
   });
   load();
 }
-// The service worker (sw.js) keeps the app shell so the app opens offline; never API responses.
-if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js', { scope: '/' }).catch(() => {});
 
 init();
+// The service worker (sw.js) keeps the app shell so the app opens offline; never API responses.
+if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js', { scope: '/' }).catch(() => {});

@@ -4,7 +4,6 @@
 
 pub mod accounts;
 pub mod admin;
-pub mod deadline;
 pub mod extract;
 pub mod rooms;
 pub mod web;

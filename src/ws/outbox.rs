@@ -331,6 +331,7 @@ impl Outbox {
 
     /// Writes one text frame; returns the bytes a full send buffer did not take.
     fn write_frame(&self, payload: &Bytes) -> io::Result<Option<Bytes>> {
+        crate::metrics::OUTBOX_WRITES.inc();
         let mut head = [0u8; 10];
         let h = header(payload.len(), &mut head);
         let total = h.len() + payload.len();
@@ -342,7 +343,6 @@ impl Outbox {
         if n == total {
             return Ok(None);
         }
-        crate::metrics::OUTBOX_WRITES.inc();
         let mut rest = BytesMut::with_capacity(total - n);
         if n < h.len() {
             rest.extend_from_slice(&h[n..]);
@@ -355,6 +355,7 @@ impl Outbox {
 
     /// Writes encoded bytes; returns what a full send buffer did not take.
     fn write_bytes(&self, mut wire: Bytes) -> io::Result<Option<Bytes>> {
+        crate::metrics::OUTBOX_WRITES.inc();
         while !wire.is_empty() {
             match self.tcp.try_write(&wire) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -366,7 +367,6 @@ impl Outbox {
             }
         }
         Ok(None)
-        crate::metrics::OUTBOX_WRITES.inc();
     }
 }
 

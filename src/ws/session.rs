@@ -483,6 +483,7 @@ fn ack_frame((id, result, room, client_id): Ack) -> ServerFrame {
 }
 
 fn error_frame(id: Option<String>, e: &ChatError) -> ServerFrame {
+    crate::metrics::command_error(e.code());
     if let ChatError::Internal(detail) = e {
         tracing::error!(error = %detail, "command failed");
     }
@@ -499,7 +500,6 @@ fn queue_ack(
     accepted: Result<SendReceipt, ChatError>,
 ) -> Option<ServerFrame> {
     match accepted {
-    crate::metrics::command_error(e.code());
         Ok(receipt) => {
             pending
                 .get_or_insert_with(FuturesOrdered::new)
