@@ -877,6 +877,8 @@ function renderComposerState() {
   const r = store.currentRoom();
   const status = $('composer-status');
   ta.disabled = !r;
+  const emojiBtn = $('emoji-btn');
+  if (emojiBtn) emojiBtn.disabled = !r;
   if (!r) {
     $('send-btn').disabled = true;
     status.textContent = '';
