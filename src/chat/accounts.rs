@@ -66,12 +66,15 @@ impl Chat {
         let skeleton = self.check_look_alike(NameKind::Username, username.as_str(), None).await?;
         let mut claimed_invite = None;
         if !by_admin {
-            match self.registration_mode() {
+            let mode = self.registration_mode();
+            match mode {
                 RegistrationMode::Open => {}
-                RegistrationMode::Closed => return Err(ChatError::RegistrationClosed),
-                RegistrationMode::Invite => {
-                    let code =
-                        a.invite.as_deref().map(str::trim).filter(|c| !c.is_empty()).ok_or(ChatError::InvalidInvite)?;
+                // Closed means nobody signs up on their own; an invite link is the
+                // admin's deliberate act, so it works in closed mode too.
+                RegistrationMode::Closed | RegistrationMode::Invite => {
+                    let code = a.invite.as_deref().map(str::trim).filter(|c| !c.is_empty()).ok_or(
+                        if mode == RegistrationMode::Closed { ChatError::RegistrationClosed } else { ChatError::InvalidInvite },
+                    )?;
                     let hash = auth::hash_secret(code);
                     if !self.store.claim_invite(&hash, now_ms()).await? {
                         return Err(ChatError::InvalidInvite);
@@ -208,6 +211,12 @@ impl Chat {
         }
         self.forget_user_in_rooms(actor.user.id);
         self.bus.publish(Envelope::control(Topic::Nodes, Control::UserChanged(actor.user.id), None)).await?;
+        // Others see the new name live (the email is nobody else's business).
+        let before = &actor.user;
+        if (&user.username, &user.first_name, &user.last_name) != (&before.username, &before.first_name, &before.last_name)
+        {
+            self.announce_profile(&user).await?;
+        }
         Ok(user)
     }
 

@@ -15,7 +15,7 @@ use crate::{
     domain::{MessageKind, Retention, RoomId, RoomKind, RoomName, Topic as RoomTopic, UserId},
     hub::{Control, Envelope, Topic},
     store::{NameKind, NewRoom, Room, RoomListing, RoomSummary, User},
-    ws::protocol::{Author, Event, EventKind, RoomInfo, ServerFrame},
+    ws::protocol::{Author, Event, EventKind, Profile, RoomInfo, ServerFrame},
 };
 
 /// A room and its member ids, cached for the hot path (authorizing every send without a
@@ -319,7 +319,8 @@ impl Chat {
             actor.user.first_name,
             if room.topic.is_empty() { String::new() } else { format!(" Topic: {}", room.topic) }
         );
-        let frame = ServerFrame::Notice(Event::plain(room.id, None, EventKind::Welcome, actor.author(), text, now_ms()));
+        let frame =
+            ServerFrame::Notice(Event::plain(room.id, None, EventKind::Welcome, actor.author(), text, now_ms()));
         self.publish(Topic::User(actor.user.id), &frame).await
     }
 
@@ -418,6 +419,31 @@ impl Chat {
         self.send_presence_snapshot(actor.user.id, room.id).await?;
         self.send_presence_snapshot(other, room.id).await?;
         Ok(mine)
+    }
+
+    /// Tells everyone who sees a person that their name changed: one `user_updated`
+    /// to each room and DM they are in (members' lists and the names on messages
+    /// follow at once), and one to their own connections (their other tabs, even in
+    /// no room). Live only: a client that was away reads the names afresh.
+    pub(super) async fn announce_profile(&self, user: &User) -> ChatResult<()> {
+        let profile = Profile {
+            id: user.id,
+            username: user.username.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+        };
+        let rooms = self.store.user_rooms(user.id).await?;
+        let mut envs = Vec::with_capacity(rooms.len() + 1);
+        for r in &rooms {
+            let frame = ServerFrame::UserUpdated { room: Some(r.room.id), user: profile.clone() };
+            envs.push(Envelope::frame(Topic::Room(r.room.id), frame.encode()));
+        }
+        envs.push(Envelope::frame(
+            Topic::User(user.id),
+            ServerFrame::UserUpdated { room: None, user: profile }.encode(),
+        ));
+        self.bus.publish_batch(envs).await?;
+        Ok(())
     }
 
     /// The user directory with online status.
