@@ -48,10 +48,11 @@
 //                                      also data-state=connecting|live|reconnecting|offline
 //   #reconnect-now                     skip the wait while reconnecting
 //   #members-btn                       show/hide the members panel (#members-panel)
-//   #room-settings-btn                 room settings (owner only) -> #room-settings-dialog
-//   #leave-btn                         leave the open room (private rooms ask in #confirm-dialog: #confirm-ok)
+//   #room-settings-btn                 room settings (owner and admin) -> #room-settings-dialog
+//   #leave-btn                         leave the open room (asks first in #confirm-dialog: #confirm-ok)
 //   #messages                          the message list (scrolls); children:
-//       .history-status[data-state=loading|more|start|ephemeral|offline]  (#load-older button when more)
+//       .history-status[data-state=loading|more|start|trimmed|ephemeral|offline]  (#load-older button
+//                                      when more; trimmed: retention deleted the oldest messages)
 //       .day-divider                   day separator
 //       article.msg[data-seq][data-client-id][data-author-id]  a message:
 //           .author  .time (<time>, HH:MM, full date in title)  .text (links are <a>)
@@ -202,10 +203,13 @@ async function openDm(userId) {
 async function leaveRoom() {
   const r = store.currentRoom();
   if (!r) return;
-  if (r.info.private) {
-    const ok = await confirmDialog(`Leave the private room #${r.info.name}? You will need a new invitation to come back.`, 'Leave');
-    if (!ok) return;
-  }
+  // Every leave asks first: the button sits among others a thumb can hit by mistake.
+  const back = r.info.private
+    ? 'You will need a new invitation to come back.'
+    : 'You can join it again from “Browse rooms”.';
+  const owner = store.state.me && r.info.owner === store.state.me.id ? ' You own it: it passes to another member.' : '';
+  const ok = await confirmDialog(`Leave ${r.info.private ? 'the private room ' : ''}#${r.info.name}? ${back}${owner}`, 'Leave');
+  if (!ok) return;
   try {
     await post(`/api/rooms/${r.info.id}/leave`);
     store.removeRoom(r.info.id);

@@ -14,6 +14,8 @@
 //!   screenshots in docs/screenshots/ are taken.
 //! - `nginx`: the page over HTTP/2 and https through nginx (the docs/DEPLOY.md
 //!   config) in front of PostgreSQL + Redis nodes; sign-up, sign-in and chat over wss.
+//! - `a11y`: axe-core (fetched from the npm registry at test time) finds no serious
+//!   violation in any view, light or dark, desktop or phone; phone tap targets ≥ 44 px.
 //!
 //! A failing wait saves a screenshot and the console log of its browser in
 //! `target/tmp/e2e-failures/` (`<browser>-at-failure.*`), and a failing story those of
@@ -23,6 +25,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod a11y;
 mod browser;
 mod chat;
 mod looks;
@@ -92,6 +95,7 @@ async fn browser_stories() {
     run_story(&driver, "rooms", rooms::rooms_and_history(&driver), &mut failures).await;
     run_story(&driver, "looks", looks::rendering_and_layout(&driver), &mut failures).await;
     run_story(&driver, "nginx", nginx::chat_through_nginx(&driver), &mut failures).await;
+    run_story(&driver, "a11y", a11y::axe_and_tap_targets(&driver), &mut failures).await;
     driver.stop().await;
     assert!(failures.is_empty(), "browser stories failed:\n{}", failures.join("\n"));
 }

@@ -130,6 +130,11 @@ pub async fn rooms_and_history(d: &Driver) -> Result<()> {
     // Leaving #archive: it leaves the sidebar.
     hank.open_conversation("archive").await?;
     hank.click("#leave-btn").await?;
+    // Leaving a public room asks first (a thumb can hit the button by mistake).
+    hank.wait_visible("#confirm-ok").await?;
+    let q = hank.text("#confirm-text").await?;
+    ensure!(q.contains("Leave #archive?") && q.contains("join it again"), "the question: {q}");
+    hank.click("#confirm-ok").await?;
     hank.wait_js(
         "archive to leave the sidebar",
         "return ![...document.querySelectorAll('#room-list .name')].some((n) => n.textContent === 'archive');",

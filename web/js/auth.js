@@ -1,7 +1,7 @@
 // auth.js: the sign-in and sign-up screen. Submits the forms to /api/login and
 // /api/register, shows the server's error message inline (and marks the field it is
-// about), shows the invite field when registration is by invitation, and reads an
-// invite code from ?invite=CODE.
+// about), shows the invite field when registration is by invitation or closed (an
+// invite link works in both), and reads an invite code from ?invite=CODE.
 
 import { $, formValues, busy } from './dom.js';
 import { post } from './api.js';
@@ -63,7 +63,8 @@ function showError(form, errorEl, err, fieldFor) {
 export function applyRegistrationMode() {
   const mode = state.config.registration;
   const invite = inviteFromUrl();
-  $('invite-field').hidden = !(mode === 'invite' || invite);
+  // An invite works in closed mode too (the admin's deliberate act): offer the field.
+  $('invite-field').hidden = !(mode === 'invite' || mode === 'closed' || invite);
   $('signup-closed').hidden = !(mode === 'closed' && !invite);
   if (invite && !$('signup-invite').value) $('signup-invite').value = invite;
 }

@@ -200,7 +200,7 @@ function renderHeader() {
   const empty = !r;
   $('empty-state').hidden = !empty;
   $('messages').hidden = empty;
-  $('room-settings-btn').hidden = empty || r.info.kind === 'dm' || !me || r.info.owner !== me.id;
+  $('room-settings-btn').hidden = empty || r.info.kind === 'dm' || !me || (r.info.owner !== me.id && !me.is_admin);
   $('leave-btn').hidden = empty || r.info.kind === 'dm';
   $('members-btn').hidden = empty;
   if (empty) {
@@ -461,7 +461,7 @@ function updateTop(el) {
   else if (r.loadingHistory) key = 'loading';
   else if (!r.loaded) key = sync.live ? 'loading' : 'offline';
   else if (r.hasMore || hiddenCount > 0) key = 'more';
-  else key = 'start';
+  else key = store.olderTrimmed(r) ? 'trimmed' : 'start';
   const stamp = `${key}|${info.name}`;
   if (el._state === stamp) return;
   el._state = stamp;
@@ -481,6 +481,9 @@ function updateTop(el) {
       break;
     case 'more':
       el.replaceChildren(h('button', { type: 'button', id: 'load-older', class: 'small-btn', text: 'Load older messages' }));
+      break;
+    case 'trimmed':
+      el.replaceChildren(h('p', { text: `Older messages of ${name} are no longer kept.` }));
       break;
     default:
       el.replaceChildren(h('p', { text: `This is the beginning of ${name}.` }));

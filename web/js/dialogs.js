@@ -1,6 +1,6 @@
 // dialogs.js: the modal dialogs, built on <dialog> (focus trap and Escape for free):
-// new room, browse rooms, room settings for owners (topic, retention, members of
-// private rooms), account settings (profile, password) with the admin section
+// new room, browse rooms, room settings for owners and the admin (topic, retention,
+// members), account settings (profile, password) with the admin section
 // (registration mode, invite links), and a small confirmation dialog. Each form shows
 // the server's error message inline in its own error line.
 
@@ -207,7 +207,7 @@ function updateBrowseItem(li, r) {
 
 let settingsRoomId = null;
 
-/** Opens the settings of the current room (owners only). */
+/** Opens the settings of the current room (its owner and the admin). */
 export function openRoomSettings() {
   const r = store.currentRoom();
   if (!r) return;
@@ -219,8 +219,11 @@ export function openRoomSettings() {
   $('room-members-error').textContent = '';
   form.elements.topic.value = r.info.topic || '';
   fillRetention(form, r.info.retention);
-  $('room-members-admin').hidden = !r.info.private;
-  if (r.info.private) refreshManagedMembers();
+  // Owners (and the admin) manage members of public rooms too: adding someone
+  // saves them a search, and removing someone ends a disruption (they may join a
+  // public room again; a private one needs a new invitation).
+  $('room-members-admin').hidden = false;
+  refreshManagedMembers();
   open($('room-settings-dialog'), form.elements.topic);
 }
 

@@ -102,8 +102,11 @@ function renderPanel(r) {
         { type: 'button', class: 'member-link' },
         h('span', { class: 'dot', 'aria-hidden': 'true' }),
         h('span', { class: 'member-name' }),
+        ' ',
         h('span', { class: 'member-tags' }),
+        ' ',
         h('span', { class: 'member-handle' }),
+        h('span', { class: 'member-sr visually-hidden' }),
       );
       btn.addEventListener('click', () => {
         const uid = Number(li.dataset.userId);
@@ -124,10 +127,9 @@ function renderPanel(r) {
       if (isMe) tags.push('you');
       btn.querySelector('.member-tags').textContent = tags.join(' · ');
       btn.disabled = !!isMe;
-      btn.setAttribute(
-        'aria-label',
-        `${fullName(m)} (@${m.username}), ${m.online ? 'online' : 'offline'}${tags.length ? ', ' + tags.join(', ') : ''}${isMe ? '' : '. Send a direct message'}`,
-      );
+      // The name is the visible text plus what only a screen reader needs (an
+      // aria-label that differs from what is seen trips voice control users).
+      btn.querySelector('.member-sr').textContent = `, ${m.online ? 'online' : 'offline'}${isMe ? '' : '. Send a direct message'}`;
     },
   );
 }

@@ -8,6 +8,7 @@ import { get } from './api.js';
 import { debounce, fullName } from './format.js';
 import * as store from './store.js';
 import * as notify from './notify.js';
+import { decorateConv } from './mentions.js';
 
 let actions = null;
 
@@ -126,9 +127,12 @@ function updateItem(li, r) {
   const badge = btn.querySelector('.unread');
   badge.textContent = unread ? String(unread > 999 ? '999+' : unread) : '';
   badge.hidden = !unread;
-  const parts = [dm ? `Direct message with ${info.name}` : info.name];
-  if (dm) parts.push(online ? 'online' : 'offline');
-  if (unread) parts.push(`${unread} unread`);
+  // The name starts with what is seen (name, then the badge's count), so a voice
+  // control user can say what they see (axe: label-content-name-mismatch).
+  const parts = [info.name];
+  if (unread) parts.push(`${badge.textContent} unread`);
+  if (dm) parts.push('direct message', online ? 'online' : 'offline');
+  decorateConv(li, r, parts); // mention badge, muted look (D3)
   btn.setAttribute('aria-label', parts.join(', '));
 }
 
@@ -215,5 +219,5 @@ function updateUser(li, u) {
   btn.querySelector('.dot').classList.toggle('online', !!u.online);
   btn.querySelector('.user-name').textContent = fullName(u);
   btn.querySelector('.user-handle').textContent = `@${u.username}`;
-  btn.setAttribute('aria-label', `Message ${fullName(u)} (@${u.username}), ${u.online ? 'online' : 'offline'}`);
+  btn.setAttribute('aria-label', `${fullName(u)} @${u.username}, ${u.online ? 'online' : 'offline'}, send a direct message`);
 }

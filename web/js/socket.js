@@ -349,7 +349,9 @@ export class Sync {
       case 'room_left':
         return store.removeRoom(f.room);
       case 'room_updated':
-        return store.roomUpdated(f.room, f.topic, f.retention);
+        return store.roomUpdated(f.room, f.topic, f.retention, f.owner);
+      case 'user_updated':
+        return store.userUpdated(f.user);
       case 'closing':
         // The server is about to close us; the close event does the rest.
         this.closingCode = f.code || 'closing';

@@ -331,6 +331,15 @@ export function setLoadingHistory(roomId, on) {
   touch(`room:${roomId}`);
 }
 
+/** Whether retention deleted events older than what the server still keeps: seqs
+ *  start at 1 and are never reused, so once the oldest page is loaded (`hasMore`
+ *  false), an oldest kept seq above 1, or nothing kept although the room has had
+ *  events, means older ones are gone. */
+export function olderTrimmed(r) {
+  const oldest = oldestSeq(r);
+  return oldest != null ? oldest > 1 : (r.info.last_seq || 0) > 0;
+}
+
 /** The oldest seq shown in a room (where older history starts), or null. */
 export function oldestSeq(r) {
   for (const ev of r.events) if (ev.seq != null) return ev.seq;
@@ -426,11 +435,14 @@ export function removeRoom(id) {
   touch('rooms', 'current', `room:${id}`);
 }
 
-export function roomUpdated(id, topic, retention) {
+export function roomUpdated(id, topic, retention, owner) {
   const r = room(id);
   if (!r) return;
   r.info.topic = topic;
   r.info.retention = retention;
+  // The owner changes when the owner leaves (the room passes on): the room-settings
+  // button follows.
+  if (owner !== undefined) r.info.owner = owner;
   if (isEphemeral(r)) {
     r.loaded = true;
     r.hasMore = false;
@@ -520,6 +532,39 @@ export function setMembers(roomId, members) {
   r.members = members;
   r.membersStale = false;
   touch(`members:${roomId}`);
+}
+
+/** `user_updated`: a person's new name, wherever it shows (member lists and the
+ *  authors of messages through them, a DM's title, their own name if it is me). */
+export function userUpdated(user) {
+  if (!user || user.id == null) return;
+  const names = { username: user.username, first_name: user.first_name, last_name: user.last_name };
+  const topics = ['rooms'];
+  if (state.me && state.me.id === user.id) {
+    state.me = { ...state.me, ...names };
+    topics.push('me');
+  }
+  for (const r of state.rooms.values()) {
+    let changed = false;
+    const i = r.members ? r.members.findIndex((m) => m.id === user.id) : -1;
+    if (i >= 0) {
+      r.members[i] = { ...r.members[i], ...names };
+      changed = true;
+    }
+    if (r.info.peer && r.info.peer.id === user.id) {
+      r.info.peer = { ...r.info.peer, username: user.username };
+      r.info.name = user.username;
+      changed = true;
+    }
+    for (const ev of r.events) {
+      if (ev.author && ev.author.id === user.id && ev.author.username !== user.username) {
+        ev.author = { ...ev.author, username: user.username };
+        changed = true;
+      }
+    }
+    if (changed) topics.push(`members:${r.info.id}`, `room:${r.info.id}`);
+  }
+  touch(...topics);
 }
 
 /** Total unread across conversations, for the title and the menu button. */
