@@ -17,6 +17,9 @@
 //! - `a11y`: axe-core (fetched from the npm registry at test time) finds no serious
 //!   violation in any view, light or dark, desktop or phone; phone tap targets ≥ 44 px.
 //!
+//! - `assets`: compressed files, a reload that downloads nothing unchanged (304s), the
+//!   manifest and icons, and the service worker's offline state with the server stopped.
+//!
 //! A failing wait saves a screenshot and the console log of its browser in
 //! `target/tmp/e2e-failures/` (`<browser>-at-failure.*`), and a failing story those of
 //! all its browsers (`<story>-after-<browser>.*`, taken after its server stopped); the
@@ -26,6 +29,7 @@
 mod common;
 
 mod a11y;
+mod assets;
 mod browser;
 mod chat;
 mod looks;
@@ -95,6 +99,7 @@ async fn browser_stories() {
     run_story(&driver, "rooms", rooms::rooms_and_history(&driver), &mut failures).await;
     run_story(&driver, "looks", looks::rendering_and_layout(&driver), &mut failures).await;
     run_story(&driver, "nginx", nginx::chat_through_nginx(&driver), &mut failures).await;
+    run_story(&driver, "assets", assets::assets_and_offline(&driver), &mut failures).await;
     run_story(&driver, "a11y", a11y::axe_and_tap_targets(&driver), &mut failures).await;
     driver.stop().await;
     assert!(failures.is_empty(), "browser stories failed:\n{}", failures.join("\n"));
