@@ -68,7 +68,7 @@ fn fit<'a>(rows: impl ExactSizeIterator<Item = &'a StoredMessage>) -> usize {
     .min(n)
 }
 
-fn to_event(m: StoredMessage) -> Event {
+pub(super) fn to_event(m: StoredMessage) -> Event {
     let (emoji, on) = match m.kind {
         MessageKind::React => (Some(m.body.clone()), Some(true)),
         MessageKind::Unreact => (Some(m.body.clone()), Some(false)),
@@ -248,8 +248,14 @@ impl Chat {
             return Err(ChatError::Forbidden("only its author, the room's owner or the admin can delete a message"));
         }
         let now = now_ms();
-        let msg = NewMessage { target: Some(seq), ..NewMessage::plain(room, actor.user.id, MessageKind::Delete, String::new(), now) };
-        let event = Event { target: Some(seq), ..Event::plain(room, None, EventKind::Delete, actor.author(), String::new(), now) };
+        let msg = NewMessage {
+            target: Some(seq),
+            ..NewMessage::plain(room, actor.user.id, MessageKind::Delete, String::new(), now)
+        };
+        let event = Event {
+            target: Some(seq),
+            ..Event::plain(room, None, EventKind::Delete, actor.author(), String::new(), now)
+        };
         self.keep_or_deliver(&t.room, msg, event).await
     }
 
@@ -271,7 +277,8 @@ impl Chat {
         }
         let now = now_ms();
         let kind = if on { MessageKind::React } else { MessageKind::Unreact };
-        let msg = NewMessage { target: Some(seq), ..NewMessage::plain(room, actor.user.id, kind, emoji.to_string(), now) };
+        let msg =
+            NewMessage { target: Some(seq), ..NewMessage::plain(room, actor.user.id, kind, emoji.to_string(), now) };
         let event = Event {
             target: Some(seq),
             emoji: Some(emoji.to_string()),

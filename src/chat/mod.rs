@@ -9,10 +9,12 @@ mod messages;
 mod pipeline;
 mod presence;
 mod rooms;
+mod search;
 
 pub use accounts::{LoginOutcome, NewAccount, ProfileUpdate};
 pub use messages::{Resume, SendReceipt};
 pub use rooms::{CreateRoom, MemberView, RoomUpdate};
+pub use search::SearchHit;
 
 use std::{
     num::NonZeroU32,
@@ -234,6 +236,7 @@ impl Chat {
                 .unwrap_or(RegistrationMode::Open),
         };
         Self::backfill_skeletons(&store).await?;
+        search::backfill_in_background(store.clone());
         let social = policy.social_per_min;
         let per = NonZeroU32::new(policy.messages_per_10s).unwrap_or(NonZeroU32::MIN);
         let quota =

@@ -39,7 +39,7 @@ pub fn validate_emoji(emoji: &str) -> Result<(), DomainError> {
         }
     }
     // A keycap is a digit/#/* followed by U+FE0F U+20E3; a bare digit is text.
-    if emoji.chars().all(|c| c.is_ascii()) {
+    if emoji.is_ascii() {
         return Err(bad());
     }
     Ok(())
@@ -106,7 +106,9 @@ impl NotifyLevel {
             "all" => Ok(NotifyLevel::All),
             "mentions" => Ok(NotifyLevel::Mentions),
             "muted" => Ok(NotifyLevel::Muted),
-            _ => Err(DomainError::new("invalid_notify", "the notification level is \"all\", \"mentions\" or \"muted\"")),
+            _ => {
+                Err(DomainError::new("invalid_notify", "the notification level is \"all\", \"mentions\" or \"muted\""))
+            }
         }
     }
 }
@@ -120,7 +122,8 @@ mod tests {
         for ok in ["👍", "🎉", "❤️", "👨‍👩‍👧‍👦", "1️⃣", "✅", "🇫🇷"] {
             assert!(validate_emoji(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["", "a", "lol", "1", " 👍", "👍 ", "<b>", "\u{0}", "👍\n", "\u{202E}👍", &"👍".repeat(17)] {
+        for bad in ["", "a", "lol", "1", " 👍", "👍 ", "<b>", "\u{0}", "👍\n", "\u{202E}👍", &"👍".repeat(17)]
+        {
             assert!(validate_emoji(bad).is_err(), "{bad:?}");
         }
     }

@@ -6,6 +6,7 @@
 pub mod actions;
 pub mod names;
 pub mod retention;
+pub mod search;
 
 pub use names::{DomainError, Email, Password, PersonName, RoomName, Topic, Username, skeleton_key};
 pub use retention::Retention;

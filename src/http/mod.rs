@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin;
 pub mod extract;
 pub mod rooms;
+pub mod search;
 pub mod web;
 
 use axum::{
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(accounts::router())
         .merge(rooms::router())
+        .merge(search::router())
         .merge(admin::router())
         .layer(middleware::from_fn_with_state(state.clone(), csrf));
     Router::new()

@@ -349,6 +349,22 @@ pub trait Store: Send + Sync + 'static {
     async fn history(&self, room: RoomId, before: Option<Seq>, limit: i64) -> StoreResult<Vec<StoredMessage>>;
     /// Up to `limit` kept events after `after`, oldest first.
     async fn since(&self, room: RoomId, after: Seq, limit: i64) -> StoreResult<Vec<StoredMessage>>;
+    /// Kept, undeleted text messages matching `query` in the rooms and DMs `viewer` is a
+    /// member of now (optionally one room, one author), newest first.
+    async fn search(
+        &self,
+        viewer: UserId,
+        query: &crate::domain::search::SearchQuery,
+        room: Option<RoomId>,
+        author: Option<UserId>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Up to `limit` live text messages kept before full-text search existed, to index:
+    /// (room, seq, text).
+    async fn unindexed_texts(&self, limit: i64) -> StoreResult<Vec<(RoomId, Seq, String)>>;
+    /// Records a message's folded text for search.
+    async fn set_search_text(&self, room: RoomId, seq: Seq, folded: &str) -> StoreResult<()>;
     /// One kept event with its current state, if it is still kept.
     async fn message(&self, room: RoomId, seq: Seq) -> StoreResult<Option<StoredMessage>>;
     // Look-alike names.

@@ -47,6 +47,11 @@ const MSG_FROM: &str = "messages m LEFT JOIN users u ON u.id = m.author_id
      LEFT JOIN messages t ON m.reply_to IS NOT NULL AND t.room_id = m.room_id AND t.seq = m.reply_to
      LEFT JOIN users tu ON tu.id = t.author_id";
 
+/// What a message's text is indexed as: live texts only.
+fn search_text(m: &NewMessage) -> Option<String> {
+    (m.kind == MessageKind::Text).then(|| crate::domain::search::fold(&m.body))
+}
+
 fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get("id")?,
@@ -362,9 +367,10 @@ impl SqlStore {
                     .await?
                     .is_some();
                 if alive {
-                    self.q("UPDATE messages SET body = $1, edited_at = $2 WHERE room_id = $3 AND seq = $4")
+                    self.q("UPDATE messages SET body = $1, edited_at = $2, search_text = $3 WHERE room_id = $4 AND seq = $5")
                         .bind(m.body.clone())
                         .bind(m.created_at)
+                        .bind(crate::domain::search::fold(&m.body))
                         .bind(room)
                         .bind(target)
                         .execute(&mut **tx)
@@ -386,7 +392,7 @@ impl SqlStore {
             MessageKind::Delete => {
                 // The text is removed from the store, not hidden: the message, every
                 // edit's copy of it, its reactions and its mentions.
-                self.q("UPDATE messages SET body = '', deleted = 1, edited_at = NULL WHERE room_id = $1 AND seq = $2 AND kind = 'text'")
+                self.q("UPDATE messages SET body = '', deleted = 1, edited_at = NULL, search_text = NULL WHERE room_id = $1 AND seq = $2 AND kind = 'text'")
                     .bind(room)
                     .bind(target)
                     .execute(&mut **tx)
@@ -1302,7 +1308,7 @@ impl Store for SqlStore {
             out[i] = out[first].map(|a| Appended::Duplicate(a.seq()));
         }
 
-        // 3. One INSERT per chunk of rows (9 parameters each; 4,500 stays far below
+        // 3. One INSERT per chunk of rows (10 parameters each; 5,000 stays far below
         //    the databases' parameter limits). On MySQL, chunks of a power of two
         //    rows, at most 256 (few distinct texts: see `padded`).
         let mut rest: &[(usize, Seq)] = &seqs;
@@ -1314,13 +1320,13 @@ impl Store for SqlStore {
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
             let mut sql = String::from(
-                "INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at, target_seq, reply_to) VALUES ",
+                "INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at, target_seq, reply_to, search_text) VALUES ",
             );
             for k in 0..chunk.len() {
                 if k > 0 {
                     sql.push(',');
                 }
-                let cols: Vec<String> = (1..=9).map(|c| self.ph(9 * k + c)).collect();
+                let cols: Vec<String> = (1..=10).map(|c| self.ph(10 * k + c)).collect();
                 sql.push('(');
                 sql.push_str(&cols.join(", "));
                 sql.push(')');
@@ -1337,7 +1343,8 @@ impl Store for SqlStore {
                     .bind(m.client_id.clone())
                     .bind(m.created_at)
                     .bind(m.target)
-                    .bind(m.reply_to);
+                    .bind(m.reply_to)
+                    .bind(search_text(m));
             }
             q.execute(&mut *tx).await?;
         }
@@ -1440,6 +1447,123 @@ impl Store for SqlStore {
         Ok(v)
     }
 
+    async fn search(
+        &self,
+        viewer: UserId,
+        query: &crate::domain::search::SearchQuery,
+        room: Option<RoomId>,
+        author: Option<UserId>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        // The engine's own syntax, built from words that are only letters and digits
+        // (SearchQuery::parse), so a query can never be an injection or a syntax error.
+        let quoted = |t: &crate::domain::search::Term| format!("\"{}\"", t.words.join(" "));
+        let (matches, order) = match self.backend {
+            Backend::Sqlite => {
+                let q: Vec<String> =
+                    query.terms.iter().map(|t| format!("{}{}", quoted(t), if t.prefix { "*" } else { "" })).collect();
+                // Newest first straight from the index: FTS5 walks rowids downwards.
+                (
+                    (
+                        "m.rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH $2)".to_string(),
+                        q.join(" AND "),
+                    ),
+                    "m.rowid DESC",
+                )
+            }
+            Backend::Postgres => {
+                let q: Vec<String> = query
+                    .terms
+                    .iter()
+                    .map(|t| match (t.words.len(), t.prefix) {
+                        (1, true) => format!("{}:*", t.words[0]),
+                        _ => format!("({})", t.words.join(" <-> ")),
+                    })
+                    .collect();
+                (
+                    (
+                        "m.search_text IS NOT NULL AND to_tsvector('simple', m.search_text) @@ to_tsquery('simple', $2)"
+                            .to_string(),
+                        q.join(" & "),
+                    ),
+                    "m.created_at DESC, m.room_id DESC, m.seq DESC",
+                )
+            }
+            Backend::Mysql => {
+                let q: Vec<String> = query
+                    .terms
+                    .iter()
+                    .map(|t| match (t.words.len(), t.prefix) {
+                        (1, true) => format!("+{}*", t.words[0]),
+                        (1, false) => format!("+{}", t.words[0]),
+                        _ => format!("+{}", quoted(t)),
+                    })
+                    .collect();
+                (
+                    ("MATCH (m.search_text) AGAINST ($2 IN BOOLEAN MODE)".to_string(), q.join(" ")),
+                    "m.created_at DESC, m.room_id DESC, m.seq DESC",
+                )
+            }
+        };
+        let (cond, text) = matches;
+        let sql = format!(
+            "SELECT {MSG_COLS} FROM {MSG_FROM}
+             WHERE {cond} AND m.kind = 'text' AND m.deleted = 0
+               AND EXISTS (SELECT 1 FROM memberships ms WHERE ms.room_id = m.room_id AND ms.user_id = $1)
+               AND ($3 = 0 OR m.room_id = $3) AND ($4 = 0 OR m.author_id = $4)
+             ORDER BY {order} LIMIT $5 OFFSET $6"
+        );
+        let rows = self
+            .q(&sql)
+            .bind(viewer)
+            .bind(text)
+            .bind(room.unwrap_or(0))
+            .bind(author.unwrap_or(0))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut v: Vec<StoredMessage> = rows.iter().map(message_from).collect::<Result<_, _>>()?;
+        // Reactions and mentions, per room (a page may span several).
+        let mut rooms: Vec<RoomId> = v.iter().map(|m| m.room_id).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        for r in rooms {
+            let mut part: Vec<StoredMessage> = v.iter().filter(|m| m.room_id == r).cloned().collect();
+            self.decorate(r, &mut part).await?;
+            for m in part {
+                if let Some(slot) = v.iter_mut().find(|x| x.room_id == m.room_id && x.seq == m.seq) {
+                    *slot = m;
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    async fn unindexed_texts(&self, limit: i64) -> StoreResult<Vec<(RoomId, Seq, String)>> {
+        let rows = self
+            .q("SELECT room_id, seq, body FROM messages WHERE kind = 'text' AND deleted = 0 AND search_text IS NULL LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("room_id")?, r.try_get("seq")?, r.try_get("body")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn set_search_text(&self, room: RoomId, seq: Seq, folded: &str) -> StoreResult<()> {
+        self.q("UPDATE messages SET search_text = $1
+             WHERE room_id = $2 AND seq = $3 AND kind = 'text' AND deleted = 0 AND search_text IS NULL")
+            .bind(folded.to_string())
+            .bind(room)
+            .bind(seq)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn message(&self, room: RoomId, seq: Seq) -> StoreResult<Option<StoredMessage>> {
         let sql = format!("SELECT {MSG_COLS} FROM {MSG_FROM} WHERE m.room_id = $1 AND m.seq = $2");
         let Some(row) = self.q(&sql).bind(room).bind(seq).fetch_optional(&self.pool).await? else {
@@ -1518,7 +1642,7 @@ impl Store for SqlStore {
 
     async fn maintain(&self) -> StoreResult<()> {
         if self.backend == Backend::Sqlite {
-            self.checkpoint().await?;
+            super::sqlite::maintain_wal(self).await?;
         }
         Ok(())
     }

@@ -1,0 +1,96 @@
+//! Searching what a person may read: the rooms and DMs they are in now (never a
+//! private room they left, never someone else's DM), newest first, with where the
+//! words are so a client can highlight them as text. The database's own full-text
+//! engine does the matching (FTS5, a tsvector GIN index, InnoDB FULLTEXT) over text
+//! the server folded (`domain::search::fold`), so matching is the same everywhere.
+
+use serde::Serialize;
+
+use super::{Actor, Chat, ChatError, ChatResult};
+use crate::{
+    domain::{RoomId, search::SearchQuery},
+    store::DynStore,
+    ws::protocol::Event,
+};
+
+/// Results one page may hold.
+pub const MAX_RESULTS: u32 = 50;
+/// How deep paging goes (`offset`): a search is for finding, not for exporting.
+pub const MAX_OFFSET: u32 = 1000;
+
+/// One search result: the message as history shows it, and where the words are.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    #[serde(flatten)]
+    pub event: Event,
+    /// `[start, end)` character offsets (Unicode scalar values) in `text`.
+    pub highlights: Vec<[usize; 2]>,
+}
+
+impl Chat {
+    /// Messages matching `q`, newest first: at most `limit` (≤ 50) after skipping
+    /// `offset` (≤ 1000); and whether more match.
+    pub async fn search(
+        &self,
+        actor: &Actor,
+        q: &str,
+        room: Option<RoomId>,
+        author: Option<&str>,
+        limit: Option<u32>,
+        offset: Option<u32>,
+    ) -> ChatResult<(Vec<SearchHit>, bool)> {
+        let query = SearchQuery::parse(q)?;
+        self.read_limiter.check_key(&actor.user.id).map_err(|_| ChatError::RateLimited)?;
+        if let Some(room) = room {
+            self.member_room(actor, room).await?;
+        }
+        let author = match author {
+            Some(name) => Some(self.find_user(name).await?.id),
+            None => None,
+        };
+        let limit = i64::from(limit.unwrap_or(20).clamp(1, MAX_RESULTS));
+        let offset = i64::from(offset.unwrap_or(0).min(MAX_OFFSET));
+        let mut rows = self.store.search(actor.user.id, &query, room, author, limit + 1, offset).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        Ok((
+            rows.into_iter()
+                .map(|m| {
+                    let highlights = query.highlights(&m.body);
+                    SearchHit { event: super::messages::to_event(m), highlights }
+                })
+                .collect(),
+            more,
+        ))
+    }
+}
+
+/// Indexes messages kept before search existed (an upgrade), in the background so
+/// the server starts at once; they become findable as it goes.
+pub(super) fn backfill_in_background(store: DynStore) {
+    tokio::spawn(async move {
+        let mut done = 0u64;
+        loop {
+            let rows = match store.unindexed_texts(1000).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "search backfill stopped; it resumes at the next start");
+                    return;
+                }
+            };
+            if rows.is_empty() {
+                break;
+            }
+            for (room, seq, body) in rows {
+                if let Err(e) = store.set_search_text(room, seq, &crate::domain::search::fold(&body)).await {
+                    tracing::warn!(error = %e, "search backfill stopped; it resumes at the next start");
+                    return;
+                }
+                done += 1;
+            }
+        }
+        if done > 0 {
+            tracing::info!(messages = done, "search index backfilled");
+        }
+    });
+}

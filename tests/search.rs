@@ -1,0 +1,153 @@
+//! Full-text search on every backend (SQLite FTS5, PostgreSQL tsvector, MariaDB
+//! FULLTEXT, two nodes): who may find what, kept in step with edits, deletes and
+//! retention, accent- and case-insensitive matching, prefixes and phrases, and
+//! queries that would be syntax errors in the engines' own languages.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn find(c: &Client, query: &str) -> Vec<String> {
+    let (s, body) = c.get(&format!("/api/search?q={}", urlencode(query))).await;
+    assert_eq!(s, 200, "{query}: {body}");
+    texts(&body)
+}
+
+fn texts(body: &Value) -> Vec<String> {
+    body["results"].as_array().expect("results").iter().map(|r| r["text"].as_str().expect("text").to_string()).collect()
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn finds_only_what_you_may_read(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let _admin = srv.user("root").await;
+    let ann = srv.user("ann").await;
+    let bob = srv.user("bob").await;
+    let eve = srv.user("eve").await;
+    let public = ann.create_room("lobby", json!({})).await;
+    let secret = ann.create_room("vault", json!({"private": true})).await;
+    assert_eq!(bob.post(&format!("/api/rooms/{public}/join"), json!({})).await.0, 200);
+    let (s, body) = ann.post(&format!("/api/rooms/{secret}/members"), json!({"username": "bob"})).await;
+    assert!(s == 200 || s == 204, "{body}");
+    let (_, dm) = ann.post("/api/dms", json!({"user_id": eve.id().await})).await;
+    let dm = dm["room"]["id"].as_i64().expect("dm");
+    let mut wa = ann.ws().await;
+    wa.say(public, "the pineapple plan is public").await;
+    wa.say(secret, "the pineapple plan is secret").await;
+    wa.say(dm, "pineapple between ann and eve").await;
+    // Each sees exactly their rooms and DMs.
+    let mut a = find(&ann, "pineapple").await;
+    a.sort();
+    assert_eq!(a, ["pineapple between ann and eve", "the pineapple plan is public", "the pineapple plan is secret"]);
+    let mut b = find(&bob, "pineapple").await;
+    b.sort();
+    assert_eq!(b, ["the pineapple plan is public", "the pineapple plan is secret"]);
+    assert_eq!(find(&eve, "pineapple").await, ["pineapple between ann and eve"]);
+    // A private room bob left is no longer searchable by him, nor is a public one.
+    assert_eq!(bob.post(&format!("/api/rooms/{secret}/leave"), json!({})).await.0, 204);
+    assert_eq!(bob.post(&format!("/api/rooms/{public}/leave"), json!({})).await.0, 204);
+    assert!(find(&bob, "pineapple").await.is_empty());
+    // Scoped to a room (members only) or an author.
+    let (s, body) = eve.get(&format!("/api/search?q=pineapple&room={secret}")).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("room_not_found")), "{body}");
+    let (s, body) = ann.get(&format!("/api/search?q=pineapple&room={public}")).await;
+    assert_eq!((s, texts(&body)), (200, vec!["the pineapple plan is public".to_string()]));
+    let (s, body) = ann.get("/api/search?q=pineapple&author=eve").await;
+    assert_eq!((s, texts(&body).len()), (200, 0));
+    let (s, body) = ann.get("/api/search?q=pineapple&author=nobody-here").await;
+    assert_eq!((s, body["error"]["code"].as_str()), (404, Some("user_not_found")));
+    let (s, _) = srv.client().get("/api/search?q=pineapple").await;
+    assert_eq!(s, 401);
+}
+
+async fn follows_edits_deletes_and_retention(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let _admin = srv.user("root").await;
+    let ann = srv.user("ann").await;
+    let room = ann.create_room("brief", json!({"retention": {"keep_messages": 3}})).await;
+    let mut wa = ann.ws().await;
+    let s1 = wa.say(room, "original wording here").await.expect("kept");
+    let s2 = wa.say(room, "doomed sentence").await.expect("kept");
+    assert_eq!(find(&ann, "original").await.len(), 1);
+    wa.request(json!({"type": "edit", "room": room, "seq": s1, "text": "revised wording here"})).await;
+    assert!(find(&ann, "original").await.is_empty(), "an edit drops the old words");
+    assert_eq!(find(&ann, "revised").await, ["revised wording here"]);
+    wa.request(json!({"type": "delete", "room": room, "seq": s2})).await;
+    assert!(find(&ann, "doomed").await.is_empty(), "a deleted message is never found");
+    for i in 0..4 {
+        wa.say(room, &format!("filler number {i}")).await;
+    }
+    assert!(find(&ann, "revised").await.is_empty(), "a trimmed message is never found");
+    assert_eq!(find(&ann, "filler").await.len(), 3);
+}
+
+async fn matching_is_forgiving_and_queries_never_break(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let _admin = srv.user("root").await;
+    let ann = srv.user("ann").await;
+    let room = ann.create_room("words", json!({})).await;
+    let mut wa = ann.ws().await;
+    for t in [
+        "Rendez-vous au Café de Flore",
+        "deployment finished without errors",
+        "release notes are ready",
+        "notes about the release",
+        "nothing to see",
+    ] {
+        wa.say(room, t).await;
+    }
+    assert_eq!(find(&ann, "cafe").await, ["Rendez-vous au Café de Flore"], "accents");
+    assert_eq!(find(&ann, "CAFÉ flore").await, ["Rendez-vous au Café de Flore"], "case, two words");
+    assert_eq!(find(&ann, "deplo").await, ["deployment finished without errors"], "prefix while typing");
+    assert!(find(&ann, "deplo ").await.is_empty(), "a finished word is whole");
+    assert_eq!(find(&ann, "\"release notes\"").await, ["release notes are ready"], "phrase");
+    let mut both = find(&ann, "release notes ").await;
+    both.sort();
+    assert_eq!(both, ["notes about the release", "release notes are ready"]);
+    // Newest first.
+    assert_eq!(find(&ann, "notes").await, ["notes about the release", "release notes are ready"]);
+    // Highlights are character offsets of the matching words in the original text.
+    let (_, body) = ann.get("/api/search?q=cafe").await;
+    assert_eq!(body["results"][0]["highlights"], json!([[15, 19]]), "{body}");
+    assert_eq!(body["results"][0]["room"], json!(room));
+    // Operator characters are words or separators, never syntax.
+    for q in [
+        "release AND notes OR *",
+        "NEAR(release notes)",
+        "col:val ^x -y +z",
+        "'; DROP TABLE messages; --",
+        "\"unclosed phrase",
+        "a:* & !b | (c <-> d)",
+        "@@ ~~ %% __",
+    ] {
+        let (s, body) = ann.get(&format!("/api/search?q={}", urlencode(q))).await;
+        assert!(s == 200 || (s == 422 && body["error"]["code"] == "empty_query"), "{q}: {s} {body}");
+    }
+    for (q, code) in [("", "empty_query"), ("***", "empty_query"), (&"x".repeat(201)[..], "invalid_query")] {
+        let (s, body) = ann.get(&format!("/api/search?q={}", urlencode(q))).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (422, Some(code)), "{q}");
+    }
+    let (s, body) = ann.get("/api/search?q=a%00b").await;
+    assert_eq!((s, body["error"]["code"].as_str()), (422, Some("invalid_query")));
+    // Paging.
+    for i in 0..5 {
+        wa.say(room, &format!("paged item {i}")).await;
+    }
+    let (_, p1) = ann.get("/api/search?q=paged&limit=2").await;
+    let (_, p2) = ann.get("/api/search?q=paged&limit=2&offset=2").await;
+    let (_, p3) = ann.get("/api/search?q=paged&limit=2&offset=4").await;
+    assert_eq!(texts(&p1), ["paged item 4", "paged item 3"]);
+    assert_eq!(texts(&p2), ["paged item 2", "paged item 1"]);
+    assert_eq!(texts(&p3), ["paged item 0"]);
+    assert_eq!((p1["more"].as_bool(), p3["more"].as_bool()), (Some(true), Some(false)));
+}
+
+on_both_backends!(
+    finds_only_what_you_may_read,
+    follows_edits_deletes_and_retention,
+    matching_is_forgiving_and_queries_never_break,
+);
