@@ -424,7 +424,7 @@ impl Browser {
             &format!("conversation {title:?} to be open and loaded"),
             "const t = document.getElementById('room-title');
              const s = document.querySelector('#messages .history-status');
-             return !!t && t.textContent === arguments[0] && !!s && ['start', 'more', 'ephemeral'].includes(s.dataset.state);",
+             return !!t && t.textContent === arguments[0] && !!s && ['start', 'trimmed', 'more', 'ephemeral'].includes(s.dataset.state);",
             vec![json!(title)],
         )
         .await

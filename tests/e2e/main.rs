@@ -10,6 +10,8 @@
 //! - `restart`: the server restarts mid-conversation; nothing is lost or doubled.
 //! - `rooms`: older history on scroll, the "new messages" pill, an ephemeral room,
 //!   room settings, leaving a room, the admin's invite link, signing out and up.
+//! - `newcomer`: a room whose start was trimmed says so, a new name shows live, the
+//!   admin manages others' rooms and removes a member of a public room.
 //! - `looks`: hostile text renders as text, the phone layout works, and the
 //!   screenshots in docs/screenshots/ are taken.
 //! - `nginx`: the page over HTTP/2 and https through nginx (the docs/DEPLOY.md
@@ -97,6 +99,7 @@ async fn browser_stories() {
     run_story(&driver, "chat", chat::two_people_chat(&driver), &mut failures).await;
     run_story(&driver, "restart", restart::server_restart(&driver), &mut failures).await;
     run_story(&driver, "rooms", rooms::rooms_and_history(&driver), &mut failures).await;
+    run_story(&driver, "newcomer", rooms::what_a_newcomer_hit(&driver), &mut failures).await;
     run_story(&driver, "looks", looks::rendering_and_layout(&driver), &mut failures).await;
     run_story(&driver, "nginx", nginx::chat_through_nginx(&driver), &mut failures).await;
     run_story(&driver, "assets", assets::assets_and_offline(&driver), &mut failures).await;

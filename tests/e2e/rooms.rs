@@ -1,7 +1,12 @@
 //! Living in rooms: scrolling up pages in older history (no gaps, no duplicates), the
 //! "new messages" pill while scrolled up, an ephemeral room made in the dialog, room
-//! settings for the owner, leaving a room, the admin's invite link, signing out, and
-//! signing up with the invite link.
+//! settings for the owner, leaving a room (after a question), the admin's invite link
+//! while registration is closed, signing out, and signing up with the invite link.
+//!
+//! And what a new user hit (issue 12): a room whose start retention deleted says so
+//! instead of "this is the beginning"; a person's new name shows on the others' pages
+//! at once; the admin manages a room someone else owns, and removes a member of a
+//! public room from its settings.
 
 use anyhow::{Result, ensure};
 use serde_json::json;
@@ -165,9 +170,10 @@ pub async fn rooms_and_history(d: &Driver) -> Result<()> {
     hank.fill("#profile-form [name=current_password]", &password_of("hank")).await?;
     hank.click("#profile-form button[type=submit]").await?;
     hank.wait_text("#profile-ok", "Profile saved.").await?;
-    hank.select("#registration-mode", "invite").await?;
+    // Closed registration: the admin's invite link is still the way in.
+    hank.select("#registration-mode", "closed").await?;
     hank.click("#registration-form button[type=submit]").await?;
-    hank.wait_text("#admin-ok", "Registration is now invite.").await?;
+    hank.wait_text("#admin-ok", "Registration is now closed.").await?;
     hank.click("#create-invite-btn").await?;
     hank.wait_visible("#invite-url").await?;
     let link = hank
@@ -186,6 +192,7 @@ pub async fn rooms_and_history(d: &Driver) -> Result<()> {
 
     // Without the link, signing up is refused with a clear message; with it, it works.
     hank.click("#show-signup").await?;
+    hank.wait_visible("#signup-closed").await?;
     hank.wait_visible("#invite-field").await?;
     hank.fill("#signup-form [name=first_name]", "Judy").await?;
     hank.fill("#signup-form [name=last_name]", "Hopps").await?;
@@ -195,10 +202,7 @@ pub async fn rooms_and_history(d: &Driver) -> Result<()> {
     hank.click("#signup-form button[type=submit]").await?;
     let err =
         hank.wait_js("a sign-up error", "return document.getElementById('signup-error').textContent;", vec![]).await?;
-    ensure!(
-        err.as_str().is_some_and(|e| e.to_lowercase().contains("invit")),
-        "the error mentions the invitation: {err}"
-    );
+    ensure!(err.as_str().is_some_and(|e| e.to_lowercase().contains("closed")), "the error says it is closed: {err}");
     hank.goto(&link).await?;
     hank.wait_visible("#signup-form").await?;
     let code = hank.js("return document.querySelector('#signup-form [name=invite]').value;", vec![]).await?;
@@ -207,5 +211,84 @@ pub async fn rooms_and_history(d: &Driver) -> Result<()> {
     let url = hank.c.current_url().await?;
     ensure!(url.query().is_none(), "the used invite leaves the address bar: {url}");
     hank.close(d).await?;
+    Ok(())
+}
+
+pub async fn what_a_newcomer_hit(d: &Driver) -> Result<()> {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let root_api = srv.user("root").await; // the first account: the admin
+    let ivy = srv.user("ivy").await;
+    let max = srv.user("max").await;
+    let brief = ivy.create_room("brief", json!({ "retention": { "keep_messages": 5 } })).await;
+    let fresh = ivy.create_room("fresh", json!({})).await;
+    for (who, room) in [(&root_api, brief), (&root_api, fresh), (&max, brief)] {
+        let (s, body) = who.post(&format!("/api/rooms/{room}/join"), json!({})).await;
+        ensure!(s == 200, "join: {body}");
+    }
+    let mut iw = ivy.ws().await;
+    for i in 1..=12 {
+        iw.say(brief, &format!("brief {i}")).await;
+    }
+    max.ws().await.say(brief, "max was here").await;
+
+    let root = d.browser("root").await?;
+    root.goto(&srv.url("/")).await?;
+    root.sign_in("root", &password_of("root")).await?;
+
+    // A room that kept its start says so; one whose start was trimmed says that.
+    root.open_conversation("fresh").await?;
+    root.wait_text("#messages .history-status", "This is the beginning of #fresh.").await?;
+    root.open_conversation("brief").await?;
+    root.wait_msg("max was here").await?;
+    root.wait_js(
+        "the trimmed-history note",
+        "const s = document.querySelector('#messages .history-status');
+         return s.dataset.state === 'trimmed' && s.textContent.trim() === 'Older messages of #brief are no longer kept.';",
+        vec![],
+    )
+    .await?;
+    ensure!(root.msg_count("brief 1").await? == 0 && root.msg_count("brief 9").await? == 1, "only the last 5 are kept");
+
+    // Max's new name reaches root's page live: the members panel and his message.
+    root.wait_item("#members", ".member-name", "max-first Tester").await?;
+    let (s, body) = max.patch("/api/me", json!({ "first_name": "Maximilian", "last_name": "Power" })).await;
+    ensure!(s == 200, "rename: {body}");
+    root.wait_item("#members", ".member-name", "Maximilian Power").await?;
+    root.wait_js(
+        "max's message under his new name",
+        "for (const m of document.querySelectorAll('#messages .msg'))
+           if (m.querySelector('.text')?.textContent === 'max was here')
+             return m.querySelector('.author')?.textContent === 'Maximilian Power';
+         return false;",
+        vec![],
+    )
+    .await?;
+
+    // The admin has the settings of ivy's room, and removes max from it (public).
+    root.click("#room-settings-btn").await?;
+    let max_id = max.id().await;
+    let remove = format!("#room-members-manage li[data-user-id=\"{max_id}\"] .remove-member");
+    root.click(&remove).await?;
+    root.wait_js(
+        "max to leave the managed list",
+        "return !document.querySelector(`#room-members-manage li[data-user-id=\"${arguments[0]}\"]`);",
+        vec![json!(max_id)],
+    )
+    .await?;
+    root.click("#room-settings-form button[type=submit]").await?;
+    root.wait_text("#room-settings-ok", "Saved.").await?;
+    root.click("#room-settings-dialog .dialog-actions button[data-close]").await?;
+    root.wait_js(
+        "max to leave the members panel",
+        "return ![...document.querySelectorAll('#members .member-name')].some((n) => n.textContent === 'Maximilian Power');",
+        vec![],
+    )
+    .await?;
+    let (s, members) = ivy.get(&format!("/api/rooms/{brief}/members")).await;
+    ensure!(s == 200 && !members.to_string().contains("\"max\""), "max is out of brief: {members}");
+
+    let errors = root.console_errors().await;
+    ensure!(errors.is_empty(), "console errors: {errors:#?}");
+    root.close(d).await?;
     Ok(())
 }

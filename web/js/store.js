@@ -546,9 +546,9 @@ export function userUpdated(user) {
   }
   for (const r of state.rooms.values()) {
     let changed = false;
-    const i = r.members ? r.members.findIndex((m) => m.id === user.id) : -1;
-    if (i >= 0) {
-      r.members[i] = { ...r.members[i], ...names };
+    if (r.members && r.members.some((m) => m.id === user.id)) {
+      // A new array: views keyed on the list's identity rebuild their lookups.
+      r.members = r.members.map((m) => (m.id === user.id ? { ...m, ...names } : m));
       changed = true;
     }
     if (r.info.peer && r.info.peer.id === user.id) {
