@@ -263,8 +263,9 @@ impl Chat {
         if e.room.kind == RoomKind::Dm {
             return Err(ChatError::Forbidden("a direct conversation cannot be left"));
         }
-        // An owner who leaves hands the room to another member (the one who joined
-        // first), so a private room never ends up with nobody able to invite.
+        // An owner who leaves hands the room to another member (the oldest account
+        // among them: the lowest user id), so a private room never ends up with
+        // nobody able to invite.
         if e.room.owner_id == Some(actor.user.id)
             && let Some(heir) =
                 self.store.members(id).await?.into_iter().filter(|u| u.id != actor.user.id).min_by_key(|u| u.id)
