@@ -47,8 +47,8 @@ const LANDING_PAGES = 10;
 /** Messages rendered when a room opens, however many are loaded (the rest are
  *  rendered as the reader scrolls up), and what scrolling up adds each time. Back at
  *  the bottom, a list longer than twice WINDOW is cut back to WINDOW. */
-const WINDOW = 120;
-const REVEAL = 100;
+const WINDOW = 60;
+const REVEAL = 60;
 
 let sync = null;
 let actions = null;
