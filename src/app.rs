@@ -28,6 +28,8 @@ pub struct AppState {
     pub auth_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Key rate limits on `X-Forwarded-For` (behind a trusted proxy).
     pub trust_proxy: bool,
+    /// Open WebSockets per account on this node, against `--max-sockets-per-user`.
+    pub sockets: Arc<crate::ws::SocketSlots>,
     /// Set when shutdown begins: `/readyz` answers 503 from then on.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -46,7 +48,7 @@ impl AppState {
     /// Opens the database named by the config and wires the bus: in-process for one
     /// node, Redis (`--bus redis://…`) for several nodes sharing the database.
     pub async fn build(config: &Config) -> Result<Self, BuildError> {
-        let store = store::connect(&config.database_url(), config.db_pool).await?;
+        let store = store::connect_with(&config.database_url(), config.db_pool, config.durability).await?;
         store.set_max_held_dms(config.max_held_dms);
         let hub = Arc::new(Hub::with_outbox_bytes(config.outbox_bytes));
         let bus: DynBus = match config.bus.as_deref() {
@@ -70,6 +72,7 @@ impl AppState {
             test_echo_route: config.test_echo_route,
             auth_limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_min))),
             trust_proxy: config.trust_proxy,
+            sockets: Arc::new(crate::ws::SocketSlots::new(config.max_sockets_per_user)),
             draining: Default::default(),
         })
     }

@@ -18,6 +18,18 @@ pub enum RegistrationMode {
     Invite,
 }
 
+/// How hard SQLite works to keep a commit through a power cut (`--durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Durability {
+    /// `synchronous=NORMAL` (WAL): a commit survives a crash of the process, and the
+    /// file is never corrupted; a power cut may lose the last commits.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: the WAL is fsynced at every commit (a batch of messages),
+    /// so an acknowledged message survives a power cut too.
+    Full,
+}
+
 impl RegistrationMode {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -177,6 +189,27 @@ pub struct Config {
     #[arg(long, env = "RTM_MAX_CONNS_PER_ADDR", default_value_t = 256, global = true)]
     pub max_conns_per_addr: usize,
 
+    /// SQLite only: `normal` (a commit survives a process crash, maybe not a power
+    /// cut) or `full` (fsync at every commit batch: survives a power cut; see
+    /// BENCHMARKS.md for the cost).
+    #[arg(long, env = "RTM_DURABILITY", value_enum, default_value_t = Durability::Normal, global = true)]
+    pub durability: Durability,
+
+    /// Open WebSockets one account may hold on this node (tabs, devices, bots); the
+    /// handshake past it is refused with `too_many_connections`. 0: no cap.
+    #[arg(long, env = "RTM_MAX_SOCKETS_PER_USER", default_value_t = 50, global = true)]
+    pub max_sockets_per_user: usize,
+
+    /// Failed sign-ins to one account before each further failure makes it wait
+    /// (1 s, doubling); a browser that signed in to the account before is exempt.
+    #[arg(long, env = "RTM_SIGN_IN_FREE_FAILURES", default_value_t = 5, global = true)]
+    pub sign_in_free_failures: u32,
+
+    /// Longest wait one account's failed sign-ins can impose, in seconds (kept short:
+    /// an attacker must not be able to lock a person out for long).
+    #[arg(long, env = "RTM_SIGN_IN_MAX_DELAY_SECS", default_value_t = 300, global = true)]
+    pub sign_in_max_delay_secs: u64,
+
     /// Address of a second listener serving `GET /metrics` (Prometheus text format),
     /// e.g. `127.0.0.1:9090`. Unset: no metrics. Never served on `--listen`.
     #[arg(long, env = "RTM_METRICS_LISTEN", global = true)]
@@ -275,6 +308,8 @@ impl fmt::Debug for Config {
             .field("http_idle_secs", &self.http_idle_secs)
             .field("http_body_secs", &self.http_body_secs)
             .field("max_conns_per_addr", &self.max_conns_per_addr)
+            .field("durability", &self.durability)
+            .field("max_sockets_per_user", &self.max_sockets_per_user)
             .field("metrics_listen", &self.metrics_listen)
             .finish_non_exhaustive()
     }

@@ -44,7 +44,7 @@ impl From<ChatError> for ApiError {
             | ChatError::Forbidden(_)
             | ChatError::NotMember => StatusCode::FORBIDDEN,
             ChatError::NotFound(_) => StatusCode::NOT_FOUND,
-            ChatError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ChatError::RateLimited | ChatError::SignInDelayed(_) => StatusCode::TOO_MANY_REQUESTS,
             ChatError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ChatError::Internal(detail) => {
                 tracing::error!(error = %detail, "request failed");

@@ -97,7 +97,8 @@ impl HttpDrain {
 /// `--http-body-secs`, `--max-conns-per-addr`).
 #[derive(Debug, Clone, Copy)]
 struct HttpLimits {
-    /// To send a request head, from the connection's start or the previous response.
+    /// To send a request head, from the connection's start or the previous response;
+    /// also how long a response may wait for a client that reads nothing.
     idle: Duration,
     /// To send a whole request body (enforced by `http::extract::Body`).
     body: Duration,
@@ -185,10 +186,9 @@ fn accept_error_is_per_connection(e: &std::io::Error) -> bool {
 /// (`http::extract::Body`; a handler that does not read the body answers at once and
 /// hyper then closes a connection whose body is unfinished). The socket itself is not
 /// wrapped: the WebSocket session needs it bare, and must not inherit these timers.
-/// Not bounded yet: writing a response to a client that does not read it (our
-/// responses are small and the kernel's buffers take them, but a client that pipelines
-/// many requests and reads nothing keeps its connection; the per-address cap bounds
-/// how many).
+/// The response: a write that makes no progress for the idle time fails
+/// ([`http::deadline`]: a client that pipelines requests and reads nothing), a wrapper
+/// the WebSocket upgrade takes off again.
 async fn accept_loop(
     router: axum::Router,
     listener: TcpListener,
@@ -254,7 +254,10 @@ async fn accept_loop(
         )
             .layer(router.clone());
         let conn = http
-            .serve_connection(TokioIo::new(tcp), hyper_util::service::TowerToHyperService::new(service))
+            .serve_connection(
+                TokioIo::new(http::deadline::WriteDeadline::new(tcp, limits.idle)),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
             .with_upgrades();
         let mut stopping = stop.subscribe();
         let alive = alive.clone();

@@ -985,6 +985,113 @@ async fn ipv6_neighbours_share_a_sign_in_budget(b: Backend) {
     assert_eq!(attempt("2001:db8:7:8::1").await, 401, "another /64 has its own");
 }
 
+/// One sign-in attempt as a browser behind a trusting proxy at address `xff`: the
+/// status, the body and the `Retry-After` header.
+async fn sign_in_from(c: &Client, xff: &str, login: &str, password: &str) -> (u16, Value, Option<u64>) {
+    let r = c
+        .http
+        .post(format!("{}/api/login", c.base))
+        .header("x-forwarded-for", xff)
+        .json(&json!({ "login": login, "password": password }))
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let body = serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or(Value::Null);
+    (status, body, retry)
+}
+
+/// Asserts a `sign_in_delayed` answer and returns its wait (seconds), which the header
+/// and the body agree on and which never exceeds the cap.
+#[track_caller]
+fn delayed(got: &(u16, Value, Option<u64>), cap: u64) -> u64 {
+    let (s, b, header) = got;
+    assert_eq!(*s, 429, "expected sign_in_delayed, got {s}: {b}");
+    assert_eq!(b["error"]["code"], "sign_in_delayed", "{b}");
+    let secs = b["error"]["retry_after"].as_u64().expect("retry_after in the body");
+    assert_eq!(Some(secs), *header, "Retry-After agrees with the body");
+    assert!((1..=cap).contains(&secs), "a wait of 1..={cap} s, not {secs}");
+    secs
+}
+
+/// Guesses at one account spread over many addresses (each a fresh browser, on
+/// alternate nodes of a cluster) are slowed down after the free attempts: one guess
+/// per wait, the wait doubling up to a cap of seconds here (minutes by default). The
+/// person's own browser, which signed in before, still gets in during the attack; the
+/// wait ends and a success starts the count over; many guesses sent at once get only
+/// the free ones through; and an unknown login is slowed exactly the same way (no
+/// hint which accounts exist).
+async fn guesses_at_one_account_from_many_addresses_are_slowed(b: Backend) {
+    const FREE: u32 = 3;
+    const CAP: u64 = 3;
+    let srv = TestServer::start_with(b, |c| {
+        c.trust_proxy = true;
+        c.sign_in_free_failures = FREE;
+        c.sign_in_max_delay_secs = CAP;
+    })
+    .await;
+    // Ann's own browser: it signed in once, so it holds a known-device cookie.
+    let _ann = srv.user("ann").await;
+    let home = srv.client();
+    let (s, body, _) = sign_in_from(&home, "192.0.2.1", "ann", &password_of("ann")).await;
+    assert_eq!(s, 200, "{body}");
+    let right = password_of("ann");
+    let guess = |i: u32, login: &'static str| {
+        let c = srv.client();
+        async move { sign_in_from(&c, &format!("198.51.100.{i}"), login, "guess-password").await }
+    };
+
+    for login in ["ann", "nobody"] {
+        // The free attempts and the one that starts the first wait: wrong passwords.
+        for i in 0..=FREE {
+            let got = guess(i, login).await;
+            assert_eq!((got.0, got.1["error"]["code"].as_str()), (401, Some("invalid_credentials")), "{login} #{i}");
+        }
+        // From here on each guess waits its turn.
+        assert_eq!(delayed(&guess(50, login).await, CAP), 1, "the first wait is 1 s");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // The wait has ended: one more guess is checked, and it starts a wait twice as long.
+        let got = guess(51, login).await;
+        assert_eq!(got.0, 401, "the wait has ended: {}", got.1);
+        assert_eq!(delayed(&guess(52, login).await, CAP), 2, "1 s doubled");
+        if login == "ann" {
+            // Meanwhile even the right password is not looked at from a new browser...
+            delayed(&sign_in_from(&srv.client(), "198.51.100.53", "ann", &right).await, CAP);
+            // ...but Ann's own browser is not held up by the attack, on whichever node.
+            let (s, body, _) = sign_in_from(&home, "192.0.2.1", "ann", &right).await;
+            assert_eq!(s, 200, "the known browser gets in during the attack: {body}");
+            let (s, _, _) = sign_in_from(&home, "192.0.2.1", "ann", "typo-password").await;
+            assert_eq!(s, 401, "a typo there is a plain wrong password");
+            // ...and its success handed the guesser no fresh attempts.
+            delayed(&guess(54, "ann").await, CAP);
+        }
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(guess(55, login).await.0, 401);
+        assert_eq!(delayed(&guess(56, login).await, CAP), CAP, "2 s doubled is over the 3 s cap");
+        tokio::time::sleep(Duration::from_millis(CAP * 1000 + 100)).await;
+        assert_eq!(guess(57, login).await.0, 401);
+        assert_eq!(delayed(&guess(58, login).await, CAP), CAP, "never more than the cap");
+        tokio::time::sleep(Duration::from_millis(CAP * 1000 + 100)).await;
+    }
+
+    // After the wait, the right password from a new browser gets in, and the success
+    // starts the count over: the free attempts are free again.
+    let (s, body, _) = sign_in_from(&srv.client(), "192.0.2.2", "ann", &right).await;
+    assert_eq!(s, 200, "{body}");
+    // Many guesses at once (from many addresses, both nodes): only the free ones and
+    // the one that starts the wait reach the password check.
+    let guesses = (0..12).map(|i| {
+        let c = srv.client();
+        async move { sign_in_from(&c, &format!("203.0.113.{i}"), "ann", "guess-password").await.0 }
+    });
+    let mut statuses = futures_util::future::join_all(guesses).await;
+    statuses.sort();
+    let checked = statuses.iter().filter(|&&s| s == 401).count();
+    assert_eq!(checked, FREE as usize + 1, "{statuses:?}");
+    assert!(statuses.iter().all(|&s| s == 401 || s == 429), "{statuses:?}");
+}
+
 /// Names that look like an existing one (Unicode TR39 skeletons) are refused: `aIice`
 /// (capital I) beside `alice`, a Cyrillic о in `Town Square`.
 async fn look_alike_names_are_refused(b: Backend) {
@@ -1026,4 +1133,5 @@ on_both_backends!(
     api_tokens_are_capped,
     ipv6_neighbours_share_a_sign_in_budget,
     look_alike_names_are_refused,
+    guesses_at_one_account_from_many_addresses_are_slowed,
 );

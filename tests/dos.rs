@@ -347,3 +347,112 @@ async fn out_of_descriptors_is_survived_and_logged_once() {
     let lines = log.0.load(Ordering::Relaxed);
     assert!((1..=2).contains(&lines), "the episode is logged once (start and end), not per retry: {lines} lines");
 }
+
+/// Writes pipelined `GET /api/config` requests without ever reading a response, from a
+/// socket with a small receive buffer, until the server closes the connection. Returns
+/// the bytes written.
+async fn pipeline_without_reading(ip: &str, addr: SocketAddr) -> u64 {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    // A small window: the answers pile up in the server's send buffer, not ours.
+    sock.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    sock.bind(format!("{ip}:0").parse().expect("ip")).expect("bind");
+    let mut tcp = sock.connect(addr).await.expect("connect");
+    let batch = format!("GET /api/config HTTP/1.1\r\nHost: {addr}\r\n\r\n").repeat(100);
+    let mut written = 0u64;
+    while tcp.write_all(batch.as_bytes()).await.is_ok() {
+        written += batch.len() as u64;
+    }
+    written
+}
+
+/// A client that pipelines requests and never reads the answers fills the kernel's
+/// buffers; the server's write then waits. It must not wait forever: after
+/// `--http-idle-secs` without progress the connection is closed and its place under
+/// the per-address cap is free again. (The client never stops sending, so the
+/// keep-alive timer, which runs only while the server waits for a request, never
+/// fires: only the write deadline can end these connections.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_responses_is_closed() {
+    let srv = TestServer::start_with(Backend::Sqlite, |c| {
+        c.http_idle_secs = IDLE_SECS;
+        c.max_conns_per_addr = 3;
+    })
+    .await;
+    let addr = srv.addr;
+    let started = Instant::now();
+    let writers: Vec<_> = (0..3).map(|_| tokio::spawn(pipeline_without_reading("127.0.0.3", addr))).collect();
+    // While they stall, they hold 127.0.0.3's three places.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut fourth = connect_from("127.0.0.3", addr).await;
+    assert!(!healthz_on(&mut fourth, addr).await, "the three stalled connections hold the address's places");
+    // Each is closed by the server: the client's next write fails.
+    for w in writers {
+        let written = tokio::time::timeout(Duration::from_secs(IDLE_SECS) + SLACK * 3, w)
+            .await
+            .expect("the server closed a connection whose responses nobody read")
+            .expect("writer");
+        assert!(written > 100_000, "enough requests to fill the buffers: {written} bytes");
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(IDLE_SECS), "closed only after the idle time: {took:?}");
+    // Their places are free again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = connect_from("127.0.0.3", addr).await;
+    assert!(healthz_on(&mut again, addr).await, "the address is served again");
+    // The server is otherwise fine.
+    let ann = srv.user("ann").await;
+    assert_eq!(ann.get("/api/me").await.0, 200);
+}
+
+/// The raw answer to a WebSocket handshake with `cookie`: status line and body.
+async fn handshake_answer(addr: SocketAddr, cookie: &str, origin: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\nCookie: {cookie}\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.expect("answered").expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// One account may hold `--max-sockets-per-user` WebSockets on a node: the next
+/// handshake is refused with 429 `too_many_connections` and the open ones keep
+/// working; a closed one frees its place; other accounts are not affected; API-token
+/// sockets count too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_per_account_are_capped() {
+    let srv = TestServer::start_with(Backend::Sqlite, |c| c.max_sockets_per_user = 3).await;
+    let ann = srv.user("ann").await;
+    let bob = srv.user("bob").await;
+    let room = ann.create_room("lobby", json!({})).await;
+    let mut tabs = vec![ann.ws().await, ann.ws().await, ann.ws().await];
+    let cookie = ann.cookie.clone().expect("cookie");
+    let refused = handshake_answer(srv.addr, &cookie, &srv.origin()).await;
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("\"too_many_connections\""), "{refused}");
+    // An API token is the same account.
+    let (s, b) = ann.post("/api/me/tokens", json!({ "name": "bot" })).await;
+    assert_eq!(s, 201, "{b}");
+    let token = b["token"].as_str().expect("token").to_string();
+    assert_eq!(Ws::connect(srv.addr, None, None, Some(&token)).await.err(), Some(429));
+    // The open ones are untouched.
+    tabs[2].say(room, "still three").await.expect("kept");
+    // Someone else is not counted against ann.
+    let mut bob_tabs = Vec::new();
+    for _ in 0..3 {
+        bob_tabs.push(bob.ws().await);
+    }
+    // A closed tab frees its place (once the server has seen the close).
+    let mut closing = tabs.pop().expect("tab");
+    closing.stream.close(None).await.expect("close");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let again = loop {
+        match Ws::connect(srv.addr, None, None, Some(&token)).await {
+            Ok(ws) => break ws,
+            Err(429) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(s) => panic!("a freed place was not given back: {s}"),
+        }
+    };
+    drop(again);
+}

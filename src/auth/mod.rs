@@ -1,7 +1,11 @@
-//! Credentials: password hashing and the secrets behind sessions, API tokens and
-//! invite links. Secrets are 32 random bytes shown to their holder once (hex) and
-//! stored only as their SHA-256, so a leaked database does not leak live sessions.
+//! Credentials: password hashing, the secrets behind sessions, API tokens and
+//! invite links, the per-account sign-in back-off ([`backoff`]) and the known-device
+//! cookie that is exempt from it ([`device`]). Secrets are 32 random bytes shown to
+//! their holder once (hex) and stored only as their SHA-256, so a leaked database does
+//! not leak live sessions.
 
+pub mod backoff;
+pub mod device;
 pub mod password;
 
 pub use password::{HashError, Hasher};

@@ -1,5 +1,5 @@
 //! The `rtm` binary: parse the config, set up logging, then serve (the default) or run
-//! an admin command against the same database. Thin on purpose: everything else is in
+//! an admin command (accounts, `backup`) against the same database. Thin on purpose: everything else is in
 //! the library, shared with the tests.
 
 use std::io::Read;
@@ -26,6 +26,10 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Copy the SQLite database into a new file PATH while the server keeps running
+    /// (one consistent snapshot; see docs/DEPLOY.md for restoring it). PostgreSQL and
+    /// MariaDB: use pg_dump / mariadb-dump instead.
+    Backup { path: std::path::PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -98,6 +102,7 @@ async fn start() -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await,
         Some(Command::User(cmd)) => user(cli.config, cmd).await,
+        Some(Command::Backup { path }) => backup(cli.config, path).await,
     }
 }
 
@@ -106,6 +111,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     rtm::run(config, listener, rtm::shutdown::signal()).await.context("cannot start")?;
+    Ok(())
+}
+
+async fn backup(config: Config, path: std::path::PathBuf) -> anyhow::Result<()> {
+    let url = config.database_url();
+    if !url.starts_with("sqlite:") {
+        anyhow::bail!(
+            "rtm backup copies a SQLite database; for {} use pg_dump or mariadb-dump (docs/DEPLOY.md, \"Backups\")",
+            rtm::config::redact_url(&url)
+        );
+    }
+    let started = std::time::Instant::now();
+    rtm::store::sqlite::backup(&url, &path).await.with_context(|| format!("cannot back up into {}", path.display()))?;
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!("backed up to {} ({size} bytes, {} ms)", path.display(), started.elapsed().as_millis());
     Ok(())
 }
 

@@ -97,6 +97,19 @@ pub trait Bus: Send + Sync + 'static {
     async fn take_shared(&self, _key: &str, _limit: u32, _window_ms: u64) -> Option<bool> {
         None
     }
+    /// Counts one attempt under `key` in a back-off shared by every node (sign-in
+    /// attempts per account, see `auth::backoff`): `Some(Ok(()))` to go ahead,
+    /// `Some(Err(wait))` to wait first; `clear` (a success) starts the key over.
+    /// `None` when the bus keeps no shared state (one node) or cannot answer: the
+    /// caller's own table applies.
+    async fn shared_backoff(
+        &self,
+        _key: &str,
+        _rule: &crate::auth::backoff::Rule,
+        _clear: bool,
+    ) -> Option<Result<(), std::time::Duration>> {
+        None
+    }
     /// Stops background work (heartbeats) and says goodbye, where there is any.
     async fn close(&self) {}
 }

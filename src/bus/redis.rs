@@ -660,6 +660,49 @@ impl Bus for RedisBus {
         }
     }
 
+    async fn shared_backoff(
+        &self,
+        key: &str,
+        rule: &crate::auth::backoff::Rule,
+        clear: bool,
+    ) -> Option<Result<(), std::time::Duration>> {
+        // `auth::backoff::Table::attempt` as one script: a running wait answers with
+        // what is left of it; otherwise the attempt is counted (the count forgotten
+        // after `forget`) and the wait it earns (`Rule::wait_after`) is set.
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "if ARGV[1] == '1' then redis.call('DEL', KEYS[1], KEYS[2]) return 0 end \
+                 local left = redis.call('PTTL', KEYS[2]) if left > 0 then return left end \
+                 local n = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[5]) \
+                 local free = tonumber(ARGV[2]) \
+                 if n > free then \
+                   local d = math.min(tonumber(ARGV[3]) * 2 ^ math.min(n - free - 1, 30), tonumber(ARGV[4])) \
+                   redis.call('SET', KEYS[2], '1', 'PX', math.floor(d)) end \
+                 return 0",
+            )
+        });
+        let ms = |d: std::time::Duration| d.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
+        let mut cmd = self.0.cmd.clone();
+        let answer = SCRIPT
+            .key(format!("{}:bo:{key}:n", self.0.prefix))
+            .key(format!("{}:bo:{key}:wait", self.0.prefix))
+            .arg(if clear { "1" } else { "0" })
+            .arg(rule.free)
+            .arg(ms(rule.base))
+            .arg(ms(rule.max))
+            .arg(ms(rule.forget))
+            .invoke_async::<i64>(&mut cmd)
+            .await;
+        match answer {
+            Ok(left) if left > 0 => Some(Err(std::time::Duration::from_millis(left as u64))),
+            Ok(_) => Some(Ok(())),
+            Err(e) => {
+                tracing::debug!(error = %e, "shared back-off unavailable; this node's table applies");
+                None
+            }
+        }
+    }
+
     async fn close(&self) {
         let inner = &self.0;
         inner.stopped.store(true, Ordering::SeqCst);

@@ -40,11 +40,18 @@ pub struct ProfileUpdate {
     pub current_password: Option<String>,
 }
 
-/// A successful sign-in: the user and the new session token for the cookie.
+/// A successful sign-in: the user, the new session token for the cookie, and a fresh
+/// known-device cookie for this browser (see `auth::device`; `None` if one could not be
+/// made, which only costs the exemption).
 pub struct LoginOutcome {
     pub user: User,
     pub token: String,
+    pub device: Option<String>,
 }
+
+/// The settings key of the known-device cookies' signing key (hex), shared by every
+/// node through the database.
+const DEVICE_KEY_SETTING: &str = "device_cookie_key";
 
 fn internal(e: impl std::fmt::Display) -> ChatError {
     ChatError::Internal(e.to_string())
@@ -113,21 +120,101 @@ impl Chat {
         }
     }
 
-    /// Signs in with email or username; a new session token every time.
-    pub async fn login(&self, login: &str, password: &str) -> ChatResult<LoginOutcome> {
-        let Some((user, hash)) = self.account_for_login(login).await? else {
+    /// Signs in with email or username; a new session token every time. `device` is
+    /// the browser's known-device cookie, if it sent one.
+    ///
+    /// Each attempt spends the account's back-off budget (`auth::backoff`) before the
+    /// password is even looked at, so guesses from many addresses are slowed too; a
+    /// waiting account answers `SignInDelayed` without checking the password. A browser
+    /// with a valid known-device cookie for the account spends its own budget instead,
+    /// so the person is not locked out by someone else's guessing; its success leaves
+    /// the account's count as it is (it must not hand the guesser fresh attempts). A
+    /// login that matches no account has a budget too (keyed by its hash), so being
+    /// slowed down does not tell which logins exist.
+    pub async fn login(&self, login: &str, password: &str, device: Option<&str>) -> ChatResult<LoginOutcome> {
+        let account = self.account_for_login(login).await?;
+        let budget = match &account {
+            Some((user, _)) => match self.known_device(user.id, device).await? {
+                Some(nonce) => format!("dev:{nonce}"),
+                None => format!("acct:{}", user.id),
+            },
+            None => format!("login:{}", auth::hash_secret(&login.trim().to_lowercase())),
+        };
+        self.sign_in_budget(&budget, false).await?;
+        let Some((user, hash)) = account else {
             self.hasher.verify_dummy(password).await;
             return Err(ChatError::BadCredentials);
         };
         if !self.hasher.verify(password, &hash).await.map_err(internal)? {
+            tracing::info!(user_id = user.id, known_device = budget.starts_with("dev:"), "sign-in failed");
             return Err(ChatError::BadCredentials);
         }
         if user.disabled {
             return Err(ChatError::Disabled);
         }
+        self.sign_in_budget(&budget, true).await?;
         let token = self.start_session(user.id).await?;
+        let device = self.device_cookie(user.id).await;
         tracing::info!(user_id = user.id, "signed in");
-        Ok(LoginOutcome { user, token })
+        Ok(LoginOutcome { user, token, device })
+    }
+
+    /// A fresh known-device cookie for a browser that just proved it is `user`'s (a
+    /// sign-in or the sign-up); `None` if the signing key cannot be had right now.
+    pub async fn device_cookie(&self, user: UserId) -> Option<String> {
+        match self.device_key().await {
+            Ok(key) => auth::device::issue(&key, user),
+            Err(e) => {
+                tracing::warn!(error = %e, "no known-device cookie: the signing key is unavailable");
+                None
+            }
+        }
+    }
+
+    /// The device id of a valid known-device cookie for `user`.
+    async fn known_device(&self, user: UserId, cookie: Option<&str>) -> ChatResult<Option<String>> {
+        let Some(cookie) = cookie else { return Ok(None) };
+        let key = self.device_key().await?;
+        Ok(auth::device::verify(&key, user, cookie).map(str::to_string))
+    }
+
+    /// The key that signs known-device cookies, made at first use. Read each time (a
+    /// sign-in is rare and slow anyway): nodes that raced to make it all use the one
+    /// stored last.
+    async fn device_key(&self) -> ChatResult<Vec<u8>> {
+        let stored = self.store.get_setting(DEVICE_KEY_SETTING).await?;
+        if let Some(key) = stored.and_then(|k| hex::decode(k).ok()).filter(|k| k.len() == 32) {
+            return Ok(key);
+        }
+        let fresh = auth::new_secret().map_err(internal)?;
+        self.store.set_setting(DEVICE_KEY_SETTING, &fresh).await?;
+        let stored = self.store.get_setting(DEVICE_KEY_SETTING).await?.unwrap_or(fresh);
+        hex::decode(stored).map_err(internal)
+    }
+
+    /// Spends one attempt of a sign-in budget (`clear`: a success, the budget starts
+    /// over): the count all nodes share, or this node's when there is none.
+    async fn sign_in_budget(&self, key: &str, clear: bool) -> ChatResult<()> {
+        let rule = self.policy.sign_in;
+        let shared = if self.bus.shared() { self.bus.shared_backoff(key, &rule, clear).await } else { None };
+        let verdict = match shared {
+            Some(v) => {
+                if clear {
+                    self.sign_in_backoff.clear(key);
+                }
+                v
+            }
+            None if clear => {
+                self.sign_in_backoff.clear(key);
+                Ok(())
+            }
+            None => self.sign_in_backoff.attempt(key),
+        };
+        verdict.map_err(|wait| {
+            let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+            tracing::info!(budget = key.split(':').next().unwrap_or(""), wait_secs = secs, "sign-in delayed");
+            ChatError::SignInDelayed(secs)
+        })
     }
 
     /// Opens a session for a user already verified (sign-in, sign-up).

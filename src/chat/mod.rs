@@ -60,6 +60,10 @@ pub enum ChatError {
     NotMember,
     #[error("slow down: too many requests")]
     RateLimited,
+    /// Too many sign-in attempts at this account lately: try again in this many
+    /// seconds (or from a browser that signed in to it before).
+    #[error("too many sign-in attempts for this account; try again in {0} s")]
+    SignInDelayed(u64),
     /// The name looks like an existing one (same TR39 skeleton): `username` or
     /// `room_name`.
     #[error("that {0} looks too much like an existing one; choose another")]
@@ -91,6 +95,7 @@ impl ChatError {
             ChatError::NotFound(_) => "not_found",
             ChatError::NotMember => "not_a_member",
             ChatError::RateLimited => "rate_limited",
+            ChatError::SignInDelayed(_) => "sign_in_delayed",
             ChatError::LookAlike("username") => "username_look_alike",
             ChatError::LookAlike(_) => "room_name_look_alike",
             ChatError::Unavailable => "unavailable",
@@ -161,6 +166,8 @@ pub struct Policy {
     pub auth_per_min: u32,
     /// API tokens one account may hold.
     pub max_api_tokens: usize,
+    /// The per-account sign-in back-off (`auth::backoff`).
+    pub sign_in: crate::auth::backoff::Rule,
 }
 
 impl Policy {
@@ -177,6 +184,13 @@ impl Policy {
             origin: c.origin(),
             auth_per_min: c.auth_rate_per_min.max(1),
             max_api_tokens: c.max_api_tokens,
+            sign_in: crate::auth::backoff::Rule {
+                free: c.sign_in_free_failures,
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(c.sign_in_max_delay_secs.max(1)),
+                // Long enough that a patient guesser (one try per wait) stays at the cap.
+                forget: Duration::from_secs(c.sign_in_max_delay_secs.max(1) * 3).max(Duration::from_secs(900)),
+            },
         }
     }
 
@@ -208,6 +222,9 @@ pub struct Chat {
     registration: parking_lot::RwLock<RegistrationMode>,
     /// Client ids recently delivered in ephemeral rooms (dedup without a store).
     ephemeral_seen: messages::RecentIds,
+    /// Sign-in attempts per account (and per known device) on this node; with several
+    /// nodes the bus keeps the shared count and this is the fallback.
+    sign_in_backoff: crate::auth::backoff::Table,
     /// Disabled accounts already seen by housekeeping.
     known_disabled: parking_lot::Mutex<std::collections::HashSet<UserId>>,
 }
@@ -238,6 +255,7 @@ impl Chat {
         Self::backfill_skeletons(&store).await?;
         search::backfill_in_background(store.clone());
         let social = policy.social_per_min;
+        let sign_in = policy.sign_in;
         let per = NonZeroU32::new(policy.messages_per_10s).unwrap_or(NonZeroU32::MIN);
         let quota =
             Quota::with_period(Duration::from_millis(10_000 / u64::from(per.get())).max(Duration::from_micros(1)))
@@ -263,6 +281,7 @@ impl Chat {
                     .allow_burst(NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN)),
             ),
             registration: parking_lot::RwLock::new(mode),
+            sign_in_backoff: crate::auth::backoff::Table::new(sign_in),
             known_disabled: parking_lot::Mutex::new(Default::default()),
             ephemeral_seen: Default::default(),
         });
@@ -342,6 +361,7 @@ impl Chat {
         self.typing_limiter.retain_recent();
         self.social_limiter.retain_recent();
         self.read_limiter.retain_recent();
+        self.sign_in_backoff.retain_recent();
         // A failed checkpoint must not stop the sweeps below (disabled accounts,
         // expired sessions); the next tick tries again.
         if let Err(e) = self.store.maintain().await {

@@ -114,8 +114,12 @@ async fn register(
     check_rate(&state, addr, &headers).await?;
     let user = state.chat.register(form, false).await?;
     let token = state.chat.start_session(user.id).await?;
+    let device = state.chat.device_cookie(user.id).await;
     let mut res = (StatusCode::CREATED, Json(json!({ "user": UserView::from(user) }))).into_response();
     res.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &token));
+    if let Some(d) = device {
+        res.headers_mut().append(header::SET_COOKIE, device_cookie(&state, &d));
+    }
     Ok(res)
 }
 
@@ -132,10 +136,41 @@ async fn login(
     Body(form): Body<LoginForm>,
 ) -> Result<Response, ApiError> {
     check_rate(&state, addr, &headers).await?;
-    let out = state.chat.login(&form.login, &form.password).await?;
+    let device = cookie_value(&headers, &device_cookie_name(&state));
+    let out = match state.chat.login(&form.login, &form.password, device.as_deref()).await {
+        Ok(out) => out,
+        Err(ChatError::SignInDelayed(secs)) => return Ok(sign_in_delayed(secs)),
+        Err(e) => return Err(e.into()),
+    };
     let mut res = Json(json!({ "user": UserView::from(out.user) })).into_response();
     res.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &out.token));
+    if let Some(d) = out.device {
+        res.headers_mut().append(header::SET_COOKIE, device_cookie(&state, &d));
+    }
     Ok(res)
+}
+
+/// The known-device cookie (`rtm_device`, `__Host-rtm_device` over https), named after
+/// the session cookie.
+fn device_cookie_name(state: &AppState) -> String {
+    state.cookie_name.replace("rtm_session", "rtm_device")
+}
+
+/// Lives about a year, and is renewed at every sign-in: it only exempts this browser
+/// from the account's sign-in back-off (`auth::device`).
+fn device_cookie(state: &AppState, value: &str) -> HeaderValue {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let v = format!("{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000{secure}", device_cookie_name(state));
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// 429 `sign_in_delayed` with when to try again, as `Retry-After` and in the body.
+fn sign_in_delayed(secs: u64) -> Response {
+    let e = ChatError::SignInDelayed(secs);
+    let body = json!({ "error": { "code": e.code(), "message": e.public_message(), "retry_after": secs } });
+    let mut res = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
 }
 
 /// Ends the session on the server (if any) and clears the cookie; succeeds either way.

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod deadline;
 pub mod extract;
 pub mod rooms;
 pub mod search;

@@ -399,9 +399,15 @@ pub type DynStore = Arc<dyn Store>;
 
 /// Opens the store a URL names (`sqlite:`, `postgres:` or `mysql:`) and brings its schema up to date.
 pub async fn connect(url: &str, pool_size: u32) -> StoreResult<DynStore> {
+    connect_with(url, pool_size, sqlite::Durability::Normal).await
+}
+
+/// [`connect`] with SQLite's `--durability` (the other databases have their own
+/// server-side settings).
+pub async fn connect_with(url: &str, pool_size: u32, durability: sqlite::Durability) -> StoreResult<DynStore> {
     sqlx::any::install_default_drivers();
     let store = if url.starts_with("sqlite:") {
-        sqlite::open(url, pool_size).await?
+        sqlite::open(url, pool_size, durability).await?
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         postgres::open(url, pool_size).await?
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {

@@ -1,6 +1,7 @@
 //! The WebSocket endpoint `GET /ws`: authenticates the handshake (session cookie with a
 //! same-origin check, or a bearer token), answers the upgrade, and hands the bare TCP
-//! socket to [`session`]. We take the socket itself, not a wrapped stream: publishers
+//! socket to [`session`]; an account holds at most `--max-sockets-per-user` sockets
+//! per node ([`SocketSlots`]). We take the socket itself, not a wrapped stream: publishers
 //! write to it directly ([`outbox`]), and tungstenite's codec reads from it. The frame
 //! types live in [`protocol`].
 
@@ -18,8 +19,12 @@ use tokio::net::TcpStream;
 
 use crate::{
     app::AppState,
+    domain::UserId,
     error::ApiError,
-    http::extract::{Credentials, authenticate},
+    http::{
+        deadline::WriteDeadline,
+        extract::{Credentials, authenticate},
+    },
 };
 
 pub async fn handler(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
@@ -35,6 +40,8 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Result<Resp
     }
     let actor = Box::new(authenticate(&state.chat, creds).await?);
     let accept = accept_key(&parts.method, &parts.headers)?;
+    // Held for the session's life: given back when it ends (or the upgrade fails).
+    let slot = state.sockets.take(actor.user.id)?;
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
         return Err(not_websocket(StatusCode::UPGRADE_REQUIRED, "the connection cannot be upgraded"));
     };
@@ -48,18 +55,20 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Result<Resp
                 return;
             }
         };
-        // Our own accept loop (`crate::serve`) serves plain TCP streams, so this holds.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // Our own accept loop (`crate::serve`) serves TCP streams with a write deadline
+        // (taken off here: the session has its own rule for a peer that reads nothing).
+        match upgraded.downcast::<TokioIo<WriteDeadline<TcpStream>>>() {
             Ok(parts) => {
                 let hyper::upgrade::Parts { io, read_buf, .. } = parts;
                 // Copied out and dropped now: even empty, the `Bytes` keeps hyper's
                 // whole read buffer alive for as long as it lives.
                 let early = read_buf.to_vec();
                 drop(read_buf);
-                session::run(io.into_inner(), early, chat, hub, actor).await
+                session::run(io.into_inner().into_inner(), early, chat, hub, actor).await
             }
             Err(_) => tracing::error!("an upgraded connection is not a TCP stream"),
         }
+        drop(slot);
     };
     tokio::spawn(fut);
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
@@ -68,6 +77,66 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Result<Resp
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     Ok(res)
+}
+
+/// Open WebSockets per account on this node (`--max-sockets-per-user`). One account
+/// with thousands of sockets (a buggy script, a stolen token) would cost the node
+/// ~4 KiB and a descriptor each, and a fan-out write each per message: past the cap
+/// the handshake is refused (`too_many_connections`, 429), and the sockets already
+/// open are left alone (closing the oldest would let a runaway client knock the
+/// person's own tabs off). The count is per node: with several nodes an account may
+/// hold the cap on each.
+pub struct SocketSlots {
+    cap: usize,
+    open: parking_lot::Mutex<std::collections::HashMap<UserId, usize>>,
+}
+
+/// One open WebSocket's place in [`SocketSlots`]; given back on drop.
+pub struct SocketSlot {
+    slots: std::sync::Arc<SocketSlots>,
+    user: UserId,
+}
+
+impl SocketSlots {
+    /// `cap` sockets per account; 0: no cap.
+    pub fn new(cap: usize) -> Self {
+        SocketSlots { cap, open: Default::default() }
+    }
+
+    /// A place for one more socket of `user`, or the error for the handshake.
+    pub fn take(self: &std::sync::Arc<Self>, user: UserId) -> Result<SocketSlot, ApiError> {
+        let mut open = self.open.lock();
+        let n = open.entry(user).or_insert(0);
+        if self.cap > 0 && *n >= self.cap {
+            tracing::info!(
+                user_id = user,
+                cap = self.cap,
+                "websocket refused: the account's connection cap is reached"
+            );
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                format!(
+                    "this account already has {} open connections to this server; close a tab or device first",
+                    self.cap
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(SocketSlot { slots: self.clone(), user })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock();
+        if let Some(n) = open.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
 }
 
 fn not_websocket(status: StatusCode, why: &str) -> ApiError {

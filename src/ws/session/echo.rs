@@ -79,10 +79,10 @@ async fn handler(State(state): State<AppState>, req: Request) -> Result<Response
             }
         };
         // As in `ws::handler`: our accept loop serves plain TCP streams.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        match upgraded.downcast::<TokioIo<crate::http::deadline::WriteDeadline<TcpStream>>>() {
             Ok(parts) => {
                 let early = parts.read_buf.to_vec();
-                run(parts.io.into_inner(), early, max, frames, bytes).await
+                run(parts.io.into_inner().into_inner(), early, max, frames, bytes).await
             }
             Err(_) => tracing::error!("an upgraded connection is not a TCP stream"),
         }
