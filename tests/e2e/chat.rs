@@ -457,7 +457,20 @@ pub async fn reading(d: &Driver) -> Result<()> {
     )
     .await?;
 
-    // A tab in the background reads nothing; coming back reads what is on screen.
+    // A tab in the background reads nothing; coming back reads what is on screen. The
+    // page notes how it was when each new message was put on screen, so the check
+    // below is not passed by messages that simply arrived late.
+    kim.js(
+        "window.__arrivals = [];
+         new MutationObserver((records) => {
+           for (const r of records) for (const n of r.addedNodes)
+             if (n.classList?.contains('msg')) window.__arrivals.push({
+               text: n.querySelector('.text')?.textContent, visible: document.visibilityState, focus: document.hasFocus(),
+             });
+         }).observe(document.getElementById('messages'), { childList: true });",
+        vec![],
+    )
+    .await?;
     let home = kim.c.window().await?;
     let other = kim.c.new_window(true).await?;
     kim.c.switch_to_window(other.handle).await?;
@@ -469,6 +482,12 @@ pub async fn reading(d: &Driver) -> Result<()> {
     kim.c.close_window().await?;
     kim.c.switch_to_window(home).await?;
     kim.wait_msg("news item 63").await?;
+    let arrivals = kim.js("return window.__arrivals;", vec![]).await?;
+    let arrivals = arrivals.as_array().cloned().unwrap_or_default();
+    ensure!(
+        arrivals.len() == 3 && arrivals.iter().all(|a| a["visible"] == "hidden" || a["focus"] == false),
+        "the three messages reached the page while its tab was in the background: {arrivals:?}"
+    );
     wait_read_seq(&kim_api, news, more[2]).await.context("back in the tab, the new messages are read")?;
 
     // Leo's avatar in #lobby has the same colour.
