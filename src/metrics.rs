@@ -66,7 +66,10 @@ pub static BUS_RECEIVED: Count = Count::new();
 pub static BUS_RECEIVE_BACKLOG: Count = Count::new();
 
 /// The command types counted; anything newer counts as `other` until listed here.
-const COMMANDS: [&str; 9] = ["send", "history", "resume", "join", "leave", "typing", "read", "ping", "other"];
+const COMMANDS: [&str; 13] = [
+    "send", "history", "resume", "join", "leave", "typing", "read", "ping", "edit", "delete", "react", "notify",
+    "other",
+];
 static COMMAND_COUNTS: [Count; COMMANDS.len()] = [const { Count::new() }; COMMANDS.len()];
 
 /// Counts one decoded WebSocket command by its type.
@@ -82,7 +85,11 @@ pub fn command(f: &ClientFrame) {
         ClientFrame::Typing { .. } => 5,
         ClientFrame::Read { .. } => 6,
         ClientFrame::Ping { .. } => 7,
-        _ => 8,
+        ClientFrame::Edit { .. } => 8,
+        ClientFrame::Delete { .. } => 9,
+        ClientFrame::React { .. } => 10,
+        ClientFrame::Notify { .. } => 11,
+        _ => 12,
     };
     COMMAND_COUNTS[i].inc();
 }
