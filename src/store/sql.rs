@@ -1195,14 +1195,28 @@ impl Store for SqlStore {
             let tuples: Vec<String> = (0..n)
                 .map(|k| format!("({}, {}, {})", self.ph(3 * k + 1), self.ph(3 * k + 2), self.ph(3 * k + 3)))
                 .collect();
-            // A row-value IN over VALUES: both databases answer it from the unique
-            // (room_id, author_id, client_id) index. MySQL takes the row values as a
-            // plain list (and answers from the same index).
-            let values = if self.backend == Backend::Mysql { "" } else { "VALUES " };
-            let sql = format!(
-                "SELECT room_id, author_id, client_id, seq FROM messages WHERE (room_id, author_id, client_id) IN ({values}{})",
-                tuples.join(", ")
-            );
+            // PostgreSQL and MySQL answer a row-value IN (over VALUES; MySQL takes a
+            // plain list) from the unique (room_id, author_id, client_id) index.
+            // SQLite does not: its index is partial (client_id IS NOT NULL), which an
+            // IN does not prove, so one tuple walked the room's whole primary key and
+            // two scanned the table (~0.3 ms of the writer per commit at 1,000 kept
+            // messages a room: BENCHMARKS.md, issue 16). A join on VALUES, VALUES
+            // first, is one index search per tuple.
+            let sql = match self.backend {
+                Backend::Sqlite => format!(
+                    "SELECT m.room_id AS room_id, m.author_id AS author_id, m.client_id AS client_id, m.seq AS seq
+                       FROM (VALUES {}) AS v CROSS JOIN messages AS m
+                       ON m.room_id = v.column1 AND m.author_id = v.column2 AND m.client_id = v.column3",
+                    tuples.join(", ")
+                ),
+                Backend::Postgres | Backend::Mysql => {
+                    let values = if self.backend == Backend::Mysql { "" } else { "VALUES " };
+                    format!(
+                        "SELECT room_id, author_id, client_id, seq FROM messages WHERE (room_id, author_id, client_id) IN ({values}{})",
+                        tuples.join(", ")
+                    )
+                }
+            };
             let mut q = self.q(sql);
             for k in 0..n {
                 let m = &batch[chunk[k.min(chunk.len() - 1)]];

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use sqlx::{Executor, any::AnyPoolOptions};
+use sqlx::{Executor, Row, any::AnyPoolOptions};
 
 use super::{
     StoreError, StoreResult,
@@ -57,8 +57,56 @@ async fn setup(conn: &mut sqlx::AnyConnection, writer: bool, durability: Durabil
         // The writer never checkpoints on commit (that copy and its fsync would stall
         // every append behind it, the DM latency tail): `maintain` does it off the path.
         conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+        // A WAL that a burst grew past this is cut back to it when the log restarts
+        // (the first commit after a complete checkpoint): smaller ones are reused.
+        conn.execute("PRAGMA journal_size_limit = 67108864").await?;
     }
     Ok(())
+}
+
+/// Largest WAL kept for reuse after the log restarts (`journal_size_limit` in
+/// [`setup`], which needs a literal: keep the two equal).
+pub const WAL_LIMIT_BYTES: u64 = 64 << 20;
+/// A WAL that no commit has touched for this long, and that a checkpoint copied
+/// entirely, is truncated to nothing: a quiet server gives the space back, and its
+/// next start has no log to read.
+pub const WAL_QUIET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Housekeeping of the WAL (every tick, from `Store::maintain`): copy it into the
+/// database (`SqlStore::checkpoint`), and at a quiet moment truncate it. Under load the
+/// log is reused, never truncated: truncating and re-growing it stalled appends by
+/// ~35 ms. Returns the log's frames and those copied, and whether it was truncated.
+pub(crate) async fn maintain_wal(store: &SqlStore) -> StoreResult<(i64, i64, bool)> {
+    maintain_wal_after(store, WAL_QUIET).await
+}
+
+/// [`maintain_wal`] with the quiet time as a parameter (tests).
+async fn maintain_wal_after(store: &SqlStore, quiet: std::time::Duration) -> StoreResult<(i64, i64, bool)> {
+    let (log, copied) = store.checkpoint().await?;
+    if log == 0 || copied < log {
+        return Ok((log, copied, false));
+    }
+    let file: String = store.q("PRAGMA database_list").fetch_one(&store.pool).await?.try_get("file")?;
+    if file.is_empty() {
+        return Ok((log, copied, false));
+    }
+    // Commits write the WAL; checkpoints only read it: its mtime is the last commit.
+    let idle = std::fs::metadata(format!("{file}-wal"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default();
+    if idle < quiet {
+        return Ok((log, copied, false));
+    }
+    // From the writer: nothing appends meanwhile. TRUNCATE waits (busy timeout) for
+    // readers still on the log's pages; after 10 quiet seconds there are none.
+    let row = store.q("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&store.writer).await?;
+    let busy: i64 = row.try_get(0)?;
+    if busy == 0 {
+        tracing::debug!(frames = log, "quiet: WAL checkpointed and truncated");
+    }
+    Ok((log, copied, busy == 0))
 }
 
 /// Copies the live database at `url` into a new file `dest` (`rtm backup`): one
@@ -104,7 +152,7 @@ pub async fn backup(url: &str, dest: &Path) -> StoreResult<()> {
 mod tests {
     use sqlx::Executor;
 
-    use super::open;
+    use super::{WAL_LIMIT_BYTES, maintain_wal, maintain_wal_after, open};
 
     fn wal_len(dir: &std::path::Path) -> u64 {
         std::fs::metadata(dir.join("t.db-wal")).map(|m| m.len()).unwrap_or(0)
@@ -184,5 +232,39 @@ mod tests {
         assert_eq!(copied, log);
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&store.pool).await.unwrap();
         assert_eq!(n, 62);
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_bounded_under_load_and_truncated_when_quiet() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            open(&format!("sqlite:{}", dir.path().join("t.db").display()), 2, super::Durability::Normal).await.unwrap();
+        store.writer.execute("CREATE TABLE t (x BLOB)").await.unwrap();
+        // A burst of ~80 MiB between two checkpoints grows the log past the limit...
+        for _ in 0..400 {
+            sqlx::query("INSERT INTO t VALUES (randomblob(200000))").execute(&store.writer).await.unwrap();
+        }
+        assert!(wal_len(dir.path()) > WAL_LIMIT_BYTES);
+        // ...a busy tick copies it but leaves it (it was written just now)...
+        let (log, copied, truncated) = maintain_wal(&store).await.unwrap();
+        assert!(log > 0 && copied == log && !truncated);
+        // ...and the next commit restarts the log, cut back to the limit.
+        sqlx::query("INSERT INTO t VALUES (x'00')").execute(&store.writer).await.unwrap();
+        let after = wal_len(dir.path());
+        assert!(after <= WAL_LIMIT_BYTES, "WAL {after} bytes after the restart");
+        assert!(after > 0, "below the limit the log is reused, not truncated");
+        // Quiet (no commit for the quiet time): the log is copied and truncated.
+        let (_, _, truncated) = maintain_wal_after(&store, std::time::Duration::ZERO).await.unwrap();
+        assert!(truncated);
+        assert_eq!(wal_len(dir.path()), 0);
+        // Nothing was lost, and writing goes on.
+        sqlx::query("INSERT INTO t VALUES (x'01')").execute(&store.writer).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(n, 402);
+        // An empty log is left alone.
+        maintain_wal_after(&store, std::time::Duration::ZERO).await.unwrap();
+        let (log, _, truncated) = maintain_wal_after(&store, std::time::Duration::ZERO).await.unwrap();
+        assert!(log == 0 && !truncated);
     }
 }
