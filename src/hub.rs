@@ -104,6 +104,12 @@ pub type ConnId = u64;
 
 /// Members written to by one task during a fan-out.
 const WRITE_CHUNK: usize = 64;
+/// From this many sockets to write, a fan-out is split over at least two tasks, so the
+/// other core takes half (a runtime worker with two tasks queued wakes an idle one to
+/// steal). Below it the publisher writes them itself: a DM's one or two writes cost
+/// less than a task hand-off. Issue 16: twenty 50-member rooms had every commit's
+/// writes done by the pipeline task, in series, on one core.
+const SPREAD_FROM: usize = 16;
 
 /// Writes the queued frames of connections whose writing a fan-out took over.
 fn write_all(conns: &[Arc<Conn>]) {
@@ -326,12 +332,15 @@ impl Hub {
                 }
             }
         }
-        // A large fan-out's writes are spread over tasks, so both cores share it and
-        // the caller (the pipeline) is not held up by it.
+        // A fan-out's writes are spread over tasks (at least two, at most 64 sockets
+        // each), so both cores share it and the caller (the pipeline) is not held up
+        // by it; a small one is written here.
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) if owned.len() > WRITE_CHUNK => {
+            Ok(rt) if owned.len() >= SPREAD_FROM => {
+                let tasks = owned.len().div_ceil(WRITE_CHUNK).max(2);
+                let per = owned.len().div_ceil(tasks);
                 while !owned.is_empty() {
-                    let chunk: Vec<_> = owned.drain(..owned.len().min(WRITE_CHUNK)).collect();
+                    let chunk: Vec<_> = owned.drain(..owned.len().min(per)).collect();
                     rt.spawn(async move { write_all(&chunk) });
                 }
             }
