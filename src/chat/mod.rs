@@ -227,6 +227,8 @@ pub struct Chat {
     sign_in_backoff: crate::auth::backoff::Table,
     /// Disabled accounts already seen by housekeeping.
     known_disabled: parking_lot::Mutex<std::collections::HashSet<UserId>>,
+    /// Big rooms' presence changes waiting for their window (`presence.rs`).
+    presence_batch: presence::Batcher,
 }
 
 const REGISTRATION_KEY: &str = "registration_mode";
@@ -284,6 +286,7 @@ impl Chat {
             sign_in_backoff: crate::auth::backoff::Table::new(sign_in),
             known_disabled: parking_lot::Mutex::new(Default::default()),
             ephemeral_seen: Default::default(),
+            presence_batch: Default::default(),
         });
         // The bus reports what other nodes did (several nodes only); it holds the
         // chat weakly, since the chat owns it.

@@ -1,24 +1,104 @@
 //! Presence: a person is online while at least one of their connections is open, and
 //! each room's other members hear when that changes. Live only: never stored, never
 //! replayed; a connection gets the current list of each of its rooms when it starts.
+//!
+//! In a big room every change would reach every member: a thousand people connecting
+//! to a 1,000-member room is a million `presence_change` frames, a write to every
+//! member's socket for each. So a room of [`BATCH_FROM`] members or more gathers its
+//! changes for [`WINDOW`] and sends them as ONE frame, a JSON array of
+//! `presence_change` objects (the latest change per person), published once: a write
+//! per member per window instead of per change. Clients already read arrays
+//! (docs/PROTOCOL.md §3.3, §3.5), so old clients keep working. Smaller rooms hear each
+//! change at once, as before.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use parking_lot::Mutex;
 
 use super::{Actor, Chat, ChatResult};
 use crate::{
+    bus::DynBus,
     domain::{RoomId, UserId},
-    hub::Topic,
-    ws::protocol::{RoomInfo, ServerFrame},
+    hub::{Envelope, Topic},
+    ws::{
+        outbox::MAX_COALESCE,
+        protocol::{RoomInfo, ServerFrame, encode_batch},
+    },
 };
+
+/// Rooms with at least this many members batch their presence changes.
+pub const BATCH_FROM: usize = 100;
+/// How long a big room gathers presence changes before sending them.
+pub const WINDOW: Duration = Duration::from_millis(250);
+
+/// Presence changes (who, online?) waiting for their window, per room, in order.
+type Pending = HashMap<RoomId, Vec<(UserId, bool)>>;
+
+/// Big rooms' presence changes waiting for their window.
+#[derive(Default)]
+pub(super) struct Batcher {
+    pending: Arc<Mutex<Pending>>,
+}
+
+impl Batcher {
+    /// Queues a change; the first change of a room's window starts the timer that
+    /// publishes the window's frame.
+    fn push(&self, bus: &DynBus, room: RoomId, user: UserId, online: bool) {
+        let mut p = self.pending.lock();
+        let list = p.entry(room).or_default();
+        let first = list.is_empty();
+        list.push((user, online));
+        drop(p);
+        if !first {
+            return;
+        }
+        let (pending, bus) = (self.pending.clone(), bus.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(WINDOW).await;
+            let changes = pending.lock().remove(&room).unwrap_or_default();
+            let envs: Vec<Envelope> =
+                window_frames(room, &changes).into_iter().map(|f| Envelope::frame(Topic::Room(room), f)).collect();
+            if !envs.is_empty()
+                && let Err(e) = bus.publish_batch(envs).await
+            {
+                tracing::warn!(error = %e, room, "publishing presence changes failed");
+            }
+        });
+    }
+}
+
+/// The frames of a window: one `presence_change` per person, their latest, in the
+/// order people first changed, as arrays of at most `MAX_COALESCE` (the protocol's
+/// bound on an array); a lone change goes as a plain object.
+fn window_frames(room: RoomId, changes: &[(UserId, bool)]) -> Vec<bytes::Bytes> {
+    let mut latest: Vec<(UserId, bool)> = Vec::with_capacity(changes.len());
+    let mut at: HashMap<UserId, usize> = HashMap::with_capacity(changes.len());
+    for &(user, online) in changes {
+        match at.get(&user) {
+            Some(&i) => latest[i].1 = online,
+            None => {
+                at.insert(user, latest.len());
+                latest.push((user, online));
+            }
+        }
+    }
+    let frames: Vec<ServerFrame> =
+        latest.into_iter().map(|(user, online)| ServerFrame::PresenceChange { room, user, online }).collect();
+    frames
+        .chunks(MAX_COALESCE)
+        .map(|c| match c {
+            [one] => one.encode(),
+            _ => encode_batch(c),
+        })
+        .collect()
+}
 
 impl Chat {
     /// A connection of `actor` opened; `rooms` are the rooms it listens to.
     pub async fn connected(&self, actor: &Actor, rooms: &[RoomInfo]) -> ChatResult<()> {
         if self.bus.connected(actor.user.id).await? {
             for r in rooms {
-                self.publish(
-                    Topic::Room(r.id),
-                    &ServerFrame::PresenceChange { room: r.id, user: actor.user.id, online: true },
-                )
-                .await?;
+                self.presence_change(r.id, actor.user.id, true).await?;
             }
         }
         Ok(())
@@ -28,10 +108,22 @@ impl Chat {
     pub async fn disconnected(&self, user: UserId, rooms: &[RoomId]) -> ChatResult<()> {
         if self.bus.disconnected(user).await? {
             for r in rooms {
-                self.publish(Topic::Room(*r), &ServerFrame::PresenceChange { room: *r, user, online: false }).await?;
+                self.presence_change(*r, user, false).await?;
             }
         }
         Ok(())
+    }
+
+    /// Tells a room that a member came online or went offline: at once in a small
+    /// room, with the room's window in a big one.
+    async fn presence_change(&self, room: RoomId, user: UserId, online: bool) -> ChatResult<()> {
+        let big = self.room_entry(room).await.is_ok_and(|e| e.members.len() >= BATCH_FROM);
+        if big {
+            self.presence_batch.push(&self.bus, room, user, online);
+            Ok(())
+        } else {
+            self.publish(Topic::Room(room), &ServerFrame::PresenceChange { room, user, online }).await
+        }
     }
 
     /// The `presence` frame of a room: who among its members is online now.
@@ -47,5 +139,36 @@ impl Chat {
     pub(super) async fn send_presence_snapshot(&self, user: UserId, room: RoomId) -> ChatResult<()> {
         let frame = self.presence_frame(room).await?;
         self.publish(Topic::User(user), &frame).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_COALESCE, window_frames};
+
+    #[test]
+    fn a_window_sends_each_persons_latest_change_once() {
+        assert!(window_frames(5, &[]).is_empty());
+        let one = window_frames(5, &[(3, true)]);
+        assert_eq!(one.len(), 1);
+        assert_eq!(&one[0][..], br#"{"type":"presence_change","room":5,"user":3,"online":true}"#);
+        let many = window_frames(5, &[(3, true), (4, true), (3, false), (7, false), (4, true)]);
+        assert_eq!(many.len(), 1);
+        assert_eq!(
+            std::str::from_utf8(&many[0]).unwrap(),
+            concat!(
+                r#"[{"type":"presence_change","room":5,"user":3,"online":false},"#,
+                r#"{"type":"presence_change","room":5,"user":4,"online":true},"#,
+                r#"{"type":"presence_change","room":5,"user":7,"online":false}]"#
+            )
+        );
+        // A window of many people: arrays of at most 256 objects, nobody lost.
+        let crowd: Vec<(i64, bool)> = (0..600).map(|u| (u, true)).collect();
+        let frames = window_frames(5, &crowd);
+        let sizes: Vec<usize> = frames
+            .iter()
+            .map(|f| serde_json::from_slice::<serde_json::Value>(f).unwrap().as_array().map_or(1, Vec::len))
+            .collect();
+        assert_eq!(sizes, [MAX_COALESCE, MAX_COALESCE, 600 - 2 * MAX_COALESCE]);
     }
 }
