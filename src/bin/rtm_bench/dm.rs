@@ -129,6 +129,7 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
                 start_us,
                 until: start + duration,
                 id_prefix: id_prefix.clone(),
+                pad: 0,
             };
             handles.push(load::spawn_sender(sink, pace, sh.clone()));
         }
@@ -166,6 +167,7 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
         None => (0.0, crate::load::Cpu::default(), None, None),
     };
     let latency = hist.as_ref().map(Latency::of).unwrap_or_default();
+    let us_per = cpu_use.us_per(received);
     let ok = errors == 0 && lost == 0 && duplicates == 0 && sent == acked && hist.is_some();
     let mut human = vec![
         format!(
@@ -186,7 +188,12 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
             "sent {sent}, acked {acked}, delivered {received}/{expected}, lost {lost}, duplicates {duplicates}, errors {errors}"
         ),
         format!("peer latency: {}", latency.line()),
-        format!("cpu % of one core, server/bench/others: {}", cpu_use.short()),
+        format!(
+            "cpu % of one core, server/bench/others: {}; cpu µs per delivery, server/bench: {}/{}",
+            cpu_use.short(),
+            opt(us_per.0),
+            opt(us_per.1)
+        ),
     ];
     if nodes > 1 {
         human.insert(1, format!("{nodes} nodes: one side of each pair on node 0, the other on the others in turn"));
@@ -217,6 +224,7 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
             "lost": lost, "duplicates": duplicates, "errors": errors, "connect_errors": connect_errors,
             "messages_per_s": report::r3(acked as f64 / duration.as_secs_f64()),
             "drain_s": report::r3(drain_s), "cpu": cpu_use, "redis": redis,
+            "server_us_per_delivery": us_per.0, "bench_us_per_delivery": us_per.1,
             "latency": latency, "error_samples": sh.errors.samples(),
         }),
         ok,

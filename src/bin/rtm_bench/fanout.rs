@@ -76,6 +76,11 @@ pub struct FanoutArgs {
     /// A step with a higher p99 (ms) is past saturation.
     #[arg(long, default_value_t = 100.0)]
     pub p99_limit_ms: f64,
+    /// Open the connections at this many per second (open loop; 0: as fast as
+    /// --connect-concurrency allows). The connect latency (due → `hello`) and the
+    /// `presence_change` objects the members received while connecting are reported.
+    #[arg(long, default_value_t = 0.0)]
+    pub connect_rate: f64,
     /// With several nodes: receivers on every node in turn (node 0 too); the latency
     /// of the deliveries that stayed on node 0 is reported apart.
     #[arg(long)]
@@ -98,6 +103,9 @@ pub struct Step {
     pub drain_s: f64,
     /// CPU % of one core: server / bench / everything else on the machine.
     pub cpu: load::Cpu,
+    /// Server CPU µs per delivery (server CPU seconds / deliveries), and the bench's.
+    pub server_us_per_delivery: Option<f64>,
+    pub bench_us_per_delivery: Option<f64>,
     /// What Redis did meanwhile, when the target has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisUse>,
@@ -162,10 +170,13 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
         })
         .collect();
     let several = t.several();
-    load::connect_many(
+    let connect_t0 = Instant::now();
+    let connect_cpu = CpuMeter::start(&t);
+    let connect_hist = load::connect_paced(
         |i| t.node_ep(node_of[i]),
         &cookies,
         c.connect_concurrency,
+        Some(a.connect_rate),
         &pb,
         &sh.errors,
         |i, ws, _| {
@@ -184,9 +195,17 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
     )
     .await;
     pb.finish_and_clear();
+    let connect_s = connect_t0.elapsed().as_secs_f64();
     let connect_errors = sh.errors.count();
     // Let the presence announcements of the new connections pass before measuring.
     tokio::time::sleep(Duration::from_secs_f64(a.settle)).await;
+    let connect_cpu = connect_cpu.read();
+    let connect = json!({
+        "rate": a.connect_rate, "seconds": report::r3(connect_s),
+        "latency": Latency::of(&connect_hist),
+        "presence_changes": Counters::get(&sh.counters.presence_changes),
+        "cpu": connect_cpu,
+    });
     sh.counters.reset_step();
     sh.latency.take();
     sh.latency_local.take();
@@ -250,7 +269,14 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
         ),
         format!("server RSS idle {} KiB, with connections {} KiB", opt(rss_idle), opt(rss_loaded)),
         format!(
-            "{:>9} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6} {:>12}",
+            "connect: {total} in {connect_s:.1} s{}, due → hello {}; {} presence_change objects received by the end of the settle time; cpu s/b/o % {}",
+            if a.connect_rate > 0.0 { format!(" at {}/s", a.connect_rate) } else { String::new() },
+            Latency::of(&connect_hist).line(),
+            Counters::get(&sh.counters.presence_changes),
+            connect_cpu.short(),
+        ),
+        format!(
+            "{:>9} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6} {:>15} {:>11}",
             "rate/s",
             "deliveries/s",
             "p50 ms",
@@ -260,7 +286,8 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             "max ms",
             "lost",
             "errors",
-            "cpu s/b/o %"
+            "cpu s/b/o %",
+            "µs/dlv s/b"
         ),
     ];
     if several {
@@ -284,7 +311,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             split_lines.push(format!("{:>9}: same node as the senders: {}", s.rate, l.line()));
         }
         human.push(format!(
-            "{:>9} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>6} {:>12}",
+            "{:>9} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>6} {:>15} {:>11}",
             s.rate,
             s.deliveries_per_s,
             s.latency.p50_ms,
@@ -294,7 +321,8 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             s.latency.max_ms,
             s.lost,
             s.errors,
-            s.cpu.short()
+            s.cpu.short(),
+            format!("{}/{}", opt(s.server_us_per_delivery), opt(s.bench_us_per_delivery))
         ));
     }
     human.extend(split_lines);
@@ -320,7 +348,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             "outbox_frames": c.outbox_frames, "nodes": nodes, "spawn_cluster": c.spawn_cluster, "mixed": a.mixed,
         }),
         results: json!({
-            "connect_errors": connect_errors,
+            "connect_errors": connect_errors, "connect": connect,
             "rss_idle_kib": rss_idle, "rss_loaded_kib": rss_loaded,
             "steps": steps, "saturation": saturation, "server_log_lines": log_lines,
             "error_samples": sh.errors.samples(),
@@ -362,6 +390,7 @@ async fn run_step(
             start_us,
             until,
             id_prefix: id_prefix.clone(),
+            pad: 0,
         };
         handles.push((conn, room, load::spawn_sender(sink, pace, sh.clone())));
     }
@@ -383,7 +412,10 @@ async fn run_step(
     let window = (last.saturating_sub(start_us) as f64 / 1e6).max(duration.as_secs_f64());
     let h = sh.latency.take();
     let local = sh.latency_local.take();
+    let (server_us, bench_us) = cpu.us_per(received);
     Ok(Step {
+        server_us_per_delivery: server_us,
+        bench_us_per_delivery: bench_us,
         rate,
         sent,
         acked,

@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::{
     cluster,
     redisinfo::{RedisMeter, RedisUse},
+    report,
     stats::{Counters, ErrorLog, Latencies},
     sys,
     target::{Endpoint, Target},
@@ -68,21 +69,54 @@ pub async fn connect_many<'a>(
     concurrency: usize,
     pb: &ProgressBar,
     errors: &ErrorLog,
-    mut on_open: impl FnMut(usize, Ws, Hello),
+    on_open: impl FnMut(usize, Ws, Hello),
 ) {
+    connect_paced(ep, cookies, concurrency, None, pb, errors, on_open).await;
+}
+
+/// [`connect_many`], and with `rate` (connections per second) connection `i` starts
+/// at `i / rate` seconds, open loop: the connect latency of each (from when it was
+/// due until its `hello` arrived, µs) goes into the returned histogram, so a server
+/// that falls behind a ramp shows it as latency.
+pub async fn connect_paced<'a>(
+    ep: impl Fn(usize) -> &'a Endpoint,
+    cookies: &[String],
+    concurrency: usize,
+    rate: Option<f64>,
+    pb: &ProgressBar,
+    errors: &ErrorLog,
+    mut on_open: impl FnMut(usize, Ws, Hello),
+) -> hdrhistogram::Histogram<u64> {
     let ep = &ep;
+    let t0 = Instant::now();
+    let mut latency = crate::stats::histogram();
     stream::iter(0..cookies.len())
-        .map(|i| async move { (i, wsconn::connect(ep(i), &cookies[i]).await) })
+        .map(|i| async move {
+            let due = match rate.filter(|r| *r > 0.0) {
+                Some(r) => {
+                    let at = t0 + Duration::from_secs_f64(i as f64 / r);
+                    tokio::time::sleep_until(at).await;
+                    at
+                }
+                None => Instant::now(),
+            };
+            let r = wsconn::connect(ep(i), &cookies[i]).await;
+            (i, r, due.elapsed())
+        })
         .buffer_unordered(concurrency.max(1))
-        .for_each(|(i, r)| {
+        .for_each(|(i, r, took)| {
             match r {
-                Ok((ws, hello)) => on_open(i, ws, hello),
+                Ok((ws, hello)) => {
+                    latency.saturating_record((took.as_micros() as u64).max(1));
+                    on_open(i, ws, hello)
+                }
                 Err(e) => errors.add(format!("connection {i}: {e:#}")),
             }
             pb.inc(1);
             std::future::ready(())
         })
         .await;
+    latency
 }
 
 /// Which deliveries of a connection have their latency recorded.
@@ -131,13 +165,21 @@ pub async fn receive(mut source: Source, conn: usize, record: Record, sh: Arc<Sh
                 }
                 break;
             }
-            _ => continue,
+            // tungstenite answers pings itself.
+            Message::Ping(_) | Message::Pong(_) => continue,
+            // The server only sends text: anything else is a bug to report, not skip.
+            other => {
+                sh.errors.add(format!("connection {conn}: unexpected WebSocket message {other:?}"));
+                continue;
+            }
         };
         let now = sys::unix_micros();
         let (mut received, mut dups, mut acked) = (0u64, 0u64, 0u64);
         let parsed = for_each_lite(text, |f| match f.ty.as_ref() {
             "message" => {
+                // Bench rooms carry bench messages only.
                 let Some((sent, sender, _)) = f.text.as_deref().and_then(parse_bench_text) else {
+                    sh.errors.add(format!("connection {conn}: a message that is not the bench's"));
                     return;
                 };
                 let seq = f.seq.unwrap_or(0);
@@ -159,6 +201,7 @@ pub async fn receive(mut source: Source, conn: usize, record: Record, sh: Arc<Sh
                 }
             }
             "pong" => Counters::add(&sh.counters.pongs, 1),
+            "presence_change" => Counters::add(&sh.counters.presence_changes, 1),
             "error" => sh.errors.add(format!("connection {conn}: error frame {}", f.code.as_deref().unwrap_or("?"))),
             "closing" if !sh.errors.stopping() => {
                 sh.errors.add(format!("connection {conn}: server closing: {}", f.code.as_deref().unwrap_or("?")))
@@ -205,6 +248,8 @@ pub struct Pace {
     pub until: Instant,
     /// Makes client ids unique across runs and steps.
     pub id_prefix: Arc<str>,
+    /// Filler bytes after the bench text (large messages).
+    pub pad: usize,
 }
 
 /// Sends bench messages on schedule until `until`; gives the sink back.
@@ -224,7 +269,7 @@ pub fn spawn_sender(mut sink: Sink, p: Pace, sh: Arc<Shared>) -> JoinHandle<Sink
                 n,
                 p.room,
                 format!("{}-{}-{n}", p.id_prefix, p.conn),
-                wsconn::bench_text(scheduled, p.conn, n),
+                wsconn::bench_text_padded(scheduled, p.conn, n, p.pad),
             );
             if let Err(e) = sink.send(msg).await {
                 if !sh.errors.stopping() {
@@ -288,6 +333,8 @@ pub struct Cpu {
     pub redis: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres: Option<f64>,
+    /// Seconds measured (the step and its drain).
+    pub secs: f64,
 }
 
 impl Cpu {
@@ -295,6 +342,14 @@ impl Cpu {
     pub fn short(&self) -> String {
         let f = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
         format!("{}/{}/{}", f(self.server), f(self.bench), f(self.others))
+    }
+
+    /// CPU µs per item (a delivery) of the server and of this bench: CPU seconds over
+    /// the window divided by `n`. The figure that does not depend on how busy the
+    /// machine's other users keep the cores (BENCHMARKS.md, issue 16).
+    pub fn us_per(&self, n: u64) -> (Option<f64>, Option<f64>) {
+        let per = |pct: Option<f64>| pct.filter(|_| n > 0).map(|p| report::r3(p / 100.0 * self.secs / n as f64 * 1e6));
+        (per(self.server), per(self.bench))
     }
 
     /// `nodes 40+38 %, redis 9 %, postgres 2 %` when there is more than a server.
@@ -338,7 +393,8 @@ impl CpuMeter {
 
     pub fn read(&self) -> Cpu {
         let secs = self.t0.elapsed().as_secs_f64().max(1e-3);
-        let pct = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) / secs * 100.0).round());
+        // One decimal: the per-delivery figures are computed from these.
+        let pct = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) / secs * 1000.0).round() / 10.0);
         let nodes: Vec<Option<f64>> = self.nodes.iter().map(|&(p, c0)| pct(c0, sys::cpu_secs(p))).collect();
         let server = if nodes.is_empty() { None } else { nodes.iter().copied().sum::<Option<f64>>() };
         let redis = self.redis.and_then(|(p, c0)| pct(c0, sys::cpu_secs(p)));
@@ -351,7 +407,7 @@ impl CpuMeter {
         let known = [server, bench, redis, postgres].iter().map(|v| v.unwrap_or(0.0)).sum::<f64>();
         let others = machine.map(|m| (m - known).max(0.0).round());
         let nodes = if nodes.len() > 1 { nodes.iter().map(|v| v.unwrap_or(0.0)).collect() } else { Vec::new() };
-        Cpu { server, bench, others, nodes, redis, postgres }
+        Cpu { server, bench, others, nodes, redis, postgres, secs: report::r3(secs) }
     }
 }
 

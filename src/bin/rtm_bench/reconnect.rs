@@ -59,6 +59,9 @@ pub struct ReconnectArgs {
     /// Seconds to wait after the last send for every client to catch up.
     #[arg(long, default_value_t = 30.0)]
     pub drain: f64,
+    /// Filler bytes in every message (large messages make a heavy resume).
+    #[arg(long, default_value_t = 0)]
+    pub pad: usize,
 }
 
 /// Signals from the conductor to the clients.
@@ -209,6 +212,7 @@ pub async fn run(a: ReconnectArgs) -> Result<Outcome> {
             start_us: sys::unix_micros() + 50_000,
             until: start + duration,
             id_prefix: tag.clone().into(),
+            pad: a.pad,
         };
         let sender = load::spawn_sender(sink, pace, sh.clone());
         tokio::time::sleep_until(start + drop_after).await;

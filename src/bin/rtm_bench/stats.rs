@@ -76,6 +76,9 @@ pub struct Counters {
     pub open: AtomicU64,
     /// Pongs received (liveness check).
     pub pongs: AtomicU64,
+    /// `presence_change` objects received (not reset between steps: most arrive while
+    /// connecting).
+    pub presence_changes: AtomicU64,
 }
 
 impl Counters {

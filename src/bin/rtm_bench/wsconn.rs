@@ -102,7 +102,17 @@ pub fn bench_text(sent_us: u64, sender: usize, n: u64) -> String {
     format!("t={sent_us};{sender};{n}")
 }
 
-/// Reads a bench message text back: `(sent µs, sender conn, n)`.
+/// [`bench_text`] followed by `;` and `pad` filler bytes.
+pub fn bench_text_padded(sent_us: u64, sender: usize, n: u64, pad: usize) -> String {
+    let mut t = bench_text(sent_us, sender, n);
+    if pad > 0 {
+        t.push(';');
+        t.extend(std::iter::repeat_n('x', pad));
+    }
+    t
+}
+
+/// Reads a bench message text back: `(sent µs, sender conn, n)` (filler ignored).
 pub fn parse_bench_text(text: &str) -> Option<(u64, usize, u64)> {
     let mut it = text.strip_prefix("t=")?.split(';');
     let t = it.next()?.parse().ok()?;
@@ -127,14 +137,36 @@ pub struct Lite<'a> {
     pub duplicate: bool,
 }
 
-/// Calls `f` for each frame in a server text message (one object or an array).
-pub fn for_each_lite<'a>(text: &'a str, mut f: impl FnMut(Lite<'a>)) -> Result<()> {
-    if text.trim_start().starts_with('[') {
-        let frames: Vec<Lite<'a>> = serde_json::from_str(text)?;
-        frames.into_iter().for_each(f);
+/// The frames the hot loops read with [`Lite`] alone; anything else is rare and is
+/// decoded in full with the protocol's own types.
+const HOT: [&str; 3] = ["message", "ack", "pong"];
+
+/// Calls `f` for each frame in a server text message (one object or an array), after
+/// checking the whole message: a bench must not skip what it does not understand, or
+/// a server bug could hide from it. An error, and `f` is not called, when the text is
+/// not JSON, is an empty array, or holds an object that is not a server frame of the
+/// protocol (`rtm::ws::protocol::ServerFrame`: an unknown `type`, a missing field), or a
+/// `message` without a seq and a text, or an `ack` without a seq.
+pub fn for_each_lite<'a>(text: &'a str, f: impl FnMut(Lite<'a>)) -> Result<()> {
+    let frames: Vec<Lite<'a>> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)?
     } else {
-        f(serde_json::from_str(text)?);
+        vec![serde_json::from_str(text)?]
+    };
+    if frames.is_empty() {
+        bail!("an empty array");
     }
+    for l in &frames {
+        match l.ty.as_ref() {
+            "message" if l.seq.is_none() || l.text.is_none() => bail!("a message without seq or text: {text:.200}"),
+            "ack" if l.seq.is_none() && !l.duplicate => bail!("an ack without a seq: {text:.200}"),
+            _ => {}
+        }
+    }
+    if frames.iter().any(|l| !HOT.contains(&l.ty.as_ref())) {
+        decode_server(text).with_context(|| format!("not a server frame of the protocol: {text:.200}"))?;
+    }
+    frames.into_iter().for_each(f);
     Ok(())
 }
 
@@ -149,12 +181,49 @@ mod tests {
         for_each_lite(one, |l| seen.push((l.ty.to_string(), l.seq))).unwrap();
         assert_eq!(seen, vec![("message".to_string(), Some(7))]);
         let batch = format!(
-            r#"[{one},{{"type":"ack","id":"3","room":1,"seq":8,"client_id":"c"}},{{"type":"room_joined","room":{{"id":1}}}}]"#
+            r#"[{one},{{"type":"ack","id":"3","room":1,"seq":8,"client_id":"c"}},{{"type":"room_left","room":1}}]"#
         );
         let mut n = 0;
         for_each_lite(&batch, |_| n += 1).unwrap();
         assert_eq!(n, 3);
         assert_eq!(parse_bench_text("t=5;1;2"), Some((5, 1, 2)));
         assert_eq!(parse_bench_text("hello"), None);
+    }
+
+    /// What a server bug could send: each is an error, and nothing of it is counted.
+    #[test]
+    fn malformed_or_unexpected_frames_are_rejected_not_skipped() {
+        let msg = r#"{"type":"message","room":1,"seq":7,"kind":"text","author":{"id":2,"username":"a"},"text":"t=5;1;2","ts":1}"#;
+        for bad in [
+            "",
+            "not json",
+            r#"{"seq":1}"#,
+            "[]",
+            "[1,2]",
+            r#"{"type":"messgae","room":1,"seq":7}"#,
+            r#"{"type":"dance"}"#,
+            // Known types with a required field missing or of the wrong type.
+            r#"{"type":"presence","room":1}"#,
+            r#"{"type":"presence_change","room":1,"user":"x","online":true}"#,
+            r#"{"type":"closing","reason":"no code"}"#,
+            r#"{"type":"message","room":1,"kind":"text","author":{"id":2,"username":"a"},"text":"t=5;1;2","ts":1}"#,
+            r#"{"type":"message","room":1,"seq":7,"kind":"text","author":{"id":2,"username":"a"},"ts":1}"#,
+            r#"{"type":"ack","id":"3","room":1}"#,
+            // One bad object spoils the array: the good one before it is not counted.
+            &format!(r#"[{msg},{{"type":"dance"}}]"#),
+        ] {
+            let mut seen = 0;
+            assert!(for_each_lite(bad, |_| seen += 1).is_err(), "accepted: {bad}");
+            assert_eq!(seen, 0, "counted part of: {bad}");
+        }
+        // The same shapes, well formed, pass (the rare ones through the full decoder).
+        for good in [
+            msg.to_string(),
+            r#"{"type":"presence","room":1,"online":[1,2]}"#.to_string(),
+            r#"[{"type":"presence_change","room":1,"user":3,"online":true},{"type":"pong","id":"p"}]"#.to_string(),
+            r#"{"type":"ack","id":"3","room":1,"seq":8,"client_id":"c"}"#.to_string(),
+        ] {
+            assert!(for_each_lite(&good, |_| {}).is_ok(), "rejected: {good}");
+        }
     }
 }
