@@ -94,7 +94,8 @@ import { announce, initConversation } from './js/conversation.js';
 import { initMembers, toggleMembers } from './js/members.js';
 import { confirmDialog, initDialogs, openRoomSettings } from './js/dialogs.js';
 import * as notify from './js/notify.js';
-import { mentionRegex } from './js/format.js';
+import { initActions } from './js/actions.js';
+import { plainMentions } from './js/mentions.js';
 
 const sync = new Sync({
   onHello: () => pickRoomIfNone(),
@@ -226,18 +227,10 @@ function onLiveEvent(item, r) {
   if (!r || item.kind !== 'text' || store.isMine(item.author)) return;
   const name = item.author.username;
   if (store.state.currentRoomId === r.info.id && !document.hidden) {
-    announce(`${name}: ${item.text.slice(0, 300)}`);
+    announce(`${name}: ${plainMentions(item.text, item.mentions).slice(0, 300)}`);
   }
-  if (!document.hidden || !notify.enabled() || !store.state.me) return;
-  const dm = r.info.kind === 'dm';
-  const mention = mentionRegex(store.state.me.username).test(item.text);
-  if (!dm && !mention) return;
-  notify.show({
-    title: dm ? `${name} (direct message)` : `${name} mentioned you in #${r.info.name}`,
-    body: item.text.length > 200 ? `${item.text.slice(0, 200)}…` : item.text,
-    tag: `rtm-room-${r.info.id}`,
-    onClick: () => selectRoom(r.info.id),
-  });
+  // When the tab is hidden, by the room's notification level (all/mentions/muted).
+  notify.forMessage(item, r, () => selectRoom(r.info.id));
 }
 
 /** Keeps the tab title showing the open room and the unread total. */
@@ -283,6 +276,7 @@ function init() {
   });
   initSidebar({ selectRoom, openDm });
   initConversation(sync, { leaveRoom, openRoomSettings, toggleMembers });
+  initActions(sync);
   initMembers({ openDm });
   initDialogs({ selectRoom });
   setUnauthenticatedHandler(sessionEnded);

@@ -7,6 +7,8 @@
 //!
 //! - `chat`: two people sign up, create and join a room, chat, see each other online
 //!   and typing, exchange DMs; one leaves and finds the held DM on return.
+//! - `actions`: edit, delete, reactions, replies, mentions and notification levels;
+//!   a browser that was offline catches up on them and shows what a live one shows.
 //! - `restart`: the server restarts mid-conversation; nothing is lost or doubled.
 //! - `rooms`: older history on scroll, the "new messages" pill, an ephemeral room,
 //!   room settings, leaving a room, the admin's invite link, signing out and up.
@@ -31,6 +33,7 @@
 mod common;
 
 mod a11y;
+mod actions;
 mod assets;
 mod browser;
 mod chat;
@@ -97,6 +100,7 @@ async fn browser_stories() {
     let driver = Driver::start().await.expect("chromedriver starts (apt-get install chromium chromium-driver)");
     let mut failures = vec![];
     run_story(&driver, "chat", chat::two_people_chat(&driver), &mut failures).await;
+    run_story(&driver, "actions", actions::message_actions(&driver), &mut failures).await;
     run_story(&driver, "restart", restart::server_restart(&driver), &mut failures).await;
     run_story(&driver, "rooms", rooms::rooms_and_history(&driver), &mut failures).await;
     run_story(&driver, "newcomer", rooms::what_a_newcomer_hit(&driver), &mut failures).await;

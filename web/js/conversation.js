@@ -21,6 +21,7 @@
 import { $, h, syncList } from './dom.js';
 import * as store from './store.js';
 import { initEmoji } from './emoji.js';
+import { toWire } from './mentions.js';
 import {
   avatarColour,
   charCount,
@@ -860,7 +861,7 @@ function submit() {
     return;
   }
   forceBottom = true;
-  sync.sendMessage(r.info.id, uuid(), text);
+  sync.sendMessage(r.info.id, uuid(), toWire(text, r.info.id));
   ta.value = '';
   drafts.delete(draftKey(r.info.id));
   saveDrafts(0);
@@ -1000,6 +1001,21 @@ export function addMessageDecorator(fn) {
 export function redrawMessages() {
   namesVersion++;
   if (store.currentRoom()) renderMessages();
+}
+
+/**
+ * Makes sure the loaded event `seq` of the open room is rendered, widening the window
+ * of shown messages down from it if it was left out above; returns its element, or
+ * null when it is not loaded (a reply's quote jumps to its original this way).
+ */
+export function revealMessage(seq) {
+  const r = store.currentRoom();
+  if (!r || !r.bySeq.has(seq)) return null;
+  if (shownFrom != null && seq < shownFrom) {
+    shownFrom = seq;
+    renderMessages();
+  }
+  return $('messages').querySelector(`[data-seq="${seq}"]`);
 }
 
 /** The newest message of mine in the open room that the server has kept (has a seq), or null. */

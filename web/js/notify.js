@@ -2,6 +2,15 @@
 // them on with the sidebar button (which asks the browser's permission); the choice
 // is remembered in localStorage. Browsers allow notifications only in a secure
 // context (https or localhost), so on a plain-http LAN address the button says so.
+//
+// What alerts (issue 12): forMessage() decides for a message that arrived live while
+// the tab is hidden, by the room's notification level (PROTOCOL.md §3.8): "all" every
+// message, "mentions" only messages that mention you, "muted" nothing. A mention is a
+// `<@ID>` naming you (the event's `mentions`), or your @username typed as text.
+
+import * as store from './store.js';
+import { mentionRegex } from './format.js';
+import { plainMentions } from './mentions.js';
 
 const PREF_KEY = 'rtm.notifications';
 
@@ -70,4 +79,43 @@ export function show({ title, body, tag, onClick }) {
     // Some platforms only allow notifications from a service worker.
     console.warn('notification failed', e);
   }
+}
+
+/** Does a message alert at this room level? `mention`: it mentions you. */
+export function wanted(level, mention) {
+  if (level === 'muted') return false;
+  if (level === 'mentions') return !!mention;
+  return true;
+}
+
+/** Does this message mention the signed-in user (a <@ID> chip or a typed @username)? */
+export function mentionsMe(item) {
+  const me = store.state.me;
+  if (!me || !item || store.isMine(item.author)) return false;
+  return store.mentionsMe(item) || mentionRegex(me.username).test(item.text || '');
+}
+
+/**
+ * A text message `item` of room `r` arrived live: shows a notification when the tab is
+ * hidden, notifications are on, and the room's level wants it. Returns true if shown.
+ */
+export function forMessage(item, r, onClick) {
+  if (!r || !item || item.kind !== 'text' || store.isMine(item.author)) return false;
+  if (!document.hidden || !enabled()) return false;
+  const mention = mentionsMe(item);
+  if (!wanted(r.info.notify || 'all', mention)) return false;
+  const name = item.author.username;
+  const dm = r.info.kind === 'dm';
+  const text = plainMentions(item.text, item.mentions);
+  let title;
+  if (dm) title = `${name} (direct message)`;
+  else if (mention) title = `${name} mentioned you in #${r.info.name}`;
+  else title = `${name} in #${r.info.name}`;
+  show({
+    title,
+    body: text.length > 200 ? `${text.slice(0, 200)}…` : text,
+    tag: `rtm-room-${r.info.id}`,
+    onClick,
+  });
+  return true;
 }

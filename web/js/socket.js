@@ -23,6 +23,16 @@ const PONG_TIMEOUT_MS = 10000;
 const TYPING_EVERY_MS = 3000;
 const HISTORY_PAGE = 50;
 
+/** Functions that see every server frame before it is applied (see tapFrames). */
+const frameTaps = [];
+
+/** Lets a view watch server frames it has its own use for (e.g. `user_updated` for the
+ *  names on mention chips): `fn(frame)` is called for each frame, before the store
+ *  applies it. */
+export function tapFrames(fn) {
+  frameTaps.push(fn);
+}
+
 export class Sync {
   /**
    * @param {object} hooks
@@ -47,6 +57,9 @@ export class Sync {
     this.closingCode = '';
     this.closingReason = '';
     this.onOnline = () => this.retryNow();
+    // The browser says the network is gone: a socket on a dead network can take
+    // minutes to notice, so drop it now and resume once the network is back.
+    this.onOffline = () => this.drop('the network is offline');
     this.onVisible = () => {
       if (document.visibilityState === 'visible' && store.state.conn.status === 'reconnecting') this.retryNow();
     };
@@ -62,6 +75,7 @@ export class Sync {
     this.stopped = false;
     this.attempt = 0;
     window.addEventListener('online', this.onOnline);
+    window.addEventListener('offline', this.onOffline);
     document.addEventListener('visibilitychange', this.onVisible);
     this.connect();
   }
@@ -70,6 +84,7 @@ export class Sync {
   stop() {
     this.stopped = true;
     window.removeEventListener('online', this.onOnline);
+    window.removeEventListener('offline', this.onOffline);
     document.removeEventListener('visibilitychange', this.onVisible);
     this.clearTimers();
     const ws = this.ws;
@@ -207,12 +222,13 @@ export class Sync {
     return `q${this.nextReq}`;
   }
 
-  /** Queues a message for a room and sends it when possible. */
-  sendMessage(roomId, clientId, text) {
+  /** Queues a message for a room and sends it when possible (`replyTo`: the seq of
+   *  the message it answers, PROTOCOL §3.8). */
+  sendMessage(roomId, clientId, text, replyTo = null) {
     // The message ends the others' "is typing" line, so the next keystroke in this
     // room must be able to start it again at once (not up to 3 s later).
     this.lastTypingSent.delete(roomId);
-    const p = store.addPending(roomId, clientId, text);
+    const p = store.addPending(roomId, clientId, text, replyTo);
     this.sendPending(p);
   }
 
@@ -220,8 +236,10 @@ export class Sync {
   sendPending(p) {
     if (!this.live || p.status === 'failed') return;
     const id = this.newId();
+    const frame = { type: 'send', id, room: p.room, client_id: p.client_id, text: p.text };
+    if (p.reply_to != null) frame.reply_to = p.reply_to;
     const ok = this.sendFrame(
-      { type: 'send', id, room: p.room, client_id: p.client_id, text: p.text },
+      frame,
       { kind: 'send', room: p.room, client_id: p.client_id },
     );
     if (ok) store.markSending(p.client_id);
@@ -302,6 +320,13 @@ export class Sync {
   }
 
   handle(f) {
+    for (const fn of frameTaps) {
+      try {
+        fn(f);
+      } catch (e) {
+        console.error('frame tap failed', e);
+      }
+    }
     switch (f.type) {
       case 'hello':
         return this.onHello(f);
@@ -311,6 +336,10 @@ export class Sync {
         if (item) this.hooks.onLiveEvent?.(item, store.room(f.room));
         return;
       }
+      case 'action':
+        return store.applyAction(f);
+      case 'notify':
+        return store.setNotify(f.room, f.level);
       case 'ack':
         return this.onAck(f);
       case 'error':

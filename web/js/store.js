@@ -108,6 +108,9 @@ function newRoom(info) {
     localReadSeq: info.read_seq || 0,
     /** Arrival counter that orders events without seq. */
     arrival: 0,
+    /** Seqs of message actions (edit, delete, reaction) received past syncedSeq:
+     *  they are not shown as events but count as held for resuming (see applyAction). */
+    actionSeqs: new Set(),
   };
 }
 
@@ -196,12 +199,13 @@ function clearEvents(r) {
   r.events = [];
   r.bySeq.clear();
   r.byKey.clear();
+  r.actionSeqs.clear();
   r.maxSeq = 0;
 }
 
 /** Moves the "synced through" marker over every seq we now hold. */
 function advanceSynced(r) {
-  while (r.bySeq.has(r.syncedSeq + 1)) r.syncedSeq++;
+  while (r.bySeq.has(r.syncedSeq + 1) || r.actionSeqs.delete(r.syncedSeq + 1)) r.syncedSeq++;
 }
 
 function bumpUnread(r) {
@@ -217,6 +221,7 @@ function bumpUnread(r) {
 export function applyEvent(ev, source) {
   const r = state.rooms.get(ev.room);
   if (!r) return null;
+  if (ACTION_KINDS.has(ev.kind)) return applyAction(ev), null; // replayed by `resumed`
   const mine = isMine(ev.author);
   // Our own message came back: its pending copy is done.
   if (mine && ev.client_id && source !== 'ack') removeFromOutbox(ev.client_id);
@@ -237,6 +242,7 @@ export function applyEvent(ev, source) {
       existing.ts = ev.ts;
       existing.v++;
     }
+    if (source !== 'ack' && takeActionFields(existing, ev)) existing.v++;
     touch(`room:${r.info.id}`, 'rooms');
     return null;
   }
@@ -250,6 +256,7 @@ export function applyEvent(ev, source) {
     text: ev.text || '',
     ts: ev.ts || Date.now(),
     client_id: ev.client_id || null,
+    ...actionFields(ev),
     order: seq != null ? [seq, 0] : [r.maxSeq, ++r.arrival],
     /** Version: bumped when the item changes, so views know to redraw it. */
     v: 1,
@@ -263,10 +270,12 @@ export function applyEvent(ev, source) {
     if (seq > (r.info.last_seq || 0)) {
       r.info.last_seq = seq;
       if (countable) bumpUnread(r);
+      if (countable && mentionsMe(item)) bumpMentions(r);
     }
     advanceSynced(r);
   } else if (countable && source === 'live') {
     bumpUnread(r);
+    if (mentionsMe(item)) bumpMentions(r);
   }
   if (item.kind === 'text' && r.typing.delete(item.author.id)) touch(`typing:${r.info.id}`);
   if ((item.kind === 'joined' || item.kind === 'left') && source === 'live') {
@@ -508,20 +517,30 @@ export function markRead(roomId, seq) {
   const before = r.info.unread;
   r.info.read_seq = Math.max(r.info.read_seq || 0, seq);
   r.localReadSeq = Math.max(r.localReadSeq, seq);
-  if (r.info.read_seq >= (r.info.last_seq || 0)) r.info.unread = 0;
-  else {
+  const beforeMentions = r.info.mentions || 0;
+  if (r.info.read_seq >= (r.info.last_seq || 0)) {
+    r.info.unread = 0;
+    r.info.mentions = 0;
+  } else {
     let n = 0;
-    for (const ev of r.events) if (ev.seq > r.info.read_seq && ev.kind === 'text' && !isMine(ev.author)) n++;
+    let m = 0;
+    for (const ev of r.events) {
+      if (!(ev.seq > r.info.read_seq && ev.kind === 'text' && !isMine(ev.author))) continue;
+      n++;
+      if (mentionsMe(ev)) m++;
+    }
     r.info.unread = Math.min(r.info.unread || 0, n);
+    r.info.mentions = Math.min(beforeMentions, m);
   }
-  if (before !== r.info.unread) touch('rooms');
+  if (before !== r.info.unread || beforeMentions !== r.info.mentions) touch('rooms');
 }
 
 /** Clears the unread count of a room with no seqs to mark (ephemeral). */
 export function clearUnread(roomId) {
   const r = room(roomId);
-  if (r && r.info.unread) {
+  if (r && (r.info.unread || r.info.mentions)) {
     r.info.unread = 0;
+    r.info.mentions = 0;
     touch('rooms');
   }
 }
@@ -570,7 +589,8 @@ export function userUpdated(user) {
 /** Total unread across conversations, for the title and the menu button. */
 export function totalUnread() {
   let n = 0;
-  for (const r of state.rooms.values()) n += r.info.unread || 0;
+  // A muted room is quiet: only its mentions count.
+  for (const r of state.rooms.values()) n += r.info.notify === 'muted' ? r.info.mentions || 0 : r.info.unread || 0;
   return n;
 }
 
@@ -591,6 +611,7 @@ function loadOutbox(userId) {
         ts: p.ts || Date.now(),
         status: p.status === 'failed' ? 'failed' : 'queued',
         error: p.error || null,
+        reply_to: Number.isInteger(p.reply_to) ? p.reply_to : null,
         v: 1,
       }));
   } catch {
@@ -601,13 +622,14 @@ function loadOutbox(userId) {
 function saveOutbox() {
   if (!state.me) return;
   try {
-    const keep = state.outbox.map(({ client_id, room: r, text, ts, status, error }) => ({
+    const keep = state.outbox.map(({ client_id, room: r, text, ts, status, error, reply_to }) => ({
       client_id,
       room: r,
       text,
       ts,
       status,
       error,
+      reply_to,
     }));
     if (keep.length) sessionStorage.setItem(outboxKey(state.me.id), JSON.stringify(keep));
     else sessionStorage.removeItem(outboxKey(state.me.id));
@@ -619,8 +641,9 @@ function saveOutbox() {
 export const findPending = (clientId) => state.outbox.find((p) => p.client_id === clientId) || null;
 export const pendingFor = (roomId) => state.outbox.filter((p) => p.room === roomId);
 
-/** Queues a message typed by the user; returns the pending item. */
-export function addPending(roomId, clientId, text) {
+/** Queues a message typed by the user; returns the pending item. `replyTo`: the seq
+ *  of the message it answers, or null. */
+export function addPending(roomId, clientId, text, replyTo = null) {
   const p = {
     key: `c:${state.me.id}:${clientId}`,
     client_id: clientId,
@@ -630,6 +653,7 @@ export function addPending(roomId, clientId, text) {
     /** 'queued' (waiting for the socket) | 'sending' (sent, no ack yet) | 'failed'. */
     status: 'queued',
     error: null,
+    reply_to: replyTo,
     v: 1,
   };
   state.outbox.push(p);
@@ -711,4 +735,123 @@ export function onDisconnected() {
   }
   saveOutbox();
   touch('rooms', 'all');
+}
+
+// ---------------------------------------------------------------- message actions
+// (issue 12: edit, delete, reactions, replies, mentions, notification levels; the
+// views are web/js/actions.js, reactions.js, mentions.js). PROTOCOL.md §3.8.
+
+/** Event kinds that act on another message (`target`) instead of being shown. */
+const ACTION_KINDS = new Set(['edit', 'delete', 'reaction']);
+
+/** A copy of the reactions list, keeping only well-formed entries. */
+function copyReactions(list) {
+  if (!Array.isArray(list)) return [];
+  return list
+    .filter((x) => x && typeof x.emoji === 'string' && Array.isArray(x.users) && x.users.length)
+    .map((x) => ({ emoji: x.emoji, users: x.users.filter(Number.isInteger) }));
+}
+
+/** The message-action fields of an event, as a shown item keeps them. */
+function actionFields(ev) {
+  return {
+    /** [{id, username}] named by the text's <@ID> tokens (current usernames). */
+    mentions: Array.isArray(ev.mentions) ? ev.mentions : [],
+    /** {seq, author, excerpt} or {seq, missing: true}, or null. */
+    reply_to: ev.reply_to && Number.isInteger(ev.reply_to.seq) ? ev.reply_to : null,
+    /** When the text was last edited (ms), or null. */
+    edited: ev.edited || null,
+    deleted: !!ev.deleted,
+    /** [{emoji, users: [user id]}], in the order first given. */
+    reactions: copyReactions(ev.reactions),
+  };
+}
+
+/** Takes the server's copy of a message's current state (history, resume, a live
+ *  duplicate). Returns true when something shown changed. */
+function takeActionFields(item, ev) {
+  if (item.kind !== 'text' || ev.kind !== 'text') return false;
+  const f = actionFields(ev);
+  const text = ev.text ?? item.text;
+  const same =
+    item.text === text &&
+    item.edited === f.edited &&
+    item.deleted === f.deleted &&
+    JSON.stringify([item.mentions, item.reply_to, item.reactions]) === JSON.stringify([f.mentions, f.reply_to, f.reactions]);
+  if (same) return false;
+  Object.assign(item, f, { text });
+  return true;
+}
+
+/** Does this shown message mention the signed-in user (by <@ID>, someone else's text)? */
+export function mentionsMe(item) {
+  const me = state.me;
+  if (!me || !item || !item.mentions || isMine(item.author)) return false;
+  return item.mentions.some((m) => m && m.id === me.id);
+}
+
+function bumpMentions(r) {
+  if (state.currentRoomId === r.info.id && state.reading) return;
+  r.info.mentions = (r.info.mentions || 0) + 1;
+}
+
+/**
+ * Applies an `action` event (live, or replayed by `resumed`) to the message it names,
+ * as §3.8 says: edit replaces the text (ignored once deleted), delete leaves a
+ * tombstone, a reaction adds or removes its author. Idempotent, so replaying actions
+ * already applied changes nothing. An action whose target is not held is ignored.
+ */
+export function applyAction(ev) {
+  const r = state.rooms.get(ev.room);
+  if (!r) return;
+  if (Number.isInteger(ev.seq)) {
+    if (ev.seq > r.syncedSeq) r.actionSeqs.add(ev.seq);
+    if (ev.seq > (r.info.last_seq || 0)) r.info.last_seq = ev.seq;
+    advanceSynced(r);
+  }
+  const item = r.bySeq.get(ev.target);
+  if (!item || item.kind !== 'text') return;
+  let changed = false;
+  if (ev.kind === 'edit') {
+    if (item.deleted) return;
+    const text = typeof ev.text === 'string' ? ev.text : item.text;
+    const mentions = Array.isArray(ev.mentions) ? ev.mentions : [];
+    changed = item.text !== text || item.edited !== ev.ts || JSON.stringify(item.mentions) !== JSON.stringify(mentions);
+    item.text = text;
+    item.mentions = mentions;
+    item.edited = ev.ts || item.edited || Date.now();
+  } else if (ev.kind === 'delete') {
+    changed = !item.deleted || item.text !== '' || item.reactions.length > 0;
+    item.deleted = true;
+    item.text = '';
+    item.reactions = [];
+    item.mentions = [];
+  } else if (ev.kind === 'reaction' && typeof ev.emoji === 'string' && ev.author) {
+    if (item.deleted) return;
+    const uid = ev.author.id;
+    let entry = item.reactions.find((x) => x.emoji === ev.emoji);
+    if (ev.on !== false) {
+      if (!entry) item.reactions.push((entry = { emoji: ev.emoji, users: [] }));
+      if (!entry.users.includes(uid)) {
+        entry.users.push(uid);
+        changed = true;
+      }
+    } else if (entry && entry.users.includes(uid)) {
+      entry.users = entry.users.filter((u) => u !== uid);
+      if (!entry.users.length) item.reactions = item.reactions.filter((x) => x !== entry);
+      changed = true;
+    }
+  }
+  if (changed) {
+    item.v++;
+    touch(`room:${r.info.id}`);
+  }
+}
+
+/** Our notification level for a room changed (`notify` frame or our own command). */
+export function setNotify(roomId, level) {
+  const r = room(roomId);
+  if (!r || !['all', 'mentions', 'muted'].includes(level) || r.info.notify === level) return;
+  r.info.notify = level;
+  touch('rooms', 'current');
 }
