@@ -11,7 +11,10 @@
 //   js/conversation.js  header, messages, scrolling, typing line, composer
 //   js/members.js       members panel
 //   js/dialogs.js       new room, browse, room settings, account/admin, confirm
-//   js/notify.js        Notification API opt-in
+//   js/notify.js        Notification API opt-in; what alerts, by the room's level
+//   js/actions.js       message toolbar: edit, delete, reply (quote + jump), notify level
+//   js/reactions.js     reactions under a message and the reaction picker
+//   js/mentions.js      @mention autocomplete, <@ID> wire form, chips, sidebar badge
 //   js/dom.js, js/format.js  DOM building (textContent only) and formatting helpers
 //
 // ─────────────────────────────────────────────────────────────────────────────
@@ -48,6 +51,11 @@
 //                                      also data-state=connecting|live|reconnecting|offline
 //   #reconnect-now                     skip the wait while reconnecting
 //   #members-btn                       show/hide the members panel (#members-panel)
+//   #search-btn                        opens #search-panel (also Ctrl+K / ⌘K, or "/" outside a field);
+//       #search-input (combobox; Up/Down, Enter opens, Esc closes)  #search-scope (checkbox: open
+//       conversation only)  #search-author (username)  #search-status  #search-more ("More results")
+//       #search-results > li[role=option][data-room-id][data-seq][aria-selected] >
+//           .search-meta (.search-room .search-author .search-time)  .search-text (matches in <mark>)
 //   #room-settings-btn                 room settings (owner and admin) -> #room-settings-dialog
 //   #leave-btn                         leave the open room (asks first in #confirm-dialog: #confirm-ok)
 //   #messages                          the message list (scrolls); children:
@@ -57,6 +65,11 @@
 //       article.msg[data-seq][data-client-id][data-author-id]  a message:
 //           .author  .time (<time>, HH:MM, full date in title)  .text (links are <a>)
 //           .own (mine)  .mention (mentions me)  .pending (+ .status "sending…")
+//           .deleted (.text reads "message deleted")  > .edited "(edited)"
+//           > .reply-quote[data-target-seq] (.reply-author .reply-excerpt; .missing when gone)
+//           .mention-chip[data-user-id] (.me) inside .text
+//           > .reactions > button.reaction[data-emoji][aria-pressed] > .reaction-emoji .reaction-count
+//           > .msg-toolbar[role=toolbar] > button.msg-action[data-action=react|reply|edit|delete]
 //           .failed (+ .status "Not sent: …", .retry-btn, .discard-btn)
 //       div.notice[data-seq] .notice-joined|.notice-left|.notice-welcome > .text, .time
 //         (notices are NOT .msg)
@@ -68,6 +81,10 @@
 //   #member-count, #room-retention
 //   #announcer                         aria-live="polite" region announcing new messages
 //   #toast                             transient errors
+//   #notify-level (select all|mentions|muted)  the open room's notification level
+//   #mention-suggest > li[data-username]  @mention autocomplete above the composer
+//   #reaction-picker (.reaction-quick, #reaction-search, #reaction-results) button[data-emoji]
+//   sidebar li.muted, .mention-badge ("@N", [hidden] when 0) beside .unread
 // Dialogs
 //   #new-room-dialog  #new-room-form [name=name] [name=topic] [name=private] (checkbox)
 //       [name=retention] select: messages|days|both|ephemeral, [name=keep_messages] [name=keep_days]
@@ -96,6 +113,7 @@ import { confirmDialog, initDialogs, openRoomSettings } from './js/dialogs.js';
 import * as notify from './js/notify.js';
 import { initActions } from './js/actions.js';
 import { plainMentions } from './js/mentions.js';
+import { initSearch } from './js/search.js';
 
 const sync = new Sync({
   onHello: () => pickRoomIfNone(),
@@ -277,6 +295,7 @@ function init() {
   initSidebar({ selectRoom, openDm });
   initConversation(sync, { leaveRoom, openRoomSettings, toggleMembers });
   initActions(sync);
+  initSearch({ selectRoom, closeDrawer: () => setSidebarOpen(false) });
   initMembers({ openDm });
   initDialogs({ selectRoom });
   setUnauthenticatedHandler(sessionEnded);
