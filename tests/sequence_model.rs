@@ -71,7 +71,7 @@ async fn check(state: &AppState, actor: &Actor, ops: Vec<Op>) -> Result<(), Test
                     sent += 1;
                     let text = format!("m{sent}");
                     let receipt = chat
-                        .send(actor, room, &format!("c{sent}"), &text)
+                        .send(actor, room, &format!("c{sent}"), &text, None)
                         .await
                         .map_err(|e| TestCaseError::fail(e.to_string()))?;
                     let (seq, dup) = receipt.wait().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
