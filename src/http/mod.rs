@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(web::router())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(no_store))
         .with_state(state)
 }
 
@@ -93,6 +94,17 @@ async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Respon
         }
     }
     next.run(req).await
+}
+
+/// Every API answer is about someone (accounts, tokens, rooms, messages, admin
+/// lists): no browser or proxy cache may keep it.
+async fn no_store(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut res = next.run(req).await;
+    if api {
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
 }
 
 /// Defence in depth for the web client: no inline script, no framing, no sniffing.
