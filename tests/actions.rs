@@ -119,11 +119,8 @@ async fn edit_react_delete_live_and_in_history(b: Backend) {
     assert!(m.deleted && m.text.is_empty() && m.reactions.is_empty() && m.edited.is_none(), "{m:?}");
     let stored = srv.state.chat.store().since(room, 0, 1000).await.expect("read store");
     assert!(stored.iter().all(|m| !m.body.contains("hello") && !m.body.contains("helo")), "{stored:?}");
-    for (cmd, extra) in [
-        ("edit", json!({"text": "back"})),
-        ("delete", json!({})),
-        ("react", json!({"emoji": "👍"})),
-    ] {
+    for (cmd, extra) in [("edit", json!({"text": "back"})), ("delete", json!({})), ("react", json!({"emoji": "👍"}))]
+    {
         let mut v = json!({"type": cmd, "room": room, "seq": s1});
         for (k, val) in extra.as_object().expect("object") {
             v[k] = val.clone();
@@ -131,9 +128,7 @@ async fn edit_react_delete_live_and_in_history(b: Backend) {
         let f = wa.request(v).await;
         assert_eq!(code_of(&f), "message_not_found", "{cmd} on a deleted message");
     }
-    let f = wb
-        .request(json!({"type": "send", "room": room, "client_id": "r-1", "text": "re", "reply_to": s1}))
-        .await;
+    let f = wb.request(json!({"type": "send", "room": room, "client_id": "r-1", "text": "re", "reply_to": s1})).await;
     assert_eq!(code_of(&f), "message_not_found", "reply to a deleted message");
 }
 
@@ -240,7 +235,10 @@ async fn resume_replays_actions_to_the_same_view(b: Backend) {
         assert!(ack_seq(&wa.request(v).await).is_some());
     }
     assert!(ack_seq(&wc.request(json!({"type": "react", "room": room, "seq": s2, "emoji": "👀"})).await).is_some());
-    assert!(ack_seq(&wc.request(json!({"type": "react", "room": room, "seq": s2, "emoji": "👀", "on": false})).await).is_some());
+    assert!(
+        ack_seq(&wc.request(json!({"type": "react", "room": room, "seq": s2, "emoji": "👀", "on": false})).await)
+            .is_some()
+    );
     let s4 = wa.say(room, "four").await.expect("kept");
     assert!(ack_seq(&wc.request(json!({"type": "react", "room": room, "seq": s4, "emoji": "👍"})).await).is_some());
     let _ = wa.request(json!({"type": "edit", "room": room, "seq": s3, "text": "too late"})).await;
@@ -269,8 +267,10 @@ async fn replies_quote_and_say_when_the_original_is_gone(b: Backend) {
     let mut wb = bob.ws().await;
     let long = format!("{} tail", "word ".repeat(40));
     let s1 = wa.say(room, &long).await.expect("kept");
-    wb.send_json(json!({"type": "send", "id": "rp", "room": room, "client_id": "rp-1", "text": "agreed", "reply_to": s1}))
-        .await;
+    wb.send_json(
+        json!({"type": "send", "id": "rp", "room": room, "client_id": "rp-1", "text": "agreed", "reply_to": s1}),
+    )
+    .await;
     let (f, _) = wa.recv_until(|f| matches!(f, ServerFrame::Message(e) if e.text == "agreed")).await;
     let ServerFrame::Message(e) = f else { unreachable!() };
     let r = e.reply_to.expect("reply_to");
@@ -283,7 +283,9 @@ async fn replies_quote_and_say_when_the_original_is_gone(b: Backend) {
     // Unknown targets are refused.
     for bad in [9999, reply + 50, -1] {
         let f = wb
-            .request(json!({"type": "send", "room": room, "client_id": format!("bad-{bad}"), "text": "x", "reply_to": bad}))
+            .request(
+                json!({"type": "send", "room": room, "client_id": format!("bad-{bad}"), "text": "x", "reply_to": bad}),
+            )
             .await;
         assert_eq!(code_of(&f), "message_not_found");
     }
@@ -334,7 +336,9 @@ async fn mentions_badge_until_read_and_notify_levels(b: Backend) {
     // An edit that takes a mention out takes the badge with it.
     let s3 = wa.say(room, &format!("<@{bob_id}> again")).await.expect("kept");
     assert_eq!(info(&bob.ws().await).mentions, 1);
-    assert!(ack_seq(&wa.request(json!({"type": "edit", "room": room, "seq": s3, "text": "never mind"})).await).is_some());
+    assert!(
+        ack_seq(&wa.request(json!({"type": "edit", "room": room, "seq": s3, "text": "never mind"})).await).is_some()
+    );
     assert_eq!(info(&bob.ws().await).mentions, 0);
     // Mentioning yourself is not a mention to count.
     let mut wa2 = ann.ws().await;

@@ -383,7 +383,14 @@ async fn a_node_holds_later_events_and_fills_gaps_from_the_store() {
         }
     };
     let frame = |seq: i64, text: &str| {
-        let ev = Event::plain(room, Some(seq), EventKind::Text, Author { id: ann_id, username: "ann".into() }, text.into(), 1);
+        let ev = Event::plain(
+            room,
+            Some(seq),
+            EventKind::Text,
+            Author { id: ann_id, username: "ann".into() },
+            text.into(),
+            1,
+        );
         Envelope {
             topic: Topic::Room(room),
             control: None,

@@ -80,7 +80,11 @@ impl Chat {
                 // admin's deliberate act, so it works in closed mode too.
                 RegistrationMode::Closed | RegistrationMode::Invite => {
                     let code = a.invite.as_deref().map(str::trim).filter(|c| !c.is_empty()).ok_or(
-                        if mode == RegistrationMode::Closed { ChatError::RegistrationClosed } else { ChatError::InvalidInvite },
+                        if mode == RegistrationMode::Closed {
+                            ChatError::RegistrationClosed
+                        } else {
+                            ChatError::InvalidInvite
+                        },
                     )?;
                     let hash = auth::hash_secret(code);
                     if !self.store.claim_invite(&hash, now_ms()).await? {
@@ -300,7 +304,8 @@ impl Chat {
         self.bus.publish(Envelope::control(Topic::Nodes, Control::UserChanged(actor.user.id), None)).await?;
         // Others see the new name live (the email is nobody else's business).
         let before = &actor.user;
-        if (&user.username, &user.first_name, &user.last_name) != (&before.username, &before.first_name, &before.last_name)
+        if (&user.username, &user.first_name, &user.last_name)
+            != (&before.username, &before.first_name, &before.last_name)
         {
             self.announce_profile(&user).await?;
         }

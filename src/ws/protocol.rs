@@ -489,7 +489,10 @@ mod tests {
     #[test]
     fn decodes_commands() {
         let f = decode_client(r#"{"type":"send","id":"1","room":3,"client_id":"c","text":"hi"}"#).unwrap();
-        assert_eq!(f, ClientFrame::Send { id: "1".into(), room: 3, client_id: "c".into(), text: "hi".into(), reply_to: None });
+        assert_eq!(
+            f,
+            ClientFrame::Send { id: "1".into(), room: 3, client_id: "c".into(), text: "hi".into(), reply_to: None }
+        );
         let f = decode_client(r#"{"type":"history","id":"2","room":3}"#).unwrap();
         assert_eq!(f, ClientFrame::History { id: "2".into(), room: 3, before: None, limit: None });
     }
