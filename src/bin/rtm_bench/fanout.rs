@@ -204,6 +204,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
         "rate": a.connect_rate, "seconds": report::r3(connect_s),
         "latency": Latency::of(&connect_hist),
         "presence_changes": Counters::get(&sh.counters.presence_changes),
+        "presence_frames": Counters::get(&sh.counters.presence_frames),
         "cpu": connect_cpu,
     });
     sh.counters.reset_step();
@@ -269,10 +270,11 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
         ),
         format!("server RSS idle {} KiB, with connections {} KiB", opt(rss_idle), opt(rss_loaded)),
         format!(
-            "connect: {total} in {connect_s:.1} s{}, due → hello {}; {} presence_change objects received by the end of the settle time; cpu s/b/o % {}",
+            "connect: {total} in {connect_s:.1} s{}, due → hello {}; {} presence_change objects in {} WebSocket messages received by the end of the settle time; cpu s/b/o % {}",
             if a.connect_rate > 0.0 { format!(" at {}/s", a.connect_rate) } else { String::new() },
             Latency::of(&connect_hist).line(),
             Counters::get(&sh.counters.presence_changes),
+            Counters::get(&sh.counters.presence_frames),
             connect_cpu.short(),
         ),
         format!(

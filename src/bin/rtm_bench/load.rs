@@ -174,7 +174,7 @@ pub async fn receive(mut source: Source, conn: usize, record: Record, sh: Arc<Sh
             }
         };
         let now = sys::unix_micros();
-        let (mut received, mut dups, mut acked) = (0u64, 0u64, 0u64);
+        let (mut received, mut dups, mut acked, mut presence) = (0u64, 0u64, 0u64, 0u64);
         let parsed = for_each_lite(text, |f| match f.ty.as_ref() {
             "message" => {
                 // Bench rooms carry bench messages only.
@@ -201,7 +201,7 @@ pub async fn receive(mut source: Source, conn: usize, record: Record, sh: Arc<Sh
                 }
             }
             "pong" => Counters::add(&sh.counters.pongs, 1),
-            "presence_change" => Counters::add(&sh.counters.presence_changes, 1),
+            "presence_change" => presence += 1,
             "error" => sh.errors.add(format!("connection {conn}: error frame {}", f.code.as_deref().unwrap_or("?"))),
             "closing" if !sh.errors.stopping() => {
                 sh.errors.add(format!("connection {conn}: server closing: {}", f.code.as_deref().unwrap_or("?")))
@@ -217,6 +217,10 @@ pub async fn receive(mut source: Source, conn: usize, record: Record, sh: Arc<Sh
         }
         if dups > 0 {
             Counters::add(&sh.counters.duplicates, dups);
+        }
+        if presence > 0 {
+            Counters::add(&sh.counters.presence_changes, presence);
+            Counters::add(&sh.counters.presence_frames, 1);
         }
         if acked > 0 {
             Counters::add(&sh.counters.acked, acked);

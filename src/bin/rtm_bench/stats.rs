@@ -79,6 +79,8 @@ pub struct Counters {
     /// `presence_change` objects received (not reset between steps: most arrive while
     /// connecting).
     pub presence_changes: AtomicU64,
+    /// WebSocket messages that held at least one `presence_change` (a write each).
+    pub presence_frames: AtomicU64,
 }
 
 impl Counters {
