@@ -256,6 +256,19 @@ pub async fn message_actions(d: &Driver) -> Result<()> {
     ensure!(theirs == ["react", "reply", "delete"], "the owner may delete others' messages: {theirs:?}");
     let own = actions_of(&ben, &m1).await?;
     ensure!(own == ["react", "reply", "edit", "delete"], "one's own message: {own:?}");
+    // One tab stop per toolbar; arrow keys move inside it.
+    ben.js("document.querySelector(arguments[0] + ' .msg-toolbar button').focus();", vec![json!(m1)]).await?;
+    let right = char::from(Key::Right).to_string();
+    ben.type_keys(&format!("{m1} .msg-toolbar button[tabindex=\"0\"]"), &right).await?;
+    ben.type_keys(&format!("{m1} .msg-toolbar button[tabindex=\"0\"]"), &right).await?;
+    ben.wait_js(
+        "Edit focused after two arrow presses",
+        "const a = document.activeElement;
+         return a?.dataset.action === 'edit' && a.tabIndex === 0 &&
+                document.querySelectorAll(arguments[0] + ' .msg-toolbar button[tabindex=\"0\"]').length === 1;",
+        vec![json!(m1)],
+    )
+    .await?;
     // In cat's room ben is a plain member: no Delete on cat's message.
     cat.say(cats, "my room, my rules").await;
     ben.open_conversation("cats").await?;
