@@ -522,8 +522,11 @@ pub async fn message_actions(d: &Driver) -> Result<()> {
     let s = side(&ben, plans).await?;
     ensure!(s["unread"] == json!(0) && s["bold"] == json!(false), "a muted room is quiet: {s}");
     // ...except for mentions.
-    cat.say(plans, &format!("<@{ben_id}> this one is for you")).await;
+    let for_you = cat.say(plans, &format!("<@{ben_id}> this one is for you")).await.context("seq")?;
     wait_side(&ben, plans, "a mention in a muted room", "s.mention === '@1' && s.unread === 0").await?;
+    // An edit that takes the mention out takes the badge with it.
+    request_ok(&mut cat, json!({"type":"edit","room":plans,"seq":for_you,"text":"never mind"})).await?;
+    wait_side(&ben, plans, "the mention edited away", "s.mention === ''").await?;
     reload(&ben, &srv, plans).await?;
     ben.wait_live().await?;
     ben.wait_js("muted after a reload", "return document.getElementById('notify-level').value === 'muted';", vec![])

@@ -817,8 +817,16 @@ export function applyAction(ev) {
     const text = typeof ev.text === 'string' ? ev.text : item.text;
     const mentions = Array.isArray(ev.mentions) ? ev.mentions : [];
     changed = item.text !== text || item.edited !== ev.ts || JSON.stringify(item.mentions) !== JSON.stringify(mentions);
+    const wasMention = mentionsMe(item);
     item.text = text;
     item.mentions = mentions;
+    // An edit that adds or removes a mention of you in an unread message moves the
+    // count, as the server's does (§3.8).
+    const isMention = mentionsMe(item);
+    if (wasMention !== isMention && item.seq > Math.max(r.info.read_seq || 0, r.localReadSeq || 0)) {
+      r.info.mentions = Math.max(0, (r.info.mentions || 0) + (isMention ? 1 : -1));
+      touch('rooms');
+    }
     item.edited = ev.ts || item.edited || Date.now();
   } else if (ev.kind === 'delete') {
     changed = !item.deleted || item.text !== '' || item.reactions.length > 0;
