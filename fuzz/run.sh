@@ -34,15 +34,19 @@ if ! cargo +nightly fuzz build -O >"$TMP/build.log" 2>&1; then
   echo "fuzz: building the targets failed" >&2
   exit 1
 fi
+# The binaries just built are run directly (what `cargo fuzz run` does after its own
+# build check): one build for all targets, even if the tree changes meanwhile.
+BIN="${CARGO_TARGET_DIR:-target}/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 for t in "${TARGETS[@]}"; do
-  mkdir -p "$CORPUS/$t" "seeds/$t"
+  mkdir -p "$CORPUS/$t" "seeds/$t" "artifacts/$t"
   log="$TMP/$t.log"
   # Each input must finish within 10 s; libFuzzer stops at the time limit or the
   # first crash (non-zero exit).
-  if ! cargo +nightly fuzz run -O "$t" "$CORPUS/$t" "seeds/$t" -- \
-    -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+  if ! "$BIN/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 "$CORPUS/$t" "seeds/$t" >"$log" 2>&1; then
     tail -n 60 "$log" >&2
-    echo "fuzz: $t FAILED (the crashing input is in fuzz/artifacts/$t/)" >&2
+    echo "fuzz: $t FAILED (the crashing input is in fuzz/artifacts/$t/;" \
+      "replay: cargo +nightly fuzz run -O $t fuzz/artifacts/$t/FILE)" >&2
     exit 1
   fi
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
