@@ -50,7 +50,7 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Starts an echo server; prints its port.
+# Starts an echo server and sets PORT. Not in a $(…) subshell: cleanup needs its pid.
 start() {
   local name=$1 port
   shift
@@ -61,7 +61,7 @@ start() {
   PIDS+=($!)
   for ((i = 0; i < 100; i++)); do
     if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
-      echo "$port"
+      PORT=$port
       return 0
     fi
     sleep 0.1
@@ -73,11 +73,11 @@ start() {
 
 # kosoku exits 1 when any case is not OK/NON-STRICT/INFORMATIONAL (the 12.*/13.*
 # compression cases are UNIMPLEMENTED by design); check.py judges the verdicts.
-PORT=$(start production)
+start production
 echo "autobahn: cases 1-8, 10, 12, 13 against the production limits (port $PORT)"
 timeout 180 "$TMP/venv/bin/kosoku" "ws://127.0.0.1:$PORT/test-echo" -x '9.*' -o "$TMP/reports/production" \
   >"$TMP/kosoku-production.log" 2>&1 || true
-PORT=$(start large --max-frame-bytes 16777216)
+start large --max-frame-bytes 16777216
 echo "autobahn: cases 9.* with --max-frame-bytes 16777216 (port $PORT)"
 timeout 180 "$TMP/venv/bin/kosoku" "ws://127.0.0.1:$PORT/test-echo" -i '9.*' -o "$TMP/reports/large" \
   >"$TMP/kosoku-large.log" 2>&1 || true
