@@ -11,6 +11,7 @@
 //   js/conversation.js  header, messages, scrolling, typing line, composer
 //   js/members.js       members panel
 //   js/dialogs.js       new room, browse, room settings, account/admin, confirm
+//   js/search.js        message search: the panel, its shortcut, results, opening one
 //   js/notify.js        Notification API opt-in; what alerts, by the room's level
 //   js/actions.js       message toolbar: edit, delete, reply (quote + jump), notify level
 //   js/reactions.js     reactions under a message and the reaction picker

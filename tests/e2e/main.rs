@@ -14,6 +14,8 @@
 //!   room settings, leaving a room, the admin's invite link, signing out and up.
 //! - `newcomer`: a room whose start was trimmed says so, a new name shows live, the
 //!   admin manages others' rooms and removes a member of a public room.
+//! - `search`: the message search panel (shortcut, highlights, what may be read,
+//!   filters, paging, errors) opens a result far back in history, scrolled to it.
 //! - `looks`: hostile text renders as text, the phone layout works, and the
 //!   screenshots in docs/screenshots/ are taken.
 //! - `nginx`: the page over HTTP/2 and https through nginx (the docs/DEPLOY.md
@@ -41,6 +43,7 @@ mod looks;
 mod nginx;
 mod restart;
 mod rooms;
+mod search;
 
 use std::{future::Future, panic::AssertUnwindSafe, path::Path, time::Duration, time::Instant};
 
@@ -104,10 +107,11 @@ async fn browser_stories() {
     run_story(&driver, "restart", restart::server_restart(&driver), &mut failures).await;
     run_story(&driver, "rooms", rooms::rooms_and_history(&driver), &mut failures).await;
     run_story(&driver, "newcomer", rooms::what_a_newcomer_hit(&driver), &mut failures).await;
+    run_story(&driver, "search", search::search_story(&driver), &mut failures).await;
     run_story(&driver, "looks", looks::rendering_and_layout(&driver), &mut failures).await;
     run_story(&driver, "nginx", nginx::chat_through_nginx(&driver), &mut failures).await;
-    run_story(&driver, "assets", assets::assets_and_offline(&driver), &mut failures).await;
     run_story(&driver, "a11y", a11y::axe_and_tap_targets(&driver), &mut failures).await;
+    run_story(&driver, "assets", assets::assets_and_offline(&driver), &mut failures).await;
     driver.stop().await;
     assert!(failures.is_empty(), "browser stories failed:\n{}", failures.join("\n"));
 }
