@@ -4,7 +4,10 @@
 //! mislead, avatar colours keep their contrast, the layout works at 375 px wide, and the
 //! screenshots in docs/screenshots/ (sign-in, desktop, phone, new-room dialog; desktop
 //! and phone also in the dark scheme) are taken from the real app talking to the real
-//! server.
+//! server. The desktop and phone views of #design each land on unread messages, so
+//! they show the "New messages" divider, messages grouped under one author, reactions
+//! with counts (one of them added by clicking it), a reply quoting an earlier message
+//! and @mention chips; the story checks each is on screen before taking the picture.
 
 use std::path::{Path, PathBuf};
 
@@ -13,8 +16,10 @@ use serde_json::{Value, json};
 
 use crate::{
     browser::{Browser, Driver},
-    common::{Backend, Client, TestServer},
+    common::{Backend, Client, TestServer, Ws},
 };
+use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+use rtm::ws::protocol::ServerFrame;
 
 const PASSWORD: &str = "a long enough password";
 
@@ -48,6 +53,115 @@ async fn join(c: &Client, room: i64) -> Result<()> {
     let (s, body) = c.post(&format!("/api/rooms/{room}/join"), json!({})).await;
     ensure!(s == 200, "join {room}: {body}");
     Ok(())
+}
+
+/// A reply to message `to` (PROTOCOL.md §3.8): returns its seq.
+async fn reply(ws: &mut Ws, room: i64, to: i64, text: &str) -> Result<i64> {
+    let cmd = json!({
+        "type": "send", "room": room, "client_id": format!("looks-reply-{to}"), "text": text, "reply_to": to,
+    });
+    match ws.request(cmd).await {
+        ServerFrame::Ack { seq: Some(seq), .. } => Ok(seq),
+        other => anyhow::bail!("reply to {to}: {other:?}"),
+    }
+}
+
+/// Adds a reaction (PROTOCOL.md §3.8 `react`).
+async fn react(ws: &mut Ws, room: i64, seq: i64, emoji: &str) -> Result<()> {
+    match ws.request(json!({ "type": "react", "room": room, "seq": seq, "emoji": emoji })).await {
+        ServerFrame::Ack { seq: Some(_), .. } => Ok(()),
+        other => anyhow::bail!("react {emoji} to {seq}: {other:?}"),
+    }
+}
+
+/// Clicks a reaction under message `seq` in the page (adding ours to it) and waits
+/// until it counts `count` and shows as ours.
+async fn click_reaction(b: &Browser, seq: i64, emoji: &str, count: u32) -> Result<()> {
+    const FIND: &str = "const btn = document.querySelector(
+                          `#messages .msg[data-seq=\"${arguments[0]}\"] .reaction[data-emoji=\"${arguments[1]}\"]`);";
+    // Clicked through the DOM rather than with WebDriver's pointer: the pointer would
+    // stay over the message and show its hover toolbar in the screenshot.
+    b.wait_js(
+        &format!("the {emoji} reaction under message {seq}"),
+        &format!("{FIND} if (!btn) return false; btn.click(); return true;"),
+        vec![json!(seq), json!(emoji)],
+    )
+    .await?;
+    b.wait_js(
+        &format!("our {emoji} reaction counted under message {seq}"),
+        &format!(
+            "{FIND} return !!btn && btn.getAttribute('aria-pressed') === 'true'
+               && btn.querySelector('.reaction-count').textContent === String(arguments[2]);"
+        ),
+        vec![json!(seq), json!(emoji), json!(count)],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Moves the mouse pointer onto the room's title, where hovering shows nothing: left
+/// over a message (after a click elsewhere that the layout moved) it would show that
+/// message's hover toolbar in a screenshot.
+async fn park_pointer(b: &Browser) -> Result<()> {
+    let title = b.c.find(fantoccini::Locator::Id("room-title")).await?;
+    let moved = MouseActions::new("looks-mouse".into()).then(PointerAction::MoveToElement {
+        element: title,
+        duration: None,
+        x: 0.0,
+        y: 0.0,
+    });
+    b.c.perform_actions(moved).await?;
+    Ok(())
+}
+
+/// What the README's screenshots are meant to show, inside the message list's visible
+/// area: the unread divider (as the seq of the message right after it), a message continuing its author's group, the reactions
+/// (emoji and count, `*` when one is ours) of message `arguments[0]`, the author and
+/// excerpt of the quote of reply `arguments[1]`, and the mention chips of the messages
+/// `arguments[2]`.
+const SCENE: &str = "
+  const [reacted, reply, mentions] = arguments;
+  const list = document.getElementById('messages');
+  const view = list.getBoundingClientRect();
+  const shown = (el) => {
+    if (!el) return false;
+    const r = el.getBoundingClientRect();
+    return r.height > 0 && r.top >= view.top - 1 && r.bottom <= view.bottom + 1;
+  };
+  const msg = (seq) => list.querySelector(`.msg[data-seq=\"${seq}\"]`);
+  const quote = msg(reply)?.querySelector('.reply-quote');
+  return {
+    divider: (() => {
+      const d = list.querySelector('.unread-divider');
+      let next = d?.nextElementSibling;
+      while (next && !next.matches('.msg')) next = next.nextElementSibling;
+      return shown(d) && next ? Number(next.dataset.seq) : null;
+    })(),
+    grouped: [...list.querySelectorAll('.msg.cont')].some(shown),
+    reactions: [...(msg(reacted)?.querySelectorAll('.reaction') || [])].filter(shown).map((b) =>
+      b.querySelector('.reaction-emoji').textContent + b.querySelector('.reaction-count').textContent
+      + (b.getAttribute('aria-pressed') === 'true' ? '*' : '')),
+    quote: shown(quote)
+      ? [quote.querySelector('.reply-author')?.textContent, quote.querySelector('.reply-excerpt')?.textContent]
+      : null,
+    chips: mentions.map((seq) => [...(msg(seq)?.querySelectorAll('.mention-chip') || [])].filter(shown)
+      .map((c) => c.textContent)),
+  };";
+
+/// Waits (up to the usual wait) until SCENE reads `want` for these messages.
+async fn check_scene(b: &Browser, what: &str, reacted: i64, reply: i64, mentions: &[i64], want: Value) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v = b.js(SCENE, vec![json!(reacted), json!(reply), json!(mentions)]).await?;
+        if v == want {
+            return Ok(());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{what}: the screenshot's scene is not all on screen: {v}, want {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Sent from the browser.
@@ -315,11 +429,38 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
     ew.request(json!({ "type": "read", "id": "r-bulk", "room": bulk, "seq": 1_000_000 })).await;
     drop(ew);
     f.say(design, "Nice! The sidebar reads much better now.").await;
+    // Erin has read #design up to her own message; what follows lands under the
+    // "New messages" divider when she opens it.
     let mut e = erin_api.ws().await;
-    e.say(design, "Agreed. I will check the phone layout next.").await;
+    let agreed = e.say(design, "Agreed. I will check the phone layout next.").await.unwrap_or_default();
+    let read = e.request(json!({ "type": "read", "room": design, "seq": agreed })).await;
+    ensure!(matches!(read, ServerFrame::Ack { .. }), "erin's read marker: {read:?}");
     drop(e);
-    f.say(design, "The review notes are at https://example.org/design/review-3 if you need them.").await;
-    f.say(design, "Checklist for **Friday**:\n> colour tokens in `tokens.css`\n> screenshots in *both* schemes").await;
+    react(&mut f, design, agreed, "👍").await?;
+    react(&mut f, design, agreed, "🎉").await?;
+    // Two messages of Frank's in a row: one header.
+    let notes = f
+        .say(design, "The review notes are at https://example.org/design/review-3 if you need them.")
+        .await
+        .unwrap_or_default();
+    let checklist = f
+        .say(design, "Checklist for **Friday**:\n> colour tokens in `tokens.css`\n> screenshots in *both* schemes")
+        .await
+        .unwrap_or_default();
+    let erin_id = erin_api.id().await;
+    let frank_id = frank.id().await;
+    let grace_reply = {
+        let mut g = grace.ws().await;
+        react(&mut g, design, agreed, "👍").await?;
+        react(&mut g, design, checklist, "👍").await?;
+        reply(
+            &mut g,
+            design,
+            agreed,
+            &format!("<@{erin_id}> the drawer felt right on my phone; one nit in the review notes."),
+        )
+        .await?
+    };
     let (s, dm) = frank.post("/api/dms", json!({ "user_id": erin_api.id().await })).await;
     ensure!(s == 200, "frank opens a DM: {dm}");
     let dm = dm["room"]["id"].as_i64().unwrap_or_default();
@@ -388,8 +529,10 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
     // The main view at desktop width: #design with Frank online and Grace away.
     erin.open_conversation("design").await?;
     erin.wait_msg("The review notes are at https://example.org/design/review-3 if you need them.").await?;
+    click_reaction(&erin, checklist, "👍", 2).await?;
     erin.send_message("Looks great. Shipping it after lunch @frank.").await?;
-    erin.wait_msg_delivered("Looks great. Shipping it after lunch @frank.").await?;
+    let lunch = erin.wait_msg_delivered("Looks great. Shipping it after lunch @frank.").await?;
+    let lunch = lunch["seq"].as_i64().unwrap_or_default();
     let online = "for (const li of document.querySelectorAll('#members > li.member'))
                     if (li.querySelector('.member-handle')?.textContent === arguments[0])
                       return li.classList.contains('online') === arguments[1];
@@ -401,6 +544,20 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
     f.send_json(json!({ "type": "typing", "room": design })).await;
     erin.wait_text("#typing", "frank is typing…").await?;
     erin.js("document.activeElement?.blur();", vec![]).await?;
+    park_pointer(&erin).await?;
+    check_scene(
+        &erin,
+        "desktop",
+        agreed,
+        grace_reply,
+        &[grace_reply, lunch],
+        json!({
+            "divider": notes, "grouped": true, "reactions": ["👍2", "🎉1"],
+            "quote": ["@erin", "Agreed. I will check the phone layout next."],
+            "chips": [["@erin"], ["@frank"]],
+        }),
+    )
+    .await?;
     screenshot(&erin, "desktop.png").await?;
     force_dark(&erin, true).await?;
     check_avatar_contrast(&erin, "dark").await?;
@@ -461,6 +618,18 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
     erin.wait_msg_delivered("Sent from my phone").await?;
     no_sideways_scroll(&erin).await?;
 
+    // Meanwhile in #design: a reply with a mention, two messages of Frank's, reactions.
+    let (phone_reply, done) = {
+        let mut g = grace.ws().await;
+        let r =
+            reply(&mut g, design, lunch, &format!("Lunch works. <@{frank_id}> can you tag the release after?")).await?;
+        f.say(design, "Sure, tagging v0.9 now.").await;
+        let done = f.say(design, "Done: the notes are at https://example.org/releases/0.9").await.unwrap_or_default();
+        react(&mut g, design, done, "🎉").await?;
+        react(&mut f, design, r, "👍").await?;
+        (r, done)
+    };
+
     // Back to #design through the menu for the phone screenshot.
     erin.click("#menu-btn").await?;
     let item = erin.wait_item("#room-list", ".name", "design").await?;
@@ -472,7 +641,23 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
         vec![],
     )
     .await?;
+    erin.wait_msg("Done: the notes are at https://example.org/releases/0.9").await?;
+    click_reaction(&erin, done, "🎉", 2).await?;
     erin.js("document.activeElement?.blur();", vec![]).await?;
+    park_pointer(&erin).await?;
+    check_scene(
+        &erin,
+        "phone",
+        done,
+        phone_reply,
+        &[phone_reply],
+        json!({
+            "divider": phone_reply, "grouped": true, "reactions": ["🎉2*"],
+            "quote": ["@erin", "Looks great. Shipping it after lunch @frank."],
+            "chips": [["@frank"]],
+        }),
+    )
+    .await?;
     screenshot(&erin, "phone.png").await?;
     force_dark(&erin, true).await?;
     no_sideways_scroll(&erin).await?;
