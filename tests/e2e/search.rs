@@ -342,9 +342,13 @@ pub async fn search_story(d: &Driver) -> Result<()> {
         vec![],
     )
     .await?;
+    let opened = std::time::Instant::now();
     keys(&ann, &key(Key::Enter)).await?;
     ann.wait_room_open("archive").await?;
     let at = wait_in_view(&ann, needle, true).await?;
+    // For information (BENCHMARKS-style figures are never asserted): Enter to the
+    // message on screen, through four pages of history.
+    eprintln!("search: opened a result {FILLERS} messages back in {:.0?}", opened.elapsed());
     ensure!(at["seq"] == json!(needle_seq), "the needle itself: {at}");
     ensure!(!ann.is_visible("#search-panel").await?, "the panel closed on opening a result");
     ensure!(
