@@ -34,6 +34,8 @@ mod reconnect;
 mod redisinfo;
 #[path = "rtm_bench/report.rs"]
 mod report;
+#[path = "rtm_bench/search.rs"]
+mod search;
 #[path = "rtm_bench/setup.rs"]
 mod setup;
 #[path = "rtm_bench/stats.rs"]
@@ -69,6 +71,8 @@ enum Command {
     Persist(persist::PersistArgs),
     /// All clients drop at once and resume: time to resume, losses, duplicates.
     Reconnect(reconnect::ReconnectArgs),
+    /// Full-text search over a large stored history: queries/s, latency, CPU per query.
+    Search(search::SearchArgs),
     /// Draw a latency-versus-load SVG from fanout JSON result lines.
     Plot(plot::PlotArgs),
 }
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
         Command::Dm(a) => (a.common.max_runtime, a.common.json),
         Command::Persist(a) => (a.common.max_runtime, a.common.json),
         Command::Reconnect(a) => (a.common.max_runtime, a.common.json),
+        Command::Search(a) => (a.common.max_runtime, a.common.json),
         Command::Plot(_) => (600, false),
     };
     let result = rt.block_on(async move {
@@ -157,6 +162,7 @@ fn main() -> ExitCode {
                 Command::Dm(a) => dm::run(a).await,
                 Command::Persist(a) => persist::run(a).await,
                 Command::Reconnect(a) => reconnect::run(a).await,
+                Command::Search(a) => search::run(a).await,
                 Command::Plot(a) => plot::run(a),
             }
         };
