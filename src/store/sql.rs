@@ -1477,14 +1477,12 @@ impl Store for SqlStore {
             Backend::Sqlite => {
                 let q: Vec<String> =
                     query.terms.iter().map(|t| format!("{}{}", quoted(t), if t.prefix { "*" } else { "" })).collect();
-                // Newest first straight from the index: FTS5 walks rowids downwards.
-                (
-                    (
-                        "m.rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH $2)".to_string(),
-                        q.join(" AND "),
-                    ),
-                    "m.rowid DESC",
-                )
+                // Newest first straight from the index: the FTS table is the outer loop
+                // (CROSS JOIN fixes the order) and FTS5 walks its rowids downwards
+                // lazily, so the search stops at the page's last visible hit. With
+                // `rowid IN (SELECT … MATCH)` every hit in every room was collected
+                // first (rtm-bench search, BENCHMARKS.md).
+                (("m.rowid = f.rowid AND messages_fts MATCH $2".to_string(), q.join(" AND ")), "f.rowid DESC")
             }
             Backend::Postgres => {
                 let q: Vec<String> = query
@@ -1521,8 +1519,9 @@ impl Store for SqlStore {
             }
         };
         let (cond, text) = matches;
+        let fts = if self.backend == Backend::Sqlite { "messages_fts f CROSS JOIN " } else { "" };
         let sql = format!(
-            "SELECT {MSG_COLS} FROM {MSG_FROM}
+            "SELECT {MSG_COLS} FROM {fts}{MSG_FROM}
              WHERE {cond} AND m.kind = 'text' AND m.deleted = 0
                AND EXISTS (SELECT 1 FROM memberships ms WHERE ms.room_id = m.room_id AND ms.user_id = $1)
                AND ($3 = 0 OR m.room_id = $3) AND ($4 = 0 OR m.author_id = $4)
