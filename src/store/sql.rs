@@ -47,6 +47,9 @@ const MSG_FROM: &str = "messages m LEFT JOIN users u ON u.id = m.author_id
      LEFT JOIN messages t ON m.reply_to IS NOT NULL AND t.room_id = m.room_id AND t.seq = m.reply_to
      LEFT JOIN users tu ON tu.id = t.author_id";
 
+/// A pooled connection, held for all the queries of one read.
+type Conn = sqlx::pool::PoolConnection<sqlx::Any>;
+
 /// What a message's text is indexed as: live texts only.
 fn search_text(m: &NewMessage) -> Option<String> {
     (m.kind == MessageKind::Text).then(|| crate::domain::search::fold(&m.body))
@@ -287,7 +290,10 @@ impl SqlStore {
     /// thousand-parameter batch insert quadratic.
     /// Fills in the reactions of a page's messages and the usernames its texts
     /// mention: two queries per page, whatever its length.
-    async fn decorate(&self, room: RoomId, rows: &mut [StoredMessage]) -> StoreResult<()> {
+    /// Runs on the connection that read the page: a page must not wait for a second
+    /// connection while holding its rows (200 resumes at once held ~4 MB each while
+    /// queueing for the pool: 600 MB RSS, BENCHMARKS.md issue 16).
+    async fn decorate(&self, conn: &mut Conn, room: RoomId, rows: &mut [StoredMessage]) -> StoreResult<()> {
         let texts = || rows.iter().filter(|m| m.kind == MessageKind::Text && !m.deleted);
         if let (Some(lo), Some(hi)) = (texts().map(|m| m.seq).min(), texts().map(|m| m.seq).max()) {
             let found = self
@@ -296,7 +302,7 @@ impl SqlStore {
                 .bind(room)
                 .bind(lo)
                 .bind(hi)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut **conn)
                 .await?;
             let mut by_seq: HashMap<Seq, Vec<(String, Vec<UserId>)>> = HashMap::new();
             for r in &found {
@@ -330,7 +336,7 @@ impl SqlStore {
             for k in 0..n {
                 q = q.bind(chunk[k.min(chunk.len() - 1)]);
             }
-            for r in q.fetch_all(&self.pool).await? {
+            for r in q.fetch_all(&mut **conn).await? {
                 names.insert(r.try_get("id")?, r.try_get("username")?);
             }
         }
@@ -1443,10 +1449,12 @@ impl Store for SqlStore {
             "SELECT {MSG_COLS} FROM {MSG_FROM}
              WHERE m.room_id = $1 AND m.seq < $2 AND m.target_seq IS NULL ORDER BY m.seq DESC LIMIT $3"
         );
-        let rows = self.q(&sql).bind(room).bind(before.unwrap_or(i64::MAX)).bind(limit).fetch_all(&self.pool).await?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = self.q(&sql).bind(room).bind(before.unwrap_or(i64::MAX)).bind(limit).fetch_all(&mut *conn).await?;
         let mut v: Vec<StoredMessage> = rows.iter().map(message_from).collect::<Result<_, _>>()?;
+        drop(rows);
         v.reverse();
-        self.decorate(room, &mut v).await?;
+        self.decorate(&mut conn, room, &mut v).await?;
         Ok(v)
     }
 
@@ -1455,9 +1463,11 @@ impl Store for SqlStore {
             "SELECT {MSG_COLS} FROM {MSG_FROM}
              WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq ASC LIMIT $3"
         );
-        let rows = self.q(&sql).bind(room).bind(after).bind(limit).fetch_all(&self.pool).await?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = self.q(&sql).bind(room).bind(after).bind(limit).fetch_all(&mut *conn).await?;
         let mut v: Vec<StoredMessage> = rows.iter().map(message_from).collect::<Result<_, _>>()?;
-        self.decorate(room, &mut v).await?;
+        drop(rows);
+        self.decorate(&mut conn, room, &mut v).await?;
         Ok(v)
     }
 
@@ -1527,6 +1537,7 @@ impl Store for SqlStore {
                AND ($3 = 0 OR m.room_id = $3) AND ($4 = 0 OR m.author_id = $4)
              ORDER BY {order} LIMIT $5 OFFSET $6"
         );
+        let mut conn = self.pool.acquire().await?;
         let rows = self
             .q(&sql)
             .bind(viewer)
@@ -1535,16 +1546,17 @@ impl Store for SqlStore {
             .bind(author.unwrap_or(0))
             .bind(limit)
             .bind(offset)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let mut v: Vec<StoredMessage> = rows.iter().map(message_from).collect::<Result<_, _>>()?;
+        drop(rows);
         // Reactions and mentions, per room (a page may span several).
         let mut rooms: Vec<RoomId> = v.iter().map(|m| m.room_id).collect();
         rooms.sort_unstable();
         rooms.dedup();
         for r in rooms {
             let mut part: Vec<StoredMessage> = v.iter().filter(|m| m.room_id == r).cloned().collect();
-            self.decorate(r, &mut part).await?;
+            self.decorate(&mut conn, r, &mut part).await?;
             for m in part {
                 if let Some(slot) = v.iter_mut().find(|x| x.room_id == m.room_id && x.seq == m.seq) {
                     *slot = m;
@@ -1579,11 +1591,12 @@ impl Store for SqlStore {
 
     async fn message(&self, room: RoomId, seq: Seq) -> StoreResult<Option<StoredMessage>> {
         let sql = format!("SELECT {MSG_COLS} FROM {MSG_FROM} WHERE m.room_id = $1 AND m.seq = $2");
-        let Some(row) = self.q(&sql).bind(room).bind(seq).fetch_optional(&self.pool).await? else {
+        let mut conn = self.pool.acquire().await?;
+        let Some(row) = self.q(&sql).bind(room).bind(seq).fetch_optional(&mut *conn).await? else {
             return Ok(None);
         };
         let mut v = vec![message_from(&row)?];
-        self.decorate(room, &mut v).await?;
+        self.decorate(&mut conn, room, &mut v).await?;
         Ok(v.pop())
     }
 
