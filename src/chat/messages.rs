@@ -114,7 +114,8 @@ pub(super) fn stored_frame(m: StoredMessage) -> ServerFrame {
 
 /// What an action on a message needs to know about its target.
 struct Target {
-    room: Room,
+    /// The room and its members (whom an edit's mentions may count for).
+    entry: std::sync::Arc<super::rooms::RoomEntry>,
     message: StoredMessage,
 }
 
@@ -210,7 +211,7 @@ impl Chat {
         self.take_send_budget(actor).await?;
         let e = self.member_room(actor, room).await?;
         let message = self.live_text(&e.room, seq).await?;
-        Ok(Target { room: e.room.clone(), message })
+        Ok(Target { entry: e, message })
     }
 
     /// Replaces the text of the actor's own message. The edit is a kept event of its
@@ -222,8 +223,7 @@ impl Chat {
         if t.message.author_id != actor.user.id {
             return Err(ChatError::Forbidden("only its author can edit a message"));
         }
-        let members = self.member_room(actor, room).await?.members.clone();
-        let (mention_ids, mentions) = self.mentions_in(text, &members, actor.user.id).await?;
+        let (mention_ids, mentions) = self.mentions_in(text, &t.entry.members, actor.user.id).await?;
         let now = now_ms();
         let msg = NewMessage {
             target: Some(seq),
@@ -235,7 +235,7 @@ impl Chat {
             mentions,
             ..Event::plain(room, None, EventKind::Edit, actor.author(), text.to_string(), now)
         };
-        self.keep_or_deliver(&t.room, msg, event).await
+        self.keep_or_deliver(&t.entry.room, msg, event).await
     }
 
     /// Deletes a message: its author may, and so may the room's owner and the admin.
@@ -243,7 +243,7 @@ impl Chat {
     pub async fn delete(&self, actor: &Actor, room: RoomId, seq: Seq) -> ChatResult<SendReceipt> {
         let t = self.action_target(actor, room, seq).await?;
         let own = t.message.author_id == actor.user.id;
-        let owner = t.room.owner_id == Some(actor.user.id);
+        let owner = t.entry.room.owner_id == Some(actor.user.id);
         if !(own || owner || actor.user.is_admin) {
             return Err(ChatError::Forbidden("only its author, the room's owner or the admin can delete a message"));
         }
@@ -256,7 +256,7 @@ impl Chat {
             target: Some(seq),
             ..Event::plain(room, None, EventKind::Delete, actor.author(), String::new(), now)
         };
-        self.keep_or_deliver(&t.room, msg, event).await
+        self.keep_or_deliver(&t.entry.room, msg, event).await
     }
 
     /// Adds (`on`) or takes back a reaction. Asking for the state a reaction is
@@ -285,7 +285,7 @@ impl Chat {
             on: Some(on),
             ..Event::plain(room, None, EventKind::Reaction, actor.author(), String::new(), now)
         };
-        self.keep_or_deliver(&t.room, msg, event).await
+        self.keep_or_deliver(&t.entry.room, msg, event).await
     }
 
     /// Sets how much of a room the actor wants to be notified about, and tells all

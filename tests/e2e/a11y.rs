@@ -13,12 +13,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use fantoccini::wd::WebDriverCompatibleCommand;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha512};
 
 use crate::{
-    browser::{Browser, Driver},
+    browser::{Browser, Cdp, Driver},
     common::{Backend, TestServer, password_of},
 };
 
@@ -82,24 +81,6 @@ async fn axe_source() -> Result<String> {
         .context("run tar")?;
     ensure!(out.status.success(), "tar failed: {}", String::from_utf8_lossy(&out.stderr));
     std::fs::read_to_string(dir.join("axe.min.js")).context("read axe.min.js")
-}
-
-/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`): how the test
-/// switches the page to dark mode, which WebDriver itself cannot.
-#[derive(Debug)]
-struct Cdp {
-    cmd: &'static str,
-    params: Value,
-}
-
-impl WebDriverCompatibleCommand for Cdp {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
-        (axum::http::Method::POST, Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()))
-    }
 }
 
 async fn color_scheme(b: &Browser, scheme: &str) -> Result<()> {

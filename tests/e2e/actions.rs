@@ -17,30 +17,13 @@
 //!   as a fresh page load.
 
 use anyhow::{Context, Result, anyhow, ensure};
-use fantoccini::{key::Key, wd::WebDriverCompatibleCommand};
+use fantoccini::key::Key;
 use serde_json::{Value, json};
 
 use crate::{
-    browser::{Browser, Driver},
+    browser::{Browser, Cdp, Driver},
     common::{Backend, TestServer, Ws, password_of},
 };
-
-/// A Chrome DevTools command sent through chromedriver.
-#[derive(Debug)]
-struct Cdp {
-    cmd: &'static str,
-    params: Value,
-}
-
-impl WebDriverCompatibleCommand for Cdp {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
-        (axum::http::Method::POST, Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()))
-    }
-}
 
 async fn cdp(b: &Browser, cmd: &'static str, params: Value) -> Result<()> {
     b.c.issue_cmd(Cdp { cmd, params }).await.map_err(|e| anyhow!("{}: {cmd}: {e}", b.name))?;

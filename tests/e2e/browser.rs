@@ -20,6 +20,24 @@ use serde_json::{Value, json};
 use tokio::{process::Child, sync::Mutex};
 
 /// How long a wait may take before the check fails.
+/// A Chrome DevTools command sent through chromedriver (`goog/cdp/execute`): what
+/// WebDriver itself cannot do (emulated dark mode, network off, permissions).
+#[derive(Debug)]
+pub struct Cdp {
+    pub cmd: &'static str,
+    pub params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()))
+    }
+}
+
 pub const WAIT: Duration = Duration::from_secs(15);
 /// How often a wait asks the page again.
 const POLL: Duration = Duration::from_millis(100);

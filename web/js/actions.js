@@ -339,24 +339,6 @@ function onComposerKey(e, ta) {
 
 // ---------------------------------------------------------------- jumping to a quote
 
-/** Resolves once `cond()` holds after a store change (or at once), or after `ms`. */
-function until(cond, ms) {
-  return new Promise((resolve) => {
-    if (cond()) return resolve(true);
-    let off = null;
-    const t = setTimeout(() => {
-      off?.();
-      resolve(false);
-    }, ms);
-    off = store.subscribe(() => {
-      if (!cond()) return;
-      clearTimeout(t);
-      off();
-      // Let the list render what just arrived.
-      requestAnimationFrame(() => resolve(true));
-    });
-  });
-}
 
 let jumping = 0;
 /**
@@ -383,7 +365,7 @@ export async function jumpTo(roomId, seq) {
     const oldest = store.oldestSeq(r);
     if (r.loaded && (!r.hasMore || (oldest != null && oldest < seq))) break;
     if (!r.loadingHistory) sync.loadHistory(roomId);
-    const ok = await until(() => {
+    const ok = await store.until(() => {
       const x = store.room(roomId);
       return !x || (!x.loadingHistory && store.oldestSeq(x) !== oldest) || (x.loaded && !x.hasMore);
     }, 10000);

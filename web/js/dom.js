@@ -134,6 +134,34 @@ export function syncList(parent, items, keyOf, create, update) {
 
 let toastTimer = 0;
 /** A short message at the bottom of the screen (errors that belong to no form). */
+/**
+ * The keys of an open completion list (`{items, index}`): arrows move, Enter/Tab
+ * accept, Escape closes. Returns true when the key was the list's.
+ */
+export function completionKey(e, list, { render, accept, close }) {
+  const n = list.items.length;
+  switch (e.key) {
+    case 'ArrowDown':
+      list.index = (list.index + 1) % n;
+      render();
+      return true;
+    case 'ArrowUp':
+      list.index = (list.index + n - 1) % n;
+      render();
+      return true;
+    case 'Enter':
+    case 'Tab':
+      if (e.shiftKey) return false;
+      accept(list.index);
+      return true;
+    case 'Escape':
+      close();
+      return true;
+    default:
+      return false;
+  }
+}
+
 export function toast(message, ms = 5000) {
   const el = $('toast');
   if (!el) return;

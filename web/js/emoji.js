@@ -10,7 +10,7 @@
 //   insert, Escape dismisses. A whole `:shortcode:` typed with its closing colon is
 //   replaced at once.
 
-import { $, h } from './dom.js';
+import { $, completionKey, h } from './dom.js';
 import { emojiGroups } from './emoji-data.js';
 
 const MAX_SUGGESTIONS = 8;
@@ -179,27 +179,7 @@ function accept(i) {
 /** The composer's key hook: the completion's keys, while it is open. */
 function onComposerKey(e) {
   if (!completion || e.isComposing) return false;
-  const n = completion.items.length;
-  switch (e.key) {
-    case 'ArrowDown':
-      completion.index = (completion.index + 1) % n;
-      renderCompletion();
-      return true;
-    case 'ArrowUp':
-      completion.index = (completion.index + n - 1) % n;
-      renderCompletion();
-      return true;
-    case 'Enter':
-    case 'Tab':
-      if (e.shiftKey) return false;
-      accept(completion.index);
-      return true;
-    case 'Escape':
-      closeCompletion();
-      return true;
-    default:
-      return false;
-  }
+  return completionKey(e, completion, { render: renderCompletion, accept, close: closeCompletion });
 }
 
 // ---------------------------------------------------------------- picker

@@ -14,7 +14,7 @@
 //   unread count) and the quiet look of a muted room.
 // All text is set with textContent / text nodes.
 
-import { $, h } from './dom.js';
+import { $, completionKey, h } from './dom.js';
 import { fullName } from './format.js';
 import * as store from './store.js';
 import { tapFrames } from './socket.js';
@@ -320,27 +320,7 @@ function accept(i) {
 /** The composer's key hook: the list's keys while it is open. */
 function onComposerKey(e) {
   if (!completion || !completion.items.length || e.isComposing) return false;
-  const n = completion.items.length;
-  switch (e.key) {
-    case 'ArrowDown':
-      completion.index = (completion.index + 1) % n;
-      render();
-      return true;
-    case 'ArrowUp':
-      completion.index = (completion.index + n - 1) % n;
-      render();
-      return true;
-    case 'Enter':
-    case 'Tab':
-      if (e.shiftKey) return false;
-      accept(completion.index);
-      return true;
-    case 'Escape':
-      close();
-      return true;
-    default:
-      return false;
-  }
+  return completionKey(e, completion, { render, accept, close });
 }
 
 // ---------------------------------------------------------------- sidebar

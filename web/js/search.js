@@ -424,7 +424,7 @@ async function openResult(i) {
   hooks.selectRoom(res.room);
   // Jump once the conversation has settled: its newest page loaded (and, when it had
   // unread messages, the list placed at them), so nothing scrolls it away afterwards.
-  await until(() => {
+  await store.until(() => {
     const r = store.room(res.room);
     return !r || (r.loaded && !r.loadingHistory && !r.resyncing && r.members != null);
   }, SETTLE_MS);
@@ -433,20 +433,3 @@ async function openResult(i) {
   jumpTo(res.room, res.seq);
 }
 
-/** Resolves once `cond()` holds after a store change (or at once), or after `ms`. */
-function until(cond, ms) {
-  return new Promise((resolve) => {
-    if (cond()) return resolve(true);
-    let off = null;
-    const t = setTimeout(() => {
-      off?.();
-      resolve(false);
-    }, ms);
-    off = store.subscribe(() => {
-      if (!cond()) return;
-      clearTimeout(t);
-      off();
-      resolve(true);
-    });
-  });
-}

@@ -23,6 +23,27 @@ export function subscribe(fn) {
 }
 
 /** Marks topics as changed; views hear about it once the current task is done. */
+/**
+ * Resolves true once `cond()` holds after a state change (at once if it already
+ * does; a frame later, so lists have rendered what arrived), or false after `ms`.
+ */
+export function until(cond, ms) {
+  return new Promise((resolve) => {
+    if (cond()) return resolve(true);
+    let off = null;
+    const t = setTimeout(() => {
+      off?.();
+      resolve(false);
+    }, ms);
+    off = subscribe(() => {
+      if (!cond()) return;
+      clearTimeout(t);
+      off();
+      requestAnimationFrame(() => resolve(true));
+    });
+  });
+}
+
 export function touch(...topics) {
   for (const t of topics) dirty.add(t);
   if (!scheduled) {
