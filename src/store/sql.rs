@@ -1507,8 +1507,7 @@ impl Store for SqlStore {
                     (
                         // search_tsv is the stored tsvector (migration 0008): statistics for
                         // the planner and no re-parsing of the text per row.
-                        "m.search_text IS NOT NULL AND m.search_tsv @@ to_tsquery('simple', $2)"
-                            .to_string(),
+                        "m.search_text IS NOT NULL AND m.search_tsv @@ to_tsquery('simple', $2)".to_string(),
                         q.join(" & "),
                     ),
                     "m.created_at DESC, m.room_id DESC, m.seq DESC",
