@@ -80,6 +80,7 @@ fn room_info(room: &Room, read_seq: i64, unread: i64, peer: Option<&User>) -> Ro
         peer: peer.map(|p| Author { id: p.id, username: p.username.clone() }),
         mentions: 0,
         notify: "all".into(),
+        archived: room.archived,
     }
 }
 

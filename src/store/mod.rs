@@ -131,6 +131,8 @@ pub struct Room {
     pub retention: Retention,
     pub last_seq: Seq,
     pub created_at: i64,
+    /// Archived by the admin: readable, nobody may send (checked from the room cache).
+    pub archived: bool,
 }
 
 /// Fields of a new room, already validated.

@@ -37,7 +37,7 @@ pub struct SqlStore {
 }
 
 const USER_COLS: &str = "u.id, u.email, u.username, u.first_name, u.last_name, u.is_admin, u.disabled, u.created_at";
-const ROOM_COLS: &str = "r.id, r.kind, r.name, r.topic, r.is_private, r.owner_id, r.keep_messages, r.keep_days, r.ephemeral, r.last_seq, r.created_at";
+const ROOM_COLS: &str = "r.id, r.kind, r.name, r.topic, r.is_private, r.owner_id, r.keep_messages, r.keep_days, r.ephemeral, r.last_seq, r.created_at, r.archived";
 const MSG_COLS: &str =
     "m.room_id, m.seq, m.author_id, COALESCE(u.username, '') AS username, m.kind, m.body, m.client_id, m.created_at,
      m.target_seq, m.reply_to, m.edited_at, m.deleted,
@@ -84,6 +84,7 @@ fn room_from(row: &AnyRow) -> Result<Room, sqlx::Error> {
         },
         last_seq: row.try_get("last_seq")?,
         created_at: row.try_get("created_at")?,
+        archived: row.try_get::<i64, _>("archived")? != 0,
     })
 }
 

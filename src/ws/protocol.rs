@@ -144,6 +144,9 @@ pub struct RoomInfo {
     /// Your notification level: `all`, `mentions` or `muted`.
     #[serde(default = "notify_all")]
     pub notify: String,
+    /// Archived by the admin: readable, but nobody may send (`room_archived`).
+    #[serde(default)]
+    pub archived: bool,
 }
 
 fn notify_all() -> String {
