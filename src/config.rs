@@ -133,6 +133,24 @@ pub struct Config {
     #[arg(long, env = "RTM_DEFAULT_KEEP_MESSAGES", default_value_t = 1000, global = true)]
     pub default_keep_messages: i64,
 
+    /// Where uploaded files are kept (content-addressed blobs). Default: DATA_DIR/files.
+    /// Several nodes must all see the same directory (a shared volume).
+    #[arg(long, env = "RTM_FILES_DIR", global = true)]
+    pub files_dir: Option<PathBuf>,
+
+    /// Largest uploaded file, in bytes (default 25 MiB).
+    #[arg(long, env = "RTM_MAX_FILE_BYTES", default_value_t = 25 * 1024 * 1024, global = true)]
+    pub max_file_bytes: u64,
+
+    /// Bytes of uploads one user may keep (pending and attached), in bytes (default 1 GiB).
+    #[arg(long, env = "RTM_USER_STORAGE_QUOTA", default_value_t = 1024 * 1024 * 1024, global = true)]
+    pub user_storage_quota: u64,
+
+    /// Accepted upload types: a comma list of MIME types and `type/*` patterns
+    /// (e.g. `image/*,application/pdf`); empty: any type.
+    #[arg(long, env = "RTM_ACCEPTED_FILE_TYPES", default_value = "", value_parser = parse_accepted_types, global = true)]
+    pub accepted_file_types: crate::domain::files::AcceptedTypes,
+
     /// Sign-in and sign-up attempts allowed per client address per minute.
     #[arg(long, env = "RTM_AUTH_RATE_PER_MIN", default_value_t = 30, global = true)]
     pub auth_rate_per_min: u32,
@@ -280,6 +298,10 @@ impl Config {
     }
 }
 
+fn parse_accepted_types(s: &str) -> Result<crate::domain::files::AcceptedTypes, String> {
+    crate::domain::files::AcceptedTypes::parse(s).map_err(|e| e.message)
+}
+
 /// Hides the password part of a database URL.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -311,6 +333,10 @@ impl fmt::Debug for Config {
             .field("durability", &self.durability)
             .field("max_sockets_per_user", &self.max_sockets_per_user)
             .field("metrics_listen", &self.metrics_listen)
+            .field("files_dir", &self.files_dir)
+            .field("max_file_bytes", &self.max_file_bytes)
+            .field("user_storage_quota", &self.user_storage_quota)
+            .field("accepted_file_types", &self.accepted_file_types)
             .finish_non_exhaustive()
     }
 }

@@ -46,6 +46,7 @@ impl From<ChatError> for ApiError {
             ChatError::NotFound(_) => StatusCode::NOT_FOUND,
             ChatError::RateLimited | ChatError::SignInDelayed(_) => StatusCode::TOO_MANY_REQUESTS,
             ChatError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ChatError::File(f) => StatusCode::from_u16(f.status()).unwrap_or(StatusCode::BAD_REQUEST),
             ChatError::Internal(detail) => {
                 tracing::error!(error = %detail, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -52,7 +52,11 @@ const REPLY_BYTES: usize = 512 * 1024;
 const EVENT_OVERHEAD: usize = 200;
 
 fn event_size(m: &StoredMessage) -> usize {
-    m.body.len() + m.author_username.len() + m.client_id.as_ref().map_or(0, String::len) + EVENT_OVERHEAD
+    m.body.len()
+        + m.author_username.len()
+        + m.client_id.as_ref().map_or(0, String::len)
+        + EVENT_OVERHEAD
+        + m.attachments.iter().map(|f| 4 * f.name.len() + super::files::ATTACHMENT_OVERHEAD).sum::<usize>()
 }
 
 /// How many rows, taken in `rows`' order, fit in one reply (at least one if any).
@@ -85,6 +89,7 @@ pub(super) fn to_event(m: StoredMessage) -> Event {
         reactions: m.reactions.into_iter().map(|(emoji, users)| Reaction { emoji, users }).collect(),
         reply_to: m.reply_to.map(reply_view),
         mentions: m.mentions.into_iter().map(|(id, username)| Author { id, username }).collect(),
+        attachments: m.attachments.iter().map(super::files::attachment_of).collect(),
         ..Event::plain(
             m.room_id,
             Some(m.seq),
@@ -131,10 +136,27 @@ impl Chat {
         text: &str,
         reply_to: Option<Seq>,
     ) -> ChatResult<SendReceipt> {
-        domain::validate_text(text, self.policy.max_message_chars)?;
+        self.send_with_files(actor, room, client_id, text, reply_to, &[]).await
+    }
+
+    /// [`Chat::send`] with attachments: ids of the sender's pending uploads in this
+    /// room (`chat::files`); the text may then be empty.
+    pub async fn send_with_files(
+        &self,
+        actor: &Actor,
+        room: RoomId,
+        client_id: &str,
+        text: &str,
+        reply_to: Option<Seq>,
+        attachments: &[String],
+    ) -> ChatResult<SendReceipt> {
+        if attachments.is_empty() || !text.trim().is_empty() {
+            domain::validate_text(text, self.policy.max_message_chars)?;
+        }
         domain::validate_client_id(client_id)?;
         self.take_send_budget(actor).await?;
         let e = self.member_room(actor, room).await?;
+        let files = self.files_for_send(actor, &e.room, client_id, attachments).await?;
         let quoted = match reply_to {
             Some(seq) => Some(self.live_text(&e.room, seq).await?),
             None => None,
@@ -145,6 +167,7 @@ impl Chat {
             client_id: Some(client_id.to_string()),
             reply_to,
             mentions: mention_ids,
+            attachments: files.iter().map(|f| f.id.clone()).collect(),
             ..NewMessage::plain(room, actor.user.id, MessageKind::Text, text.to_string(), now)
         };
         let event = Event {
@@ -156,6 +179,7 @@ impl Chat {
                 missing: false,
             }),
             mentions,
+            attachments: files.iter().map(super::files::attachment_of).collect(),
             ..Event::plain(room, None, EventKind::Text, actor.author(), text.to_string(), now)
         };
         self.keep_or_deliver(&e.room, msg, event).await

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod cluster;
+pub mod files;
 mod messages;
 mod pipeline;
 mod presence;
@@ -70,6 +71,9 @@ pub enum ChatError {
     LookAlike(&'static str),
     #[error("the database is unreachable right now; nothing was changed, try again shortly")]
     Unavailable,
+    /// Files and images (`files.rs`).
+    #[error("{0}")]
+    File(#[from] files::FileError),
     #[error("internal error")]
     Internal(String),
 }
@@ -99,6 +103,7 @@ impl ChatError {
             ChatError::LookAlike("username") => "username_look_alike",
             ChatError::LookAlike(_) => "room_name_look_alike",
             ChatError::Unavailable => "unavailable",
+            ChatError::File(e) => e.code(),
             ChatError::Internal(_) => "internal",
         }
     }
@@ -168,6 +173,8 @@ pub struct Policy {
     pub max_api_tokens: usize,
     /// The per-account sign-in back-off (`auth::backoff`).
     pub sign_in: crate::auth::backoff::Rule,
+    /// Uploads: largest file, quota, accepted types, where blobs live.
+    pub files: files::FilePolicy,
 }
 
 impl Policy {
@@ -184,6 +191,7 @@ impl Policy {
             origin: c.origin(),
             auth_per_min: c.auth_rate_per_min.max(1),
             max_api_tokens: c.max_api_tokens,
+            files: files::FilePolicy::from_config(c),
             sign_in: crate::auth::backoff::Rule {
                 free: c.sign_in_free_failures,
                 base: Duration::from_secs(1),
@@ -205,6 +213,8 @@ impl Policy {
 
 pub struct Chat {
     pub(crate) store: DynStore,
+    /// Uploaded files' blobs and their sweeper (`files.rs`).
+    files: files::Files,
     pub(crate) bus: DynBus,
     hasher: Hasher,
     pub policy: Policy,
@@ -263,8 +273,11 @@ impl Chat {
             Quota::with_period(Duration::from_millis(10_000 / u64::from(per.get())).max(Duration::from_micros(1)))
                 .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
                 .allow_burst(per);
+        let files_poke = Arc::new(tokio::sync::Notify::new());
+        let files = files::Files::open(&policy.files, files_poke.clone()).await?;
         let chat = Arc::new(Chat {
-            pipeline: pipeline::Pipeline::start(store.clone(), bus.clone()),
+            pipeline: pipeline::Pipeline::start(store.clone(), bus.clone(), files_poke.clone()),
+            files,
             store,
             bus,
             hasher: Hasher::new(hash_concurrency),
@@ -292,6 +305,7 @@ impl Chat {
         // chat weakly, since the chat owns it.
         let weak: std::sync::Weak<Chat> = Arc::downgrade(&chat);
         chat.bus.attach(weak);
+        files::spawn_sweeper(Arc::downgrade(&chat), files_poke);
         Ok(chat)
     }
 
@@ -411,6 +425,7 @@ impl Chat {
     pub async fn prune(&self) -> ChatResult<u64> {
         let n = self.store.prune_expired(now_ms()).await?;
         if n > 0 {
+            self.files_changed();
             tracing::info!(deleted = n, "pruned expired messages");
         }
         Ok(n)

@@ -30,9 +30,11 @@ pub(super) struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(store: DynStore, bus: DynBus) -> Self {
+    /// `files` is rung after each commit: a delete action or a retention trim may
+    /// have dropped attached files (`files.rs` sweeps their blobs).
+    pub fn start(store: DynStore, bus: DynBus, files: std::sync::Arc<tokio::sync::Notify>) -> Self {
         let (tx, rx) = mpsc::channel(16 * 1024);
-        tokio::spawn(run(store, bus, rx));
+        tokio::spawn(run(store, bus, rx, files));
         Pipeline { tx }
     }
 
@@ -68,7 +70,7 @@ pub(super) fn kept_frame(kind: MessageKind, ev: Event) -> ServerFrame {
     }
 }
 
-async fn run(store: DynStore, bus: DynBus, mut rx: mpsc::Receiver<Job>) {
+async fn run(store: DynStore, bus: DynBus, mut rx: mpsc::Receiver<Job>, files: std::sync::Arc<tokio::sync::Notify>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch: Vec<NewMessage> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
@@ -100,6 +102,7 @@ async fn run(store: DynStore, bus: DynBus, mut rx: mpsc::Receiver<Job>) {
                 for (job, r) in jobs.drain(..).zip(results) {
                     let _ = job.done.send(Ok(r));
                 }
+                files.notify_one();
             }
             Err(e) => {
                 tracing::error!(error = %e, size = batch.len(), "message batch failed");

@@ -4,6 +4,7 @@
 //! and the wire types.
 
 pub mod actions;
+pub mod files;
 pub mod names;
 pub mod retention;
 pub mod search;

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin;
 pub mod deadline;
 pub mod extract;
+pub mod files;
 pub mod rooms;
 pub mod search;
 pub mod web;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(rooms::router())
         .merge(search::router())
+        .merge(files::router())
         .merge(admin::router())
         .layer(middleware::from_fn_with_state(state.clone(), csrf));
     Router::new()
@@ -101,7 +103,8 @@ async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Respon
 async fn no_store(req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/");
     let mut res = next.run(req).await;
-    if api {
+    // Downloads of files say their own caching (`http/files.rs`).
+    if api && !res.headers().contains_key(header::CACHE_CONTROL) {
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
@@ -111,12 +114,15 @@ async fn no_store(req: Request, next: Next) -> Response {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
-    );
+    // An uploaded file's answer keeps its stricter sandbox (`http/files.rs`).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+        );
+    }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

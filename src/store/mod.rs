@@ -6,6 +6,7 @@
 //! `sqlite.rs`, `postgres.rs` and `mysql.rs`. [`Store::append`] takes a batch so the
 //! chat pipeline can keep many messages in one transaction (one fsync).
 
+pub mod blobs;
 pub mod mysql;
 pub mod postgres;
 pub mod sql;
@@ -195,6 +196,8 @@ pub struct StoredMessage {
     pub reactions: Vec<(String, Vec<UserId>)>,
     /// The people the text names with `<@ID>`, with their current usernames.
     pub mentions: Vec<(UserId, String)>,
+    /// Texts: the files attached, in the order sent (issue 13).
+    pub attachments: Vec<crate::domain::files::StoredFile>,
 }
 
 /// The message a reply quotes, as it is now.
@@ -222,6 +225,9 @@ pub struct NewMessage {
     pub reply_to: Option<Seq>,
     /// Texts and edits: the members to count a mention for (the author excluded).
     pub mentions: Vec<UserId>,
+    /// Texts: ids of the sender's pending uploads in this room to attach, in order
+    /// (checked by `chat::files`; attached in the same transaction).
+    pub attachments: Vec<String>,
 }
 
 impl NewMessage {
@@ -237,6 +243,7 @@ impl NewMessage {
             target: None,
             reply_to: None,
             mentions: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 }
@@ -395,6 +402,24 @@ pub trait Store: Send + Sync + 'static {
     async fn maintain(&self) -> StoreResult<()> {
         Ok(())
     }
+
+    // Files (issue 13; `files_sql.rs`).
+    /// Keeps a new upload's row (pending: no seq).
+    async fn insert_file(&self, f: &crate::domain::files::StoredFile) -> StoreResult<()>;
+    /// Bytes of every file `user` uploaded and still kept (pending or attached).
+    async fn user_file_bytes(&self, user: UserId) -> StoreResult<i64>;
+    /// A file `viewer` may read now: in a room they are a member of, and attached to a
+    /// message or pending and theirs.
+    async fn readable_file(&self, id: &str, viewer: UserId) -> StoreResult<Option<crate::domain::files::StoredFile>>;
+    /// Files by id, each with the client id of the message it is attached to, if any.
+    async fn files_by_ids(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<Vec<(crate::domain::files::StoredFile, Option<String>)>>;
+    /// Which of `hashes` some row still names, as a file or a thumbnail.
+    async fn referenced_hashes(&self, hashes: &[String]) -> StoreResult<Vec<String>>;
+    /// Deletes pending uploads made before `before` (ms); returns how many.
+    async fn delete_pending_files(&self, before: i64) -> StoreResult<u64>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -116,6 +116,7 @@ fn message_from(row: &AnyRow) -> Result<StoredMessage, sqlx::Error> {
         deleted: row.try_get::<i64, _>("deleted")? != 0,
         reactions: Vec::new(),
         mentions: Vec::new(),
+        attachments: Vec::new(),
         room_id: row.try_get("room_id")?,
         seq: row.try_get("seq")?,
         author_id: row.try_get("author_id")?,
@@ -295,6 +296,7 @@ impl SqlStore {
     /// connection while holding its rows (200 resumes at once held ~4 MB each while
     /// queueing for the pool: 600 MB RSS, BENCHMARKS.md issue 16).
     async fn decorate(&self, conn: &mut Conn, room: RoomId, rows: &mut [StoredMessage]) -> StoreResult<()> {
+        self.decorate_files(conn, room, rows).await?;
         let texts = || rows.iter().filter(|m| m.kind == MessageKind::Text && !m.deleted);
         if let (Some(lo), Some(hi)) = (texts().map(|m| m.seq).min(), texts().map(|m| m.seq).max()) {
             let found = self
@@ -409,7 +411,8 @@ impl SqlStore {
                     .bind(target)
                     .execute(&mut **tx)
                     .await?;
-                for table in ["reactions", "mentions"] {
+                // Its files too (the sweeper then removes blobs no row names).
+                for table in ["reactions", "mentions", "files"] {
                     self.q(format!("DELETE FROM {table} WHERE room_id = $1 AND seq = $2"))
                         .bind(room)
                         .bind(target)
@@ -1379,6 +1382,9 @@ impl Store for SqlStore {
             } else if !m.mentions.is_empty() {
                 self.insert_mentions(&mut tx, m.room_id, *seq, &m.mentions).await?;
             }
+            if !m.attachments.is_empty() {
+                self.attach_files(&mut tx, m, *seq).await?;
+            }
         }
 
         // 4. "Keep the last N", once per room.
@@ -1674,4 +1680,31 @@ impl Store for SqlStore {
         }
         Ok(())
     }
+
+    // Files (files_sql.rs).
+    async fn insert_file(&self, f: &crate::domain::files::StoredFile) -> StoreResult<()> {
+        self.files_insert(f).await
+    }
+    async fn user_file_bytes(&self, user: UserId) -> StoreResult<i64> {
+        self.files_user_bytes(user).await
+    }
+    async fn readable_file(&self, id: &str, viewer: UserId) -> StoreResult<Option<crate::domain::files::StoredFile>> {
+        self.files_readable(id, viewer).await
+    }
+    async fn files_by_ids(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<Vec<(crate::domain::files::StoredFile, Option<String>)>> {
+        self.files_by_id_list(ids).await
+    }
+    async fn referenced_hashes(&self, hashes: &[String]) -> StoreResult<Vec<String>> {
+        self.files_referenced(hashes).await
+    }
+    async fn delete_pending_files(&self, before: i64) -> StoreResult<u64> {
+        self.files_delete_pending(before).await
+    }
 }
+
+// Files and attachments (issue 13), a child module so it shares this file's helpers.
+#[path = "files_sql.rs"]
+mod files_sql;

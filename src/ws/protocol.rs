@@ -31,6 +31,10 @@ pub enum ClientFrame {
         text: String,
         #[serde(default)]
         reply_to: Option<Seq>,
+        /// Ids of the sender's pending uploads in this room (at most 10); `text` may
+        /// then be empty (§3.9).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<String>,
     },
     /// Replace the text of your own message `seq`.
     Edit { id: String, room: RoomId, seq: Seq, text: String },
@@ -167,6 +171,33 @@ pub struct ReplyTo {
     pub missing: bool,
 }
 
+/// A file attached to a message, or just uploaded (PROTOCOL §2.8, §3.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// 32 hex characters.
+    pub id: String,
+    /// The cleaned file name.
+    pub name: String,
+    pub size: i64,
+    /// What the server decided: a verified image's own type, a declared type on the
+    /// safe list, or `application/octet-stream`.
+    #[serde(rename = "type")]
+    pub mime: String,
+    /// Verified images only.
+    pub image: Option<ImageSize>,
+    /// Where to download it (`/api/files/ID/NAME`).
+    pub url: String,
+    /// Verified images only: a thumbnail, longest side at most 320 px.
+    pub thumb_url: Option<String>,
+}
+
+/// An image's dimensions in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSize {
+    pub width: i64,
+    pub height: i64,
+}
+
 /// One reaction on a message: the emoji and who gave it, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reaction {
@@ -202,6 +233,9 @@ pub struct Event {
     /// Texts: deleted (the text is empty).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// Texts: the files attached (§3.9), in the order sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
     /// Texts: current reactions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<Reaction>,
@@ -224,6 +258,7 @@ impl Event {
             text,
             ts,
             client_id: None,
+            attachments: Vec::new(),
             target: None,
             emoji: None,
             on: None,
@@ -494,7 +529,14 @@ mod tests {
         let f = decode_client(r#"{"type":"send","id":"1","room":3,"client_id":"c","text":"hi"}"#).unwrap();
         assert_eq!(
             f,
-            ClientFrame::Send { id: "1".into(), room: 3, client_id: "c".into(), text: "hi".into(), reply_to: None }
+            ClientFrame::Send {
+                id: "1".into(),
+                room: 3,
+                client_id: "c".into(),
+                text: "hi".into(),
+                reply_to: None,
+                attachments: vec![]
+            }
         );
         let f = decode_client(r#"{"type":"history","id":"2","room":3}"#).unwrap();
         assert_eq!(f, ClientFrame::History { id: "2".into(), room: 3, before: None, limit: None });

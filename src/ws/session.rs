@@ -513,8 +513,8 @@ fn queue_ack(
 /// Runs one command; returns the immediate reply, if any (sends reply later, in order).
 async fn handle(chat: &Chat, actor: &Actor, frame: ClientFrame, pending: &mut Option<Pending>) -> Option<ServerFrame> {
     match frame {
-        ClientFrame::Send { id, room, client_id, text, reply_to } => {
-            let r = chat.send(actor, room, &client_id, &text, reply_to).await;
+        ClientFrame::Send { id, room, client_id, text, reply_to, attachments } => {
+            let r = chat.send_with_files(actor, room, &client_id, &text, reply_to, &attachments).await;
             queue_ack(pending, id, room, Some(client_id), r)
         }
         // Actions are acked in order with sends: the ack's seq is the action's own.

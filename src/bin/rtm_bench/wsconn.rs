@@ -88,7 +88,7 @@ async fn connect_inner(t: &Endpoint, cookie: &str) -> Result<(Ws, Hello)> {
 
 /// A `send` frame (protocol type) as a WebSocket message.
 pub fn send_frame(id: u64, room: i64, client_id: String, text: String) -> Message {
-    let f = ClientFrame::Send { id: id.to_string(), room, client_id, text, reply_to: None };
+    let f = ClientFrame::Send { id: id.to_string(), room, client_id, text, reply_to: None, attachments: vec![] };
     Message::Text(serde_json::to_string(&f).unwrap_or_default().into())
 }
 
