@@ -178,6 +178,10 @@ pub struct Config {
     #[arg(long, env = "RTM_MAX_API_TOKENS", default_value_t = 25, global = true)]
     pub max_api_tokens: usize,
 
+    /// Days the admin audit log keeps an entry (older ones are pruned periodically).
+    #[arg(long, env = "RTM_AUDIT_KEEP_DAYS", default_value_t = 365, global = true)]
+    pub audit_keep_days: i64,
+
     /// Database connections in the pool.
     #[arg(long, env = "RTM_DB_POOL", default_value_t = 8, global = true)]
     pub db_pool: u32,

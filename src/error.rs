@@ -37,6 +37,9 @@ impl From<ChatError> for ApiError {
         let status = match &e {
             ChatError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ChatError::Taken(_) | ChatError::LookAlike(_) => StatusCode::CONFLICT,
+            ChatError::LastAdmin => StatusCode::CONFLICT,
+            ChatError::InvalidResetCode => StatusCode::BAD_REQUEST,
+            ChatError::RoomArchived => StatusCode::FORBIDDEN,
             ChatError::BadCredentials | ChatError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ChatError::Disabled
             | ChatError::RegistrationClosed

@@ -1,6 +1,8 @@
 //! The `rtm` binary: parse the config, set up logging, then serve (the default) or run
-//! an admin command (accounts, `backup`) against the same database. Thin on purpose: everything else is in
-//! the library, shared with the tests.
+//! an admin command (accounts, rooms, the audit log, `backup`) against the same
+//! database. Thin on purpose: every admin command calls the same `Chat` function as
+//! the web console (recorded in the audit log with no actor: the CLI), and everything
+//! else is in the library, shared with the tests.
 
 use std::io::Read;
 
@@ -26,6 +28,15 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage rooms (public and private; not DMs).
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Show the audit log of admin actions, newest first.
+    Audit {
+        /// How many entries (1 to 200).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
     /// Copy the SQLite database into a new file PATH while the server keeps running
     /// (one consistent snapshot; see docs/DEPLOY.md for restoring it). PostgreSQL and
     /// MariaDB: use pg_dump / mariadb-dump instead.
@@ -63,6 +74,30 @@ enum UserCommand {
         #[arg(long, default_value = "cli")]
         name: String,
     },
+    /// Make an account an admin.
+    Promote { login: String },
+    /// Take the admin role from an account (refused if it is the last admin).
+    Demote { login: String },
+    /// Print a single-use password reset link for an account (valid 24 hours).
+    ResetLink { login: String },
+    /// End every sign-in session of an account and close its sockets.
+    EndSessions { login: String },
+}
+
+#[derive(Subcommand)]
+enum RoomCommand {
+    /// List rooms with their owners and member counts.
+    List {
+        /// Only rooms whose name or topic contains this.
+        #[arg(long)]
+        query: Option<String>,
+    },
+    /// Archive a room (by name or id): readable, nobody can post.
+    Archive { room: String },
+    /// Let people post in an archived room again.
+    Unarchive { room: String },
+    /// Delete a room (by name or id) with all its messages.
+    Delete { room: String },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +137,8 @@ async fn start() -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await,
         Some(Command::User(cmd)) => user(cli.config, cmd).await,
+        Some(Command::Room(cmd)) => room(cli.config, cmd).await,
+        Some(Command::Audit { limit }) => audit(cli.config, limit).await,
         Some(Command::Backup { path }) => backup(cli.config, path).await,
     }
 }
@@ -129,6 +166,81 @@ async fn backup(config: Config, path: std::path::PathBuf) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A chat error as the CLI reports it: the message and the stable code.
+fn fail(e: rtm::chat::ChatError) -> anyhow::Error {
+    anyhow::anyhow!("{} ({})", e.public_message(), e.code())
+}
+
+async fn room(config: Config, cmd: RoomCommand) -> anyhow::Result<()> {
+    let state = AppState::build(&config).await.context("cannot open the database")?;
+    let chat = &state.chat;
+    let named = |room: &str| {
+        let room = room.to_string();
+        async move { chat.room_id_for(&room).await.map_err(|e| anyhow::anyhow!("{room}: {}", e.public_message())) }
+    };
+    match cmd {
+        RoomCommand::List { query } => {
+            println!("{:>6}  {:<24} {:<8} {:<24} {:>7}  state", "id", "name", "private", "owner", "members");
+            let mut offset = 0;
+            loop {
+                let (rooms, total) = chat
+                    .admin_rooms(None, query.as_deref(), offset, rtm::chat::page(None, Some(200)).1)
+                    .await
+                    .map_err(fail)?;
+                for r in &rooms {
+                    println!(
+                        "{:>6}  {:<24} {:<8} {:<24} {:>7}  {}",
+                        r.room.id,
+                        r.room.name.as_deref().unwrap_or(""),
+                        if r.room.is_private { "yes" } else { "" },
+                        r.owner_username.as_deref().unwrap_or("-"),
+                        r.members,
+                        if r.room.archived { "archived" } else { "active" }
+                    );
+                }
+                offset += rooms.len() as i64;
+                if rooms.is_empty() || offset >= total {
+                    break;
+                }
+            }
+        }
+        RoomCommand::Archive { room } => {
+            let id = named(&room).await?;
+            chat.set_archived(None, id, true).await.map_err(fail)?;
+            println!("archived room {id}");
+        }
+        RoomCommand::Unarchive { room } => {
+            let id = named(&room).await?;
+            chat.set_archived(None, id, false).await.map_err(fail)?;
+            println!("unarchived room {id}");
+        }
+        RoomCommand::Delete { room } => {
+            let id = named(&room).await?;
+            chat.delete_room(None, id).await.map_err(fail)?;
+            println!("deleted room {id} and its messages");
+        }
+    }
+    Ok(())
+}
+
+async fn audit(config: Config, limit: i64) -> anyhow::Result<()> {
+    let state = AppState::build(&config).await.context("cannot open the database")?;
+    let entries = state.chat.audit_log(None, None, limit).await.map_err(fail)?;
+    println!("{:>6}  {:<29} {:<16} {:<22} {:<20} detail", "id", "time", "actor", "action", "target");
+    for e in entries {
+        let when = utc(e.ts);
+        let actor = e.actor.map(|(_, name)| name).unwrap_or_else(|| "(cli)".into());
+        println!("{:>6}  {:<29} {:<16} {:<22} {:<20} {}", e.id, when, actor, e.action, e.target, e.detail);
+    }
+    Ok(())
+}
+
+/// Unix milliseconds as an HTTP date (`Mon, 30 Nov 2026 18:02:03 GMT`).
+fn utc(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    httpdate::fmt_http_date(t)
+}
+
 async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
     let state = AppState::build(&config).await.context("cannot open the database")?;
     let chat = &state.chat;
@@ -142,9 +254,9 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 password.context("give --password-stdin or --password")?
             };
             let u = chat
-                .register(NewAccount { first_name, last_name, email, username, password, invite: None }, true)
+                .admin_add_user(None, NewAccount { first_name, last_name, email, username, password, invite: None })
                 .await
-                .map_err(|e| anyhow::anyhow!("{} ({})", e.public_message(), e.code()))?;
+                .map_err(fail)?;
             println!("created user {} (id {}){}", u.username, u.id, if u.is_admin { ", admin" } else { "" });
         }
         UserCommand::List => {
@@ -160,18 +272,46 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        UserCommand::Disable { login } | UserCommand::Enable { login } if login.is_empty() => {
+        UserCommand::Disable { login }
+        | UserCommand::Enable { login }
+        | UserCommand::Promote { login }
+        | UserCommand::Demote { login }
+        | UserCommand::ResetLink { login }
+        | UserCommand::EndSessions { login }
+            if login.is_empty() =>
+        {
             anyhow::bail!("name a user")
         }
         UserCommand::Disable { login } => {
             let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
-            chat.set_disabled(u.id, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            chat.admin_disable(None, u.id, true).await.map_err(fail)?;
             println!("disabled {} (id {}); their sessions are ended", u.username, u.id);
         }
         UserCommand::Enable { login } => {
             let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
-            chat.set_disabled(u.id, false).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            chat.admin_disable(None, u.id, false).await.map_err(fail)?;
             println!("enabled {} (id {})", u.username, u.id);
+        }
+        UserCommand::Promote { login } => {
+            let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
+            chat.set_admin(None, u.id, true).await.map_err(fail)?;
+            println!("{} (id {}) is an admin", u.username, u.id);
+        }
+        UserCommand::Demote { login } => {
+            let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
+            chat.set_admin(None, u.id, false).await.map_err(fail)?;
+            println!("{} (id {}) is no longer an admin", u.username, u.id);
+        }
+        UserCommand::ResetLink { login } => {
+            let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
+            let link = chat.issue_reset_link(None, u.id).await.map_err(fail)?;
+            println!("{}/?reset={}", chat.policy.origin, link.code);
+            eprintln!("single use, valid 24 hours: give it to {} only", u.username);
+        }
+        UserCommand::EndSessions { login } => {
+            let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
+            chat.end_user_sessions(None, u.id).await.map_err(fail)?;
+            println!("ended every session of {} (id {})", u.username, u.id);
         }
         UserCommand::Token { login, name } => {
             let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;

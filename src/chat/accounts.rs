@@ -226,6 +226,8 @@ impl Chat {
         let token = auth::new_secret().map_err(internal)?;
         let now = now_ms();
         self.store.create_session(&auth::hash_secret(&token), user, now, now + self.policy.session_max_ms).await?;
+        // The console's "last seen": written at sign-in and socket close, not per request.
+        self.store.touch_last_seen(user, now).await?;
         Ok(token)
     }
 
@@ -382,7 +384,8 @@ impl Chat {
         *self.registration.write() = mode;
         self.bus.publish(Envelope::control(Topic::Nodes, Control::SettingsChanged, None)).await?;
         tracing::info!(mode = mode.as_str(), "registration mode changed");
-        Ok(())
+        self.audit(Some(actor), "settings.registration", mode.as_str(), serde_json::json!({ "mode": mode.as_str() }))
+            .await
     }
 
     /// Makes a single-use invite code (valid 7 days).
@@ -391,6 +394,7 @@ impl Chat {
         let code = auth::new_secret().map_err(internal)?;
         let now = now_ms();
         self.store.create_invite(&auth::hash_secret(&code), actor.user.id, now, now + INVITE_TTL_MS).await?;
+        self.audit(Some(actor), "invite.create", "", serde_json::json!({ "expires_at": now + INVITE_TTL_MS })).await?;
         Ok(code)
     }
 
@@ -414,7 +418,7 @@ impl Chat {
         if user == actor.user.id {
             return Err(ChatError::Forbidden("you cannot disable your own account"));
         }
-        self.set_disabled(user, disabled).await
+        self.admin_disable(Some(actor), user, disabled).await
     }
 
     /// Finds an account by username or email (CLI, invitations).

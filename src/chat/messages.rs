@@ -325,7 +325,17 @@ impl Chat {
         Ok(level)
     }
 
-    async fn keep_or_deliver(&self, room: &Room, msg: NewMessage, event: Event) -> ChatResult<SendReceipt> {
+    pub(super) async fn keep_or_deliver(&self, room: &Room, msg: NewMessage, event: Event) -> ChatResult<SendReceipt> {
+        // An archived room takes no one's words (texts and message actions); notices
+        // still go in. `room` is the cached entry's copy: no query per message.
+        if room.archived
+            && matches!(
+                msg.kind,
+                MessageKind::Text | MessageKind::Edit | MessageKind::Delete | MessageKind::React | MessageKind::Unreact
+            )
+        {
+            return Err(ChatError::RoomArchived);
+        }
         if room.retention.ephemeral {
             if let Some(cid) = &msg.client_id
                 && !self.ephemeral_seen.first_time(room.id, msg.author_id, cid)

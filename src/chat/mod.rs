@@ -4,6 +4,7 @@
 //! store (persistence), the bus (delivery to every node) and the hasher.
 
 mod accounts;
+mod admin;
 mod cluster;
 pub mod files;
 mod messages;
@@ -13,6 +14,7 @@ mod rooms;
 mod search;
 
 pub use accounts::{LoginOutcome, NewAccount, ProfileUpdate};
+pub use admin::{ResetLink, ServerFacts, page};
 pub use messages::{Resume, SendReceipt};
 pub use rooms::{CreateRoom, MemberView, RoomUpdate};
 pub use search::SearchHit;
@@ -69,6 +71,13 @@ pub enum ChatError {
     /// `room_name`.
     #[error("that {0} looks too much like an existing one; choose another")]
     LookAlike(&'static str),
+    /// The admin console: the change would leave no enabled admin.
+    #[error("this would leave the server without an admin")]
+    LastAdmin,
+    #[error("this password reset link is not valid (used, expired or mistyped)")]
+    InvalidResetCode,
+    #[error("this room is archived: it can be read, not written to")]
+    RoomArchived,
     #[error("the database is unreachable right now; nothing was changed, try again shortly")]
     Unavailable,
     /// Files and images (`files.rs`).
@@ -102,6 +111,9 @@ impl ChatError {
             ChatError::SignInDelayed(_) => "sign_in_delayed",
             ChatError::LookAlike("username") => "username_look_alike",
             ChatError::LookAlike(_) => "room_name_look_alike",
+            ChatError::LastAdmin => "last_admin",
+            ChatError::InvalidResetCode => "invalid_reset_code",
+            ChatError::RoomArchived => "room_archived",
             ChatError::Unavailable => "unavailable",
             ChatError::File(e) => e.code(),
             ChatError::Internal(_) => "internal",
@@ -167,6 +179,10 @@ pub struct Policy {
     pub session_max_ms: i64,
     pub outbox_frames: usize,
     pub origin: String,
+    /// Days the audit log keeps an entry (`--audit-keep-days`).
+    pub audit_keep_days: i64,
+    /// The data directory (the console reports the size of its `files` folder).
+    pub data_dir: std::path::PathBuf,
     /// Sign-in/sign-up attempts per client address per minute.
     pub auth_per_min: u32,
     /// API tokens one account may hold.
@@ -189,6 +205,8 @@ impl Policy {
             session_max_ms: c.session_max_secs * 1000,
             outbox_frames: c.outbox_frames,
             origin: c.origin(),
+            audit_keep_days: c.audit_keep_days,
+            data_dir: c.data_dir.clone(),
             auth_per_min: c.auth_rate_per_min.max(1),
             max_api_tokens: c.max_api_tokens,
             files: files::FilePolicy::from_config(c),
@@ -239,6 +257,8 @@ pub struct Chat {
     known_disabled: parking_lot::Mutex<std::collections::HashSet<UserId>>,
     /// Big rooms' presence changes waiting for their window (`presence.rs`).
     presence_batch: presence::Batcher,
+    /// When this node started (the console's uptime).
+    started: std::time::Instant,
 }
 
 const REGISTRATION_KEY: &str = "registration_mode";
@@ -300,6 +320,7 @@ impl Chat {
             known_disabled: parking_lot::Mutex::new(Default::default()),
             ephemeral_seen: Default::default(),
             presence_batch: Default::default(),
+            started: std::time::Instant::now(),
         });
         // The bus reports what other nodes did (several nodes only); it holds the
         // chat weakly, since the chat owns it.
@@ -423,6 +444,10 @@ impl Chat {
 
     /// Deletes what fell out of keep-days policies.
     pub async fn prune(&self) -> ChatResult<u64> {
+        // The audit log has its own retention (`--audit-keep-days`).
+        if let Err(e) = self.prune_audit().await {
+            tracing::warn!(error = %e, "pruning the audit log failed");
+        }
         let n = self.store.prune_expired(now_ms()).await?;
         if n > 0 {
             self.files_changed();

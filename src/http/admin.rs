@@ -1,25 +1,32 @@
-//! The admin's API: registration mode, invite links, accounts.
+//! The admin's API (thin: every rule is in `chat::admin` and `chat::accounts`):
+//! registration mode, invite links, the console's user and room lists, admin flags,
+//! password reset links (and the public endpoint that spends them), ending sessions,
+//! archiving and deleting rooms, server facts and the audit log.
 
 use axum::{
     Json, Router,
     extract::State,
     http::StatusCode,
-    routing::{get, post, put},
+    routing::{delete, get, post, put},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
     accounts::UserView,
-    extract::{Auth, Body, PathParams},
+    extract::{Auth, Body, PathParams, QueryParams},
 };
 use crate::{
     app::AppState,
-    chat::{Actor, ChatError, NewAccount},
+    chat::{NewAccount, page},
     config::RegistrationMode,
-    domain::UserId,
+    domain::{RoomId, UserId},
     error::ApiError,
+    store::{AdminRoom, AdminUser, AuditRow, UserSort},
+    ws::protocol::Author,
 };
+
+type JsonResult = Result<Json<serde_json::Value>, ApiError>;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -28,10 +35,17 @@ pub fn router() -> Router<AppState> {
         .route("/api/admin/users", get(list_users).post(add_user))
         .route("/api/admin/users/{id}/disable", post(disable))
         .route("/api/admin/users/{id}/enable", post(enable))
-}
-
-fn admin(actor: &Actor) -> Result<(), ApiError> {
-    if actor.user.is_admin { Ok(()) } else { Err(ChatError::Forbidden("only the admin may do this").into()) }
+        .route("/api/admin/users/{id}/promote", post(promote))
+        .route("/api/admin/users/{id}/demote", post(demote))
+        .route("/api/admin/users/{id}/reset-link", post(reset_link))
+        .route("/api/admin/users/{id}/sessions", delete(end_sessions))
+        .route("/api/admin/rooms", get(list_rooms))
+        .route("/api/admin/rooms/{id}", delete(delete_room))
+        .route("/api/admin/rooms/{id}/archive", post(archive))
+        .route("/api/admin/rooms/{id}/unarchive", post(unarchive))
+        .route("/api/admin/server", get(server))
+        .route("/api/admin/audit", get(audit))
+        .route("/api/password-reset", post(password_reset))
 }
 
 #[derive(Deserialize)]
@@ -57,10 +71,52 @@ async fn create_invite(
     Ok((StatusCode::CREATED, Json(json!({ "code": code, "url": url }))))
 }
 
-async fn list_users(State(s): State<AppState>, Auth(actor): Auth) -> Result<Json<serde_json::Value>, ApiError> {
-    admin(&actor)?;
-    let users: Vec<UserView> = s.chat.list_all_users(10_000).await?.into_iter().map(UserView::from).collect();
-    Ok(Json(json!({ "users": users })))
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SortParam {
+    LastSeen,
+    Name,
+    Created,
+}
+
+#[derive(Deserialize)]
+struct UserListParams {
+    q: Option<String>,
+    sort: Option<SortParam>,
+    offset: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// A user as the console lists it: the account view plus its times.
+#[derive(Serialize)]
+struct AdminUserView {
+    #[serde(flatten)]
+    user: UserView,
+    last_seen: Option<i64>,
+    created_at: i64,
+}
+
+impl From<AdminUser> for AdminUserView {
+    fn from(a: AdminUser) -> Self {
+        let created_at = a.user.created_at;
+        AdminUserView { user: UserView::from(a.user), last_seen: a.last_seen, created_at }
+    }
+}
+
+async fn list_users(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    QueryParams(p): QueryParams<UserListParams>,
+) -> JsonResult {
+    let sort = match p.sort.unwrap_or(SortParam::Name) {
+        SortParam::LastSeen => UserSort::LastSeen,
+        SortParam::Name => UserSort::Name,
+        SortParam::Created => UserSort::Created,
+    };
+    let (offset, limit) = page(p.offset, p.limit);
+    let (users, total) = s.chat.admin_users(Some(&actor), p.q.as_deref(), sort, offset, limit).await?;
+    let users: Vec<AdminUserView> = users.into_iter().map(AdminUserView::from).collect();
+    Ok(Json(json!({ "users": users, "total": total })))
 }
 
 async fn add_user(
@@ -68,8 +124,7 @@ async fn add_user(
     Auth(actor): Auth,
     Body(form): Body<NewAccount>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    admin(&actor)?;
-    let user = s.chat.register(form, true).await?;
+    let user = s.chat.admin_add_user(Some(&actor), form).await?;
     Ok((StatusCode::CREATED, Json(json!({ "user": UserView::from(user) }))))
 }
 
@@ -88,5 +143,169 @@ async fn enable(
     PathParams(id): PathParams<UserId>,
 ) -> Result<StatusCode, ApiError> {
     s.chat.admin_set_disabled(&actor, id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn promote(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathParams(id): PathParams<UserId>,
+) -> Result<StatusCode, ApiError> {
+    s.chat.set_admin(Some(&actor), id, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn demote(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathParams(id): PathParams<UserId>,
+) -> Result<StatusCode, ApiError> {
+    s.chat.set_admin(Some(&actor), id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn reset_link(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathParams(id): PathParams<UserId>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let link = s.chat.issue_reset_link(Some(&actor), id).await?;
+    let url = format!("{}/?reset={}", s.chat.policy.origin, link.code);
+    Ok((StatusCode::CREATED, Json(json!({ "code": link.code, "url": url, "expires_at": link.expires_at }))))
+}
+
+async fn end_sessions(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathParams(id): PathParams<UserId>,
+) -> Result<StatusCode, ApiError> {
+    s.chat.end_user_sessions(Some(&actor), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct RoomListParams {
+    q: Option<String>,
+    offset: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct AdminRoomView {
+    id: RoomId,
+    name: String,
+    private: bool,
+    owner: Option<Author>,
+    members: i64,
+    archived: bool,
+    last_seq: i64,
+    created_at: i64,
+}
+
+impl From<AdminRoom> for AdminRoomView {
+    fn from(a: AdminRoom) -> Self {
+        let r = a.room;
+        AdminRoomView {
+            id: r.id,
+            name: r.name.unwrap_or_default(),
+            private: r.is_private,
+            owner: r.owner_id.zip(a.owner_username).map(|(id, username)| Author { id, username }),
+            members: a.members,
+            archived: r.archived,
+            last_seq: r.last_seq,
+            created_at: r.created_at,
+        }
+    }
+}
+
+async fn list_rooms(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    QueryParams(p): QueryParams<RoomListParams>,
+) -> JsonResult {
+    let (offset, limit) = page(p.offset, p.limit);
+    let (rooms, total) = s.chat.admin_rooms(Some(&actor), p.q.as_deref(), offset, limit).await?;
+    let rooms: Vec<AdminRoomView> = rooms.into_iter().map(AdminRoomView::from).collect();
+    Ok(Json(json!({ "rooms": rooms, "total": total })))
+}
+
+async fn archive(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathParams(id): PathParams<RoomId>,
+) -> Result<StatusCode, ApiError> {
+    s.chat.set_archived(Some(&actor), id, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unarchive(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathParams(id): PathParams<RoomId>,
+) -> Result<StatusCode, ApiError> {
+    s.chat.set_archived(Some(&actor), id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_room(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    PathParams(id): PathParams<RoomId>,
+) -> Result<StatusCode, ApiError> {
+    s.chat.delete_room(Some(&actor), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn server(State(s): State<AppState>, Auth(actor): Auth) -> JsonResult {
+    let facts = s.chat.server_facts(Some(&actor), s.hub.connection_count()).await?;
+    Ok(Json(serde_json::to_value(facts).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct AuditView {
+    id: i64,
+    ts: i64,
+    actor: Option<Author>,
+    action: String,
+    target: String,
+    detail: serde_json::Value,
+}
+
+impl From<AuditRow> for AuditView {
+    fn from(r: AuditRow) -> Self {
+        AuditView {
+            id: r.id,
+            ts: r.ts,
+            actor: r.actor.map(|(id, username)| Author { id, username }),
+            action: r.action,
+            target: r.target,
+            detail: serde_json::from_str(&r.detail).unwrap_or_else(|_| json!({})),
+        }
+    }
+}
+
+async fn audit(State(s): State<AppState>, Auth(actor): Auth, QueryParams(p): QueryParams<AuditParams>) -> JsonResult {
+    let (_, limit) = page(None, p.limit);
+    let entries: Vec<AuditView> =
+        s.chat.audit_log(Some(&actor), p.before, limit).await?.into_iter().map(AuditView::from).collect();
+    Ok(Json(json!({ "entries": entries })))
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    code: String,
+    password: String,
+}
+
+/// Spends a reset link: no sign-in (the code is the credential); the Origin rule
+/// applies as to every POST.
+async fn password_reset(State(s): State<AppState>, Body(f): Body<ResetForm>) -> Result<StatusCode, ApiError> {
+    s.chat.reset_password(&f.code, &f.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

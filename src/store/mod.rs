@@ -291,6 +291,55 @@ pub struct ApiTokenInfo {
     pub last_used_at: Option<i64>,
 }
 
+/// How the admin's user list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSort {
+    /// Most recently seen first; never-seen accounts last.
+    LastSeen,
+    /// By username, A to Z.
+    Name,
+    /// Newest account first.
+    Created,
+}
+
+/// An account as the admin console lists it.
+#[derive(Debug, Clone)]
+pub struct AdminUser {
+    pub user: User,
+    /// Last sign-in or socket close (ms), if ever.
+    pub last_seen: Option<i64>,
+}
+
+/// A room (not a DM) as the admin console lists it.
+#[derive(Debug, Clone)]
+pub struct AdminRoom {
+    pub room: Room,
+    pub owner_username: Option<String>,
+    pub members: i64,
+}
+
+/// An audit entry to record. `actor` None: the CLI.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub ts: i64,
+    pub actor: Option<UserId>,
+    pub action: String,
+    pub target: String,
+    /// A JSON object.
+    pub detail: String,
+}
+
+/// A recorded audit entry; `actor` is (id, current username) unless the CLI acted.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: i64,
+    pub ts: i64,
+    pub actor: Option<(UserId, String)>,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Accounts.
@@ -325,6 +374,52 @@ pub trait Store: Send + Sync + 'static {
     async fn release_invite(&self, hash: &str) -> StoreResult<()>;
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    // The admin console (issue 15; `admin_sql.rs`).
+    /// A page of accounts matching `query` (username, email or names), and how many match.
+    async fn admin_list_users(
+        &self,
+        query: Option<&str>,
+        sort: UserSort,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<AdminUser>, i64)>;
+    /// Sets the admin flag; clearing it is refused (false) when no other enabled admin
+    /// would remain. `NotFound` when there is no such account.
+    async fn set_admin(&self, id: UserId, admin: bool) -> StoreResult<bool>;
+    async fn touch_last_seen(&self, id: UserId, now: i64) -> StoreResult<()>;
+    async fn create_password_reset(
+        &self,
+        hash: &str,
+        user: UserId,
+        by: Option<UserId>,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// Spends an unused, unexpired reset code; the account it is for.
+    async fn claim_password_reset(&self, hash: &str, now: i64) -> StoreResult<Option<UserId>>;
+    /// A page of rooms (not DMs) matching `query`, with owners and member counts.
+    async fn admin_list_rooms(
+        &self,
+        query: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<AdminRoom>, i64)>;
+    /// False when there is no such room (DMs are not archived).
+    async fn set_archived(&self, room: RoomId, archived: bool) -> StoreResult<bool>;
+    /// Deletes a room and everything in it; its members then, or None if no such room.
+    async fn delete_room(&self, room: RoomId) -> StoreResult<Option<Vec<UserId>>>;
+    async fn append_audit(&self, entry: NewAudit) -> StoreResult<()>;
+    /// Up to `limit` audit entries with an id below `before`, newest first.
+    async fn audit(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<AuditRow>>;
+    /// Deletes audit entries older than `older_than` (ms); returns how many.
+    async fn prune_audit(&self, older_than: i64) -> StoreResult<u64>;
+    /// (accounts, rooms other than DMs).
+    async fn counts(&self) -> StoreResult<(i64, i64)>;
+    /// The database's size, where the backend tells it cheaply.
+    async fn database_bytes(&self) -> StoreResult<Option<i64>>;
+    /// `sqlite`, `postgres` or `mysql`.
+    fn backend_name(&self) -> &'static str;
 
     // Rooms and memberships.
     /// Creates a room with its owner as first member.

@@ -13,6 +13,10 @@ use sqlx::{AnyPool, AssertSqlSafe, Row, any::AnyRow};
 use super::*;
 use crate::domain::{MessageKind, RoomKind};
 
+// Admin console queries (issue 15), a child module so it shares this file's helpers.
+#[path = "admin_sql.rs"]
+mod admin_sql;
+
 /// Which database is behind the pool; only a few statements differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -539,6 +543,62 @@ impl SqlStore {
 
 #[async_trait]
 impl Store for SqlStore {
+    async fn admin_list_users(
+        &self,
+        q: Option<&str>,
+        sort: UserSort,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<AdminUser>, i64)> {
+        self.admin_list_users(q, sort, offset, limit).await
+    }
+    async fn set_admin(&self, id: UserId, admin: bool) -> StoreResult<bool> {
+        self.admin_set_admin(id, admin).await
+    }
+    async fn touch_last_seen(&self, id: UserId, now: i64) -> StoreResult<()> {
+        self.admin_touch_last_seen(id, now).await
+    }
+    async fn create_password_reset(
+        &self,
+        h: &str,
+        u: UserId,
+        by: Option<UserId>,
+        now: i64,
+        exp: i64,
+    ) -> StoreResult<()> {
+        self.admin_create_reset(h, u, by, now, exp).await
+    }
+    async fn claim_password_reset(&self, hash: &str, now: i64) -> StoreResult<Option<UserId>> {
+        self.admin_claim_reset(hash, now).await
+    }
+    async fn admin_list_rooms(&self, q: Option<&str>, offset: i64, limit: i64) -> StoreResult<(Vec<AdminRoom>, i64)> {
+        self.admin_list_rooms(q, offset, limit).await
+    }
+    async fn set_archived(&self, room: RoomId, archived: bool) -> StoreResult<bool> {
+        self.admin_set_archived(room, archived).await
+    }
+    async fn delete_room(&self, room: RoomId) -> StoreResult<Option<Vec<UserId>>> {
+        self.admin_delete_room(room).await
+    }
+    async fn append_audit(&self, entry: NewAudit) -> StoreResult<()> {
+        self.admin_append_audit(entry).await
+    }
+    async fn audit(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<AuditRow>> {
+        self.admin_audit(before, limit).await
+    }
+    async fn prune_audit(&self, older_than: i64) -> StoreResult<u64> {
+        self.admin_prune_audit(older_than).await
+    }
+    async fn counts(&self) -> StoreResult<(i64, i64)> {
+        self.admin_counts().await
+    }
+    async fn database_bytes(&self) -> StoreResult<Option<i64>> {
+        self.admin_database_bytes().await
+    }
+    fn backend_name(&self) -> &'static str {
+        self.admin_backend_name()
+    }
+
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {
         // The first account is the admin: decided inside the INSERT so two concurrent
         // first sign-ups on SQLite (one writer) cannot both become admin.

@@ -1,0 +1,346 @@
+//! The admin console's use cases (issue 15), shared by the HTTP API and the `rtm` CLI:
+//! listing users and rooms, promoting and demoting admins (never leaving none),
+//! password reset links, ending a user's sessions, archiving and deleting rooms,
+//! server facts, and the audit log that every admin action writes to, in the same
+//! function that acts. `by` is the admin acting, or `None` for the CLI (an operator
+//! on the machine, recorded in the audit log with no actor).
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Actor, Chat, ChatError, ChatResult, now_ms};
+use crate::{
+    auth,
+    domain::{DomainError, Password, RoomId, UserId},
+    hub::{Control, Envelope, Topic},
+    store::{AdminRoom, AdminUser, AuditRow, NewAudit, StoreError, User, UserSort},
+    ws::protocol::ServerFrame,
+};
+
+/// How long a password reset link stays valid.
+pub const RESET_TTL_MS: i64 = 24 * 3600 * 1000;
+/// Most rows one listing page returns.
+pub const MAX_PAGE: i64 = 200;
+
+/// A freshly issued reset link's code (shown once, only its hash is kept).
+pub struct ResetLink {
+    pub code: String,
+    pub expires_at: i64,
+}
+
+/// What the console shows about this server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerFacts {
+    pub version: &'static str,
+    pub uptime_secs: u64,
+    /// Open WebSockets on this node.
+    pub connections: usize,
+    pub database: &'static str,
+    pub bus: &'static str,
+    pub users: i64,
+    pub rooms: i64,
+    pub storage: Storage,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Storage {
+    pub database_bytes: Option<i64>,
+    pub files_bytes: u64,
+}
+
+fn internal(e: impl std::fmt::Display) -> ChatError {
+    ChatError::Internal(e.to_string())
+}
+
+/// The page bounds a client asked for, clamped (limit 1..=200, default 50).
+pub fn page(offset: Option<i64>, limit: Option<i64>) -> (i64, i64) {
+    (offset.unwrap_or(0).max(0), limit.unwrap_or(50).clamp(1, MAX_PAGE))
+}
+
+fn not_found_user(e: StoreError) -> ChatError {
+    match e {
+        StoreError::NotFound => ChatError::NotFound("user"),
+        e => e.into(),
+    }
+}
+
+impl Chat {
+    /// The web console needs an admin; the CLI (`None`) already has the machine.
+    fn check_admin(by: Option<&Actor>) -> ChatResult<()> {
+        match by {
+            Some(a) if !a.user.is_admin => Err(ChatError::Forbidden("only the admin may do this")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records an admin action. Called by each action right after it took effect.
+    pub(super) async fn audit(
+        &self,
+        by: Option<&Actor>,
+        action: &str,
+        target: impl Into<String>,
+        detail: serde_json::Value,
+    ) -> ChatResult<()> {
+        self.store
+            .append_audit(NewAudit {
+                ts: now_ms(),
+                actor: by.map(|a| a.user.id),
+                action: action.to_string(),
+                target: target.into(),
+                detail: detail.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn account(&self, id: UserId) -> ChatResult<User> {
+        self.store.user_by_id(id).await?.ok_or(ChatError::NotFound("user"))
+    }
+
+    /// A page of accounts (search, sort, paging) and how many match.
+    pub async fn admin_users(
+        &self,
+        by: Option<&Actor>,
+        query: Option<&str>,
+        sort: UserSort,
+        offset: i64,
+        limit: i64,
+    ) -> ChatResult<(Vec<AdminUser>, i64)> {
+        Self::check_admin(by)?;
+        if let Some(q) = query {
+            crate::domain::validate_query(q)?;
+        }
+        Ok(self.store.admin_list_users(query, sort, offset, limit).await?)
+    }
+
+    /// Creates an account whatever the registration mode (console and `rtm user add`).
+    pub async fn admin_add_user(&self, by: Option<&Actor>, form: super::NewAccount) -> ChatResult<User> {
+        Self::check_admin(by)?;
+        let user = self.register(form, true).await?;
+        self.audit(by, "user.add", &user.username, json!({ "id": user.id, "admin": user.is_admin })).await?;
+        Ok(user)
+    }
+
+    /// Makes an account an admin or not. Demoting is refused with `last_admin` when
+    /// no other enabled admin would remain (the store checks it in the same UPDATE).
+    pub async fn set_admin(&self, by: Option<&Actor>, id: UserId, admin: bool) -> ChatResult<()> {
+        Self::check_admin(by)?;
+        let user = self.account(id).await?;
+        if user.is_admin != admin {
+            if !self.store.set_admin(id, admin).await.map_err(not_found_user)? {
+                return Err(ChatError::LastAdmin);
+            }
+            // Sessions read the account on every request; cached rooms hold no flags.
+            self.bus.publish(Envelope::control(Topic::Nodes, Control::UserChanged(id), None)).await?;
+        }
+        let action = if admin { "user.promote" } else { "user.demote" };
+        tracing::info!(user_id = id, admin, "admin flag changed");
+        self.audit(by, action, &user.username, json!({ "id": id })).await
+    }
+
+    /// Enables or disables an account, audited (the console's and the CLI's way).
+    pub async fn admin_disable(&self, by: Option<&Actor>, id: UserId, disabled: bool) -> ChatResult<()> {
+        Self::check_admin(by)?;
+        if by.is_some_and(|a| a.user.id == id) && disabled {
+            return Err(ChatError::Forbidden("you cannot disable your own account"));
+        }
+        let user = self.account(id).await?;
+        self.set_disabled(id, disabled).await?;
+        let action = if disabled { "user.disable" } else { "user.enable" };
+        self.audit(by, action, &user.username, json!({ "id": id })).await
+    }
+
+    /// Issues a single-use password reset code for an account (valid 24 h). Only its
+    /// hash is kept; the code is shown to the admin once, to hand over.
+    pub async fn issue_reset_link(&self, by: Option<&Actor>, id: UserId) -> ChatResult<ResetLink> {
+        Self::check_admin(by)?;
+        let user = self.account(id).await?;
+        let code = auth::new_secret().map_err(internal)?;
+        let now = now_ms();
+        let expires_at = now + RESET_TTL_MS;
+        self.store.create_password_reset(&auth::hash_secret(&code), id, by.map(|a| a.user.id), now, expires_at).await?;
+        self.audit(by, "user.reset_link", &user.username, json!({ "id": id, "expires_at": expires_at })).await?;
+        Ok(ResetLink { code, expires_at })
+    }
+
+    /// Sets a new password with a reset code (no sign-in needed); every session of
+    /// the account ends and its sockets close. A wrong, used or expired code is
+    /// `invalid_reset_code`; a password the rules refuse leaves the code unspent.
+    pub async fn reset_password(&self, code: &str, password: &str) -> ChatResult<()> {
+        let password = Password::parse(password)?;
+        let code = code.trim();
+        if code.is_empty() || code.len() > 256 {
+            return Err(ChatError::InvalidResetCode);
+        }
+        let user = self
+            .store
+            .claim_password_reset(&auth::hash_secret(code), now_ms())
+            .await?
+            .ok_or(ChatError::InvalidResetCode)?;
+        let hash = self.hasher.hash(password.expose()).await.map_err(internal)?;
+        self.store.set_password(user, &hash).await?;
+        self.store.delete_user_sessions(user, None).await?;
+        self.bus.publish(Envelope::control(Topic::User(user), Control::EndSessionsExcept(None), None)).await?;
+        tracing::info!(user_id = user, "password reset with a link; sessions ended");
+        let username = self.store.user_by_id(user).await?.map(|u| u.username).unwrap_or_default();
+        self.store
+            .append_audit(NewAudit {
+                ts: now_ms(),
+                actor: Some(user),
+                action: "user.password_reset".into(),
+                target: username,
+                detail: json!({ "id": user }).to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every sign-in session of an account and closes their sockets on every
+    /// node (API tokens are not sessions: revoke those, or disable the account).
+    pub async fn end_user_sessions(&self, by: Option<&Actor>, id: UserId) -> ChatResult<()> {
+        Self::check_admin(by)?;
+        let user = self.account(id).await?;
+        self.store.delete_user_sessions(id, None).await?;
+        self.bus.publish(Envelope::control(Topic::User(id), Control::EndSessionsExcept(None), None)).await?;
+        tracing::info!(user_id = id, "sessions ended by the admin");
+        self.audit(by, "user.end_sessions", &user.username, json!({ "id": id })).await
+    }
+
+    /// A page of rooms (public and private, not DMs) and how many match.
+    pub async fn admin_rooms(
+        &self,
+        by: Option<&Actor>,
+        query: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> ChatResult<(Vec<AdminRoom>, i64)> {
+        Self::check_admin(by)?;
+        if let Some(q) = query {
+            crate::domain::validate_query(q)?;
+        }
+        Ok(self.store.admin_list_rooms(query, offset, limit).await?)
+    }
+
+    /// The room an admin names (rooms only: DMs are nobody's to archive or delete).
+    async fn admin_room(&self, id: RoomId) -> ChatResult<crate::store::Room> {
+        match self.store.room(id).await? {
+            Some(r) if r.kind == crate::domain::RoomKind::Room => Ok(r),
+            _ => Err(ChatError::NotFound("room")),
+        }
+    }
+
+    /// Archives (nobody may send; still readable) or unarchives a room. Every node
+    /// drops its cached copy, so the next send anywhere sees it.
+    pub async fn set_archived(&self, by: Option<&Actor>, id: RoomId, archived: bool) -> ChatResult<()> {
+        Self::check_admin(by)?;
+        let room = self.admin_room(id).await?;
+        if !self.store.set_archived(id, archived).await? {
+            return Err(ChatError::NotFound("room"));
+        }
+        self.room_changed(id).await?;
+        tracing::info!(room_id = id, archived, "room archive state changed");
+        let action = if archived { "room.archive" } else { "room.unarchive" };
+        self.audit(by, action, room.name.unwrap_or_default(), json!({ "id": id })).await
+    }
+
+    /// Deletes a room with its messages; every member's connections, on every node,
+    /// get `room_left` and stop receiving it.
+    pub async fn delete_room(&self, by: Option<&Actor>, id: RoomId) -> ChatResult<()> {
+        Self::check_admin(by)?;
+        let room = self.admin_room(id).await?;
+        let members = self.store.delete_room(id).await?.ok_or(ChatError::NotFound("room"))?;
+        self.room_changed(id).await?;
+        for user in &members {
+            self.bus
+                .publish(Envelope::control(
+                    Topic::User(*user),
+                    Control::Unsubscribe(id),
+                    Some(ServerFrame::RoomLeft { room: id }.encode()),
+                ))
+                .await?;
+        }
+        tracing::info!(room_id = id, members = members.len(), "room deleted");
+        self.audit(by, "room.delete", room.name.unwrap_or_default(), json!({ "id": id, "members": members.len() }))
+            .await
+    }
+
+    /// Facts about this server for the console. `connections` is this node's count
+    /// (the hub is the HTTP layer's).
+    pub async fn server_facts(&self, by: Option<&Actor>, connections: usize) -> ChatResult<ServerFacts> {
+        Self::check_admin(by)?;
+        let (users, rooms) = self.store.counts().await?;
+        let database_bytes = self.store.database_bytes().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the database size");
+            None
+        });
+        let files = self.policy.data_dir.join("files");
+        let files_bytes = tokio::task::spawn_blocking(move || dir_bytes(&files)).await.unwrap_or(0);
+        Ok(ServerFacts {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: self.started.elapsed().as_secs(),
+            connections,
+            database: self.store.backend_name(),
+            bus: if self.bus.shared() { "redis" } else { "local" },
+            users,
+            rooms,
+            storage: Storage { database_bytes, files_bytes },
+        })
+    }
+
+    /// Audit entries with an id below `before`, newest first.
+    pub async fn audit_log(&self, by: Option<&Actor>, before: Option<i64>, limit: i64) -> ChatResult<Vec<AuditRow>> {
+        Self::check_admin(by)?;
+        Ok(self.store.audit(before, limit.clamp(1, MAX_PAGE)).await?)
+    }
+
+    /// Deletes audit entries older than `--audit-keep-days` (periodic maintenance).
+    pub async fn prune_audit(&self) -> ChatResult<u64> {
+        let keep_ms = self.policy.audit_keep_days.max(1).saturating_mul(86_400_000);
+        let n = self.store.prune_audit(now_ms().saturating_sub(keep_ms)).await?;
+        if n > 0 {
+            tracing::info!(deleted = n, "pruned old audit entries");
+        }
+        Ok(n)
+    }
+
+    /// A login (username or email) the CLI names, as an id.
+    pub async fn user_id_for(&self, login: &str) -> ChatResult<UserId> {
+        Ok(self.find_user(login).await?.id)
+    }
+
+    /// A room the CLI names: by id, or by name ignoring case.
+    pub async fn room_id_for(&self, name: &str) -> ChatResult<RoomId> {
+        let name = name.trim().trim_start_matches('#');
+        if let Ok(id) = name.parse::<RoomId>() {
+            return Ok(id);
+        }
+        if name.is_empty() {
+            return Err(DomainError::new("invalid_room", "name a room").into());
+        }
+        let (rooms, _) = self.store.admin_list_rooms(Some(name), 0, MAX_PAGE).await?;
+        let lc = name.to_lowercase();
+        rooms
+            .into_iter()
+            .find(|r| r.room.name.as_deref().map(str::to_lowercase).as_deref() == Some(lc.as_str()))
+            .map(|r| r.room.id)
+            .ok_or(ChatError::NotFound("room"))
+    }
+}
+
+/// Bytes of the regular files under `dir` (0 when it does not exist). Symlinks are
+/// not followed.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
