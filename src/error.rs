@@ -45,7 +45,11 @@ impl From<ChatError> for ApiError {
             | ChatError::RegistrationClosed
             | ChatError::InvalidInvite
             | ChatError::Forbidden(_)
-            | ChatError::NotMember => StatusCode::FORBIDDEN,
+            | ChatError::NotMember
+            | ChatError::Muted(_)
+            | ChatError::ReadOnly
+            | ChatError::Banned
+            | ChatError::Blocked => StatusCode::FORBIDDEN,
             ChatError::NotFound(_) => StatusCode::NOT_FOUND,
             ChatError::RateLimited | ChatError::SignInDelayed(_) => StatusCode::TOO_MANY_REQUESTS,
             ChatError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

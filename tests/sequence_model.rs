@@ -84,7 +84,7 @@ async fn check(state: &AppState, actor: &Actor, ops: Vec<Op>) -> Result<(), Test
                 prop_assert_eq!(chat.store().count_messages(room).await.unwrap(), m.kept.len() as i64);
             }
             Op::Keep(k) => {
-                let u = RoomUpdate { topic: None, retention: Some(Retention::last_messages(k)) };
+                let u = RoomUpdate { retention: Some(Retention::last_messages(k)), ..Default::default() };
                 chat.update_room(actor, room, u).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
                 m.keep = k;
                 m.prune();

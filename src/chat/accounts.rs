@@ -112,6 +112,7 @@ impl Chat {
             Ok(user) => {
                 tracing::info!(user_id = user.id, admin = user.is_admin, "account created");
                 self.store.set_skeleton(NameKind::Username, user.id, &skeleton).await?;
+                self.join_default_room(&user).await;
                 Ok(user)
             }
             Err(e) => {

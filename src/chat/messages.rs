@@ -78,6 +78,21 @@ pub(super) fn to_event(m: StoredMessage) -> Event {
         MessageKind::Unreact => (Some(m.body.clone()), Some(false)),
         _ => (None, None),
     };
+    if m.kind == MessageKind::Moderation {
+        let notice = super::moderation::Notice::parse(&m.body);
+        let mut ev = Event::plain(
+            m.room_id,
+            Some(m.seq),
+            EventKind::Moderation,
+            Author { id: m.author_id, username: m.author_username },
+            m.body,
+            m.created_at,
+        );
+        if let Some(n) = notice {
+            n.apply(&mut ev);
+        }
+        return ev;
+    }
     let text = if matches!(m.kind, MessageKind::React | MessageKind::Unreact) { String::new() } else { m.body };
     Event {
         client_id: m.client_id,
@@ -156,6 +171,7 @@ impl Chat {
         domain::validate_client_id(client_id)?;
         self.take_send_budget(actor).await?;
         let e = self.member_room(actor, room).await?;
+        let e = self.check_post_exact(actor, e).await?;
         let files = self.files_for_send(actor, &e.room, client_id, attachments).await?;
         let quoted = match reply_to {
             Some(seq) => Some(self.live_text(&e.room, seq).await?),
@@ -247,6 +263,7 @@ impl Chat {
         if t.message.author_id != actor.user.id {
             return Err(ChatError::Forbidden("only its author can edit a message"));
         }
+        self.check_post_exact(actor, t.entry.clone()).await?;
         let (mention_ids, mentions) = self.mentions_in(text, &t.entry.members, actor.user.id).await?;
         let now = now_ms();
         let msg = NewMessage {
@@ -262,14 +279,15 @@ impl Chat {
         self.keep_or_deliver(&t.entry.room, msg, event).await
     }
 
-    /// Deletes a message: its author may, and so may the room's owner and the admin.
-    /// The text leaves the store; a tombstone keeps the message's place.
+    /// Deletes a message: its author may, and so may the room's owner, its moderators
+    /// and the admin. The text leaves the store; a tombstone keeps the message's place.
     pub async fn delete(&self, actor: &Actor, room: RoomId, seq: Seq) -> ChatResult<SendReceipt> {
         let t = self.action_target(actor, room, seq).await?;
         let own = t.message.author_id == actor.user.id;
-        let owner = t.entry.room.owner_id == Some(actor.user.id);
-        if !(own || owner || actor.user.is_admin) {
-            return Err(ChatError::Forbidden("only its author, the room's owner or the admin can delete a message"));
+        if !(own || Self::is_moderator(actor, &t.entry) || actor.user.is_admin) {
+            return Err(ChatError::Forbidden(
+                "only its author, the room's owner or moderators, or the admin can delete a message",
+            ));
         }
         let now = now_ms();
         let msg = NewMessage {
@@ -288,6 +306,7 @@ impl Chat {
     pub async fn react(&self, actor: &Actor, room: RoomId, seq: Seq, emoji: &str, on: bool) -> ChatResult<SendReceipt> {
         actions::validate_emoji(emoji)?;
         let t = self.action_target(actor, room, seq).await?;
+        self.check_post_exact(actor, t.entry.clone()).await?;
         let current = t.message.reactions.iter().find(|(e, _)| e == emoji);
         let mine = current.is_some_and(|(_, users)| users.contains(&actor.user.id));
         if mine == on {

@@ -8,6 +8,7 @@ mod admin;
 mod cluster;
 pub mod files;
 mod messages;
+mod moderation;
 mod pipeline;
 mod presence;
 mod rooms;
@@ -16,6 +17,7 @@ mod search;
 pub use accounts::{LoginOutcome, NewAccount, ProfileUpdate};
 pub use admin::{ResetLink, ServerFacts, page};
 pub use messages::{Resume, SendReceipt};
+pub use moderation::{BanRequest, MAX_MUTE_MINUTES, MuteRequest, RoleChange};
 pub use rooms::{CreateRoom, MemberView, RoomUpdate};
 pub use search::SearchHit;
 
@@ -61,6 +63,15 @@ pub enum ChatError {
     NotFound(&'static str),
     #[error("you are not a member of this room")]
     NotMember,
+    /// Muted in this room until this time (ms).
+    #[error("you are muted in this room")]
+    Muted(i64),
+    #[error("this room is read-only: only its owner and moderators may post")]
+    ReadOnly,
+    #[error("you are banned from this room")]
+    Banned,
+    #[error("one of you blocked the other")]
+    Blocked,
     #[error("slow down: too many requests")]
     RateLimited,
     /// Too many sign-in attempts at this account lately: try again in this many
@@ -107,6 +118,10 @@ impl ChatError {
             ChatError::NotFound("message") => "message_not_found",
             ChatError::NotFound(_) => "not_found",
             ChatError::NotMember => "not_a_member",
+            ChatError::Muted(_) => "muted",
+            ChatError::ReadOnly => "read_only",
+            ChatError::Banned => "banned",
+            ChatError::Blocked => "blocked",
             ChatError::RateLimited => "rate_limited",
             ChatError::SignInDelayed(_) => "sign_in_delayed",
             ChatError::LookAlike("username") => "username_look_alike",

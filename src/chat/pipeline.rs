@@ -65,7 +65,7 @@ pub(super) fn event_frame(kind: MessageKind, template: &Event, seq: Option<i64>)
 pub(super) fn kept_frame(kind: MessageKind, ev: Event) -> ServerFrame {
     match kind {
         MessageKind::Text => ServerFrame::Message(ev),
-        MessageKind::Joined | MessageKind::Left => ServerFrame::Notice(ev),
+        MessageKind::Joined | MessageKind::Left | MessageKind::Moderation => ServerFrame::Notice(ev),
         MessageKind::Edit | MessageKind::Delete | MessageKind::React | MessageKind::Unreact => ServerFrame::Action(ev),
     }
 }

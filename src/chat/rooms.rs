@@ -23,6 +23,12 @@ use crate::{
 pub(super) struct RoomEntry {
     pub room: Room,
     pub members: HashSet<UserId>,
+    /// Members with the moderator role (the owner is `room.owner_id`).
+    pub moderators: HashSet<UserId>,
+    /// Members' mutes: until when (ms; past ones are harmless).
+    pub mutes: HashMap<UserId, i64>,
+    /// A DM whose two people blocked one another (either way): no sends.
+    pub blocked: bool,
 }
 
 #[derive(Default)]
@@ -45,11 +51,14 @@ pub struct CreateRoom {
     pub retention: Option<Retention>,
 }
 
-/// A change of room settings (owner only); absent fields stay.
+/// A change of room settings (owner, moderators, admin); absent fields stay.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RoomUpdate {
     pub topic: Option<String>,
     pub retention: Option<Retention>,
+    /// A new name (same rules as at creation).
+    pub name: Option<String>,
+    pub read_only: Option<bool>,
 }
 
 /// A person as listed in a room or the directory, with online status.
@@ -60,6 +69,12 @@ pub struct MemberView {
     pub first_name: String,
     pub last_name: String,
     pub online: bool,
+    /// Members lists only: `owner`, `moderator` or `member`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    /// Members lists only: muted until (ms), or null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<Option<i64>>,
 }
 
 fn room_info(room: &Room, read_seq: i64, unread: i64, peer: Option<&User>) -> RoomInfo {
@@ -72,6 +87,8 @@ fn room_info(room: &Room, read_seq: i64, unread: i64, peer: Option<&User>) -> Ro
         },
         topic: room.topic.clone(),
         private: room.is_private,
+        role: "member".into(),
+        read_only: room.read_only,
         owner: room.owner_id,
         retention: room.retention,
         last_seq: room.last_seq,
@@ -89,6 +106,7 @@ impl From<&RoomSummary> for RoomInfo {
         RoomInfo {
             mentions: s.mentions,
             notify: s.notify.clone(),
+            role: s.role.clone(),
             ..room_info(&s.room, s.last_read_seq, s.unread, s.peer.as_ref())
         }
     }
@@ -106,8 +124,19 @@ impl Chat {
         crate::metrics::ROOM_CACHE_MISSES.inc();
         let generation = self.rooms.generation.load(std::sync::atomic::Ordering::SeqCst);
         let room = self.store.room(id).await?.ok_or(ChatError::NotFound("room"))?;
-        let members = self.store.members(id).await?.into_iter().map(|u| u.id).collect();
-        let entry = Arc::new(RoomEntry { room, members });
+        // Members with their roles and mutes in one query (the send path checks both).
+        let roles = self.store.member_roles(id).await?;
+        let members = roles.iter().map(|m| m.user).collect();
+        let moderators = roles.iter().filter(|m| m.role == "moderator").map(|m| m.user).collect();
+        let mutes = roles.iter().filter_map(|m| m.muted_until.map(|u| (m.user, u))).collect();
+        let blocked = match room.kind {
+            RoomKind::Dm => {
+                let ids: Vec<UserId> = roles.iter().map(|m| m.user).collect();
+                ids.len() == 2 && self.store.blocked_either(ids[0], ids[1]).await?
+            }
+            RoomKind::Room => false,
+        };
+        let entry = Arc::new(RoomEntry { room, members, moderators, mutes, blocked });
         let mut map = self.rooms.map.write();
         if trusted && self.rooms.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
             map.insert(id, entry.clone());
@@ -165,7 +194,22 @@ impl Chat {
 
     /// The actor's rooms and DMs, with read markers and unread counts.
     pub async fn user_rooms(&self, actor: &Actor) -> ChatResult<Vec<RoomInfo>> {
-        Ok(self.store.user_rooms(actor.user.id).await?.iter().map(RoomInfo::from).collect())
+        let me = &actor.user;
+        Ok(self
+            .store
+            .user_rooms(me.id)
+            .await?
+            .iter()
+            .map(|s| {
+                let mut info = RoomInfo::from(s);
+                if s.room.kind == RoomKind::Room && (me.is_admin || s.room.owner_id == Some(me.id)) {
+                    info.role = "owner".into();
+                } else if s.room.kind == RoomKind::Dm {
+                    info.role = "member".into();
+                }
+                info
+            })
+            .collect())
     }
 
     pub async fn create_room(&self, actor: &Actor, c: CreateRoom) -> ChatResult<RoomInfo> {
@@ -189,7 +233,7 @@ impl Chat {
             .await?;
         tracing::info!(room_id = room.id, user_id = actor.user.id, private = room.is_private, "room created");
         self.store.set_skeleton(NameKind::RoomName, room.id, &skeleton).await?;
-        let info = room_info(&room, 0, 0, None);
+        let info = RoomInfo { role: "owner".into(), ..room_info(&room, 0, 0, None) };
         self.subscribe_user(actor.user.id, &info).await?;
         self.welcome(actor, &room).await?;
         Ok(info)
@@ -222,7 +266,7 @@ impl Chat {
         let room = self.store.room(id).await?.ok_or(ChatError::NotFound("room"))?;
         // A member sees their own read marker; a visitor of a public room has read nothing.
         let read = self.store.read_marker(id, actor.user.id).await?.unwrap_or(0);
-        Ok(room_info(&room, read, 0, peer.as_ref()))
+        Ok(RoomInfo { role: e.role_of(&actor.user).as_str().into(), ..room_info(&room, read, 0, peer.as_ref()) })
     }
 
     /// Joins a public room (private rooms are joined by the owner's invitation).
@@ -231,15 +275,19 @@ impl Chat {
         if e.room.kind == RoomKind::Dm || (e.room.is_private && !e.members.contains(&actor.user.id)) {
             return Err(ChatError::NotFound("room"));
         }
+        self.check_not_banned(id, actor.user.id).await?;
         self.add_to_room(&actor.user, &e.room).await
     }
 
     /// Adds a member: subscribes their connections, posts "joined", greets first-timers.
-    async fn add_to_room(&self, user: &User, room: &Room) -> ChatResult<RoomInfo> {
+    pub(super) async fn add_to_room(&self, user: &User, room: &Room) -> ChatResult<RoomInfo> {
         let (added, first) = self.store.add_member(room.id, user.id, now_ms()).await?;
         self.room_changed(room.id).await?;
         let fresh = self.store.room(room.id).await?.ok_or(ChatError::NotFound("room"))?;
-        let info = room_info(&fresh, fresh.last_seq, 0, None);
+        let mut info = room_info(&fresh, fresh.last_seq, 0, None);
+        if user.is_admin || fresh.owner_id == Some(user.id) {
+            info.role = "owner".into();
+        }
         if added {
             let actor = Actor { user: user.clone(), session: None, token_id: None };
             self.subscribe_user(user.id, &info).await?;
@@ -275,6 +323,8 @@ impl Chat {
             self.room_changed(id).await?;
             let frame = ServerFrame::RoomUpdated {
                 room: id,
+                name: e.room.name.clone().unwrap_or_default(),
+                read_only: e.room.read_only,
                 topic: e.room.topic.clone(),
                 retention: e.room.retention,
                 owner: Some(heir.id),
@@ -332,10 +382,24 @@ impl Chat {
             return Err(ChatError::NotFound("room"));
         }
         let users = self.store.members(id).await?;
-        self.with_presence(users).await
+        let mut list = self.with_presence(users).await?;
+        let now = now_ms();
+        let moderated = e.room.kind == RoomKind::Room;
+        for m in &mut list {
+            let rank = if e.room.owner_id == Some(m.id) {
+                super::moderation::Role::Owner
+            } else if e.moderators.contains(&m.id) {
+                super::moderation::Role::Moderator
+            } else {
+                super::moderation::Role::Member
+            };
+            m.role = Some(rank.as_str());
+            m.muted_until = Some(if moderated { e.muted_until(m.id, now) } else { None });
+        }
+        Ok(list)
     }
 
-    async fn with_presence(&self, users: Vec<User>) -> ChatResult<Vec<MemberView>> {
+    pub(super) async fn with_presence(&self, users: Vec<User>) -> ChatResult<Vec<MemberView>> {
         let ids: Vec<UserId> = users.iter().map(|u| u.id).collect();
         let online: HashSet<UserId> = self.bus.online(&ids).await?.into_iter().collect();
         Ok(users
@@ -347,6 +411,8 @@ impl Chat {
                 username: u.username,
                 first_name: u.first_name,
                 last_name: u.last_name,
+                role: None,
+                muted_until: None,
             })
             .collect())
     }
@@ -368,24 +434,22 @@ impl Chat {
         if e.members.contains(&user.id) {
             return Ok(());
         }
+        self.check_not_banned(id, user.id).await?;
         self.add_to_room(&user, &e.room).await.map(|_| ())
     }
 
-    /// The owner removes a member.
+    /// The owner, a moderator or the admin removes (kicks) a member (`moderation.rs`).
     pub async fn remove_member(&self, actor: &Actor, id: RoomId, user: UserId) -> ChatResult<()> {
-        let e = self.member_room(actor, id).await?;
-        Self::require_owner(actor, &e)?;
-        if e.room.owner_id == Some(user) {
-            return Err(ChatError::Forbidden("the owner cannot be removed"));
-        }
-        let u = self.store.user_by_id(user).await?.ok_or(ChatError::NotFound("user"))?;
-        self.remove_from_room(&u, &e.room).await
+        self.kick(actor, id, user).await
     }
 
-    /// The owner changes the topic or the retention (applied at once).
+    /// The owner, a moderator or the admin changes the topic, the retention (applied
+    /// at once), the name or read-only (those two leave a moderation notice).
     pub async fn update_room(&self, actor: &Actor, id: RoomId, u: RoomUpdate) -> ChatResult<RoomInfo> {
         let e = self.member_room(actor, id).await?;
-        Self::require_owner(actor, &e)?;
+        if !Self::is_moderator(actor, &e) {
+            return Err(ChatError::Forbidden("only the room's owner or a moderator may do this"));
+        }
         let topic = match u.topic {
             Some(t) => RoomTopic::parse(&t)?.into_inner(),
             None => e.room.topic.clone(),
@@ -394,11 +458,23 @@ impl Chat {
             Some(r) => r.validate()?,
             None => e.room.retention,
         };
-        self.store.update_room(id, &topic, retention).await?;
-        self.room_changed(id).await?;
+        if topic != e.room.topic || retention != e.room.retention {
+            self.store.update_room(id, &topic, retention).await?;
+            // A tighter policy may have dropped messages with files (`files.rs`).
+            self.files_changed();
+            self.room_changed(id).await?;
+        }
+        let (name, read_only) = self.moderate_settings(actor, &e, u.name.as_deref(), u.read_only).await?;
         self.publish(
             Topic::Room(id),
-            &ServerFrame::RoomUpdated { room: id, topic: topic.clone(), retention, owner: e.room.owner_id },
+            &ServerFrame::RoomUpdated {
+                room: id,
+                name,
+                read_only,
+                topic: topic.clone(),
+                retention,
+                owner: e.room.owner_id,
+            },
         )
         .await?;
         self.room_details(actor, id).await
@@ -412,6 +488,7 @@ impl Chat {
             return Err(ChatError::Forbidden("a direct message needs someone else"));
         }
         let peer = self.store.user_by_id(other).await?.filter(|u| !u.disabled).ok_or(ChatError::NotFound("user"))?;
+        self.check_not_blocked(actor.user.id, other).await?;
         let retention = Retention::last_messages(self.policy.default_keep_messages);
         let room = self.store.dm_room(actor.user.id, other, retention, now_ms()).await?;
         let mine = room_info(&room, 0, 0, Some(&peer));

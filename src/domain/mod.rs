@@ -61,6 +61,9 @@ pub enum MessageKind {
     React,
     /// The author took that reaction back.
     Unreact,
+    /// A moderation notice (role change, kick, ban, mute, rename, …): the body holds
+    /// its details as JSON (`chat::moderation::Notice`).
+    Moderation,
 }
 
 impl MessageKind {
@@ -73,6 +76,7 @@ impl MessageKind {
             MessageKind::Delete => "delete",
             MessageKind::React => "react",
             MessageKind::Unreact => "unreact",
+            MessageKind::Moderation => "moderation",
         }
     }
     /// Whether this kind acts on another message (and so names a target seq).
@@ -88,6 +92,7 @@ impl MessageKind {
             "delete" => Some(MessageKind::Delete),
             "react" => Some(MessageKind::React),
             "unreact" => Some(MessageKind::Unreact),
+            "moderation" => Some(MessageKind::Moderation),
             _ => None,
         }
     }

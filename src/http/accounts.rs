@@ -98,11 +98,12 @@ async fn check_rate(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> 
     state.chat.check_shared_auth_budget(ip).await.map_err(ApiError::from)
 }
 
-async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({
+async fn config(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(json!({
         "registration": state.chat.registration_mode().as_str(),
         "max_message_chars": state.chat.policy.max_message_chars,
-    }))
+        "default_room": state.chat.default_room().await?,
+    })))
 }
 
 async fn register(

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod deadline;
 pub mod extract;
 pub mod files;
+pub mod moderation;
 pub mod rooms;
 pub mod search;
 pub mod web;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(accounts::router())
         .merge(rooms::router())
+        .merge(moderation::router())
         .merge(search::router())
         .merge(files::router())
         .merge(admin::router())

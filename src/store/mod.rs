@@ -128,6 +128,8 @@ pub struct Room {
     pub name: Option<String>,
     pub topic: String,
     pub is_private: bool,
+    /// Only the owner, moderators and the admin may send (moderation).
+    pub read_only: bool,
     pub owner_id: Option<UserId>,
     pub retention: Retention,
     pub last_seq: Seq,
@@ -161,6 +163,8 @@ pub struct RoomSummary {
     pub mentions: i64,
     /// The member's notification level (`all`, `mentions`, `muted`).
     pub notify: String,
+    /// The member's role as stored: `member` or `moderator` (the owner is `owner_id`).
+    pub role: String,
 }
 
 /// A room found by browsing or search.
@@ -246,6 +250,16 @@ impl NewMessage {
             attachments: Vec::new(),
         }
     }
+}
+
+/// A member's stored role and mute, as the room cache needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRole {
+    pub user: UserId,
+    /// `member` or `moderator`.
+    pub role: String,
+    /// Muted until (ms), if a mute was ever set and not lifted (it may be past).
+    pub muted_until: Option<i64>,
 }
 
 /// Which names a skeleton belongs to.
@@ -487,6 +501,39 @@ pub trait Store: Send + Sync + 'static {
     async fn count_messages(&self, room: RoomId) -> StoreResult<i64>;
     /// Deletes events older than their room's keep-days; returns how many.
     async fn prune_expired(&self, now: i64) -> StoreResult<u64>;
+
+    // Moderation (issue 15; `moderation_sql.rs`).
+    /// Each member of a room with their stored role and mute (until, ms; maybe past).
+    async fn member_roles(&self, room: RoomId) -> StoreResult<Vec<MemberRole>>;
+    /// Sets a member's role (`member` or `moderator`); false when not a member.
+    async fn set_role(&self, room: RoomId, user: UserId, role: &str) -> StoreResult<bool>;
+    /// Bans a user from a room and ends their membership, in one transaction; returns
+    /// whether they were a member.
+    async fn ban(&self, room: RoomId, user: UserId, by: UserId, now: i64) -> StoreResult<bool>;
+    /// Lifts a ban; false when there was none.
+    async fn unban(&self, room: RoomId, user: UserId) -> StoreResult<bool>;
+    async fn is_banned(&self, room: RoomId, user: UserId) -> StoreResult<bool>;
+    /// The people banned from a room, by username.
+    async fn bans(&self, room: RoomId) -> StoreResult<Vec<User>>;
+    /// Mutes a user in a room until `until` (ms), replacing an earlier mute.
+    async fn mute(&self, room: RoomId, user: UserId, until: i64) -> StoreResult<()>;
+    /// Lifts a mute; false when there was none.
+    async fn unmute(&self, room: RoomId, user: UserId) -> StoreResult<bool>;
+    async fn set_read_only(&self, room: RoomId, read_only: bool) -> StoreResult<()>;
+    /// Renames a room (`room_name` conflict when the folded name is taken).
+    async fn rename_room(&self, room: RoomId, name: &str, name_lc: &str) -> StoreResult<()>;
+    /// `user` blocks `other` (again: no change).
+    async fn block(&self, user: UserId, other: UserId, now: i64) -> StoreResult<()>;
+    /// False when `user` had not blocked `other`.
+    async fn unblock(&self, user: UserId, other: UserId) -> StoreResult<bool>;
+    /// The people `user` blocked, by username.
+    async fn blocks(&self, user: UserId) -> StoreResult<Vec<User>>;
+    /// Ids of the people `user` blocked.
+    async fn blocked_ids(&self, user: UserId) -> StoreResult<Vec<UserId>>;
+    /// Whether either of two people blocked the other.
+    async fn blocked_either(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+    /// The DM of two people, if it exists (never created here).
+    async fn dm_between(&self, a: UserId, b: UserId) -> StoreResult<Option<RoomId>>;
 
     /// Bounds what a DM holds unread for its recipient (0: no bound): past `cap`
     /// events, the oldest go even if unread.

@@ -41,7 +41,7 @@ pub struct SqlStore {
 }
 
 const USER_COLS: &str = "u.id, u.email, u.username, u.first_name, u.last_name, u.is_admin, u.disabled, u.created_at";
-const ROOM_COLS: &str = "r.id, r.kind, r.name, r.topic, r.is_private, r.owner_id, r.keep_messages, r.keep_days, r.ephemeral, r.last_seq, r.created_at, r.archived";
+const ROOM_COLS: &str = "r.id, r.kind, r.name, r.topic, r.is_private, r.owner_id, r.keep_messages, r.keep_days, r.ephemeral, r.last_seq, r.created_at, r.archived, r.read_only";
 const MSG_COLS: &str =
     "m.room_id, m.seq, m.author_id, COALESCE(u.username, '') AS username, m.kind, m.body, m.client_id, m.created_at,
      m.target_seq, m.reply_to, m.edited_at, m.deleted,
@@ -50,6 +50,10 @@ const MSG_COLS: &str =
 const MSG_FROM: &str = "messages m LEFT JOIN users u ON u.id = m.author_id
      LEFT JOIN messages t ON m.reply_to IS NOT NULL AND t.room_id = m.room_id AND t.seq = m.reply_to
      LEFT JOIN users tu ON tu.id = t.author_id";
+
+// Moderation queries (issue 15), a child module so it shares this file's helpers.
+#[path = "moderation_sql.rs"]
+mod moderation_sql;
 
 /// A pooled connection, held for all the queries of one read.
 type Conn = sqlx::pool::PoolConnection<sqlx::Any>;
@@ -80,6 +84,7 @@ fn room_from(row: &AnyRow) -> Result<Room, sqlx::Error> {
         name: row.try_get("name")?,
         topic: row.try_get("topic")?,
         is_private: row.try_get::<i64, _>("is_private")? != 0,
+        read_only: row.try_get::<i64, _>("read_only")? != 0,
         owner_id: row.try_get("owner_id")?,
         retention: Retention {
             keep_messages: row.try_get("keep_messages")?,
@@ -447,7 +452,7 @@ impl SqlStore {
                     .execute(&mut **tx)
                     .await?;
             }
-            MessageKind::Text | MessageKind::Joined | MessageKind::Left => {}
+            MessageKind::Text | MessageKind::Joined | MessageKind::Left | MessageKind::Moderation => {}
         }
         Ok(())
     }
@@ -1124,7 +1129,7 @@ impl Store for SqlStore {
             "SELECT {ROOM_COLS}, m.last_read_seq,
                 (SELECT COUNT(*) FROM messages x WHERE x.room_id = r.id AND x.seq > m.last_read_seq AND x.author_id <> $1 AND x.target_seq IS NULL) AS unread,
                 (SELECT COUNT(*) FROM mentions mn WHERE mn.room_id = r.id AND mn.user_id = $1 AND mn.seq > m.last_read_seq) AS mentions,
-                m.notify,
+                m.notify, m.role,
                 p.id AS p_id, p.email AS p_email, p.username AS p_username, p.first_name AS p_first,
                 p.last_name AS p_last, p.is_admin AS p_admin, p.disabled AS p_disabled, p.created_at AS p_created
              FROM memberships m JOIN rooms r ON r.id = m.room_id
@@ -1155,6 +1160,7 @@ impl Store for SqlStore {
                 peer,
                 mentions: r.try_get("mentions")?,
                 notify: r.try_get("notify")?,
+                role: r.try_get("role")?,
             });
         }
         Ok(out)
@@ -1214,6 +1220,56 @@ impl Store for SqlStore {
         }
         // MySQL counts only changed rows: setting the same level again is still a member.
         Ok(self.is_member(room, user).await?)
+    }
+
+    // Moderation (moderation_sql.rs).
+    async fn member_roles(&self, room: RoomId) -> StoreResult<Vec<MemberRole>> {
+        self.mod_member_roles(room).await
+    }
+    async fn set_role(&self, room: RoomId, user: UserId, role: &str) -> StoreResult<bool> {
+        self.mod_set_role(room, user, role).await
+    }
+    async fn ban(&self, room: RoomId, user: UserId, by: UserId, now: i64) -> StoreResult<bool> {
+        self.mod_ban(room, user, by, now).await
+    }
+    async fn unban(&self, room: RoomId, user: UserId) -> StoreResult<bool> {
+        self.mod_unban(room, user).await
+    }
+    async fn is_banned(&self, room: RoomId, user: UserId) -> StoreResult<bool> {
+        self.mod_is_banned(room, user).await
+    }
+    async fn bans(&self, room: RoomId) -> StoreResult<Vec<User>> {
+        self.mod_bans(room).await
+    }
+    async fn mute(&self, room: RoomId, user: UserId, until: i64) -> StoreResult<()> {
+        self.mod_mute(room, user, until).await
+    }
+    async fn unmute(&self, room: RoomId, user: UserId) -> StoreResult<bool> {
+        self.mod_unmute(room, user).await
+    }
+    async fn set_read_only(&self, room: RoomId, read_only: bool) -> StoreResult<()> {
+        self.mod_set_read_only(room, read_only).await
+    }
+    async fn rename_room(&self, room: RoomId, name: &str, name_lc: &str) -> StoreResult<()> {
+        self.mod_rename_room(room, name, name_lc).await
+    }
+    async fn block(&self, user: UserId, other: UserId, now: i64) -> StoreResult<()> {
+        self.mod_block(user, other, now).await
+    }
+    async fn unblock(&self, user: UserId, other: UserId) -> StoreResult<bool> {
+        self.mod_unblock(user, other).await
+    }
+    async fn blocks(&self, user: UserId) -> StoreResult<Vec<User>> {
+        self.mod_blocks(user).await
+    }
+    async fn blocked_ids(&self, user: UserId) -> StoreResult<Vec<UserId>> {
+        self.mod_blocked_ids(user).await
+    }
+    async fn blocked_either(&self, a: UserId, other: UserId) -> StoreResult<bool> {
+        self.mod_blocked_either(a, other).await
+    }
+    async fn dm_between(&self, a: UserId, other: UserId) -> StoreResult<Option<RoomId>> {
+        self.mod_dm_between(a, other).await
     }
 
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {

@@ -131,6 +131,12 @@ pub struct RoomInfo {
     pub name: String,
     pub topic: String,
     pub private: bool,
+    /// Your role here: `owner`, `moderator` or `member` (the site admin: `owner`).
+    #[serde(default = "role_member")]
+    pub role: String,
+    /// Only the owner, moderators and the admin may send.
+    #[serde(default)]
+    pub read_only: bool,
     pub owner: Option<UserId>,
     pub retention: Retention,
     /// Sequence number of the room's newest event.
@@ -155,6 +161,10 @@ pub struct RoomInfo {
 
 fn notify_all() -> String {
     "all".into()
+}
+
+fn role_member() -> String {
+    "member".into()
 }
 
 /// The message a reply answers, as it is now.
@@ -245,6 +255,25 @@ pub struct Event {
     /// Texts and edits: the people named with `<@ID>`, with their usernames.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<Author>,
+    /// Moderation notices: `role`, `kick`, `ban`, `unban`, `mute`, `unmute`,
+    /// `rename` or `read_only`; the fields below appear only where they apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Moderation: the person acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Author>,
+    /// Moderation `role`: the new role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Moderation `mute`: muted until (server time, ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    /// Moderation `rename`: the new name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Moderation `read_only`: the new setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
 }
 
 impl Event {
@@ -267,6 +296,12 @@ impl Event {
             reactions: Vec::new(),
             reply_to: None,
             mentions: Vec::new(),
+            action: None,
+            user: None,
+            role: None,
+            until: None,
+            name: None,
+            read_only: None,
         }
     }
 }
@@ -285,6 +320,8 @@ pub enum EventKind {
     Delete,
     /// A reaction on message `target` was added or taken back.
     Reaction,
+    /// A moderation notice (`action` and its details).
+    Moderation,
 }
 
 impl From<MessageKind> for EventKind {
@@ -296,6 +333,7 @@ impl From<MessageKind> for EventKind {
             MessageKind::Edit => EventKind::Edit,
             MessageKind::Delete => EventKind::Delete,
             MessageKind::React | MessageKind::Unreact => EventKind::Reaction,
+            MessageKind::Moderation => EventKind::Moderation,
         }
     }
 }
@@ -318,6 +356,10 @@ pub enum ServerFrame {
         rooms: Vec<RoomInfo>,
         limits: Limits,
         server_time: i64,
+        /// The people you blocked (their DMs are refused; a client collapses their
+        /// room messages).
+        #[serde(default)]
+        blocked: Vec<UserId>,
     },
     /// A command succeeded. For `send`: `room`, `seq` (absent in ephemeral rooms),
     /// `client_id` and whether it was a `duplicate` of an earlier send.
@@ -338,6 +380,9 @@ pub enum ServerFrame {
         id: Option<String>,
         code: String,
         message: String,
+        /// `muted`: until when (server time, ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<i64>,
     },
     /// A person's message.
     Message(Event),
@@ -405,6 +450,12 @@ pub enum ServerFrame {
     /// A room's topic or retention changed.
     RoomUpdated {
         room: RoomId,
+        /// The room's name (after a rename).
+        #[serde(default)]
+        name: String,
+        /// Only the owner, moderators and the admin may send.
+        #[serde(default)]
+        read_only: bool,
         topic: String,
         retention: Retention,
         owner: Option<UserId>,
@@ -440,7 +491,7 @@ impl ServerFrame {
     }
 
     pub fn error(id: Option<&str>, code: &str, message: impl Into<String>) -> Self {
-        ServerFrame::Error { id: id.map(str::to_string), code: code.to_string(), message: message.into() }
+        ServerFrame::Error { id: id.map(str::to_string), code: code.to_string(), message: message.into(), until: None }
     }
 }
 

@@ -142,6 +142,14 @@ async fn start(shared: &Arc<ConnShared>, chat: &Chat, hub: &Hub, actor: &Actor) 
         hub.unregister(id);
         return None;
     };
+    let blocked = match chat.blocked_ids(user).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, user_id = user, "cannot load blocks for a new connection");
+            hub.unregister(id);
+            return None;
+        }
+    };
     if let Err(e) = chat.connected(actor, &rooms).await {
         tracing::warn!(error = %e, "presence update failed");
     }
@@ -150,6 +158,7 @@ async fn start(shared: &Arc<ConnShared>, chat: &Chat, hub: &Hub, actor: &Actor) 
         rooms,
         limits: chat.policy.limits(),
         server_time: crate::chat::now_ms(),
+        blocked,
     };
     if shared.out.open(Arc::new(hello.encode())) == Offer::Failed {
         hub.unregister(id);
@@ -461,7 +470,9 @@ async fn read_ready(
                         reply(f);
                     }
                 }
-                Err(e) => reply(ServerFrame::Error { id: e.id, code: e.code.to_string(), message: e.message }),
+                Err(e) => {
+                    reply(ServerFrame::Error { id: e.id, code: e.code.to_string(), message: e.message, until: None })
+                }
             },
             Message::Binary(_) => {
                 reply(ServerFrame::error(None, "bad_request", "binary frames are not supported; send JSON text"))
@@ -487,7 +498,8 @@ fn error_frame(id: Option<String>, e: &ChatError) -> ServerFrame {
     if let ChatError::Internal(detail) = e {
         tracing::error!(error = %detail, "command failed");
     }
-    ServerFrame::Error { id, code: e.code().to_string(), message: e.public_message() }
+    let until = if let ChatError::Muted(t) = e { Some(*t) } else { None };
+    ServerFrame::Error { id, code: e.code().to_string(), message: e.public_message(), until }
 }
 
 /// Queues the ack of an accepted send or action (acks leave in command order), or
