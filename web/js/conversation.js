@@ -22,6 +22,7 @@ import { $, h, syncList } from './dom.js';
 import * as store from './store.js';
 import { initEmoji } from './emoji.js';
 import { toWire } from './mentions.js';
+import { attachmentsBlock, initFiles, readyAttachments, takeAttachments, uploadsBusy } from './files.js';
 import {
   avatarColour,
   charCount,
@@ -428,6 +429,14 @@ function fillMessage(el, m, pending, cont) {
       console.error('message decorator failed', e);
     }
   }
+  // Files and images (files.js) go right under the text and what belongs to it
+  // ("(edited)"), above the reactions and the toolbar; none on a deleted message.
+  const files = attachmentsBlock(m);
+  if (files) {
+    const before = el.querySelector(':scope > .reactions, :scope > .msg-toolbar, :scope > .msg-status, :scope > .msg-actions');
+    if (before) before.before(files);
+    else el.append(files);
+  }
 }
 
 function noticeText(ev) {
@@ -825,6 +834,7 @@ function initComposer() {
     }
   });
   initEmoji({ composer: ta, insert: insertIntoComposer, addKeyHandler: addComposerKeyHandler });
+  initFiles({ changed: () => renderComposerState() });
   ta.addEventListener('input', () => {
     rememberDraft();
     autosize();
@@ -844,14 +854,20 @@ function submit() {
   if (!r) return;
   // Drop blank lines at the start and whitespace at the end; keep inner layout.
   const text = ta.value.replace(/^(?:[ \t]*\r?\n)+/, '').trimEnd();
-  if (!text.trim()) return;
-  if (charCount(text) > store.maxChars()) {
+  // Finished uploads go with the message (not with an edit: edits keep the files the
+  // message has); a message of files alone may have no text.
+  const editing = !!(composerMode && composerMode.text != null);
+  const files = editing ? [] : readyAttachments(r.info.id);
+  if (!text.trim() && !files.length) return;
+  if (charCount(text) > store.maxChars() || (!editing && uploadsBusy(r.info.id))) {
     renderComposerState();
     return;
   }
   if (composerMode && composerMode.submit) {
     // A mode (edit, reply) decides what the text becomes; false keeps it in the box.
-    if (composerMode.submit(text) === false) return;
+    const { result, used } = sync.withAttachments(r.info.id, files, () => composerMode.submit(text));
+    if (used) takeAttachments(r.info.id);
+    if (result === false) return;
     ta.value = '';
     closeComposerMode(); // gives back the draft an edit had put aside
     rememberDraft();
@@ -861,7 +877,8 @@ function submit() {
     return;
   }
   forceBottom = true;
-  sync.sendMessage(r.info.id, uuid(), toWire(text, r.info.id));
+  sync.sendMessage(r.info.id, uuid(), toWire(text, r.info.id), null, files);
+  if (files.length) takeAttachments(r.info.id);
   ta.value = '';
   drafts.delete(draftKey(r.info.id));
   saveDrafts(0);
@@ -893,12 +910,15 @@ function renderComposerState() {
   const max = store.maxChars();
   const n = charCount(ta.value);
   const over = n > max;
-  $('send-btn').disabled = over;
+  // Send waits for the files still uploading (files.js), except for an edit.
+  const uploading = !(composerMode && composerMode.text != null) && uploadsBusy(r.info.id);
+  $('send-btn').disabled = over || uploading;
   if (over) ta.setAttribute('aria-invalid', 'true');
   else ta.removeAttribute('aria-invalid');
   let text = '';
   if (over) text = `Too long: ${n.toLocaleString()} of ${max.toLocaleString()} characters. Shorten it to send.`;
   else if (n > max * 0.9) text = `${n.toLocaleString()} / ${max.toLocaleString()} characters`;
+  if (uploading) text = text ? `${text} Uploading files: Send waits for them.` : 'Uploading files: Send waits for them.';
   const c = store.state.conn.status;
   if (c !== 'live') {
     const offline =

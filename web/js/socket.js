@@ -52,6 +52,8 @@ export class Sync {
     /** request id -> { kind, room, before, client_id } */
     this.requests = new Map();
     this.lastTypingSent = new Map();
+    /** Uploads handed to the next send by withAttachments (null: none). */
+    this.carry = null;
     this.timers = { retry: 0, hello: 0, ping: 0, pong: 0 };
     /** Set by a `closing` frame: why the server is closing this connection. */
     this.closingCode = '';
@@ -223,13 +225,32 @@ export class Sync {
   }
 
   /** Queues a message for a room and sends it when possible (`replyTo`: the seq of
-   *  the message it answers, PROTOCOL §3.8). */
-  sendMessage(roomId, clientId, text, replyTo = null) {
+   *  the message it answers, PROTOCOL §3.8; `attachments`: Attachment objects of
+   *  finished uploads, §3.9; when not given, those handed over by withAttachments). */
+  sendMessage(roomId, clientId, text, replyTo = null, attachments = null) {
     // The message ends the others' "is typing" line, so the next keystroke in this
     // room must be able to start it again at once (not up to 3 s later).
     this.lastTypingSent.delete(roomId);
-    const p = store.addPending(roomId, clientId, text, replyTo);
+    let files = attachments;
+    if (files == null && this.carry && this.carry.room === roomId) {
+      files = this.carry.list;
+      this.carry.used = true;
+    }
+    const p = store.addPending(roomId, clientId, text, replyTo, files || []);
     this.sendPending(p);
+  }
+
+  /** Runs `fn` (a composer mode's submit, e.g. a reply's) so that a message it sends
+   *  to `roomId` carries `list` (the composer's finished uploads); returns
+   *  { result, used } where `used` says whether a message took them. */
+  withAttachments(roomId, list, fn) {
+    this.carry = { room: roomId, list, used: false };
+    try {
+      const result = fn();
+      return { result, used: this.carry.used };
+    } finally {
+      this.carry = null;
+    }
   }
 
   /** Sends a queued message if the socket is live (no-op otherwise: it waits). */
@@ -238,6 +259,7 @@ export class Sync {
     const id = this.newId();
     const frame = { type: 'send', id, room: p.room, client_id: p.client_id, text: p.text };
     if (p.reply_to != null) frame.reply_to = p.reply_to;
+    if (p.attachments && p.attachments.length) frame.attachments = p.attachments.map((a) => a.id);
     const ok = this.sendFrame(
       frame,
       { kind: 'send', room: p.room, client_id: p.client_id },

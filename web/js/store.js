@@ -633,6 +633,7 @@ function loadOutbox(userId) {
         status: p.status === 'failed' ? 'failed' : 'queued',
         error: p.error || null,
         reply_to: Number.isInteger(p.reply_to) ? p.reply_to : null,
+        attachments: copyAttachments(p.attachments),
         v: 1,
       }));
   } catch {
@@ -643,7 +644,7 @@ function loadOutbox(userId) {
 function saveOutbox() {
   if (!state.me) return;
   try {
-    const keep = state.outbox.map(({ client_id, room: r, text, ts, status, error, reply_to }) => ({
+    const keep = state.outbox.map(({ client_id, room: r, text, ts, status, error, reply_to, attachments }) => ({
       client_id,
       room: r,
       text,
@@ -651,6 +652,7 @@ function saveOutbox() {
       status,
       error,
       reply_to,
+      attachments,
     }));
     if (keep.length) sessionStorage.setItem(outboxKey(state.me.id), JSON.stringify(keep));
     else sessionStorage.removeItem(outboxKey(state.me.id));
@@ -663,8 +665,9 @@ export const findPending = (clientId) => state.outbox.find((p) => p.client_id ==
 export const pendingFor = (roomId) => state.outbox.filter((p) => p.room === roomId);
 
 /** Queues a message typed by the user; returns the pending item. `replyTo`: the seq
- *  of the message it answers, or null. */
-export function addPending(roomId, clientId, text, replyTo = null) {
+ *  of the message it answers, or null. `attachments`: the Attachment objects of its
+ *  finished uploads (files.js; PROTOCOL §3.9), shown while it is pending. */
+export function addPending(roomId, clientId, text, replyTo = null, attachments = []) {
   const p = {
     key: `c:${state.me.id}:${clientId}`,
     client_id: clientId,
@@ -675,6 +678,7 @@ export function addPending(roomId, clientId, text, replyTo = null) {
     status: 'queued',
     error: null,
     reply_to: replyTo,
+    attachments: copyAttachments(attachments),
     v: 1,
   };
   state.outbox.push(p);
@@ -733,6 +737,7 @@ export function ackPending(clientId, roomId, seq) {
       text: p.text,
       ts: p.ts,
       client_id: clientId,
+      attachments: p.attachments,
     },
     'ack',
   );
@@ -785,7 +790,15 @@ function actionFields(ev) {
     deleted: !!ev.deleted,
     /** [{emoji, users: [user id]}], in the order first given. */
     reactions: copyReactions(ev.reactions),
+    /** [Attachment] (files and images, PROTOCOL §3.9); kept by edits, gone on delete. */
+    attachments: copyAttachments(ev.attachments),
   };
+}
+
+/** A copy of an attachments list, keeping only entries with a file id. */
+function copyAttachments(list) {
+  if (!Array.isArray(list)) return [];
+  return list.filter((a) => a && typeof a.id === 'string' && typeof a.name === 'string').map((a) => ({ ...a }));
 }
 
 /** Takes the server's copy of a message's current state (history, resume, a live
@@ -798,7 +811,8 @@ function takeActionFields(item, ev) {
     item.text === text &&
     item.edited === f.edited &&
     item.deleted === f.deleted &&
-    JSON.stringify([item.mentions, item.reply_to, item.reactions]) === JSON.stringify([f.mentions, f.reply_to, f.reactions]);
+    JSON.stringify([item.mentions, item.reply_to, item.reactions, item.attachments]) ===
+      JSON.stringify([f.mentions, f.reply_to, f.reactions, f.attachments]);
   if (same) return false;
   Object.assign(item, f, { text });
   return true;
@@ -855,6 +869,7 @@ export function applyAction(ev) {
     item.text = '';
     item.reactions = [];
     item.mentions = [];
+    item.attachments = [];
   } else if (ev.kind === 'reaction' && typeof ev.emoji === 'string' && ev.author) {
     if (item.deleted) return;
     const uid = ev.author.id;
