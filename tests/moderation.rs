@@ -396,6 +396,14 @@ async fn default_room_for_new_accounts(b: Backend) {
     assert_eq!(s, 204, "{body}");
     let (_, cfg) = srv.client().get("/api/config").await;
     assert_eq!(cfg["default_room"], lobby);
+    let (s, audit) = root.get("/api/admin/audit").await;
+    assert_eq!(s, 200, "{audit}");
+    let entry = &audit["entries"][0];
+    assert_eq!(
+        (entry["action"].as_str(), entry["detail"]["room"].as_i64()),
+        (Some("settings.default_room"), Some(lobby))
+    );
+    assert_eq!(entry["actor"]["username"], "root");
     // A new account is in it at once; an older one is not added.
     let newbie = srv.user("newbie").await;
     let ws = newbie.ws().await;

@@ -447,7 +447,7 @@ impl Chat {
         };
         self.store.set_setting(DEFAULT_ROOM_KEY, &value).await?;
         tracing::info!(room_id = ?room, by = actor.user.id, "default room set");
-        Ok(())
+        self.audit(Some(actor), "settings.default_room", value, serde_json::json!({ "room": room })).await
     }
 
     /// A new account joins the default room (if one is set and still public). A
