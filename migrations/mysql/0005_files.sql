@@ -6,13 +6,13 @@
 -- names any more is removed from disk by the sweeper (chat/files.rs).
 CREATE TABLE files (
     id          VARCHAR(32)  NOT NULL PRIMARY KEY,
-    hash        CHAR(64)     NOT NULL,
+    hash        VARCHAR(64)  NOT NULL,
     name        VARCHAR(400) NOT NULL,
     mime        VARCHAR(255) NOT NULL,
     size        BIGINT       NOT NULL,
     width       BIGINT,
     height      BIGINT,
-    thumb_hash  CHAR(64),
+    thumb_hash  VARCHAR(64),
     uploader_id BIGINT       NOT NULL,
     room_id     BIGINT       NOT NULL,
     seq         BIGINT,
