@@ -1,6 +1,7 @@
 //! Accessibility in real Chromium: axe-core finds no serious or critical violation
 //! in any view a person meets (the sign-in and sign-up pages, a room with messages and
-//! its members, every dialog, the message search, dark mode, a phone-sized viewport with the drawer and
+//! its members, every dialog, the message search, a message with an image and a file,
+//! a file waiting in the composer, the image viewer, dark mode, a phone-sized viewport with the drawer and
 //! the members overlay), and on a phone every control is a tap target of at least
 //! 44 × 44 CSS px.
 //!
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha512};
 use crate::{
     browser::{Browser, Cdp, Driver},
     common::{Backend, TestServer, password_of},
+    files,
 };
 
 /// The axe-core release the checks run with.
@@ -215,6 +217,14 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
     lw.say(lounge, "The manual is at https://example.org/espresso").await;
     let (s, body) = lee.post("/api/dms", json!({ "user_id": kim_api.id().await })).await;
     ensure!(s == 200, "lee opens a DM: {body}");
+    // A message with an image and a file (issue 13): a thumbnail button and a card.
+    let photo = files::upload(&lee, lounge, "espresso.png", "image/png", files::png(640, 480)?).await?;
+    let manual = files::upload(&lee, lounge, "manual.pdf", "application/pdf", b"%PDF-1.4 manual".to_vec()).await?;
+    let sent = lw
+        .request(json!({ "type": "send", "room": lounge, "client_id": "a11y-files", "text": "Photo and manual",
+                         "attachments": [photo["id"], manual["id"]] }))
+        .await;
+    ensure!(format!("{sent:?}").contains("Ack"), "lee sends the files: {sent:?}");
 
     // Every view is checked before the story fails, so one run lists every problem.
     let mut found = vec![];
@@ -242,6 +252,25 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
     b.wait_visible("#search-results > li").await?;
     axe_check(&b, &axe, "the message search", &mut found).await?;
     b.click("#search-close").await?;
+
+    // Files (issue 13): a file waiting in the composer, the image viewer. The chip
+    // stays, so the dark-mode and phone views below show it too.
+    files::wait_attachments(&b, "Photo and manual").await?;
+    let dir = tempfile::tempdir()?;
+    let agenda = dir.path().join("agenda.pdf");
+    std::fs::write(&agenda, b"%PDF-1.4 agenda")?;
+    files::choose_files(&b, &[&agenda]).await?;
+    files::wait_chips_settled(&b, 1).await?;
+    axe_check(&b, &axe, "the composer with a file to send", &mut found).await?;
+    b.click("#messages .att-image").await?;
+    b.wait_js(
+        "the viewer's image",
+        "const i = document.getElementById('file-viewer-img'); return i.complete && i.naturalWidth > 0;",
+        vec![],
+    )
+    .await?;
+    axe_check(&b, &axe, "the image viewer", &mut found).await?;
+    b.click("#file-viewer-close").await?;
 
     b.click("#new-room-btn").await?;
     b.wait_visible("#new-room-form").await?;

@@ -16,6 +16,9 @@
 //!   admin manages others' rooms and removes a member of a public room.
 //! - `search`: the message search panel (shortcut, highlights, what may be read,
 //!   filters, paging, errors) opens a result far back in history, scrolled to it.
+//! - `files`: files and images (issue 13): the file chooser, paste and drop, upload
+//!   progress and refusals on the composer's chips, thumbnails and file cards on the
+//!   other person's screen, downloads, the image viewer, edits, deletes and history.
 //! - `looks`: hostile text renders as text, the phone layout works, and the
 //!   screenshots in docs/screenshots/ are taken.
 //! - `nginx`: the page over HTTP/2 and https through nginx (the docs/DEPLOY.md
@@ -39,6 +42,7 @@ mod actions;
 mod assets;
 mod browser;
 mod chat;
+mod files;
 mod looks;
 mod nginx;
 mod restart;
@@ -108,6 +112,7 @@ async fn browser_stories() {
     run_story(&driver, "rooms", rooms::rooms_and_history(&driver), &mut failures).await;
     run_story(&driver, "newcomer", rooms::what_a_newcomer_hit(&driver), &mut failures).await;
     run_story(&driver, "search", search::search_story(&driver), &mut failures).await;
+    run_story(&driver, "files", files::files_story(&driver), &mut failures).await;
     run_story(&driver, "looks", looks::rendering_and_layout(&driver), &mut failures).await;
     run_story(&driver, "nginx", nginx::chat_through_nginx(&driver), &mut failures).await;
     run_story(&driver, "a11y", a11y::axe_and_tap_targets(&driver), &mut failures).await;
