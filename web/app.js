@@ -9,7 +9,8 @@
 //   js/auth.js          sign-in / sign-up screen
 //   js/sidebar.js       room + DM lists, people search, phone menu, notify button
 //   js/conversation.js  header, messages, scrolling, typing line, composer
-//   js/members.js       members panel
+//   js/members.js       members panel (role badges, a person's menu)
+//   js/moderation.js    roles, notices, mutes, bans, read-only rooms, blocking (issue 15)
 //   js/dialogs.js       new room, browse, room settings, account/admin, confirm
 //   js/search.js        message search: the panel, its shortcut, results, opening one
 //   js/notify.js        Notification API opt-in; what alerts, by the room's level
@@ -95,6 +96,11 @@
 //       [name=keep_days]  #room-settings-error  #room-settings-ok
 //       #invite-member-form [name=username]  #room-members-manage > li[data-user-id] > .remove-member
 //       #room-members-error
+//       (issue 15) [name=name] [name=read_only] (checkbox)  #room-bans > li[data-user-id] > .unban-btn
+//       #room-bans-empty  #room-bans-error
+//   #mute-dialog  #mute-form [name=amount] [name=unit] (minutes per unit: 1|60|1440)  #mute-ok
+//   (moderation: #composer-closed, #block-btn, .member-menu-btn and the rest are listed in
+//    js/moderation.js and js/members.js)
 //   #settings-dialog  #profile-form (first_name,last_name,email,username) #profile-error #profile-ok
 //       #password-form (current_password,new_password) #password-error #password-ok
 //       #admin-section (admins): #registration-form [name=mode] (#registration-mode),
@@ -112,6 +118,7 @@ import { announce, initConversation } from './js/conversation.js';
 import { initMembers, toggleMembers } from './js/members.js';
 import { confirmDialog, initDialogs, openRoomSettings } from './js/dialogs.js';
 import * as notify from './js/notify.js';
+import { initModeration } from './js/moderation.js';
 import { initActions } from './js/actions.js';
 import { plainMentions } from './js/mentions.js';
 import { initSearch } from './js/search.js';
@@ -244,6 +251,8 @@ async function leaveRoom() {
 
 function onLiveEvent(item, r) {
   if (!r || item.kind !== 'text' || store.isMine(item.author)) return;
+  // Someone I blocked: their message stays collapsed, unannounced (issue 15).
+  if (item.author && store.isBlocked(item.author.id)) return;
   const name = item.author.username;
   if (store.state.currentRoomId === r.info.id && !document.hidden) {
     announce(`${name}: ${plainMentions(item.text, item.mentions).slice(0, 300)}`);
@@ -295,6 +304,7 @@ function init() {
   });
   initSidebar({ selectRoom, openDm });
   initConversation(sync, { leaveRoom, openRoomSettings, toggleMembers });
+  initModeration(sync);
   initActions(sync);
   initSearch({ selectRoom, closeDrawer: () => setSidebarOpen(false) });
   initMembers({ openDm });

@@ -226,6 +226,26 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
         .await;
     ensure!(format!("{sent:?}").contains("Ack"), "lee sends the files: {sent:?}");
 
+    // Moderation (issue 15): max talks in the lounge and writes to kim; ned is banned
+    // and max muted there, so the room shows moderation notices and its settings a
+    // banned list.
+    let max = srv.user("max").await;
+    let ned = srv.user("ned").await;
+    let (max_id, ned_id) = (max.id().await, ned.id().await);
+    for c in [&max, &ned] {
+        let (s, body) = c.post(&format!("/api/rooms/{lounge}/join"), json!({})).await;
+        ensure!(s == 200, "joins the lounge: {body}");
+    }
+    let mut mw = max.ws().await;
+    mw.say(lounge, "Psst, over here").await;
+    let (s, body) = max.post("/api/dms", json!({ "user_id": kim_api.id().await })).await;
+    ensure!(s == 200, "max opens a DM: {body}");
+    mw.say(body["room"]["id"].as_i64().unwrap_or_default(), "Hello kim").await;
+    let (s, body) = kim_api.post(&format!("/api/rooms/{lounge}/bans"), json!({ "user": ned_id })).await;
+    ensure!(s == 204, "kim bans ned: {body}");
+    let (s, body) = kim_api.post(&format!("/api/rooms/{lounge}/mutes"), json!({ "user": max_id, "minutes": 30 })).await;
+    ensure!(s == 204, "kim mutes max: {body}");
+
     // Every view is checked before the story fails, so one run lists every problem.
     let mut found = vec![];
     let b = d.browser("kim").await?;
@@ -284,8 +304,30 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
 
     b.click("#room-settings-btn").await?;
     b.wait_visible("#room-members-manage .remove-member:not([hidden])").await?;
+    b.wait_visible("#room-bans .unban-btn").await?;
     axe_check(&b, &axe, "the room-settings dialog", &mut found).await?;
     close_dialog(&b, "room-settings-dialog").await?;
+
+    // Moderation (issue 15): notices, a person's menu, the mute dialog, a blocked
+    // person's collapsed message, and the DM with them in place of its composer.
+    b.wait_visible("#messages .notice-moderation[data-action=mute]").await?;
+    let max_li = format!("#members > li[data-user-id=\"{max_id}\"]");
+    b.click(&format!("{max_li} .member-menu-btn")).await?;
+    b.wait_visible(&format!("{max_li} .member-menu [data-action=unmute]")).await?;
+    axe_check(&b, &axe, "moderation notices and a person's menu", &mut found).await?;
+    b.click(&format!("{max_li} .member-menu [data-action=mute-custom]")).await?;
+    b.wait_visible("#mute-form [name=amount]").await?;
+    axe_check(&b, &axe, "the mute dialog", &mut found).await?;
+    close_dialog(&b, "mute-dialog").await?;
+    b.click(&format!("{max_li} .member-menu-btn")).await?;
+    b.click(&format!("{max_li} .member-menu [data-action=block]")).await?;
+    b.click("#confirm-ok").await?;
+    b.wait_visible("#messages .msg.blocked-collapsed .blocked-show").await?;
+    axe_check(&b, &axe, "a blocked person's collapsed message", &mut found).await?;
+    b.open_conversation("max").await?;
+    b.wait_visible("#composer-closed-action").await?;
+    axe_check(&b, &axe, "a DM with a blocked person", &mut found).await?;
+    b.open_conversation("lounge").await?;
 
     b.click("#settings-btn").await?;
     b.wait_visible("#admin-section").await?;

@@ -19,6 +19,9 @@
 //! - `files`: files and images (issue 13): the file chooser, paste and drop, upload
 //!   progress and refusals on the composer's chips, thumbnails and file cards on the
 //!   other person's screen, downloads, the image viewer, edits, deletes and history.
+//! - `moderation`: roles, mutes, read-only rooms, bans and blocking (issue 15) across
+//!   three browsers: notices live and from history, the composer's notices, a
+//!   person's menu, the banned list, collapsed messages of a blocked person.
 //! - `looks`: hostile text renders as text, the phone layout works, and the
 //!   screenshots in docs/screenshots/ are taken.
 //! - `nginx`: the page over HTTP/2 and https through nginx (the docs/DEPLOY.md
@@ -44,6 +47,7 @@ mod browser;
 mod chat;
 mod files;
 mod looks;
+mod moderation;
 mod nginx;
 mod restart;
 mod rooms;
@@ -113,6 +117,7 @@ async fn browser_stories() {
     run_story(&driver, "newcomer", rooms::what_a_newcomer_hit(&driver), &mut failures).await;
     run_story(&driver, "search", search::search_story(&driver), &mut failures).await;
     run_story(&driver, "files", files::files_story(&driver), &mut failures).await;
+    run_story(&driver, "moderation", moderation::moderation_story(&driver), &mut failures).await;
     run_story(&driver, "looks", looks::rendering_and_layout(&driver), &mut failures).await;
     run_story(&driver, "nginx", nginx::chat_through_nginx(&driver), &mut failures).await;
     run_story(&driver, "a11y", a11y::axe_and_tap_targets(&driver), &mut failures).await;

@@ -23,6 +23,7 @@ import * as store from './store.js';
 import { initEmoji } from './emoji.js';
 import { toWire } from './mentions.js';
 import { attachmentsBlock, initFiles, readyAttachments, takeAttachments, uploadsBusy } from './files.js';
+import { canModerate, moderationText, renderClosedComposer } from './moderation.js';
 import {
   avatarColour,
   charCount,
@@ -170,7 +171,8 @@ function render(d) {
     if (all || d.has(`typing:${id}`)) renderTyping();
   }
   if (all || d.has('conn')) renderConn();
-  if (all || d.has('conn') || d.has('current') || d.has('rooms')) renderComposerState();
+  // (members: my own mute in this room comes with the member list; moderation.js)
+  if (all || d.has('conn') || d.has('current') || d.has('rooms') || d.has(`members:${id}`)) renderComposerState();
 }
 
 function switchRoom(id) {
@@ -202,7 +204,8 @@ function renderHeader() {
   const empty = !r;
   $('empty-state').hidden = !empty;
   $('messages').hidden = empty;
-  $('room-settings-btn').hidden = empty || r.info.kind === 'dm' || !me || (r.info.owner !== me.id && !me.is_admin);
+  // The owner, moderators and the admin (moderation.js, issue 15).
+  $('room-settings-btn').hidden = empty || r.info.kind === 'dm' || !me || !canModerate(r);
   $('leave-btn').hidden = empty || r.info.kind === 'dm';
   $('members-btn').hidden = empty;
   if (empty) {
@@ -450,6 +453,8 @@ function noticeText(ev) {
       const r = store.room(ev.room);
       return ev.text || `Welcome to ${r ? r.info.name : 'the room'}!`;
     }
+    case 'moderation':
+      return moderationText(ev);
     default:
       return ev.text || ev.kind;
   }
@@ -459,6 +464,8 @@ function fillNotice(el, ev) {
   el.className = `notice notice-${ev.kind}`;
   if (ev.seq != null) el.dataset.seq = String(ev.seq);
   else delete el.dataset.seq;
+  if (ev.mod && ev.mod.action) el.dataset.action = ev.mod.action;
+  else delete el.dataset.action;
   el.replaceChildren(h('span', { class: 'text', text: noticeText(ev) }), ' ', timeEl(ev.ts));
 }
 
@@ -900,6 +907,9 @@ function renderComposerState() {
   ta.disabled = !r;
   const emojiBtn = $('emoji-btn');
   if (emojiBtn) emojiBtn.disabled = !r;
+  // Archived, read-only (for members), muted, or a DM with someone I blocked: a plain
+  // notice instead of the composer (moderation.js).
+  if (renderClosedComposer(r)) return;
   if (!r) {
     $('send-btn').disabled = true;
     status.textContent = '';

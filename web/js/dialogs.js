@@ -1,6 +1,6 @@
 // dialogs.js: the modal dialogs, built on <dialog> (focus trap and Escape for free):
-// new room, browse rooms, room settings for owners and the admin (topic, retention,
-// members), account settings (profile, password) with the admin section
+// new room, browse rooms, room settings for the owner, moderators and the admin (name,
+// topic, retention, read-only, members, bans with unban; issue 15), a "mute for…" dialog, account settings (profile, password) with the admin section
 // (registration mode, invite links), and a small confirmation dialog. Each form shows
 // the server's error message inline in its own error line.
 
@@ -8,6 +8,7 @@ import { $, h, busy, formValues, syncList, toast } from './dom.js';
 import { del, get, patch, post, put } from './api.js';
 import * as store from './store.js';
 import { debounce, fullName, retentionChoice, retentionText } from './format.js';
+import { myRole, roleOf } from './moderation.js';
 
 let actions = null;
 
@@ -24,6 +25,7 @@ export function initDialogs(a) {
   initBrowse();
   initRoomSettings();
   initSettings();
+  initMute();
 }
 
 function open(dialog, focusEl) {
@@ -207,7 +209,7 @@ function updateBrowseItem(li, r) {
 
 let settingsRoomId = null;
 
-/** Opens the settings of the current room (its owner and the admin). */
+/** Opens the settings of the current room (its owner, moderators and the admin). */
 export function openRoomSettings() {
   const r = store.currentRoom();
   if (!r) return;
@@ -217,14 +219,19 @@ export function openRoomSettings() {
   $('room-settings-error').textContent = '';
   $('room-settings-ok').textContent = '';
   $('room-members-error').textContent = '';
+  form.elements.name.value = r.info.name || '';
   form.elements.topic.value = r.info.topic || '';
+  form.elements.read_only.checked = !!r.info.read_only;
   fillRetention(form, r.info.retention);
   // Owners (and the admin) manage members of public rooms too: adding someone
   // saves them a search, and removing someone ends a disruption (they may join a
-  // public room again; a private one needs a new invitation).
+  // public room again; a private one needs a new invitation). Moderators remove
+  // but do not invite (PROTOCOL §3.10).
   $('room-members-admin').hidden = false;
+  $('invite-member-form').hidden = myRole(r) !== 'owner';
   refreshManagedMembers();
-  open($('room-settings-dialog'), form.elements.topic);
+  refreshBans();
+  open($('room-settings-dialog'), form.elements.name);
 }
 
 async function refreshManagedMembers() {
@@ -246,7 +253,9 @@ async function refreshManagedMembers() {
         li.querySelector('.manage-name').textContent = `${fullName(m)} (@${m.username})`;
         const btn = li.querySelector('.remove-member');
         const self = (me && m.id === me.id) || (r && r.info.owner === m.id);
-        btn.hidden = self;
+        // Only people ranking below me (a moderator cannot remove another one).
+        const below = r && rankOf(roleOf(r, m)) < rankOf(myRole(r));
+        btn.hidden = self || !below;
         btn.textContent = 'Remove';
         btn.setAttribute('aria-label', `Remove ${m.username} from the room`);
         btn.dataset.userId = String(m.id);
@@ -273,12 +282,22 @@ function initRoomSettings() {
       err.textContent = x.message;
       return;
     }
+    const body = { topic: form.elements.topic.value.trim(), retention };
+    // Name and read-only only when changed: each change leaves a notice in the room.
+    const r = store.room(settingsRoomId);
+    const name = form.elements.name.value.trim().replace(/^#/, '');
+    if (!name) {
+      err.textContent = 'The room needs a name.';
+      form.elements.name.focus();
+      return;
+    }
+    if (r && name !== r.info.name) body.name = name;
+    const readOnly = form.elements.read_only.checked;
+    if (r && readOnly !== !!r.info.read_only) body.read_only = readOnly;
     try {
-      const res = await busy(
-        form,
-        patch(`/api/rooms/${settingsRoomId}`, { topic: form.elements.topic.value.trim(), retention }),
-      );
+      const res = await busy(form, patch(`/api/rooms/${settingsRoomId}`, body));
       if (res && res.room) store.upsertRoom(res.room);
+      if (res && res.room) $('room-settings-heading').textContent = `Settings of #${res.room.name}`;
       ok.textContent = 'Saved.';
     } catch (x) {
       err.textContent = x.message;
@@ -320,6 +339,61 @@ function initRoomSettings() {
       btn.disabled = false;
     }
   });
+
+  $('room-bans').addEventListener('click', async (e) => {
+    const btn = e.target.closest('button.unban-btn');
+    if (!btn) return;
+    btn.disabled = true;
+    $('room-bans-error').textContent = '';
+    try {
+      await del(`/api/rooms/${settingsRoomId}/bans/${btn.dataset.userId}`);
+      toast(`@${btn.dataset.username} is unbanned.`);
+      refreshBans();
+    } catch (x) {
+      $('room-bans-error').textContent = x.message;
+      btn.disabled = false;
+    }
+  });
+}
+
+const RANKS = { owner: 2, moderator: 1, member: 0 };
+const rankOf = (role) => RANKS[role] ?? 0;
+
+/** The banned list of the room whose settings are open, with an Unban button each. */
+async function refreshBans() {
+  const id = settingsRoomId;
+  $('room-bans-error').textContent = '';
+  try {
+    const res = await get(`/api/rooms/${id}/bans`);
+    if (id !== settingsRoomId) return;
+    const users = res.users || [];
+    $('room-bans-empty').hidden = users.length > 0;
+    syncList(
+      $('room-bans'),
+      users,
+      (u) => u.id,
+      () => h('li', { class: 'manage-item' }, h('span', { class: 'manage-name' }), h('button', { type: 'button', class: 'unban-btn small-btn' })),
+      (li, u) => {
+        li.dataset.userId = String(u.id);
+        li.querySelector('.manage-name').textContent = `${fullName(u)} (@${u.username})`;
+        const btn = li.querySelector('.unban-btn');
+        btn.textContent = 'Unban';
+        btn.disabled = false;
+        btn.setAttribute('aria-label', `Unban ${u.username}`);
+        btn.dataset.userId = String(u.id);
+        btn.dataset.username = u.username;
+      },
+    );
+  } catch (x) {
+    $('room-bans-error').textContent = x.message;
+  }
+}
+
+/** Refreshes the open room settings' lists (after a ban, kick or unban elsewhere). */
+export function refreshRoomSettings(roomId) {
+  if (!$('room-settings-dialog').open || roomId !== settingsRoomId) return;
+  refreshManagedMembers();
+  refreshBans();
 }
 
 // ---------------------------------------------------------------- account + admin
@@ -452,5 +526,46 @@ export function confirmDialog(text, okLabel = 'Confirm') {
   return new Promise((resolve) => {
     d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true });
     open(d, $('confirm-cancel'));
+  });
+}
+
+// ---------------------------------------------------------------- mute for…
+
+let muteResolve = null;
+
+function initMute() {
+  const d = $('mute-dialog');
+  const form = $('mute-form');
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const amount = Number(form.elements.amount.value);
+    const minutes = amount * Number(form.elements.unit.value);
+    if (!Number.isInteger(amount) || amount < 1 || minutes > 43200) {
+      form.elements.amount.setAttribute('aria-invalid', 'true');
+      $('mute-error').textContent = 'Enter a whole number, at most 30 days in all.';
+      form.elements.amount.focus();
+      return;
+    }
+    const done = muteResolve;
+    muteResolve = null;
+    d.close('ok');
+    done?.(minutes);
+  });
+  d.addEventListener('close', () => {
+    const done = muteResolve;
+    muteResolve = null;
+    done?.(null);
+  });
+}
+
+/** Asks for how long to mute @username; resolves the minutes (1..43200) or null. */
+export function muteDialog(username) {
+  const form = $('mute-form');
+  $('mute-heading').textContent = `Mute @${username}`;
+  $('mute-error').textContent = '';
+  form.elements.amount.removeAttribute('aria-invalid');
+  return new Promise((resolve) => {
+    muteResolve = resolve;
+    open($('mute-dialog'), form.elements.amount);
   });
 }

@@ -3,11 +3,19 @@
 // online from the live presence frames, the room's retention policy, and opens a DM
 // when a member is clicked. On narrow screens the panel is an overlay toggled by
 // #members-btn.
+//
+// Moderation (issue 15): role badges (owner, moderator), "muted" and "blocked" tags,
+// and beside each other person a menu button (.member-menu-btn) opening their menu
+// (ul.member-menu[role=menu] > button[role=menuitem][data-action=make-moderator|
+// make-member|mute-15|mute-60|mute-1440|mute-custom|unmute|remove|ban|block|unblock]);
+// which actions it lists follows my role (moderation.js memberActions).
 
 import { $, h, syncList } from './dom.js';
 import { get } from './api.js';
 import * as store from './store.js';
 import { debounce, fullName, retentionText } from './format.js';
+import { memberActions, mutedUntil, roleOf } from './moderation.js';
+import { refreshRoomSettings } from './dialogs.js';
 
 const WIDE = '(min-width: 1100px)';
 let actions = null;
@@ -28,6 +36,7 @@ export function initMembers(a) {
     $('members-btn').focus();
   });
   $('members-panel').addEventListener('keydown', (e) => {
+    if (e.defaultPrevented) return; // a member's menu closed itself
     if (e.key === 'Escape' && !window.matchMedia(WIDE).matches) {
       setMembersOpen(false);
       $('members-btn').focus();
@@ -59,7 +68,10 @@ export function loadMembers(roomId) {
   return p;
 }
 
-const reloadSoon = debounce((id) => loadMembers(id), 400);
+const reloadSoon = debounce((id) => {
+  loadMembers(id);
+  refreshRoomSettings(id);
+}, 400);
 
 function render(d) {
   const id = store.state.currentRoomId;
@@ -112,7 +124,15 @@ function renderPanel(r) {
         const uid = Number(li.dataset.userId);
         if (!store.state.me || uid !== store.state.me.id) actions.openDm(uid);
       });
-      li.append(btn);
+      const menuBtn = h('button', {
+        type: 'button',
+        class: 'member-menu-btn icon-btn',
+        'aria-haspopup': 'menu',
+        'aria-expanded': 'false',
+        text: '⋯',
+      });
+      menuBtn.addEventListener('click', () => toggleMenu(li));
+      li.append(btn, menuBtn);
       return li;
     },
     (li, m) => {
@@ -123,13 +143,120 @@ function renderPanel(r) {
       btn.querySelector('.member-name').textContent = fullName(m);
       btn.querySelector('.member-handle').textContent = `@${m.username}`;
       const tags = [];
-      if (r.info.owner === m.id && r.info.kind !== 'dm') tags.push('owner');
+      const role = r.info.kind === 'dm' ? 'member' : roleOf(r, m);
+      if (role === 'owner' || role === 'moderator') tags.push(role);
+      if (r.info.kind !== 'dm' && mutedUntil(m)) tags.push('muted');
+      if (!isMe && store.isBlocked(m.id)) tags.push('blocked');
       if (isMe) tags.push('you');
-      btn.querySelector('.member-tags').textContent = tags.join(' · ');
+      li.dataset.role = role;
+      const tagEl = btn.querySelector('.member-tags');
+      const shown = [...tagEl.children].map((x) => x.textContent).join(' ');
+      if (shown !== tags.join(' ')) {
+        // One badge per tag; the spaces between keep them apart for screen readers.
+        const parts = [];
+        for (const t of tags) parts.push(h('span', { class: `member-tag tag-${t}`, text: t }), ' ');
+        parts.pop();
+        tagEl.replaceChildren(...parts);
+      }
       btn.disabled = !!isMe;
       // The name is the visible text plus what only a screen reader needs (an
       // aria-label that differs from what is seen trips voice control users).
       btn.querySelector('.member-sr').textContent = `, ${m.online ? 'online' : 'offline'}${isMe ? '' : '. Send a direct message'}`;
+      const menuBtn = li.querySelector('.member-menu-btn');
+      menuBtn.hidden = !!isMe;
+      menuBtn.setAttribute('aria-label', `Actions for @${m.username}`);
+      menuBtn.title = `Actions for @${m.username}`;
+      li._member = m;
     },
   );
+  // An open menu whose person left the list goes with them.
+  if (openMenu && !openMenu.li.isConnected) closeMenu(false);
+}
+
+// ---------------------------------------------------------------- a person's menu
+
+/** The open menu: { li, menu } or null. */
+let openMenu = null;
+
+function toggleMenu(li) {
+  if (openMenu && openMenu.li === li) closeMenu(true);
+  else openMenuFor(li);
+}
+
+function openMenuFor(li) {
+  closeMenu(false);
+  const r = store.currentRoom();
+  const m = li._member;
+  if (!r || !m) return;
+  const items = memberActions(r, m);
+  if (!items.length) return;
+  const btn = li.querySelector('.member-menu-btn');
+  const menu = h('ul', { class: 'member-menu', role: 'menu', 'aria-label': `Actions for @${m.username}` });
+  for (const it of items) {
+    const item = h('button', {
+      type: 'button',
+      role: 'menuitem',
+      tabindex: '-1',
+      class: it.danger ? 'member-menu-item danger' : 'member-menu-item',
+      'data-action': it.action,
+      text: it.label,
+    });
+    item.addEventListener('click', async () => {
+      closeMenu(true);
+      await it.run();
+      loadMembers(r.info.id);
+      refreshRoomSettings(r.info.id);
+    });
+    menu.append(h('li', { role: 'none' }, item));
+  }
+  menu.addEventListener('keydown', (e) => menuKey(e, menu));
+  li.append(menu);
+  btn.setAttribute('aria-expanded', 'true');
+  openMenu = { li, menu };
+  menu.querySelector('button')?.focus();
+  // Opened near the bottom of the panel: open upwards instead.
+  const box = menu.getBoundingClientRect();
+  const panel = $('members-panel').getBoundingClientRect();
+  menu.classList.toggle('up', box.bottom > panel.bottom && box.height < li.getBoundingClientRect().top - panel.top);
+  setTimeout(() => document.addEventListener('pointerdown', outside, true), 0);
+}
+
+function closeMenu(focusButton) {
+  if (!openMenu) return;
+  const { li, menu } = openMenu;
+  openMenu = null;
+  document.removeEventListener('pointerdown', outside, true);
+  menu.remove();
+  const btn = li.querySelector('.member-menu-btn');
+  btn?.setAttribute('aria-expanded', 'false');
+  if (focusButton && btn && li.isConnected) btn.focus();
+}
+
+function outside(e) {
+  if (openMenu && !openMenu.li.contains(e.target)) closeMenu(false);
+}
+
+/** Arrow keys, Home/End move among the items; Escape closes (focus back on the
+ *  button); Tab closes and goes on. */
+function menuKey(e, menu) {
+  const items = [...menu.querySelectorAll('[role=menuitem]')];
+  const i = items.indexOf(document.activeElement);
+  let next = null;
+  if (e.key === 'ArrowDown') next = items[(i + 1) % items.length];
+  else if (e.key === 'ArrowUp') next = items[(i - 1 + items.length) % items.length];
+  else if (e.key === 'Home') next = items[0];
+  else if (e.key === 'End') next = items[items.length - 1];
+  else if (e.key === 'Escape') {
+    e.preventDefault();
+    e.stopPropagation();
+    closeMenu(true);
+    return;
+  } else if (e.key === 'Tab') {
+    closeMenu(false);
+    return;
+  }
+  if (next) {
+    e.preventDefault();
+    next.focus();
+  }
 }

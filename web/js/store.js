@@ -8,7 +8,7 @@
 // yet acknowledged by the server; it is saved in sessionStorage so a reload keeps it.
 //
 // Topics: 'all', 'me', 'conn', 'rooms' (list, unread, DM dots), 'current',
-// 'room:<id>' (events, outbox, paging), 'presence:<id>', 'typing:<id>', 'members:<id>'.
+// 'room:<id>' (events, outbox, paging), 'presence:<id>', 'typing:<id>', 'members:<id>', 'blocked' (whom I blocked).
 
 // ---------------------------------------------------------------- change feed
 
@@ -86,6 +86,8 @@ export const state = {
   reading: false,
   /** Messages typed but not yet acknowledged, in the order they were written. */
   outbox: [],
+  /** Ids of the people I blocked (hello's `blocked`, then my own changes; issue 15). */
+  blocked: new Set(),
 };
 
 let localCounter = 0;
@@ -156,6 +158,7 @@ export function startSession(user) {
   state.currentRoomId = null;
   state.reading = false;
   state.outbox = loadOutbox(user.id);
+  state.blocked = new Set();
   state.conn = { status: 'connecting', retryAt: 0, reason: '' };
   touch('all');
 }
@@ -167,6 +170,7 @@ export function endSession() {
   state.rooms = new Map();
   state.currentRoomId = null;
   state.outbox = [];
+  state.blocked = new Set();
   state.conn = { status: 'offline', retryAt: 0, reason: '' };
   touch('all');
 }
@@ -299,6 +303,7 @@ export function applyEvent(ev, source) {
     if (mentionsMe(item)) bumpMentions(r);
   }
   if (item.kind === 'text' && r.typing.delete(item.author.id)) touch(`typing:${r.info.id}`);
+  if (item.kind === 'moderation' && source === 'live') applyModeration(r, item);
   if ((item.kind === 'joined' || item.kind === 'left') && source === 'live') {
     r.membersStale = true;
     touch(`members:${r.info.id}`);
@@ -385,6 +390,7 @@ export function oldestSeq(r) {
  */
 export function applyHello(hello) {
   state.limits = { ...state.limits, ...(hello.limits || {}) };
+  if (Array.isArray(hello.blocked)) state.blocked = new Set(hello.blocked.filter(Number.isInteger));
   const resumes = [];
   const reads = [];
   const present = new Set();
@@ -792,6 +798,8 @@ function actionFields(ev) {
     reactions: copyReactions(ev.reactions),
     /** [Attachment] (files and images, PROTOCOL §3.9); kept by edits, gone on delete. */
     attachments: copyAttachments(ev.attachments),
+    /** A `moderation` notice's fields (issue 15, PROTOCOL §3.10), or null. */
+    mod: ev.kind === 'moderation' ? moderationFields(ev) : null,
   };
 }
 
@@ -898,4 +906,112 @@ export function setNotify(roomId, level) {
   if (!r || !['all', 'mentions', 'muted'].includes(level) || r.info.notify === level) return;
   r.info.notify = level;
   touch('rooms', 'current');
+}
+
+// ---------------------------------------------------------------- moderation and blocking
+// (issue 15: roles, mutes, bans, read-only rooms, blocks; the views are
+// web/js/moderation.js, members.js and dialogs.js). PROTOCOL.md §2.9, §3.10.
+
+/** The fields of a `moderation` notice that say what was done. */
+function moderationFields(ev) {
+  const user = ev.user && Number.isInteger(ev.user.id) ? { id: ev.user.id, username: String(ev.user.username || '') } : null;
+  return {
+    action: typeof ev.action === 'string' ? ev.action : '',
+    user,
+    role: typeof ev.role === 'string' ? ev.role : null,
+    until: Number.isFinite(ev.until) ? ev.until : null,
+    name: typeof ev.name === 'string' ? ev.name : null,
+    read_only: typeof ev.read_only === 'boolean' ? ev.read_only : null,
+  };
+}
+
+/** My role in a room: 'owner' (the admin counts as owner everywhere), 'moderator' or
+ *  'member'. Older servers send no `role`: the owner id and the admin flag decide. */
+export function myRole(r) {
+  if (!r || r.info.kind === 'dm') return 'member';
+  if (r.info.role === 'owner' || r.info.role === 'moderator') return r.info.role;
+  if (state.me && (state.me.is_admin || r.info.owner === state.me.id)) return 'owner';
+  return r.info.role || 'member';
+}
+
+/** A live moderation notice changes what is shown beside it: the subject's role and
+ *  mute in the member list, my own role, the room's name and read-only flag. (History
+ *  and resume are older than what `hello` and the member list already say.) */
+function applyModeration(r, item) {
+  const m = item.mod;
+  if (!m) return;
+  const id = r.info.id;
+  const uid = m.user ? m.user.id : null;
+  const patchMember = (fields) => {
+    if (!r.members || uid == null || !r.members.some((x) => x.id === uid)) return;
+    r.members = r.members.map((x) => (x.id === uid ? { ...x, ...fields } : x));
+  };
+  const me = state.me;
+  switch (m.action) {
+    case 'role':
+      if (m.role) patchMember({ role: m.role });
+      if (me && uid === me.id && r.info.role !== 'owner' && m.role) r.info.role = m.role;
+      break;
+    case 'mute':
+      patchMember({ muted_until: m.until });
+      break;
+    case 'unmute':
+      patchMember({ muted_until: null });
+      break;
+    case 'kick':
+    case 'ban':
+      if (r.members && uid != null) r.members = r.members.filter((x) => x.id !== uid);
+      r.membersStale = true;
+      break;
+    case 'rename':
+      if (m.name) r.info.name = m.name;
+      break;
+    case 'read_only':
+      if (m.read_only != null) r.info.read_only = m.read_only;
+      break;
+    default:
+      break;
+  }
+  touch(`members:${id}`, 'rooms', 'current');
+}
+
+/** `room_updated` (after a PATCH) or the admin console: the room's name, read-only and
+ *  archived flags as they now are (fields not given stay). */
+export function roomFlags(id, f) {
+  const r = room(id);
+  if (!r || !f) return;
+  if (typeof f.name === 'string' && f.name) r.info.name = f.name;
+  if (typeof f.read_only === 'boolean') r.info.read_only = f.read_only;
+  if (typeof f.archived === 'boolean') r.info.archived = f.archived;
+  if (typeof f.role === 'string') r.info.role = f.role;
+  touch('rooms', 'current', `room:${id}`);
+}
+
+/** A member's mute as the server said it (an `error` `muted` with `until`; 0/null lifts it). */
+export function setMemberMute(roomId, userId, until) {
+  const r = room(roomId);
+  if (!r || !r.members) return;
+  if (!r.members.some((x) => x.id === userId)) return;
+  r.members = r.members.map((x) => (x.id === userId ? { ...x, muted_until: until || null } : x));
+  touch(`members:${roomId}`, 'rooms');
+}
+
+/** The signed-in user's mute in a room (ms), or 0 when not muted now. */
+export function myMuteUntil(r) {
+  if (!r || !r.members || !state.me) return 0;
+  const m = r.members.find((x) => x.id === state.me.id);
+  const until = m && m.muted_until ? m.muted_until : 0;
+  return until > Date.now() ? until : 0;
+}
+
+export const isBlocked = (userId) => state.blocked.has(userId);
+
+/** I blocked (`on`) or unblocked someone. */
+export function setBlocked(userId, on) {
+  if (on === state.blocked.has(userId)) return;
+  if (on) state.blocked.add(userId);
+  else state.blocked.delete(userId);
+  const topics = ['blocked', 'rooms', 'current'];
+  for (const r of state.rooms.values()) topics.push(`members:${r.info.id}`, `room:${r.info.id}`);
+  touch(...topics);
 }
