@@ -13,6 +13,8 @@
 //   js/moderation.js    roles, notices, mutes, bans, read-only rooms, blocking (issue 15)
 //   js/dialogs.js       new room, browse, room settings, account/admin, confirm
 //   js/search.js        message search: the panel, its shortcut, results, opening one
+//   js/admin.js         the admin console (users, rooms, settings, server, audit log)
+//   js/reset.js         the password reset page (/?reset=CODE)
 //   js/notify.js        Notification API opt-in; what alerts, by the room's level
 //   js/actions.js       message toolbar: edit, delete, reply (quote + jump), notify level
 //   js/reactions.js     reactions under a message and the reaction picker
@@ -31,6 +33,7 @@
 //   #signup-closed                     note shown when registration is closed
 //   #show-signup / #show-login         switch between the two forms
 //   #auth-notice                       "your session ended" notice
+//   #reset-panel  #reset-form [name=password] [name=confirm]  #reset-error   (/?reset=CODE; js/reset.js)
 //   #boot                              loading screen before /api/me answers
 // Chat screen
 //   #app-screen                        the chat screen (.sidebar-open on phones when the menu is open)
@@ -103,9 +106,13 @@
 //    js/moderation.js and js/members.js)
 //   #settings-dialog  #profile-form (first_name,last_name,email,username) #profile-error #profile-ok
 //       #password-form (current_password,new_password) #password-error #password-ok
-//       #admin-section (admins): #registration-form [name=mode] (#registration-mode),
+//       #admin-section (admins): #open-admin-btn (opens the admin console)
+//   (in #admin-console's Settings tab) #registration-form [name=mode] (#registration-mode),
 //       #create-invite-btn, #invite-url (the link), #copy-invite-btn, #admin-error, #admin-ok
 //   #confirm-dialog  #confirm-ok  #confirm-cancel
+// Admin console (admins; js/admin.js lists its selectors): #admin-btn (sidebar) and
+//   #open-admin-btn (Settings) open #admin-console; the registration and invite
+//   controls above live in its Settings tab.
 // ─────────────────────────────────────────────────────────────────────────────
 
 import { $, toast } from './js/dom.js';
@@ -122,6 +129,8 @@ import { initModeration } from './js/moderation.js';
 import { initActions } from './js/actions.js';
 import { plainMentions } from './js/mentions.js';
 import { initSearch } from './js/search.js';
+import { initAdmin } from './js/admin.js';
+import { resetFromUrl, showReset } from './js/reset.js';
 
 const sync = new Sync({
   onHello: () => pickRoomIfNone(),
@@ -279,6 +288,16 @@ async function load() {
   showScreen('boot');
   $('boot-text').textContent = 'Loading RT Messenger…';
   $('boot-retry').hidden = true;
+  // A password reset link (js/reset.js) comes before any session: the form, then sign-in.
+  const resetCode = resetFromUrl();
+  if (resetCode) {
+    get('/api/config')
+      .then((c) => store.setConfig(c))
+      .catch(() => {});
+    showScreen('auth');
+    showReset(resetCode, (notice) => showAuth('login', notice));
+    return;
+  }
   const [cfg, me] = await Promise.allSettled([get('/api/config'), get('/api/me')]);
   if (cfg.status === 'fulfilled' && cfg.value) store.setConfig(cfg.value);
   if (me.status === 'fulfilled' && me.value && me.value.user) {
@@ -309,6 +328,7 @@ function init() {
   initSearch({ selectRoom, closeDrawer: () => setSidebarOpen(false) });
   initMembers({ openDm });
   initDialogs({ selectRoom });
+  initAdmin();
   setUnauthenticatedHandler(sessionEnded);
   store.subscribe(updateTitle);
   $('logout').addEventListener('click', logout);

@@ -19,6 +19,8 @@
 //! - `files`: files and images (issue 13): the file chooser, paste and drop, upload
 //!   progress and refusals on the composer's chips, thumbnails and file cards on the
 //!   other person's screen, downloads, the image viewer, edits, deletes and history.
+//! - `admin`: the admin console (issue 15): find a user, promote them, a password
+//!   reset link used in a second browser, archive and delete a room, the audit log.
 //! - `moderation`: roles, mutes, read-only rooms, bans and blocking (issue 15) across
 //!   three browsers: notices live and from history, the composer's notices, a
 //!   person's menu, the banned list, collapsed messages of a blocked person.
@@ -42,6 +44,7 @@ mod common;
 
 mod a11y;
 mod actions;
+mod admin;
 mod assets;
 mod browser;
 mod chat;
@@ -117,6 +120,7 @@ async fn browser_stories() {
     run_story(&driver, "newcomer", rooms::what_a_newcomer_hit(&driver), &mut failures).await;
     run_story(&driver, "search", search::search_story(&driver), &mut failures).await;
     run_story(&driver, "files", files::files_story(&driver), &mut failures).await;
+    run_story(&driver, "admin", admin::admin_console(&driver), &mut failures).await;
     run_story(&driver, "moderation", moderation::moderation_story(&driver), &mut failures).await;
     run_story(&driver, "looks", looks::rendering_and_layout(&driver), &mut failures).await;
     run_story(&driver, "nginx", nginx::chat_through_nginx(&driver), &mut failures).await;

@@ -170,7 +170,10 @@ pub async fn rooms_and_history(d: &Driver) -> Result<()> {
     hank.fill("#profile-form [name=current_password]", &password_of("hank")).await?;
     hank.click("#profile-form button[type=submit]").await?;
     hank.wait_text("#profile-ok", "Profile saved.").await?;
-    // Closed registration: the admin's invite link is still the way in.
+    // Closed registration: the admin's invite link is still the way in. Both are in
+    // the admin console (issue 15), which the Settings dialog opens on that tab.
+    hank.click("#open-admin-btn").await?;
+    hank.wait_visible("#registration-form").await?;
     hank.select("#registration-mode", "closed").await?;
     hank.click("#registration-form button[type=submit]").await?;
     hank.wait_text("#admin-ok", "Registration is now closed.").await?;
@@ -183,7 +186,7 @@ pub async fn rooms_and_history(d: &Driver) -> Result<()> {
         .unwrap_or_default()
         .to_string();
     ensure!(link.starts_with(&srv.url("/?invite=")), "an invite link to this server: {link}");
-    hank.click("#settings-dialog .dialog-body > .dialog-actions button[data-close]").await?;
+    hank.click("#admin-close").await?;
 
     // Signing out returns to the sign-in screen.
     hank.click("#logout").await?;

@@ -1,13 +1,15 @@
 // dialogs.js: the modal dialogs, built on <dialog> (focus trap and Escape for free):
 // new room, browse rooms, room settings for the owner, moderators and the admin (name,
 // topic, retention, read-only, members, bans with unban; issue 15), a "mute for…" dialog, account settings (profile, password) with the admin section
-// (registration mode, invite links), and a small confirmation dialog. Each form shows
-// the server's error message inline in its own error line.
+// (a button into the admin console, js/admin.js, which holds the registration mode and
+// invite links now), and a small confirmation dialog. Each form shows the server's
+// error message inline in its own error line.
 
 import { $, h, busy, formValues, syncList, toast } from './dom.js';
-import { del, get, patch, post, put } from './api.js';
+import { del, get, patch, post } from './api.js';
 import * as store from './store.js';
 import { debounce, fullName, retentionChoice, retentionText } from './format.js';
+import { openAdmin } from './admin.js';
 import { myRole, roleOf } from './moderation.js';
 
 let actions = null;
@@ -403,7 +405,7 @@ function initSettings() {
   const profile = $('profile-form');
   const password = $('password-form');
   const clear = () => {
-    for (const id of ['profile-error', 'profile-ok', 'password-error', 'password-ok', 'admin-error', 'admin-ok']) $(id).textContent = '';
+    for (const id of ['profile-error', 'profile-ok', 'password-error', 'password-ok']) $(id).textContent = '';
   };
 
   $('settings-btn').addEventListener('click', () => {
@@ -413,8 +415,6 @@ function initSettings() {
     for (const k of ['first_name', 'last_name', 'email', 'username']) profile.elements[k].value = me[k] || '';
     password.reset();
     $('admin-section').hidden = !me.is_admin;
-    $('registration-mode').value = store.state.config.registration || 'open';
-    $('invite-result').hidden = true;
     open(dialog, profile.elements.first_name);
   });
 
@@ -467,51 +467,10 @@ function initSettings() {
     }
   });
 
-  const reg = $('registration-form');
-  reg.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    clear();
-    const mode = reg.elements.mode.value;
-    try {
-      await busy(reg, put('/api/admin/registration', { mode }));
-      store.setConfig({ registration: mode });
-      $('admin-ok').textContent = `Registration is now ${mode}.`;
-    } catch (x) {
-      $('admin-error').textContent = x.message;
-    }
-  });
-
-  $('create-invite-btn').addEventListener('click', async () => {
-    clear();
-    const btn = $('create-invite-btn');
-    btn.disabled = true;
-    try {
-      const res = await post('/api/admin/invites');
-      $('invite-url').value = res.url || res.code || '';
-      $('invite-result').hidden = false;
-      $('invite-url').select();
-      $('admin-ok').textContent = 'Invite link created. Send it to the person you invite.';
-    } catch (x) {
-      $('admin-error').textContent = x.message;
-    } finally {
-      btn.disabled = false;
-    }
-  });
-
-  $('copy-invite-btn').addEventListener('click', async () => {
-    const input = $('invite-url');
-    try {
-      // The clipboard API needs a secure context; select-and-copy works elsewhere.
-      if (navigator.clipboard && window.isSecureContext) await navigator.clipboard.writeText(input.value);
-      else {
-        input.select();
-        document.execCommand('copy');
-      }
-      $('admin-ok').textContent = 'Copied.';
-    } catch {
-      input.select();
-      $('admin-ok').textContent = 'Press Ctrl+C (⌘C) to copy.';
-    }
+  // The registration mode and invite links moved to the admin console (admin.js).
+  $('open-admin-btn').addEventListener('click', () => {
+    dialog.close('ok');
+    openAdmin('settings');
   });
 }
 
