@@ -17,7 +17,7 @@
 //!   `drop` event) become chips; a message of an image alone (no text) and a reply
 //!   with a file go out;
 //! - after an edit the files stay, after a delete they are gone; after a reload the
-//!   history shows the thumbnails and cards again.
+//!   history shows the thumbnails and cards again, and on a phone they fit the width.
 
 use std::{
     path::{Path, PathBuf},
@@ -477,6 +477,22 @@ pub async fn files_story(d: &Driver) -> Result<()> {
     ensure!(again["images"][0]["loaded"] == json!(true) && again["files"][0]["name"] == json!("report.pdf"), "{again}");
     let again = wait_attachments(&bob, answer).await?;
     ensure!(again["files"][0]["name"] == json!("minutes.txt"), "{again}");
+
+    // On a phone the thumbnail and the card fit the column: nothing scrolls sideways.
+    bob.resize(390, 844).await?;
+    let fit = bob
+        .wait_js(
+            "the files to fit a phone's width",
+            "const list = document.getElementById('messages').getBoundingClientRect();
+             const boxes = [...document.querySelectorAll('#messages .att-image, #messages .att-file')];
+             if (!boxes.length) return null;
+             const over = boxes.filter((b) => b.getBoundingClientRect().right > list.right + 1).length;
+             const doc = document.documentElement.scrollWidth;
+             return over === 0 && doc <= innerWidth ? { boxes: boxes.length, doc, w: innerWidth } : null;",
+            vec![],
+        )
+        .await?;
+    ensure!(fit["boxes"].as_u64() >= Some(3), "{fit}");
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     for b in [&alice, &bob] {
