@@ -169,7 +169,7 @@ fn blobs_on_disk(dir: &Path) -> BTreeSet<String> {
     out
 }
 
-/// Waits (the sweeper runs right after a commit, at most every 200 ms) until the
+/// Waits (the sweeper runs right after a commit, at most every 500 ms) until the
 /// directory holds exactly `want`.
 async fn wait_for_blobs(dir: &Path, want: &BTreeSet<String>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

@@ -462,8 +462,6 @@ impl Chat {
             self.store.update_room(id, &topic, retention).await?;
             // A tighter policy may have dropped messages with files (`files.rs`).
             self.files_changed();
-            // A tighter policy may have dropped messages with files (`files.rs`).
-            self.files_changed();
             self.room_changed(id).await?;
         }
         let (name, read_only) = self.moderate_settings(actor, &e, u.name.as_deref(), u.read_only).await?;
