@@ -342,6 +342,8 @@ async fn delete_room(b: Backend) {
     let mut ws_admin = admin.ws().await;
     assert_eq!(send_code(&mut ws_bob, room, "last words").await, None);
     assert!(srv.state.chat.store().count_messages(room).await.expect("count") > 0);
+    upload(&admin, room, 777).await;
+    assert_eq!(files_bytes(&admin).await, 777);
 
     no_content(&admin.delete(&format!("/api/admin/rooms/{room}")).await);
     for ws in [&mut ws_bob, &mut ws_admin] {
@@ -350,6 +352,12 @@ async fn delete_room(b: Backend) {
     }
     assert_error(&bob.get(&format!("/api/rooms/{room}")).await, 404, "room_not_found");
     assert_eq!(srv.state.chat.store().count_messages(room).await.expect("count"), 0);
+    // Its files go too: the rows with the room, the bytes at the sweep it triggers.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while files_bytes(&admin).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the deleted room's file is still on disk");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(send_code(&mut ws_bob, room, "again").await.as_deref(), Some("room_not_found"));
     let (_, list) = admin.get("/api/admin/rooms").await;
     assert_eq!(list["total"], 0);
@@ -361,15 +369,33 @@ async fn delete_room(b: Backend) {
     assert_eq!((e["target"].as_str(), e["detail"]["members"].as_i64()), (Some("doomed"), Some(2)));
 }
 
+/// Uploads a text file of `len` bytes to a room (a pending upload).
+async fn upload(c: &Client, room: i64, len: usize) {
+    let r = c
+        .http
+        .post(format!("{}/api/rooms/{room}/files?name=notes.txt", c.base))
+        .header("content-type", "text/plain")
+        .body(vec![b'x'; len])
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text().await);
+}
+
+/// The server's `files_bytes` as the console reads it.
+async fn files_bytes(admin: &Client) -> i64 {
+    let (s, f) = admin.get("/api/admin/server").await;
+    assert_eq!(s, 200, "{f}");
+    f["storage"]["files_bytes"].as_i64().expect("files_bytes")
+}
+
 // 8. Server facts.
 async fn server_facts(b: Backend) {
     let srv = TestServer::start(b).await;
     let admin = srv.user("root").await;
     let _ws = admin.ws().await;
-    admin.create_room("one", json!({})).await;
-    let files = srv.config.data_dir.join("files").join("ab");
-    std::fs::create_dir_all(&files).expect("mkdir");
-    std::fs::write(files.join("blob"), vec![7u8; 1234]).expect("write");
+    let room = admin.create_room("one", json!({})).await;
+    upload(&admin, room, 1234).await;
 
     let (s, f) = admin.get("/api/admin/server").await;
     assert_eq!(s, 200, "{f}");

@@ -1,4 +1,5 @@
-//! The real `rtm` binary's admin commands and help, on SQLite in a temp data dir.
+//! The real `rtm` binary's admin commands and help, on SQLite in a temp data dir
+//! (the admin console's commands also against a running server).
 
 mod common;
 
@@ -203,14 +204,186 @@ fn help_lists_flags_and_env() {
     ] {
         assert!(out.contains(env), "{env} missing in:\n{out}");
     }
-    assert!(out.contains("user"), "the user command is listed:\n{out}");
+    for cmd in ["user", "room", "audit"] {
+        assert!(out.contains(cmd), "the {cmd} command is listed:\n{out}");
+    }
 
     let out = ok(&rtm(None, &["user", "--help"], None));
-    for cmd in ["add", "list", "disable", "enable", "token"] {
+    for cmd in ["add", "list", "disable", "enable", "token", "promote", "demote", "reset-link", "end-sessions"] {
         assert!(out.contains(cmd), "{cmd} missing in:\n{out}");
     }
+    let out = ok(&rtm(None, &["room", "--help"], None));
+    for cmd in ["list", "archive", "unarchive", "delete"] {
+        assert!(out.contains(cmd), "{cmd} missing in:\n{out}");
+    }
+    let out = ok(&rtm(None, &["audit", "--help"], None));
+    assert!(out.contains("--limit"), "{out}");
     let out = ok(&rtm(None, &["--version"], None));
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
     let bad = rtm(None, &["--no-such-flag"], None);
     assert!(!bad.status.success());
+}
+
+/// Runs `rtm` on a blocking thread (a server may be running in this test).
+async fn rtm_bg(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let (dir, stdin) = (dir.to_path_buf(), stdin.map(str::to_string));
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        rtm(Some(&dir), &args, stdin.as_deref())
+    })
+    .await
+    .expect("rtm thread")
+}
+
+/// Sends a text and returns the refusal's code, if refused.
+async fn send_code(ws: &mut Ws, room: i64) -> Option<String> {
+    let cid = format!("c-{}", ws.new_id());
+    match ws.request(json!({"type": "send", "room": room, "client_id": cid, "text": "hello"})).await {
+        rtm::ws::protocol::ServerFrame::Ack { .. } => None,
+        rtm::ws::protocol::ServerFrame::Error { code, .. } => Some(code),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// Sends until the reply is `want` (a running node applies CLI actions at its next
+/// housekeeping tick, every 2 s); panics after 10 s.
+async fn until_send_is(ws: &mut Ws, room: i64, want: Option<&str>) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = send_code(ws, room).await;
+        if got.as_deref() == want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "send still answers {got:?}, want {want:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The `rtm room list` line of a room.
+async fn room_line(dir: &Path, name: &str) -> Option<String> {
+    let out = ok(&rtm_bg(dir, &["room", "list"], None).await);
+    out.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).map(str::to_string)
+}
+
+/// The admin commands (`user promote|demote|reset-link|end-sessions`, `room
+/// list|archive|unarchive|delete`, `audit`) against the database of a RUNNING
+/// server: their effects reach its sockets and caches, and each is in the audit log
+/// with no actor (the CLI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_reach_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_path_buf();
+    ok(&rtm_bg(&d, ADD_ADMIN1, Some("cli-password-1\n")).await);
+    let add_bob = ["user", "add", "--email", "b@x.org", "--username", "bob", "--first-name", "B", "--last-name", "C"];
+    let add_bob: Vec<&str> = add_bob.iter().copied().chain(["--password-stdin"]).collect();
+    ok(&rtm_bg(&d, &add_bob, Some("bob-password-1\n")).await);
+
+    let mut config = rtm::Config::for_tests(d.clone());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let srv = TestServer::start_config(Backend::Sqlite, config, dir).await;
+    let mut bob = srv.client();
+    assert_eq!(bob.login("bob", "bob-password-1").await.0, 200);
+    let mut admin = srv.client();
+    assert_eq!(admin.login("admin1", "cli-password-1").await.0, 200);
+    let room = bob.create_room("general", json!({})).await;
+    assert_eq!(admin.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
+    let mut ws = bob.ws().await;
+    let mut ws_admin = admin.ws().await;
+
+    // room list: owner, member count, state.
+    let header = ok(&rtm_bg(&d, &["room", "list"], None).await);
+    assert!(header.contains("members") && header.contains("owner"), "{header}");
+    let line = room_line(&d, "general").await.expect("general is listed");
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols, [room.to_string().as_str(), "general", "bob", "2", "active"], "{line}");
+
+    // Archive by name: the running server refuses sends soon after; unarchive by id.
+    let out = ok(&rtm_bg(&d, &["room", "archive", "GENERAL"], None).await);
+    assert!(out.contains(&format!("archived room {room}")), "{out}");
+    assert!(room_line(&d, "general").await.expect("listed").ends_with("archived"));
+    until_send_is(&mut ws, room, Some("room_archived")).await;
+    ok(&rtm_bg(&d, &["room", "unarchive", &room.to_string()], None).await);
+    until_send_is(&mut ws, room, None).await;
+
+    // Promote and demote; the last admin stays.
+    ok(&rtm_bg(&d, &["user", "promote", "bob"], None).await);
+    assert!(list_line(&d, "bob").contains("yes"));
+    assert_eq!(bob.get("/api/admin/users").await.0, 200, "bob is an admin at once");
+    ok(&rtm_bg(&d, &["user", "demote", "b@x.org"], None).await);
+    assert_eq!(bob.get("/api/admin/users").await.0, 403);
+    let last = rtm_bg(&d, &["user", "demote", "admin1"], None).await;
+    assert!(!last.status.success());
+    assert!(stderr(&last).contains("last_admin"), "{}", stderr(&last));
+
+    // End sessions: bob's socket closes, his cookie stops working.
+    let out = ok(&rtm_bg(&d, &["user", "end-sessions", "bob"], None).await);
+    assert!(out.contains("ended every session of bob"), "{out}");
+    loop {
+        match ws.try_recv(WAIT).await {
+            Some(rtm::ws::protocol::ServerFrame::Closing { code, .. }) => {
+                assert_eq!(code, "session_ended");
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("bob's socket ended without `closing`"),
+        }
+    }
+    assert_eq!(bob.get("/api/me").await.0, 401);
+
+    // A reset link printed by the CLI works once in the browser's endpoint.
+    // (The CLI builds the URL from its own config, as the server does.)
+    let origin = srv.origin();
+    let out = ok(&rtm_bg(&d, &["--public-origin", &origin, "user", "reset-link", "bob"], None).await);
+    let url = out.trim();
+    let code = url.split("/?reset=").nth(1).expect("a reset URL");
+    assert!(url.starts_with(&format!("{origin}/?reset=")), "{url}");
+    let (s, _) = srv.client().post("/api/password-reset", json!({"code": code, "password": "bob-password-2"})).await;
+    assert_eq!(s, 204);
+    assert_eq!(srv.client().login("bob", "bob-password-2").await.0, 200);
+    let (s, b) = srv.client().post("/api/password-reset", json!({"code": code, "password": "bob-password-3"})).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("invalid_reset_code")));
+
+    // Delete: the admin's open socket gets room_left; the room is gone.
+    ok(&rtm_bg(&d, &["room", "delete", "general"], None).await);
+    let (f, _) = ws_admin.recv_until(|f| matches!(f, rtm::ws::protocol::ServerFrame::RoomLeft { .. })).await;
+    assert!(matches!(f, rtm::ws::protocol::ServerFrame::RoomLeft { room: r } if r == room), "{f:?}");
+    assert_eq!(admin.get(&format!("/api/rooms/{room}")).await.0, 404);
+    assert!(room_line(&d, "general").await.is_none());
+
+    // Errors name what was not found and exit non-zero.
+    let bad = rtm_bg(&d, &["room", "archive", "nosuch"], None).await;
+    assert!(!bad.status.success() && stderr(&bad).contains("nosuch"), "{}", stderr(&bad));
+    let bad = rtm_bg(&d, &["user", "promote", "nobody"], None).await;
+    assert!(!bad.status.success() && stderr(&bad).contains("nobody"), "{}", stderr(&bad));
+
+    // The audit log: every CLI action, newest first, actor "(cli)"; the console sees
+    // the same entries with a null actor.
+    let out = ok(&rtm_bg(&d, &["audit", "--limit", "50"], None).await);
+    let actions: Vec<&str> = out.lines().skip(1).filter_map(|l| l.split_whitespace().nth(8)).collect();
+    assert_eq!(
+        actions,
+        [
+            "room.delete",
+            "user.password_reset",
+            "user.reset_link",
+            "user.end_sessions",
+            "user.demote",
+            "user.promote",
+            "room.unarchive",
+            "room.archive",
+            "user.add",
+            "user.add"
+        ],
+        "{out}"
+    );
+    let (_, log) = admin.get("/api/admin/audit").await;
+    let entries = log["entries"].as_array().expect("entries");
+    let cli: Vec<&Value> = entries.iter().filter(|e| e["action"] != "user.password_reset").collect();
+    assert!(cli.iter().all(|e| e["actor"].is_null()), "{log}");
+    assert_eq!(entries[0]["target"], "general");
+    assert_eq!(entries.last().expect("first entry")["target"], "admin1");
+    let out = ok(&rtm_bg(&d, &["audit", "--limit", "1"], None).await);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    srv.stop().await;
 }

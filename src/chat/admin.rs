@@ -250,6 +250,8 @@ impl Chat {
         let room = self.admin_room(id).await?;
         let members = self.store.delete_room(id).await?.ok_or(ChatError::NotFound("room"))?;
         self.room_changed(id).await?;
+        // Its files' rows went with the messages; the sweeper removes their blobs.
+        self.files_changed();
         for user in &members {
             self.bus
                 .publish(Envelope::control(
@@ -260,8 +262,53 @@ impl Chat {
                 .await?;
         }
         tracing::info!(room_id = id, members = members.len(), "room deleted");
-        self.audit(by, "room.delete", room.name.unwrap_or_default(), json!({ "id": id, "members": members.len() }))
-            .await
+        let mut detail = json!({ "id": id, "members": members.len() });
+        if by.is_none() {
+            // Running nodes learn of a CLI deletion from this entry (`apply_cli_actions`),
+            // and by then the memberships are gone: the entry names who to tell.
+            detail["member_ids"] = json!(members);
+        }
+        self.audit(by, "room.delete", room.name.unwrap_or_default(), detail).await
+    }
+
+    /// Applies on this node what `rtm` did from the shell: the CLI is a separate
+    /// process whose bus (without Redis) reaches no running node, so each node reads
+    /// the CLI's new audit entries at housekeeping (a primary-key range, every 2 s) and
+    /// does here what the acting node would have done: drop a cached room that was
+    /// archived, unarchived or deleted, tell a deleted room's members, close the
+    /// sockets of ended sessions. (Disabled accounts have their own poll.) With a
+    /// Redis bus the CLI's own messages arrive too; doing it twice is harmless.
+    pub(super) async fn apply_cli_actions(&self) -> ChatResult<()> {
+        use std::sync::atomic::Ordering;
+        let seen = self.cli_seen.load(Ordering::Relaxed);
+        for entry in self.store.cli_audit_after(seen, 100).await? {
+            let detail: serde_json::Value = serde_json::from_str(&entry.detail).unwrap_or_default();
+            match (entry.action.as_str(), detail["id"].as_i64()) {
+                ("room.archive" | "room.unarchive", Some(room)) => self.forget_room(room),
+                ("room.delete", Some(room)) => {
+                    self.forget_room(room);
+                    self.files_changed();
+                    let members = detail["member_ids"].as_array().cloned().unwrap_or_default();
+                    for user in members.iter().filter_map(serde_json::Value::as_i64) {
+                        self.bus
+                            .publish(Envelope::control(
+                                Topic::User(user),
+                                Control::Unsubscribe(room),
+                                Some(ServerFrame::RoomLeft { room }.encode()),
+                            ))
+                            .await?;
+                    }
+                }
+                ("user.end_sessions", Some(user)) => {
+                    self.bus
+                        .publish(Envelope::control(Topic::User(user), Control::EndSessionsExcept(None), None))
+                        .await?;
+                }
+                _ => {}
+            }
+            self.cli_seen.store(entry.id, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Facts about this server for the console. `connections` is this node's count
@@ -273,7 +320,7 @@ impl Chat {
             tracing::warn!(error = %e, "cannot read the database size");
             None
         });
-        let files = self.policy.data_dir.join("files");
+        let files = self.policy.files.dir.clone();
         let files_bytes = tokio::task::spawn_blocking(move || dir_bytes(&files)).await.unwrap_or(0);
         Ok(ServerFacts {
             version: env!("CARGO_PKG_VERSION"),

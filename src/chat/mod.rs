@@ -196,8 +196,6 @@ pub struct Policy {
     pub origin: String,
     /// Days the audit log keeps an entry (`--audit-keep-days`).
     pub audit_keep_days: i64,
-    /// The data directory (the console reports the size of its `files` folder).
-    pub data_dir: std::path::PathBuf,
     /// Sign-in/sign-up attempts per client address per minute.
     pub auth_per_min: u32,
     /// API tokens one account may hold.
@@ -221,7 +219,6 @@ impl Policy {
             outbox_frames: c.outbox_frames,
             origin: c.origin(),
             audit_keep_days: c.audit_keep_days,
-            data_dir: c.data_dir.clone(),
             auth_per_min: c.auth_rate_per_min.max(1),
             max_api_tokens: c.max_api_tokens,
             files: files::FilePolicy::from_config(c),
@@ -274,6 +271,8 @@ pub struct Chat {
     presence_batch: presence::Batcher,
     /// When this node started (the console's uptime).
     started: std::time::Instant,
+    /// The newest audit entry this node has looked at for CLI actions (`admin.rs`).
+    cli_seen: std::sync::atomic::AtomicI64,
 }
 
 const REGISTRATION_KEY: &str = "registration_mode";
@@ -301,6 +300,8 @@ impl Chat {
         };
         Self::backfill_skeletons(&store).await?;
         search::backfill_in_background(store.clone());
+        // CLI actions from before this node started left nothing stale here.
+        let cli_seen = store.audit_max_id().await?;
         let social = policy.social_per_min;
         let sign_in = policy.sign_in;
         let per = NonZeroU32::new(policy.messages_per_10s).unwrap_or(NonZeroU32::MIN);
@@ -336,6 +337,7 @@ impl Chat {
             ephemeral_seen: Default::default(),
             presence_batch: Default::default(),
             started: std::time::Instant::now(),
+            cli_seen: std::sync::atomic::AtomicI64::new(cli_seen),
         });
         // The bus reports what other nodes did (several nodes only); it holds the
         // chat weakly, since the chat owns it.
@@ -419,6 +421,10 @@ impl Chat {
         // expired sessions); the next tick tries again.
         if let Err(e) = self.store.maintain().await {
             tracing::warn!(error = %e, "store upkeep failed");
+        }
+        // What `rtm` did from the shell (it cannot reach this node's sockets or caches).
+        if let Err(e) = self.apply_cli_actions().await {
+            tracing::warn!(error = %e, "cannot apply admin actions made with the CLI");
         }
         let now: std::collections::HashSet<UserId> = self.store.disabled_user_ids().await?.into_iter().collect();
         let newly: Vec<UserId> = {

@@ -11,6 +11,30 @@ use crate::{
     store::{AdminRoom, AdminUser, AuditRow, NewAudit, StoreError, StoreResult, UserSort},
 };
 
+const AUDIT_SELECT: &str = "SELECT a.id, a.ts, a.actor_id, u.username AS actor_username, a.action, a.target, a.detail
+     FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id";
+
+fn audit_rows(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<AuditRow>> {
+    rows.iter()
+        .map(|r| {
+            let actor =
+                match (r.try_get::<Option<i64>, _>("actor_id")?, r.try_get::<Option<String>, _>("actor_username")?) {
+                    (Some(id), Some(name)) => Some((id, name)),
+                    _ => None,
+                };
+            Ok(AuditRow {
+                id: r.try_get("id")?,
+                ts: r.try_get("ts")?,
+                actor,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                detail: r.try_get("detail")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
 impl SqlStore {
     pub(super) async fn admin_list_users(
         &self,
@@ -229,37 +253,35 @@ impl SqlStore {
     }
 
     pub(super) async fn admin_audit(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<AuditRow>> {
-        let cols = "SELECT a.id, a.ts, a.actor_id, u.username AS actor_username, a.action, a.target, a.detail
-                    FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id";
         let rows = match before {
             Some(id) => {
-                self.q(format!("{cols} WHERE a.id < $1 ORDER BY a.id DESC LIMIT $2"))
+                self.q(format!("{AUDIT_SELECT} WHERE a.id < $1 ORDER BY a.id DESC LIMIT $2"))
                     .bind(id)
                     .bind(limit)
                     .fetch_all(&self.pool)
                     .await?
             }
-            None => self.q(format!("{cols} ORDER BY a.id DESC LIMIT $1")).bind(limit).fetch_all(&self.pool).await?,
+            None => {
+                self.q(format!("{AUDIT_SELECT} ORDER BY a.id DESC LIMIT $1")).bind(limit).fetch_all(&self.pool).await?
+            }
         };
-        rows.iter()
-            .map(|r| {
-                let actor =
-                    match (r.try_get::<Option<i64>, _>("actor_id")?, r.try_get::<Option<String>, _>("actor_username")?)
-                    {
-                        (Some(id), Some(name)) => Some((id, name)),
-                        _ => None,
-                    };
-                Ok(AuditRow {
-                    id: r.try_get("id")?,
-                    ts: r.try_get("ts")?,
-                    actor,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        audit_rows(&rows)
+    }
+
+    pub(super) async fn admin_audit_max_id(&self) -> StoreResult<i64> {
+        let row = self.q("SELECT COALESCE(MAX(id), 0) AS n FROM audit_log").fetch_one(&self.pool).await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Polled by every node's housekeeping: a range of the primary key.
+    pub(super) async fn admin_cli_audit_after(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRow>> {
+        let rows = self
+            .q(format!("{AUDIT_SELECT} WHERE a.id > $1 AND a.actor_id IS NULL ORDER BY a.id LIMIT $2"))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        audit_rows(&rows)
     }
 
     pub(super) async fn admin_prune_audit(&self, older_than: i64) -> StoreResult<u64> {

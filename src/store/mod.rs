@@ -428,6 +428,10 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<AuditRow>>;
     /// Deletes audit entries older than `older_than` (ms); returns how many.
     async fn prune_audit(&self, older_than: i64) -> StoreResult<u64>;
+    /// The newest audit entry's id (0 when none).
+    async fn audit_max_id(&self) -> StoreResult<i64>;
+    /// Up to `limit` entries the CLI recorded (no actor) after id `after`, oldest first.
+    async fn cli_audit_after(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRow>>;
     /// (accounts, rooms other than DMs).
     async fn counts(&self) -> StoreResult<(i64, i64)>;
     /// The database's size, where the backend tells it cheaply.

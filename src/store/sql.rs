@@ -594,6 +594,12 @@ impl Store for SqlStore {
     async fn prune_audit(&self, older_than: i64) -> StoreResult<u64> {
         self.admin_prune_audit(older_than).await
     }
+    async fn audit_max_id(&self) -> StoreResult<i64> {
+        self.admin_audit_max_id().await
+    }
+    async fn cli_audit_after(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditRow>> {
+        self.admin_cli_audit_after(after, limit).await
+    }
     async fn counts(&self) -> StoreResult<(i64, i64)> {
         self.admin_counts().await
     }
