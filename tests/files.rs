@@ -545,6 +545,43 @@ async fn restart_keeps_files(b: Backend) {
     assert!(body.to_string().contains(&a.id), "{body}");
 }
 
+/// Through nginx with THE config of docs/DEPLOY.md, in front of two nodes sharing
+/// one files directory: a 5 MB upload passes (nginx's own default limit is 1 MB) and
+/// is streamed on; downloads through either node give the same bytes with the file
+/// headers intact; past `client_max_body_size` nginx itself answers 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_through_nginx_to_two_nodes() {
+    let port = common::nginx::free_port();
+    let origin = common::nginx::origin(port);
+    let shared = tempfile::tempdir().expect("tempdir");
+    let files = shared.path().to_path_buf();
+    let cluster = common::cluster::Cluster::start_with(2, |c| {
+        c.public_origin = Some(origin.clone());
+        c.trust_proxy = true;
+        c.files_dir = Some(files.clone());
+    })
+    .await;
+    let upstreams: Vec<_> = cluster.nodes.iter().map(|s| s.addr).collect();
+    let nginx = common::nginx::Nginx::start_on(port, &upstreams).await;
+    let ann = nginx.user("ann").await;
+    let room = ann.create_room("via-proxy", json!({})).await;
+    let bytes: Vec<u8> = (0..5_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let a = upload_ok(&ann, room, "big.bin", "application/octet-stream", bytes.clone()).await;
+    assert_eq!(a.size, 5_000_000);
+    // Several downloads: round-robin sends them to both nodes.
+    for _ in 0..4 {
+        let g = fetch(&ann, &a.url).await;
+        assert_eq!(g.status, 200, "{}", nginx.logs());
+        assert!(g.body == bytes, "the bytes through nginx");
+        assert_eq!(g.h("x-content-type-options"), "nosniff");
+        assert_eq!(g.h("content-security-policy"), "sandbox; default-src 'none'");
+        assert!(g.h("content-disposition").starts_with("attachment;"));
+    }
+    let (s, _) = upload(&ann, room, "huge.bin", "application/octet-stream", vec![0u8; 28 * 1024 * 1024]).await;
+    assert_eq!(s, 413);
+    assert_eq!(blobs_on_disk(&files), [sha(&bytes)].into());
+}
+
 on_both_backends!(
     upload_send_receive_download,
     hostile_uploads_are_served_inert,
