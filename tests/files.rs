@@ -453,6 +453,12 @@ async fn limits_quota_and_types(b: Backend) {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let f = send_files(&mut ws, room, "many", "x", &refs).await;
     assert_eq!(error_code(&f), "too_many_attachments");
+    // Whoever may not post in a room may not upload into it either.
+    let bob_id = bob.id().await;
+    let (s, body) = ann.post(&format!("/api/rooms/{room}/mutes"), json!({"user": bob_id, "minutes": 5})).await;
+    assert_eq!(s, 204, "{body}");
+    let (s, body) = upload(&bob, room, "muted.txt", "text/plain", b"hush".to_vec()).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("muted")), "{body}");
 }
 
 async fn retention_and_delete_remove_blobs(b: Backend) {
