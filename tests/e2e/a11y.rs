@@ -2,7 +2,8 @@
 //! in any view a person meets (the sign-in and sign-up pages, a room with messages and
 //! its members, every dialog, the message search, a message with an image and a file,
 //! a file waiting in the composer, the image viewer, dark mode, a phone-sized viewport with the drawer and
-//! the members overlay), and on a phone every control is a tap target of at least
+//! the members overlay, the admin console's tabs (desktop, dark, phone) and the password
+//! reset page), and on a phone every control is a tap target of at least
 //! 44 × 44 CSS px.
 //!
 //! axe-core is not part of the app and is never served by it: the test takes the
@@ -333,6 +334,8 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
     b.wait_visible("#admin-section").await?;
     axe_check(&b, &axe, "the settings dialog (admin)", &mut found).await?;
     close_dialog(&b, "settings-dialog").await?;
+    // The admin console (issue 15): every tab, and a reset link shown.
+    admin_console_views(&b, &axe, "", false, &mut found).await?;
 
     b.click("#leave-btn").await?;
     b.wait_visible("#confirm-ok").await?;
@@ -345,6 +348,7 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
     b.wait_visible("#profile-form").await?;
     axe_check(&b, &axe, "the settings dialog in dark mode", &mut found).await?;
     close_dialog(&b, "settings-dialog").await?;
+    admin_console_views(&b, &axe, "dark mode: ", false, &mut found).await?;
     b.open_conversation("lee").await?;
     axe_check(&b, &axe, "a DM in dark mode", &mut found).await?;
     color_scheme(&b, "light").await?;
@@ -363,6 +367,7 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
     axe_check(&b, &axe, "phone: the settings dialog", &mut found).await?;
     tap_targets(&b, "phone: the settings dialog", &mut found).await?;
     close_dialog(&b, "settings-dialog").await?;
+    admin_console_views(&b, &axe, "phone: ", true, &mut found).await?;
     // A tap beside the drawer closes it (the scrim's middle is under the drawer).
     b.js("document.getElementById('scrim').click();", vec![]).await?;
     b.wait_js("the drawer to close", "return document.getElementById('scrim').hidden;", vec![]).await?;
@@ -393,10 +398,49 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
     b.wait_visible("#login-form").await?;
     axe_check(&b, &axe, "phone: the sign-in page", &mut found).await?;
     tap_targets(&b, "phone: the sign-in page", &mut found).await?;
+    // The password reset page (issue 15), with a refused code's message on it.
+    b.goto(&srv.url("/?reset=not-a-code")).await?;
+    b.wait_visible("#reset-form").await?;
+    b.fill("#reset-form [name=password]", "a long new password").await?;
+    b.fill("#reset-form [name=confirm]", "a long new password").await?;
+    b.click("#reset-form button[type=submit]").await?;
+    b.wait_js("the refused code's message", "return !!document.getElementById('reset-error').textContent;", vec![])
+        .await?;
+    axe_check(&b, &axe, "phone: the password reset page", &mut found).await?;
+    tap_targets(&b, "phone: the password reset page", &mut found).await?;
 
     let errors = b.console_errors().await;
     ensure!(errors.is_empty(), "console errors: {errors:#?}");
     ensure!(found.is_empty(), "{}", found.join("\n"));
     b.close(d).await?;
+    Ok(())
+}
+
+/// The admin console's tabs (issue 15), each checked once it has loaded; `phone` adds
+/// the tap-target check. Opens the console from the sidebar and closes it again.
+async fn admin_console_views(b: &Browser, axe: &str, prefix: &str, phone: bool, found: &mut Vec<String>) -> Result<()> {
+    b.click("#admin-btn").await?;
+    b.click(".admin-tab[data-tab=users]").await?;
+    b.wait_visible("#admin-users-body > tr").await?;
+    b.click("#admin-users-body > tr:last-child button[data-act=reset]").await?;
+    b.wait_visible("#admin-reset-url").await?;
+    let tabs = [
+        ("users", "return !!document.querySelector('#admin-users-body > tr');"),
+        ("rooms", "return !!document.querySelector('#admin-rooms-body > tr');"),
+        ("settings", "return document.querySelectorAll('#default-room-select > option').length > 1;"),
+        ("server", "return !!document.querySelector('#admin-server-facts dd');"),
+        ("audit", "return !!document.getElementById('admin-audit-status').textContent;"),
+    ];
+    for (tab, ready) in tabs {
+        b.click(&format!(".admin-tab[data-tab={tab}]")).await?;
+        b.wait_js(&format!("the admin console's {tab} tab"), ready, vec![]).await?;
+        let view = format!("{prefix}the admin console: {tab}");
+        axe_check(b, axe, &view, found).await?;
+        if phone {
+            tap_targets(b, &view, found).await?;
+        }
+    }
+    b.click("#admin-close").await?;
+    b.wait_js("the admin console to close", "return !document.getElementById('admin-console').open;", vec![]).await?;
     Ok(())
 }

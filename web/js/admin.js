@@ -290,8 +290,16 @@ function initTabs() {
 const when = (ts) => (ts ? new Date(ts).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }) : 'never');
 const plural = (n, one, many = `${one}s`) => `${n.toLocaleString()} ${n === 1 ? one : many}`;
 
-function actButton(act, label, aria, danger = false) {
-  return h('button', { type: 'button', class: `small-btn admin-act${danger ? ' danger' : ''}`, dataset: { act }, 'aria-label': aria, text: label });
+/** An action button of a row; its accessible name is its visible label plus whom it
+ *  acts on ("Make admin: @cleo"), so speech and voice control both find it. */
+function actButton(act, label, whom, danger = false) {
+  return h('button', {
+    type: 'button',
+    class: `small-btn admin-act${danger ? ' danger' : ''}`,
+    dataset: { act },
+    'aria-label': `${label}: ${whom}`,
+    text: label,
+  });
 }
 
 function setPager(prefix, page) {
@@ -355,10 +363,10 @@ function renderUsers(list) {
       const actions = h(
         'div',
         { class: 'admin-actions' },
-        self ? null : u.disabled ? actButton('enable', 'Enable', `Enable ${name}`) : actButton('disable', 'Disable', `Disable ${name}`, true),
-        u.is_admin ? actButton('demote', 'Remove admin', `Remove admin rights from ${name}`, true) : actButton('promote', 'Make admin', `Make ${name} an admin`),
-        actButton('reset', 'Reset link', `Create a password reset link for ${name}`),
-        actButton('sessions', 'Sign out everywhere', `Sign ${name} out everywhere`, true),
+        self ? null : u.disabled ? actButton('enable', 'Enable', name) : actButton('disable', 'Disable', name, true),
+        u.is_admin ? actButton('demote', 'Remove admin', name, true) : actButton('promote', 'Make admin', name),
+        actButton('reset', 'Reset link', name),
+        actButton('sessions', 'Sign out everywhere', name, true),
       );
       return h(
         'tr',
@@ -524,10 +532,8 @@ function renderRooms(list) {
           h(
             'div',
             { class: 'admin-actions' },
-            r.archived
-              ? actButton('unarchive', 'Unarchive', `Unarchive ${label}`)
-              : actButton('archive', 'Archive', `Archive ${label}`),
-            actButton('delete', 'Delete', `Delete ${label}`, true),
+            r.archived ? actButton('unarchive', 'Unarchive', label) : actButton('archive', 'Archive', label),
+            actButton('delete', 'Delete', label, true),
           ),
         ),
       );
