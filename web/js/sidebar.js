@@ -100,7 +100,8 @@ function createItem(r) {
     { type: 'button', class: 'conv-link' },
     h('span', { class: 'conv-icon', 'aria-hidden': 'true' }),
     h('span', { class: 'name' }),
-    h('span', { class: 'unread', hidden: true }),
+    h('span', { class: 'unread', hidden: true, 'aria-hidden': 'true' }),
+    h('span', { class: 'conv-sr visually-hidden' }),
   );
   btn.addEventListener('click', () => actions.selectRoom(Number(li.dataset.roomId)));
   li.append(btn);
@@ -127,13 +128,18 @@ function updateItem(li, r) {
   const badge = btn.querySelector('.unread');
   badge.textContent = unread ? String(unread > 999 ? '999+' : unread) : '';
   badge.hidden = !unread;
-  // The name starts with what is seen (name, then the badge's count), so a voice
-  // control user can say what they see (axe: label-content-name-mismatch).
+  // The name is the visible room name followed by what only a screen reader needs, in
+  // a visually hidden span (the badges are hidden from it: their counts are said in
+  // words there). Not an aria-label: one that differs from the text seen ("max1" is
+  // what is drawn for "max" and a badge "1") trips voice control users (axe:
+  // label-content-name-mismatch).
   const parts = [info.name];
   if (unread) parts.push(`${badge.textContent} unread`);
   if (dm) parts.push('direct message', online ? 'online' : 'offline');
   decorateConv(li, r, parts); // mention badge, muted look (D3)
-  btn.setAttribute('aria-label', parts.join(', '));
+  btn.querySelector('.mention-badge')?.setAttribute('aria-hidden', 'true');
+  btn.querySelector('.conv-sr').textContent = parts.length > 1 ? `, ${parts.slice(1).join(', ')}` : '';
+  btn.removeAttribute('aria-label');
 }
 
 // ---------------------------------------------------------------- people
