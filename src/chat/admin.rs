@@ -299,6 +299,8 @@ impl Chat {
                             .await?;
                     }
                 }
+                // A new account joins the default room, which this node may hold cached.
+                ("user.add", _) => self.forget_default_room().await,
                 ("user.end_sessions", Some(user)) => {
                     self.bus
                         .publish(Envelope::control(Topic::User(user), Control::EndSessionsExcept(None), None))

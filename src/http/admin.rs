@@ -198,6 +198,7 @@ struct AdminRoomView {
     owner: Option<Author>,
     members: i64,
     archived: bool,
+    read_only: bool,
     last_seq: i64,
     created_at: i64,
 }
@@ -212,6 +213,7 @@ impl From<AdminRoom> for AdminRoomView {
             owner: r.owner_id.zip(a.owner_username).map(|(id, username)| Author { id, username }),
             members: a.members,
             archived: r.archived,
+            read_only: r.read_only,
             last_seq: r.last_seq,
             created_at: r.created_at,
         }
