@@ -3,7 +3,8 @@
 //! files directory): upload, attach, receive on another client (another node),
 //! download with membership checked on every request, hostile uploads and the headers
 //! they are served with, limits, and blobs leaving the disk with their messages
-//! (retention trim, delete action, pending expiry), and files surviving a restart.
+//! (retention trim, keep-days pruning, delete action, pending expiry, the ephemeral
+//! switch), uploads through nginx, and files surviving a restart.
 
 mod common;
 
@@ -527,6 +528,25 @@ async fn retention_and_delete_remove_blobs(b: Backend) {
     assert_eq!(fetch(&ann, &again.url).await.status, 404);
 }
 
+async fn keep_days_pruning_removes_files(b: Backend) {
+    let srv = TestServer::start_with(b, shared_files).await;
+    let ann = srv.user("ann").await;
+    let dir = files_dir(&srv);
+    let room = ann.create_room("a-day", json!({"retention": {"keep_days": 1}})).await;
+    let mut ws = ann.ws().await;
+    let body = b"kept for a day".to_vec();
+    let a = upload_ok(&ann, room, "day.txt", "text/plain", body.clone()).await;
+    ack_seq(&send_files(&mut ws, room, "d-1", "today", &[&a.id]).await);
+    wait_for_blobs(&dir, &[sha(&body)].into()).await;
+    // Two days later, as the pruner sees it: the message goes, its file with it.
+    let store = srv.state.chat.store();
+    let pruned = store.prune_expired(rtm::chat::now_ms() + 2 * 86_400_000).await.expect("prune");
+    assert!(pruned >= 1);
+    assert_eq!(fetch(&ann, &a.url).await.status, 404);
+    srv.state.chat.files_changed();
+    wait_for_blobs(&dir, &BTreeSet::new()).await;
+}
+
 async fn restart_keeps_files(b: Backend) {
     let srv = TestServer::start_with(b, shared_files).await;
     let ann = srv.node_client();
@@ -593,5 +613,6 @@ on_both_backends!(
     hostile_uploads_are_served_inert,
     limits_quota_and_types,
     retention_and_delete_remove_blobs,
+    keep_days_pruning_removes_files,
     restart_keeps_files,
 );
