@@ -320,6 +320,14 @@ pub async fn files_story(d: &Driver) -> Result<()> {
     );
     ensure!(chips[0]["name"] == json!("sunset.png") && chips[1]["name"] == json!("report.pdf"), "{chips}");
     ensure!(chips[1]["remove"] == json!("Remove report.pdf"), "the remove button is labelled: {chips}");
+    alice
+        .wait_js(
+            "the image's chip to show its thumbnail",
+            "const i = document.querySelector('#attach-tray > li:first-child .attach-thumb');
+             return !!i && i.complete && i.naturalWidth > 0;",
+            vec![],
+        )
+        .await?;
     let text = "Holiday pictures and the report";
     alice.send_message(text).await?;
     alice

@@ -354,6 +354,13 @@ function paintChip(u, li = null) {
   const err = li.querySelector('.attach-error');
   err.hidden = u.state !== 'error';
   if (err.textContent !== u.error) err.textContent = u.error;
+  // An uploaded image shows its thumbnail in place of the icon (a pasted screenshot
+  // is then recognisable before it is sent); decoration only, the name says it all.
+  const thumb = u.attachment && u.attachment.image ? safePath(u.attachment.thumb_url) : null;
+  const icon = li.querySelector('.attach-icon');
+  if (thumb && !icon.querySelector('img')) {
+    icon.replaceChildren(h('img', { class: 'attach-thumb', src: thumb, alt: '', width: 32, height: 32 }));
+  }
 }
 
 // ---------------------------------------------------------------- messages
