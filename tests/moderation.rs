@@ -253,6 +253,13 @@ async fn mute_and_expiry(b: Backend) {
     }
     let f = wc.request(json!({"type": "react", "room": room, "seq": s1, "emoji": "👍"})).await;
     assert_eq!(code_of(&f), "muted");
+    // Refusals read the room cache; with several nodes each is re-read from the store,
+    // but only the mute (never the room's whole entry, which others' sends use).
+    let misses = rtm::metrics::ROOM_CACHE_MISSES.get();
+    for _ in 0..5 {
+        assert_eq!(code_of(&send(&mut wc, room, "again").await), "muted");
+    }
+    assert_eq!(rtm::metrics::ROOM_CACHE_MISSES.get(), misses, "refused sends do not reload the room");
     assert!(history(&mut wc, room).await.iter().any(|e| e.seq == Some(s1)));
     let list = members(&ann, room).await;
     assert_eq!(entry(&list, carl_id)["muted_until"], until);

@@ -147,22 +147,49 @@ impl Chat {
 
     /// [`Chat::check_post`], with a refusal re-checked against the store when several
     /// nodes share it (another node may have lifted the mute or block a moment ago,
-    /// before its word arrived here), as `member_room` does for memberships.
+    /// before its word arrived here), as `member_room` does for memberships. The
+    /// re-check reads only the fact that refused (one small query): a muted person
+    /// sending again and again neither drops the room's cached entry nor reloads its
+    /// member list. Only a refusal the store no longer holds drops the stale entry.
     pub(super) async fn check_post_exact(
         &self,
         actor: &Actor,
         e: std::sync::Arc<RoomEntry>,
     ) -> ChatResult<std::sync::Arc<RoomEntry>> {
-        match Self::check_post(actor, &e) {
-            Ok(()) => Ok(e),
-            Err(_) if self.bus.shared() => {
-                self.forget_room(e.room.id);
-                let fresh = self.room_entry(e.room.id).await?;
-                Self::check_post(actor, &fresh)?;
-                Ok(fresh)
+        let refusal = match Self::check_post(actor, &e) {
+            Ok(()) => return Ok(e),
+            Err(err) if !self.bus.shared() => return Err(err),
+            Err(err) => err,
+        };
+        let (room, me) = (e.room.id, actor.user.id);
+        let holds = match &refusal {
+            ChatError::Muted(_) => match self.store.muted_until(room, me).await? {
+                Some(until) if until > now_ms() => Err(ChatError::Muted(until)),
+                _ => Ok(()),
+            },
+            ChatError::ReadOnly => {
+                let fresh = self.store.room(room).await?.ok_or(ChatError::NotFound("room"))?;
+                let moderator = self.store.member_role(room, me).await?.as_deref() == Some("moderator");
+                if fresh.read_only && !moderator && fresh.owner_id != Some(me) && !actor.user.is_admin {
+                    Err(ChatError::ReadOnly)
+                } else {
+                    Ok(())
+                }
             }
-            Err(err) => Err(err),
-        }
+            ChatError::Blocked => {
+                let other = e.members.iter().copied().find(|u| *u != me);
+                match other {
+                    Some(o) if self.store.blocked_either(me, o).await? => Err(ChatError::Blocked),
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(refusal),
+        };
+        holds?;
+        self.forget_room(room);
+        let fresh = self.room_entry(room).await?;
+        Self::check_post(actor, &fresh)?;
+        Ok(fresh)
     }
 
     /// The actor's rank in a room they are in; moderation needs at least `least`.

@@ -538,6 +538,10 @@ pub trait Store: Send + Sync + 'static {
     async fn blocked_either(&self, a: UserId, b: UserId) -> StoreResult<bool>;
     /// The DM of two people, if it exists (never created here).
     async fn dm_between(&self, a: UserId, b: UserId) -> StoreResult<Option<RoomId>>;
+    /// A user's mute in a room (until, ms; maybe past), member or not.
+    async fn muted_until(&self, room: RoomId, user: UserId) -> StoreResult<Option<i64>>;
+    /// A member's stored role (`member` or `moderator`), or None when not a member.
+    async fn member_role(&self, room: RoomId, user: UserId) -> StoreResult<Option<String>>;
 
     /// Bounds what a DM holds unread for its recipient (0: no bound): past `cap`
     /// events, the oldest go even if unread.

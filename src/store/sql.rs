@@ -1277,6 +1277,12 @@ impl Store for SqlStore {
     async fn dm_between(&self, a: UserId, other: UserId) -> StoreResult<Option<RoomId>> {
         self.mod_dm_between(a, other).await
     }
+    async fn muted_until(&self, room: RoomId, user: UserId) -> StoreResult<Option<i64>> {
+        self.mod_muted_until(room, user).await
+    }
+    async fn member_role(&self, room: RoomId, user: UserId) -> StoreResult<Option<String>> {
+        self.mod_member_role(room, user).await
+    }
 
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
         // A whole batch costs a handful of statements, not three per message nor two
