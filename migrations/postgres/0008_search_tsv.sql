@@ -4,8 +4,10 @@
 -- re-parsed the text of each row: a prefix with no hit in the viewer's rooms parsed the
 -- whole table (3.2 s over 1M messages). A stored column has statistics and its recheck
 -- reads the vector as stored (BENCHMARKS.md, "Search over 1 million messages").
--- Numbered 0008 so it never collides with the other backends' 0005-0007.
-ALTER TABLE messages ADD COLUMN search_tsv tsvector
+-- Numbered 0008 so it never collides with the other backends' 0005-0007. IF NOT
+-- EXISTS: an operator may run these statements by hand before upgrading a large
+-- database (docs/DEPLOY.md, rolling restart).
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS search_tsv tsvector
     GENERATED ALWAYS AS (to_tsvector('simple', search_text)) STORED;
 DROP INDEX IF EXISTS messages_search;
-CREATE INDEX messages_search_tsv ON messages USING GIN (search_tsv) WHERE search_text IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_search_tsv ON messages USING GIN (search_tsv) WHERE search_text IS NOT NULL;
