@@ -5,8 +5,9 @@
 //! it, the owner makes the room read-only in its settings (carol cannot send, bob can),
 //! the owner bans carol (the room leaves carol's sidebar with a notice; the settings'
 //! banned list shows her and unbans her), the notices come back from history after a
-//! reload, and carol blocks dave (his room messages collapse for her and expand on a
-//! click; their DM says she blocked him, and Unblock there reopens it).
+//! reload, carol blocks dave (his room messages collapse for her and expand on a
+//! click; their DM says she blocked him, and Unblock there reopens it), and the admin
+//! archives a room (carol's refused send says so in plain words; the composer gives way).
 
 use anyhow::{Result, ensure};
 use serde_json::json;
@@ -78,7 +79,7 @@ async fn wait_open_composer(b: &Browser) -> Result<()> {
 pub async fn moderation_story(d: &Driver) -> Result<()> {
     let srv = TestServer::start(Backend::Sqlite).await;
     // The first account is the site admin; the owner here is an ordinary user.
-    let _root = srv.user("root").await;
+    let root = srv.user("root").await;
     let alice_api = srv.user("alice").await;
     let bob_api = srv.user("bob").await;
     let carol_api = srv.user("carol").await;
@@ -249,6 +250,23 @@ pub async fn moderation_story(d: &Driver) -> Result<()> {
     carol.click("#composer-closed-action").await?;
     wait_open_composer(&carol).await?;
     carol.wait_text("#block-btn .btn-label", "Block").await?;
+
+    // The admin archives the lounge: carol learns it from her refused send, told in
+    // plain words, and the composer gives way to a notice.
+    let (s, body) = root.post(&format!("/api/admin/rooms/{lounge}/archive"), json!({})).await;
+    ensure!(s == 204, "root archives the lounge: {s} {body}");
+    carol.open_conversation("lounge").await?;
+    carol.send_message("anyone still here?").await?;
+    carol
+        .wait_js(
+            "the refusal in plain words",
+            "return [...document.querySelectorAll('#messages .msg.failed .status')].some((s) =>
+               s.textContent === 'Not sent: This room is archived: nobody can send messages in it.');",
+            vec![],
+        )
+        .await?;
+    let archived = wait_closed(&carol, "archived").await?;
+    ensure!(archived.starts_with("This room is archived"), "the archived notice: {archived:?}");
 
     for b in [&alice, &bob, &carol] {
         let errors = b.console_errors().await;
