@@ -12,7 +12,8 @@
 //!   the safe-serving headers; the viewer opens, closes with Escape (the focus back on
 //!   the thumbnail) and with a click;
 //! - a file over `--max-file-bytes` shows the refusal on its chip and is not sent;
-//!   removing the chip clears it;
+//!   removing the chip clears it; once the limit is known, a file over it is refused
+//!   without uploading;
 //! - a pasted screenshot (a `paste` event carrying an image file) and dropped files (a
 //!   `drop` event) become chips; a message of an image alone (no text) and a reply
 //!   with a file go out;
@@ -412,6 +413,19 @@ pub async fn files_story(d: &Driver) -> Result<()> {
     let chips = wait_chips_settled(&alice, 1).await?;
     ensure!(chips[0]["state"] == json!("error"), "refused: {chips}");
     ensure!(chips[0]["error"].as_str().is_some_and(|e| e.starts_with("Too large")), "said plainly: {chips}");
+    alice.click("#attach-tray .attach-remove").await?;
+    alice.wait_js("the refused chip to go", "return document.getElementById('attach-tray').hidden;", vec![]).await?;
+    // The refusal named the limit: the same file again is refused at once, unsent.
+    choose_files(&alice, &[&huge_path]).await?;
+    let again = wait_chips_settled(&alice, 1).await?;
+    ensure!(again[0]["error"] == chips[0]["error"], "the same words: {again} vs {chips}");
+    let sent = alice
+        .js(
+            "return performance.getEntriesByType('resource').filter((e) => e.name.includes('/files?name=huge.bin')).length;",
+            vec![],
+        )
+        .await?;
+    ensure!(sent == json!(1), "huge.bin was sent once, not twice: {sent}");
     alice.click("#attach-tray .attach-remove").await?;
     alice.wait_js("the refused chip to go", "return document.getElementById('attach-tray').hidden;", vec![]).await?;
     ensure!(

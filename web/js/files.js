@@ -43,6 +43,10 @@ let nextLocal = 0;
 let onChange = () => {};
 /** The element that opened the viewer, given the focus back when it closes. */
 let viewerOpener = null;
+/** The largest file the server takes, once a refusal has said it (bytes; null: not
+ *  known). The server does not publish it, but its 413 names it: later files over it
+ *  are refused here, without sending bytes that would only be turned away. */
+let knownLimit = null;
 
 const trayKey = (roomId) => `${store.state.me ? store.state.me.id : 0}:${roomId}`;
 
@@ -100,7 +104,10 @@ function refusal(status, code, message) {
     case 'file_too_large': {
       // "the file is larger than N bytes": say N as people read sizes.
       const limit = /(\d+) bytes/.exec(String(message || ''));
-      if (limit) return `Too large: the largest file accepted here is ${humanSize(Number(limit[1]))}.`;
+      if (limit) {
+        knownLimit = Number(limit[1]);
+        return tooLarge();
+      }
       return message ? `Too large: ${lower(message)}` : 'Too large: the server does not accept files this big.';
     }
     case 'quota_exceeded':
@@ -125,6 +132,8 @@ function refusal(status, code, message) {
       return status >= 500 ? 'The server had a problem: try again in a moment.' : `The upload failed (HTTP ${status}).`;
   }
 }
+
+const tooLarge = () => `Too large: the largest file accepted here is ${humanSize(knownLimit)}.`;
 
 const sentence = (s) => {
   const t = String(s).trim();
@@ -166,6 +175,9 @@ export function addFiles(roomId, files) {
     } else if (tray.filter((x) => x.state !== 'error').length > MAX_ATTACHMENTS) {
       u.state = 'error';
       u.error = `At most ${MAX_ATTACHMENTS} files go with one message: send these first.`;
+    } else if (knownLimit != null && u.size > knownLimit) {
+      u.state = 'error';
+      u.error = tooLarge();
     } else {
       upload(u, file);
     }
@@ -211,7 +223,8 @@ function upload(u, file) {
   // browser still sending may then see the connection end instead of the answer.
   xhr.onerror = () => {
     u.xhr = null;
-    fail(u, 0, 'network', '');
+    if (knownLimit != null && u.size > knownLimit) fail(u, 413, 'file_too_large', `${knownLimit} bytes`);
+    else fail(u, 0, 'network', '');
   };
   xhr.onabort = () => {
     u.xhr = null;
