@@ -13,8 +13,10 @@
 //! - deleting a room asks for its name to be typed first;
 //! - the audit log lists those actions (and bob's use of the link), newest first,
 //!   with who did them;
-//! - the registration mode and invite links (moved from the Settings dialog), and the
-//!   server facts, are in the console.
+//! - "sign out everywhere" (after a confirmation) sends the person's open page to the
+//!   sign-in screen;
+//! - the registration mode, invite links (moved from the Settings dialog), the default
+//!   room (public, not archived rooms offered) and the server facts are in the console.
 
 use anyhow::{Result, ensure};
 use serde_json::{Value, json};
@@ -67,6 +69,7 @@ pub async fn admin_console(d: &Driver) -> Result<()> {
     let (s, body) = cleo_api.post(&format!("/api/rooms/{town}/join"), json!({})).await;
     ensure!(s == 200, "cleo joins town: {body}");
     let scratch = bob_api.create_room("scratch", json!({})).await;
+    let lobby = bob_api.create_room("lobby", json!({})).await;
 
     let ada = d.browser("ada").await?;
     ada.goto(&srv.url("/")).await?;
@@ -237,6 +240,17 @@ pub async fn admin_console(d: &Driver) -> Result<()> {
     )
     .await?;
 
+    // Sign out everywhere, after a confirmation: cleo's open page goes to sign-in.
+    ada.click(".admin-tab[data-tab=users]").await?;
+    ada.fill("#admin-user-q", "cleo").await?;
+    wait_users(&ada, &["cleo"]).await?;
+    ada.click("#admin-users-body > tr[data-username=cleo] button[data-act=sessions]").await?;
+    confirm(&ada, "Sign @cleo out on every device?").await?;
+    ada.wait_text("#admin-users-status", "@cleo is signed out everywhere.").await?;
+    cleo.wait_visible("#login-form").await?;
+    let (s, body) = ada_api.get("/api/admin/audit?limit=1").await;
+    ensure!(s == 200 && body["entries"][0]["action"] == "user.end_sessions", "{body}");
+
     // Settings: the registration mode and invite links moved here from Settings.
     ada.click("#admin-close").await?;
     ada.click("#settings-btn").await?;
@@ -250,6 +264,21 @@ pub async fn admin_console(d: &Driver) -> Result<()> {
     ada.wait_visible("#invite-url").await?;
     let invite = ada.js("return document.getElementById('invite-url').value;", vec![]).await?;
     ensure!(invite.as_str().unwrap_or_default().starts_with(&srv.url("/?invite=")), "an invite link: {invite}");
+    // The default room: a public room every new account joins (archived ones are not offered).
+    let offered = ada
+        .wait_js(
+            "the default room choices",
+            "const o = [...document.querySelectorAll('#default-room-select > option')].map((o) => o.textContent);
+             return o.length > 1 ? o : null;",
+            vec![],
+        )
+        .await?;
+    ensure!(offered == json!(["No default room", "#lobby"]), "the choices: {offered}");
+    ada.select("#default-room-select", &lobby.to_string()).await?;
+    ada.click("#default-room-form button[type=submit]").await?;
+    ada.wait_text("#default-room-ok", "New accounts now join #lobby.").await?;
+    let (_, cfg) = srv.client().get("/api/config").await;
+    ensure!(cfg["default_room"] == json!(lobby), "the default room is set: {cfg}");
 
     for b in [&ada, &cleo, &bob, &again] {
         let errors = b.console_errors().await;
