@@ -125,21 +125,27 @@ async fn users_listing(b: Backend) {
 // 2. Promote, demote, and never no admin.
 async fn promote_demote_last_admin(b: Backend) {
     let srv = TestServer::start(b).await;
-    let (admin, bob) = admin_and(&srv, "bob").await;
+    let (mut admin, bob) = admin_and(&srv, "bob").await;
     let (root_id, bob_id) = (admin.id().await, bob.id().await);
 
     assert_error(&admin.post(&format!("/api/admin/users/{root_id}/demote"), json!({})).await, 409, "last_admin");
     assert_error(&bob.post(&format!("/api/admin/users/{bob_id}/promote"), json!({})).await, 403, "forbidden");
     no_content(&admin.post(&format!("/api/admin/users/{bob_id}/promote"), json!({})).await);
     assert_eq!(bob.me().await["is_admin"], true);
-    // Bob, now an admin on his node, demotes the first admin.
+    // Bob, now an admin on his node, demotes the first admin: root's sessions end (an
+    // open socket must not keep admin powers), on the other node too.
+    let mut ws_root = admin.ws().await;
     no_content(&bob.post(&format!("/api/admin/users/{root_id}/demote"), json!({})).await);
+    expect_session_ended(&mut ws_root).await;
+    assert_error(&admin.get("/api/me").await, 401, "unauthenticated");
+    assert_eq!(admin.login("root", &password_of("root")).await.0, 200);
     assert_eq!(admin.me().await["is_admin"], false);
     assert_error(&admin.get("/api/admin/users").await, 403, "forbidden");
     assert_error(&bob.post(&format!("/api/admin/users/{bob_id}/demote"), json!({})).await, 409, "last_admin");
     assert_eq!(bob.me().await["is_admin"], true);
-    // Demoting someone who is not an admin changes nothing and is fine.
+    // Demoting someone who is not an admin changes nothing (their session stays).
     no_content(&bob.post(&format!("/api/admin/users/{root_id}/demote"), json!({})).await);
+    assert_eq!(admin.me().await["is_admin"], false);
     assert_error(&bob.post("/api/admin/users/999999/promote", json!({})).await, 404, "user_not_found");
     assert_eq!(bob.post("/api/admin/users/x/promote", json!({})).await.0, 400);
 

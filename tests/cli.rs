@@ -260,6 +260,21 @@ async fn until_send_is(ws: &mut Ws, room: i64, want: Option<&str>) {
     }
 }
 
+/// Reads until the socket gets `closing` `session_ended` (a running node applies
+/// the CLI's action at its next housekeeping tick).
+async fn expect_closing(ws: &mut Ws) {
+    loop {
+        match ws.try_recv(WAIT).await {
+            Some(rtm::ws::protocol::ServerFrame::Closing { code, .. }) => {
+                assert_eq!(code, "session_ended");
+                return;
+            }
+            Some(_) => continue,
+            None => panic!("the socket ended, or stayed open, without `closing`"),
+        }
+    }
+}
+
 /// The `rtm room list` line of a room.
 async fn room_line(dir: &Path, name: &str) -> Option<String> {
     let out = ok(&rtm_bg(dir, &["room", "list"], None).await);
@@ -306,30 +321,26 @@ async fn admin_commands_reach_a_running_server() {
     ok(&rtm_bg(&d, &["room", "unarchive", &room.to_string()], None).await);
     until_send_is(&mut ws, room, None).await;
 
-    // Promote and demote; the last admin stays.
-    ok(&rtm_bg(&d, &["user", "promote", "bob"], None).await);
-    assert!(list_line(&d, "bob").contains("yes"));
-    assert_eq!(bob.get("/api/admin/users").await.0, 200, "bob is an admin at once");
-    ok(&rtm_bg(&d, &["user", "demote", "b@x.org"], None).await);
-    assert_eq!(bob.get("/api/admin/users").await.0, 403);
-    let last = rtm_bg(&d, &["user", "demote", "admin1"], None).await;
-    assert!(!last.status.success());
-    assert!(stderr(&last).contains("last_admin"), "{}", stderr(&last));
-
     // End sessions: bob's socket closes, his cookie stops working.
     let out = ok(&rtm_bg(&d, &["user", "end-sessions", "bob"], None).await);
     assert!(out.contains("ended every session of bob"), "{out}");
-    loop {
-        match ws.try_recv(WAIT).await {
-            Some(rtm::ws::protocol::ServerFrame::Closing { code, .. }) => {
-                assert_eq!(code, "session_ended");
-                break;
-            }
-            Some(_) => continue,
-            None => panic!("bob's socket ended without `closing`"),
-        }
-    }
+    expect_closing(&mut ws).await;
     assert_eq!(bob.get("/api/me").await.0, 401);
+
+    // Promote and demote; the last admin stays.
+    assert_eq!(bob.login("bob", "bob-password-1").await.0, 200);
+    let mut ws = bob.ws().await;
+    ok(&rtm_bg(&d, &["user", "promote", "bob"], None).await);
+    assert!(list_line(&d, "bob").contains("yes"));
+    assert_eq!(bob.get("/api/admin/users").await.0, 200, "bob is an admin at once");
+    // A demotion ends the account's sessions (no socket keeps admin powers).
+    ok(&rtm_bg(&d, &["user", "demote", "b@x.org"], None).await);
+    assert_eq!(bob.get("/api/admin/users").await.0, 401);
+    expect_closing(&mut ws).await;
+    assert!(list_line(&d, "bob").split_whitespace().nth(3) != Some("yes"));
+    let last = rtm_bg(&d, &["user", "demote", "admin1"], None).await;
+    assert!(!last.status.success());
+    assert!(stderr(&last).contains("last_admin"), "{}", stderr(&last));
 
     // A reset link printed by the CLI works once in the browser's endpoint.
     // (The CLI builds the URL from its own config, as the server does.)
@@ -367,9 +378,9 @@ async fn admin_commands_reach_a_running_server() {
             "room.delete",
             "user.password_reset",
             "user.reset_link",
-            "user.end_sessions",
             "user.demote",
             "user.promote",
+            "user.end_sessions",
             "room.unarchive",
             "room.archive",
             "user.add",

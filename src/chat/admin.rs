@@ -123,19 +123,33 @@ impl Chat {
 
     /// Makes an account an admin or not. Demoting is refused with `last_admin` when
     /// no other enabled admin would remain (the store checks it in the same UPDATE).
+    /// A demotion also ends the account's sessions: an open socket holds the account
+    /// as it was at the handshake, and must not keep admin powers (deleting anyone's
+    /// message, acting as every room's owner) until it happens to reconnect.
     pub async fn set_admin(&self, by: Option<&Actor>, id: UserId, admin: bool) -> ChatResult<()> {
         Self::check_admin(by)?;
         let user = self.account(id).await?;
-        if user.is_admin != admin {
+        let changed = user.is_admin != admin;
+        if changed {
             if !self.store.set_admin(id, admin).await.map_err(not_found_user)? {
                 return Err(ChatError::LastAdmin);
             }
-            // Sessions read the account on every request; cached rooms hold no flags.
+            // HTTP requests read the account each time; cached rooms hold no flags.
             self.bus.publish(Envelope::control(Topic::Nodes, Control::UserChanged(id), None)).await?;
+            if !admin {
+                self.end_sessions_of(id).await?;
+            }
         }
         let action = if admin { "user.promote" } else { "user.demote" };
-        tracing::info!(user_id = id, admin, "admin flag changed");
-        self.audit(by, action, &user.username, json!({ "id": id })).await
+        tracing::info!(user_id = id, admin, changed, "admin flag set");
+        self.audit(by, action, &user.username, json!({ "id": id, "changed": changed })).await
+    }
+
+    /// Deletes every sign-in session of `id` and closes their sockets on every node.
+    async fn end_sessions_of(&self, id: UserId) -> ChatResult<()> {
+        self.store.delete_user_sessions(id, None).await?;
+        self.bus.publish(Envelope::control(Topic::User(id), Control::EndSessionsExcept(None), None)).await?;
+        Ok(())
     }
 
     /// Enables or disables an account, audited (the console's and the CLI's way).
@@ -179,8 +193,7 @@ impl Chat {
             .ok_or(ChatError::InvalidResetCode)?;
         let hash = self.hasher.hash(password.expose()).await.map_err(internal)?;
         self.store.set_password(user, &hash).await?;
-        self.store.delete_user_sessions(user, None).await?;
-        self.bus.publish(Envelope::control(Topic::User(user), Control::EndSessionsExcept(None), None)).await?;
+        self.end_sessions_of(user).await?;
         tracing::info!(user_id = user, "password reset with a link; sessions ended");
         let username = self.store.user_by_id(user).await?.map(|u| u.username).unwrap_or_default();
         self.store
@@ -200,8 +213,7 @@ impl Chat {
     pub async fn end_user_sessions(&self, by: Option<&Actor>, id: UserId) -> ChatResult<()> {
         Self::check_admin(by)?;
         let user = self.account(id).await?;
-        self.store.delete_user_sessions(id, None).await?;
-        self.bus.publish(Envelope::control(Topic::User(id), Control::EndSessionsExcept(None), None)).await?;
+        self.end_sessions_of(id).await?;
         tracing::info!(user_id = id, "sessions ended by the admin");
         self.audit(by, "user.end_sessions", &user.username, json!({ "id": id })).await
     }
@@ -301,6 +313,11 @@ impl Chat {
                 }
                 // A new account joins the default room, which this node may hold cached.
                 ("user.add", _) => self.forget_default_room().await,
+                ("user.demote", Some(user)) if detail["changed"] == true => {
+                    self.bus
+                        .publish(Envelope::control(Topic::User(user), Control::EndSessionsExcept(None), None))
+                        .await?;
+                }
                 ("user.end_sessions", Some(user)) => {
                     self.bus
                         .publish(Envelope::control(Topic::User(user), Control::EndSessionsExcept(None), None))
