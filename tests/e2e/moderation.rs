@@ -4,10 +4,11 @@
 //! composer turns into "you are muted until …", the notice shows everywhere) and lifts
 //! it, the owner makes the room read-only in its settings (carol cannot send, bob can),
 //! the owner bans carol (the room leaves carol's sidebar with a notice; the settings'
-//! banned list shows her and unbans her), the notices come back from history after a
-//! reload, carol blocks dave (his room messages collapse for her and expand on a
-//! click; their DM says she blocked him, and Unblock there reopens it), and the admin
-//! archives a room (carol's refused send says so in plain words; the composer gives way).
+//! banned list shows her and unbans her; back in, the moderator removes her), the
+//! notices come back from history after a reload, carol blocks dave (his room messages
+//! collapse for her and expand on a click; their DM says she blocked him, and Unblock
+//! there reopens it), and the admin archives a room (carol's refused send says so in
+//! plain words; the composer gives way to a notice).
 
 use anyhow::{Result, ensure};
 use serde_json::json;
@@ -198,6 +199,21 @@ pub async fn moderation_story(d: &Driver) -> Result<()> {
     alice.wait_visible("#room-bans-empty").await?;
     alice.click("#room-settings-dialog .dialog-actions button[data-close]").await?;
     wait_notice(&alice, "unban", "carol was unbanned by alice").await?;
+    // Back in, carol is removed by the moderator: the room leaves her sidebar again.
+    let (s, body) = carol_api.post(&format!("/api/rooms/{hall}/join"), json!({})).await;
+    ensure!(s == 200, "carol rejoins after the unban: {body}");
+    carol.wait_visible(&format!("#room-list > li[data-room-id=\"{hall}\"]")).await?;
+    member_action(&bob, carol_id, "remove").await?;
+    bob.click("#confirm-ok").await?;
+    wait_notice(&bob, "kick", "carol was removed from the room by bob").await?;
+    carol
+        .wait_js(
+            "townhall gone from carol's sidebar again",
+            "return !document.querySelector(`#room-list > li[data-room-id=\"${arguments[0]}\"]`);",
+            vec![json!(hall)],
+        )
+        .await?;
+    carol.wait_text("#toast", "You were removed from #townhall by bob.").await?;
 
     // The notices come back from history after a reload.
     bob.goto(&srv.url("/")).await?;
