@@ -460,6 +460,11 @@ async fn limits_quota_and_types(b: Backend) {
     assert_eq!(s, 204, "{body}");
     let (s, body) = upload(&bob, room, "muted.txt", "text/plain", b"hush".to_vec()).await;
     assert_eq!((s, body["error"]["code"].as_str()), (403, Some("muted")), "{body}");
+    // Nor into an archived room, the admin included (ann is the first account).
+    let (s, body) = ann.post(&format!("/api/admin/rooms/{room}/archive"), json!({})).await;
+    assert_eq!(s, 204, "{body}");
+    let (s, body) = upload(&ann, room, "late.txt", "text/plain", b"too late".to_vec()).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("room_archived")), "{body}");
 }
 
 async fn retention_and_delete_remove_blobs(b: Backend) {

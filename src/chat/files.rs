@@ -276,6 +276,9 @@ impl Chat {
         // Who may not post here (muted, a read-only room, a blocked DM) may not
         // upload into it either: the file could never be sent.
         let e = self.check_post_exact(actor, e).await?;
+        if e.room.archived {
+            return Err(ChatError::RoomArchived);
+        }
         if e.room.retention.ephemeral {
             return Err(FileError::EphemeralRoom.into());
         }
