@@ -230,6 +230,36 @@ pub async fn admin_console(d: &Driver) -> Result<()> {
     let first = ada.text("#admin-audit-body > tr:first-child .audit-action").await?;
     ensure!(first == "room deleted", "actions in words: {first:?}");
 
+    // Paging by `before`: "Older entries" appends the next page until none is left.
+    for _ in 0..30 {
+        let (s, body) = ada_api.post("/api/admin/invites", json!({})).await;
+        ensure!(s == 201, "an invite: {body}");
+    }
+    let (_, all) = ada_api.get("/api/admin/audit?limit=200").await;
+    let all_ids: Vec<i64> = all["entries"].as_array().into_iter().flatten().filter_map(|e| e["id"].as_i64()).collect();
+    ensure!(all_ids.len() > 25 && all_ids.len() <= 50, "two pages of entries: {}", all_ids.len());
+    ada.click(".admin-tab[data-tab=server]").await?;
+    ada.click(".admin-tab[data-tab=audit]").await?;
+    let shown_ids =
+        "return [...document.querySelectorAll('#admin-audit-body > tr')].map((tr) => Number(tr.dataset.auditId));";
+    ada.wait_js(
+        "the first page of the audit log",
+        &format!("{{ const ids = (() => {{ {shown_ids} }})(); return ids.length === 25 && ids[0] === arguments[0]; }}"),
+        vec![json!(all_ids[0])],
+    )
+    .await?;
+    ada.wait_visible("#admin-audit-more").await?;
+    ada.click("#admin-audit-more").await?;
+    ada.wait_js(
+        "the second page of the audit log",
+        &format!("{{ const ids = (() => {{ {shown_ids} }})(); return ids.length === arguments[0] ? ids : null; }}"),
+        vec![json!(all_ids.len())],
+    )
+    .await?;
+    let ids = ada.js(shown_ids, vec![]).await?;
+    ensure!(ids == json!(all_ids), "every entry once, newest first: {ids}");
+    ada.wait_js("no more pages", "return document.getElementById('admin-audit-more').hidden;", vec![]).await?;
+
     // Server facts.
     ada.click(".admin-tab[data-tab=server]").await?;
     ada.wait_js(

@@ -436,7 +436,6 @@ async function onUserAction(e) {
   try {
     await spec.run(id);
     toast(spec.done(name));
-    $('admin-users-status').textContent = spec.done(name);
     // Demoting yourself ends your console: the next /api/me says so.
     if (act === 'demote' && store.state.me && id === store.state.me.id) {
       store.setMe({ is_admin: false });
@@ -444,6 +443,8 @@ async function onUserAction(e) {
       return;
     }
     await loadUsers();
+    // After the reload, which rewrites the status line with the count.
+    $('admin-users-status').textContent = spec.done(name);
   } catch (x) {
     $('admin-users-error').textContent = plainError(x);
     btn.disabled = false;
