@@ -475,6 +475,61 @@ async fn blocking(b: Backend) {
     assert!(matches!(&wa.hello, Some(ServerFrame::Hello { blocked, .. }) if blocked.is_empty()));
 }
 
+/// `rtm user add` against the database of a RUNNING server (SQLite): the new account
+/// is in the default room, and the server, whose cached copy of the room did not know
+/// it, lets it post there once it reads the CLI's `user.add` (its next housekeeping
+/// tick, every 2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_added_account_joins_the_default_room_of_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_path_buf();
+    let mut config = rtm::Config::for_tests(d.clone());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let srv = TestServer::start_config(Backend::Sqlite, config, dir).await;
+    let root = srv.user("root").await;
+    let lobby = root.create_room("lobby", json!({})).await;
+    assert_eq!(root.put("/api/admin/default-room", json!({"room": lobby})).await.0, 204);
+    let mut wr = root.ws().await;
+    assert!(wr.say(lobby, "the room is cached now").await.is_some());
+
+    let args = ["user", "add", "--email", "n@x.org", "--username", "newbie", "--first-name", "N", "--last-name", "B"];
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rtm"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RTM_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RTM_LOG", "warn").arg("--data-dir").arg(&d).args(args).arg("--password-stdin");
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("rtm starts");
+        child.stdin.take().expect("stdin").write_all(b"newbie-password-1\n").expect("write stdin");
+        child.wait_with_output().expect("rtm finishes")
+    })
+    .await
+    .expect("rtm thread");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut newbie = srv.client();
+    assert_eq!(newbie.login("newbie", "newbie-password-1").await.0, 200);
+    let mut ws = newbie.ws().await;
+    assert!(ws.hello_rooms().iter().any(|r| r.id == lobby), "in the default room");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match send(&mut ws, lobby, "hello everyone").await {
+            ServerFrame::Ack { .. } => break,
+            ServerFrame::Error { code, .. } => {
+                assert!(tokio::time::Instant::now() < deadline, "send still refused: {code}");
+            }
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 on_both_backends!(
     roles_and_who_may_do_what,
     kick_ban_and_unban,

@@ -480,7 +480,6 @@ impl Chat {
     /// Drops this node's cached copy of the default room. For accounts added by the
     /// CLI (`rtm user add`), whose process cannot reach a running node's cache: the
     /// node calls this when it reads the CLI's `user.add` audit entry.
-    #[allow(dead_code)] // wired by `admin.rs`'s CLI replay
     pub(super) async fn forget_default_room(&self) {
         if let Ok(Some(id)) = self.default_room().await {
             self.forget_room(id);
