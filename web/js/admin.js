@@ -340,7 +340,7 @@ async function loadUsers() {
     renderUsers(res.users || []);
     const shown = (res.users || []).length;
     $('admin-users-status').textContent = shown
-      ? `${plural(users.total, 'user')}${q ? ` match “${q}”` : ''}.`
+      ? `${plural(users.total, 'user')}${q ? ` ${users.total === 1 ? 'matches' : 'match'} “${q}”` : ''}.`
       : q
         ? `No user matches “${q}”.`
         : 'No users.';
@@ -501,7 +501,7 @@ async function loadRooms() {
     rooms.total = res.total ?? (res.rooms || []).length;
     renderRooms(res.rooms || []);
     $('admin-rooms-status').textContent = (res.rooms || []).length
-      ? `${plural(rooms.total, 'room')}${q ? ` match “${q}”` : ''}.`
+      ? `${plural(rooms.total, 'room')}${q ? ` ${rooms.total === 1 ? 'matches' : 'match'} “${q}”` : ''}.`
       : q
         ? `No room matches “${q}”.`
         : 'No rooms yet.';
