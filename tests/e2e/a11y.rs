@@ -434,6 +434,12 @@ async fn admin_console_views(b: &Browser, axe: &str, prefix: &str, phone: bool, 
     for (tab, ready) in tabs {
         b.click(&format!(".admin-tab[data-tab={tab}]")).await?;
         b.wait_js(&format!("the admin console's {tab} tab"), ready, vec![]).await?;
+        b.wait_js(
+            "the tab to finish loading",
+            "return !document.querySelector('#admin-console .admin-panel[aria-busy]');",
+            vec![],
+        )
+        .await?;
         let view = format!("{prefix}the admin console: {tab}");
         axe_check(b, axe, &view, found).await?;
         if phone {
