@@ -14,11 +14,13 @@
 //! - the audit log lists those actions (and bob's use of the link), newest first,
 //!   with who did them;
 //! - "sign out everywhere" (after a confirmation) sends the person's open page to the
-//!   sign-in screen;
+//!   sign-in screen; disable (after a confirmation) and enable work, with no Disable
+//!   button on one's own row; the tabs follow the arrow keys; unarchiving reopens a room;
 //! - the registration mode, invite links (moved from the Settings dialog), the default
-//!   room (public, not archived rooms offered) and the server facts are in the console.
+//!   room (public rooms offered) and the server facts are in the console.
 
 use anyhow::{Result, ensure};
+use fantoccini::key::Key;
 use serde_json::{Value, json};
 
 use crate::{
@@ -281,6 +283,41 @@ pub async fn admin_console(d: &Driver) -> Result<()> {
     let (s, body) = ada_api.get("/api/admin/audit?limit=1").await;
     ensure!(s == 200 && body["entries"][0]["action"] == "user.end_sessions", "{body}");
 
+    // Disable (asked first) and enable again; an admin has no Disable button of their own.
+    ada.fill("#admin-user-q", "clement").await?;
+    wait_users(&ada, &["clement"]).await?;
+    ada.click("#admin-users-body > tr[data-username=clement] button[data-act=disable]").await?;
+    confirm(&ada, "Disable @clement?").await?;
+    ada.wait_text("#admin-users-body > tr[data-username=clement] .admin-state", "Disabled").await?;
+    let mut clement = srv.client();
+    let (s, body) = clement.login("clement", &password_of("clement")).await;
+    ensure!(s == 403 && body["error"]["code"] == "account_disabled", "a disabled account cannot sign in: {body}");
+    ada.click("#admin-users-body > tr[data-username=clement] button[data-act=enable]").await?;
+    ada.wait_text("#admin-users-body > tr[data-username=clement] .admin-state", "Active").await?;
+    let (s, body) = clement.login("clement", &password_of("clement")).await;
+    ensure!(s == 200, "enabled again: {body}");
+    ada.fill("#admin-user-q", "ada").await?;
+    wait_users(&ada, &["ada"]).await?;
+    ensure!(
+        !ada.is_visible("#admin-users-body > tr[data-username=ada] button[data-act=disable]").await?,
+        "no Disable button on one's own row"
+    );
+
+    // The tabs follow the arrow keys (the ARIA tabs pattern); unarchive town.
+    ada.type_keys(".admin-tab[data-tab=users]", &Key::Right.to_string()).await?;
+    ada.wait_js(
+        "the Rooms tab, selected and focused by ArrowRight",
+        "const t = document.querySelector('.admin-tab[data-tab=rooms]');
+         return t.getAttribute('aria-selected') === 'true' && document.activeElement === t &&
+                !document.getElementById('admin-panel-rooms').hidden && document.getElementById('admin-panel-users').hidden;",
+        vec![],
+    )
+    .await?;
+    ada.click("#admin-rooms-body > tr[data-name=town] button[data-act=unarchive]").await?;
+    ada.wait_text("#admin-rooms-body > tr[data-name=town] .admin-room-state", "Active").await?;
+    let (_, body) = ada_api.get(&format!("/api/rooms/{town}")).await;
+    ensure!(body["room"]["archived"] == json!(false), "town is open again: {body}");
+
     // Settings: the registration mode and invite links moved here from Settings.
     ada.click("#admin-close").await?;
     ada.click("#settings-btn").await?;
@@ -294,7 +331,7 @@ pub async fn admin_console(d: &Driver) -> Result<()> {
     ada.wait_visible("#invite-url").await?;
     let invite = ada.js("return document.getElementById('invite-url').value;", vec![]).await?;
     ensure!(invite.as_str().unwrap_or_default().starts_with(&srv.url("/?invite=")), "an invite link: {invite}");
-    // The default room: a public room every new account joins (archived ones are not offered).
+    // The default room: a public room every new account joins (public rooms offered).
     let offered = ada
         .wait_js(
             "the default room choices",
@@ -303,7 +340,7 @@ pub async fn admin_console(d: &Driver) -> Result<()> {
             vec![],
         )
         .await?;
-    ensure!(offered == json!(["No default room", "#lobby"]), "the choices: {offered}");
+    ensure!(offered == json!(["No default room", "#lobby", "#town"]), "the choices: {offered}");
     ada.select("#default-room-select", &lobby.to_string()).await?;
     ada.click("#default-room-form button[type=submit]").await?;
     ada.wait_text("#default-room-ok", "New accounts now join #lobby.").await?;
