@@ -78,8 +78,9 @@ async fn user_list(admin: &Client, query: &str) -> Value {
 async fn users_listing(b: Backend) {
     let srv = TestServer::start(b).await;
     let admin = srv.user("root").await;
+    let mut people = Vec::new();
     for n in ["carol", "alice", "bob", "dora"] {
-        srv.user(n).await;
+        people.push(srv.user(n).await);
     }
     // Signing in marks "last seen"; bob is the most recent.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -98,6 +99,15 @@ async fn users_listing(b: Backend) {
 
     let seen = user_list(&admin, "?sort=last_seen").await;
     assert_eq!(names(&seen)[0], "bob", "{seen}");
+    // Going offline marks it too: dora's only socket closes, and she is the most recent.
+    let ws = people[3].ws().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(ws);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while names(&user_list(&admin, "?sort=last_seen").await)[0] != "dora" {
+        assert!(tokio::time::Instant::now() < deadline, "closing dora's socket did not mark her last seen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let created = user_list(&admin, "?sort=created").await;
     assert_eq!(names(&created), ["dora", "bob", "alice", "carol", "root"], "newest first");
 

@@ -106,11 +106,12 @@ impl Chat {
 
     /// A connection of `user` closed; `rooms` are the rooms it listened to at the end.
     pub async fn disconnected(&self, user: UserId, rooms: &[RoomId]) -> ChatResult<()> {
-        // The admin console's "last seen" (one write per closed socket, none per message).
-        if let Err(e) = self.store.touch_last_seen(user, super::now_ms()).await {
-            tracing::warn!(error = %e, user_id = user, "cannot record when the user was last seen");
-        }
         if self.bus.disconnected(user).await? {
+            // The admin console's "last seen": one write when the person goes offline
+            // (not per socket, so a restart's reconnect storm writes once per person).
+            if let Err(e) = self.store.touch_last_seen(user, super::now_ms()).await {
+                tracing::warn!(error = %e, user_id = user, "cannot record when the user was last seen");
+            }
             for r in rooms {
                 self.presence_change(*r, user, false).await?;
             }
