@@ -9,8 +9,8 @@ import { $, h, busy, formValues, syncList, toast } from './dom.js';
 import { del, get, patch, post } from './api.js';
 import * as store from './store.js';
 import { debounce, fullName, retentionChoice, retentionText } from './format.js';
-import { openAdmin } from './admin.js';
 import { myRole, roleOf } from './moderation.js';
+import { openAdmin } from './admin.js';
 
 let actions = null;
 
