@@ -171,6 +171,37 @@ async fn promote_demote_last_admin(b: Backend) {
     assert_eq!(log.iter().filter(|e| e["action"] == "user.demote").count(), 2, "{log:?}");
 }
 
+// 2b. Two admins demoting, or disabling, each other at the same moment: exactly one
+// succeeds, so an admin always remains (the check and the write share one lock).
+async fn last_admin_races(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let (root, bob) = admin_and(&srv, "bob").await;
+    let ids = [root.id().await, bob.id().await];
+    let names = ["root", "bob"];
+    for round in 0..6 {
+        // Whoever is still an enabled admin makes the other one an enabled admin again.
+        let mut admin = None;
+        for k in 0..2 {
+            let mut c = srv.client();
+            if c.login(names[k], &password_of(names[k])).await.0 == 200 && c.me().await["is_admin"] == true {
+                admin = Some((k, c));
+            }
+        }
+        let (k, a) = admin.expect("one admin is left");
+        let other = 1 - k;
+        no_content(&a.post(&format!("/api/admin/users/{}/enable", ids[other]), json!({})).await);
+        no_content(&a.post(&format!("/api/admin/users/{}/promote", ids[other]), json!({})).await);
+        let mut o = srv.client();
+        assert_eq!(o.login(names[other], &password_of(names[other])).await.0, 200);
+        let verb = if round % 2 == 0 { "demote" } else { "disable" };
+        let (pa, po) =
+            (format!("/api/admin/users/{}/{verb}", ids[other]), format!("/api/admin/users/{}/{verb}", ids[k]));
+        let (x, y) = tokio::join!(a.post(&pa, json!({})), o.post(&po, json!({})));
+        let won = [x.0, y.0].iter().filter(|s| **s == 204).count();
+        assert_eq!(won, 1, "round {round}, {verb}: {x:?} / {y:?}");
+    }
+}
+
 // 3. Reset links: single use, 24 h, end every session.
 async fn reset_link_single_use(b: Backend) {
     let srv = TestServer::start(b).await;
@@ -529,6 +560,7 @@ async fn non_admins_are_refused(b: Backend) {
 on_both_backends!(
     users_listing,
     promote_demote_last_admin,
+    last_admin_races,
     reset_link_single_use,
     end_sessions,
     rooms_listing,

@@ -401,25 +401,30 @@ impl Chat {
 
     /// Disables or re-enables an account (admin API and CLI). Disabling ends every
     /// session, revokes nothing else, and closes the user's sockets at once.
-    pub async fn set_disabled(&self, user: UserId, disabled: bool) -> ChatResult<()> {
-        self.store.set_disabled(user, disabled).await.map_err(|e| match e {
+    /// Disables or re-enables an account. With `keep_last_admin` (an admin acting
+    /// in the console) the last enabled admin cannot be disabled, and two admins
+    /// disabling each other at once cannot both succeed; the operator's CLI may
+    /// (and can enable the account again).
+    pub async fn set_disabled(&self, user: UserId, disabled: bool, keep_last_admin: bool) -> ChatResult<()> {
+        let not_found = |e| match e {
             StoreError::NotFound => ChatError::NotFound("user"),
             e => e.into(),
-        })?;
+        };
         if disabled {
+            if keep_last_admin {
+                if !self.store.disable_unless_last_admin(user).await.map_err(not_found)? {
+                    return Err(ChatError::LastAdmin);
+                }
+            } else {
+                self.store.set_disabled(user, true).await.map_err(not_found)?;
+            }
             self.store.delete_user_sessions(user, None).await?;
             self.end_sockets(user, Control::EndAll).await?;
+        } else {
+            self.store.set_disabled(user, false).await.map_err(not_found)?;
         }
         tracing::info!(user_id = user, disabled, "account status changed");
         Ok(())
-    }
-
-    pub async fn admin_set_disabled(&self, actor: &Actor, user: UserId, disabled: bool) -> ChatResult<()> {
-        Self::require_admin(actor)?;
-        if user == actor.user.id {
-            return Err(ChatError::Forbidden("you cannot disable your own account"));
-        }
-        self.admin_disable(Some(actor), user, disabled).await
     }
 
     /// Finds an account by username or email (CLI, invitations).

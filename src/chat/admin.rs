@@ -159,7 +159,7 @@ impl Chat {
             return Err(ChatError::Forbidden("you cannot disable your own account"));
         }
         let user = self.account(id).await?;
-        self.set_disabled(id, disabled).await?;
+        self.set_disabled(id, disabled, by.is_some()).await?;
         let action = if disabled { "user.disable" } else { "user.enable" };
         self.audit(by, action, &user.username, json!({ "id": id })).await
     }

@@ -133,7 +133,7 @@ async fn disable(
     Auth(actor): Auth,
     PathParams(id): PathParams<UserId>,
 ) -> Result<StatusCode, ApiError> {
-    s.chat.admin_set_disabled(&actor, id, true).await?;
+    s.chat.admin_disable(Some(&actor), id, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -142,7 +142,7 @@ async fn enable(
     Auth(actor): Auth,
     PathParams(id): PathParams<UserId>,
 ) -> Result<StatusCode, ApiError> {
-    s.chat.admin_set_disabled(&actor, id, false).await?;
+    s.chat.admin_disable(Some(&actor), id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

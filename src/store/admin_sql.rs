@@ -76,25 +76,57 @@ impl SqlStore {
     }
 
     /// Sets or clears the admin flag. Clearing is refused (false) when no other
-    /// enabled admin would remain: checked in the UPDATE itself, so two admins
-    /// demoting each other at once cannot both succeed (the derived table is how
-    /// MySQL lets an UPDATE read its own table).
+    /// enabled admin would remain ([`Self::unless_last_admin`]).
     pub(super) async fn admin_set_admin(&self, id: UserId, admin: bool) -> StoreResult<bool> {
-        if self.user_exists(id).await? {
-            let r = if admin {
-                self.q("UPDATE users SET is_admin = 1 WHERE id = $1").bind(id).execute(&self.writer).await?
-            } else {
-                self.q("UPDATE users SET is_admin = 0 WHERE id = $1 AND (SELECT COUNT(*) FROM
-                        (SELECT id FROM users WHERE is_admin = 1 AND disabled = 0 AND id <> $1) others) > 0")
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await?
-            };
-            // MySQL counts changed rows only: an admin promoted again changes nothing.
-            Ok(r.rows_affected() > 0 || (admin && self.backend == Backend::Mysql))
-        } else {
-            Err(StoreError::NotFound)
+        if !self.user_exists(id).await? {
+            return Err(StoreError::NotFound);
         }
+        if admin {
+            self.q("UPDATE users SET is_admin = 1 WHERE id = $1").bind(id).execute(&self.writer).await?;
+            return Ok(true);
+        }
+        self.unless_last_admin(id, "UPDATE users SET is_admin = 0 WHERE id = $1").await
+    }
+
+    /// Disables an account unless it is the last enabled admin (false then).
+    pub(super) async fn admin_disable_guarded(&self, id: UserId) -> StoreResult<bool> {
+        if !self.user_exists(id).await? {
+            return Err(StoreError::NotFound);
+        }
+        self.unless_last_admin(id, "UPDATE users SET disabled = 1 WHERE id = $1").await
+    }
+
+    /// Runs `update` (one statement on user `$1`) unless that user is an enabled admin
+    /// and no other enabled admin exists. A condition inside the UPDATE is not enough:
+    /// under READ COMMITTED two admins demoting (or disabling) each other at once
+    /// would each still see the other as admin, and both would succeed. So admin
+    /// changes take the account lock that sign-up takes, in turn, and the check and
+    /// the write happen under it (SQLite: one writer, BEGIN IMMEDIATE).
+    async fn unless_last_admin(&self, id: UserId, update: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        match self.backend {
+            Backend::Postgres => {
+                self.q("SELECT pg_advisory_xact_lock(7270001)").execute(&mut *tx).await?;
+            }
+            Backend::Mysql => {
+                self.q("SELECT id FROM signup_lock WHERE id = 1 FOR UPDATE").fetch_all(&mut *tx).await?;
+            }
+            Backend::Sqlite => {}
+        }
+        let row = self
+            .q("SELECT
+                  (SELECT COUNT(*) FROM users WHERE id = $1 AND is_admin = 1 AND disabled = 0) AS target,
+                  (SELECT COUNT(*) FROM users WHERE id <> $1 AND is_admin = 1 AND disabled = 0) AS others")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let (target, others): (i64, i64) = (row.try_get("target")?, row.try_get("others")?);
+        if target > 0 && others == 0 {
+            return Ok(false);
+        }
+        self.q(update).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn user_exists(&self, id: UserId) -> StoreResult<bool> {

@@ -401,6 +401,9 @@ pub trait Store: Send + Sync + 'static {
     /// Sets the admin flag; clearing it is refused (false) when no other enabled admin
     /// would remain. `NotFound` when there is no such account.
     async fn set_admin(&self, id: UserId, admin: bool) -> StoreResult<bool>;
+    /// Disables an account unless it is the last enabled admin (false then), checked
+    /// and written under one lock. `NotFound` when there is no such account.
+    async fn disable_unless_last_admin(&self, id: UserId) -> StoreResult<bool>;
     async fn touch_last_seen(&self, id: UserId, now: i64) -> StoreResult<()>;
     async fn create_password_reset(
         &self,

@@ -560,6 +560,9 @@ impl Store for SqlStore {
     async fn set_admin(&self, id: UserId, admin: bool) -> StoreResult<bool> {
         self.admin_set_admin(id, admin).await
     }
+    async fn disable_unless_last_admin(&self, id: UserId) -> StoreResult<bool> {
+        self.admin_disable_guarded(id).await
+    }
     async fn touch_last_seen(&self, id: UserId, now: i64) -> StoreResult<()> {
         self.admin_touch_last_seen(id, now).await
     }
