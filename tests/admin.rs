@@ -181,9 +181,9 @@ async fn last_admin_races(b: Backend) {
     for round in 0..6 {
         // Whoever is still an enabled admin makes the other one an enabled admin again.
         let mut admin = None;
-        for k in 0..2 {
+        for (k, name) in names.iter().enumerate() {
             let mut c = srv.client();
-            if c.login(names[k], &password_of(names[k])).await.0 == 200 && c.me().await["is_admin"] == true {
+            if c.login(name, &password_of(name)).await.0 == 200 && c.me().await["is_admin"] == true {
                 admin = Some((k, c));
             }
         }
