@@ -48,6 +48,16 @@ impl AppState {
     /// Opens the database named by the config and wires the bus: in-process for one
     /// node, Redis (`--bus redis://…`) for several nodes sharing the database.
     pub async fn build(config: &Config) -> Result<Self, BuildError> {
+        Self::build_with(config, true).await
+    }
+
+    /// For a one-shot CLI command: the same wiring without background housekeeping
+    /// (`Policy::housekeeping`).
+    pub async fn build_for_cli(config: &Config) -> Result<Self, BuildError> {
+        Self::build_with(config, false).await
+    }
+
+    async fn build_with(config: &Config, housekeeping: bool) -> Result<Self, BuildError> {
         let store = store::connect_with(&config.database_url(), config.db_pool, config.durability).await?;
         store.set_max_held_dms(config.max_held_dms);
         let hub = Arc::new(Hub::with_outbox_bytes(config.outbox_bytes));
@@ -61,8 +71,8 @@ impl AppState {
             }
             Some(_) => return Err(BusError::Config("--bus takes a redis:// URL".into()).into()),
         };
-        let chat =
-            Chat::new(store, bus, Policy::from_config(config), config.hash_concurrency, config.registration).await?;
+        let policy = Policy { housekeeping, ..Policy::from_config(config) };
+        let chat = Chat::new(store, bus, policy, config.hash_concurrency, config.registration).await?;
         let per_min = NonZeroU32::new(config.auth_rate_per_min).unwrap_or(NonZeroU32::MIN);
         Ok(AppState {
             chat,

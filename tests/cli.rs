@@ -81,6 +81,9 @@ fn user_commands() {
     let out = ok(&rtm(Some(d), ADD_ADMIN1, Some("cli-password-1\n")));
     assert!(out.contains("created user admin1"), "{out}");
     assert!(out.contains(", admin"), "the first account is the admin: {out}");
+    // A one-shot command does no housekeeping: it makes no files directory (which
+    // would belong to whoever ran it) and runs no sweeper.
+    assert!(!d.join("files").exists(), "the CLI created {}", d.join("files").display());
 
     let header = ok(&rtm(Some(d), &["user", "list"], None));
     assert!(header.contains("username") && header.contains("status"), "{header}");

@@ -172,7 +172,7 @@ fn fail(e: rtm::chat::ChatError) -> anyhow::Error {
 }
 
 async fn room(config: Config, cmd: RoomCommand) -> anyhow::Result<()> {
-    let state = AppState::build(&config).await.context("cannot open the database")?;
+    let state = AppState::build_for_cli(&config).await.context("cannot open the database")?;
     let chat = &state.chat;
     let named = |room: &str| {
         let room = room.to_string();
@@ -224,7 +224,7 @@ async fn room(config: Config, cmd: RoomCommand) -> anyhow::Result<()> {
 }
 
 async fn audit(config: Config, limit: i64) -> anyhow::Result<()> {
-    let state = AppState::build(&config).await.context("cannot open the database")?;
+    let state = AppState::build_for_cli(&config).await.context("cannot open the database")?;
     let entries = state.chat.audit_log(None, None, limit).await.map_err(fail)?;
     println!("{:>6}  {:<29} {:<16} {:<22} {:<20} detail", "id", "time", "actor", "action", "target");
     for e in entries {
@@ -242,7 +242,7 @@ fn utc(ms: i64) -> String {
 }
 
 async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
-    let state = AppState::build(&config).await.context("cannot open the database")?;
+    let state = AppState::build_for_cli(&config).await.context("cannot open the database")?;
     let chat = &state.chat;
     match cmd {
         UserCommand::Add { email, username, first_name, last_name, password, password_stdin } => {

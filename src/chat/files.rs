@@ -144,10 +144,15 @@ pub struct Files {
 }
 
 impl Files {
-    pub(super) async fn open(policy: &FilePolicy, poke: Arc<Notify>) -> ChatResult<Self> {
-        let local = LocalBlobs::open(&policy.dir)
-            .await
-            .map_err(|e| ChatError::Internal(format!("files directory {}: {e}", policy.dir.display())))?;
+    /// `create`: make the directories (a serving node); a CLI command only reads.
+    pub(super) async fn open(policy: &FilePolicy, create: bool, poke: Arc<Notify>) -> ChatResult<Self> {
+        let local = if create {
+            LocalBlobs::open(&policy.dir)
+                .await
+                .map_err(|e| ChatError::Internal(format!("files directory {}: {e}", policy.dir.display())))?
+        } else {
+            LocalBlobs::at(&policy.dir)
+        };
         Ok(Files { blobs: Arc::new(local), decodes: Semaphore::new(DECODES), poke, seen: AtomicBool::new(true) })
     }
 }

@@ -204,6 +204,11 @@ pub struct Policy {
     pub sign_in: crate::auth::backoff::Rule,
     /// Uploads: largest file, quota, accepted types, where blobs live.
     pub files: files::FilePolicy,
+    /// A serving node keeps the data tidy in the background (the file sweeper, the
+    /// search backfill) and makes the files directory. A one-shot CLI command does
+    /// neither: it would sweep in a process that may exit mid-sweep, and create the
+    /// directories as whoever ran it (often root).
+    pub housekeeping: bool,
 }
 
 impl Policy {
@@ -222,6 +227,7 @@ impl Policy {
             auth_per_min: c.auth_rate_per_min.max(1),
             max_api_tokens: c.max_api_tokens,
             files: files::FilePolicy::from_config(c),
+            housekeeping: true,
             sign_in: crate::auth::backoff::Rule {
                 free: c.sign_in_free_failures,
                 base: Duration::from_secs(1),
@@ -299,7 +305,9 @@ impl Chat {
                 .unwrap_or(RegistrationMode::Open),
         };
         Self::backfill_skeletons(&store).await?;
-        search::backfill_in_background(store.clone());
+        if policy.housekeeping {
+            search::backfill_in_background(store.clone());
+        }
         // CLI actions from before this node started left nothing stale here.
         let cli_seen = store.audit_max_id().await?;
         let social = policy.social_per_min;
@@ -310,7 +318,7 @@ impl Chat {
                 .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
                 .allow_burst(per);
         let files_poke = Arc::new(tokio::sync::Notify::new());
-        let files = files::Files::open(&policy.files, files_poke.clone()).await?;
+        let files = files::Files::open(&policy.files, policy.housekeeping, files_poke.clone()).await?;
         let chat = Arc::new(Chat {
             pipeline: pipeline::Pipeline::start(store.clone(), bus.clone(), files_poke.clone()),
             files,
@@ -343,7 +351,9 @@ impl Chat {
         // chat weakly, since the chat owns it.
         let weak: std::sync::Weak<Chat> = Arc::downgrade(&chat);
         chat.bus.attach(weak);
-        files::spawn_sweeper(Arc::downgrade(&chat), files_poke);
+        if chat.policy.housekeeping {
+            files::spawn_sweeper(Arc::downgrade(&chat), files_poke);
+        }
         Ok(chat)
     }
 

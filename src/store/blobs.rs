@@ -134,6 +134,11 @@ impl LocalBlobs {
         Ok(LocalBlobs { root })
     }
 
+    /// The store at `root` as it is, creating nothing (for one-shot CLI commands).
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        LocalBlobs { root: root.into() }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
