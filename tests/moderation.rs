@@ -99,6 +99,9 @@ async fn roles_and_who_may_do_what(b: Backend) {
     assert_eq!(entry(&list, ann_id)["role"], "owner");
     assert_eq!(entry(&list, bob_id)["role"], "moderator");
     assert_eq!(entry(&list, dan_id)["role"], "member");
+    // The site admin is listed with the rank the server gives them (so no client offers
+    // to kick them), as their own RoomInfo says.
+    assert_eq!(entry(&list, root_id)["role"], "owner");
     assert!(entry(&list, dan_id)["muted_until"].is_null());
     let wb = bob.ws().await;
     let mine = wb.hello_rooms().into_iter().find(|r| r.id == room).expect("room in hello");

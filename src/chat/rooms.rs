@@ -382,18 +382,15 @@ impl Chat {
             return Err(ChatError::NotFound("room"));
         }
         let users = self.store.members(id).await?;
+        // The rank the server acts on (`role_of`: the site admin ranks as owner), so a
+        // client never offers an action on someone the server would refuse it for.
+        let ranks: std::collections::HashMap<UserId, &'static str> =
+            users.iter().map(|u| (u.id, e.role_of(u).as_str())).collect();
         let mut list = self.with_presence(users).await?;
         let now = now_ms();
         let moderated = e.room.kind == RoomKind::Room;
         for m in &mut list {
-            let rank = if e.room.owner_id == Some(m.id) {
-                super::moderation::Role::Owner
-            } else if e.moderators.contains(&m.id) {
-                super::moderation::Role::Moderator
-            } else {
-                super::moderation::Role::Member
-            };
-            m.role = Some(rank.as_str());
+            m.role = Some(ranks.get(&m.id).copied().unwrap_or("member"));
             m.muted_until = Some(if moderated { e.muted_until(m.id, now) } else { None });
         }
         Ok(list)
