@@ -361,6 +361,9 @@ async fn archive_blocks_sends(b: Backend) {
     assert_eq!(send_code(&mut ws, room, "before").await, None);
 
     no_content(&admin.post(&format!("/api/admin/rooms/{room}/archive"), json!({})).await);
+    // Members' open connections hear it at once (on every node).
+    let (f, _) = ws.recv_until(|f| matches!(f, ServerFrame::RoomUpdated { .. })).await;
+    assert!(matches!(f, ServerFrame::RoomUpdated { archived: true, room: r, .. } if r == room), "{f:?}");
     assert_eq!(send_code(&mut ws, room, "during").await.as_deref(), Some("room_archived"));
     // The owner is refused like anyone; reading still works.
     let (s, hist) = bob.get(&format!("/api/rooms/{room}/messages")).await;
@@ -372,6 +375,8 @@ async fn archive_blocks_sends(b: Backend) {
     assert_eq!(list["rooms"][0]["archived"], true);
 
     no_content(&admin.post(&format!("/api/admin/rooms/{room}/unarchive"), json!({})).await);
+    let (f, _) = ws.recv_until(|f| matches!(f, ServerFrame::RoomUpdated { .. })).await;
+    assert!(matches!(f, ServerFrame::RoomUpdated { archived: false, .. }), "{f:?}");
     assert_eq!(send_code(&mut ws, room, "after").await, None);
     assert_error(&admin.post("/api/admin/rooms/999999/archive", json!({})).await, 404, "room_not_found");
     let log = audit(&admin).await;

@@ -400,6 +400,9 @@ async fn limits_quota_and_types(b: Backend) {
     let bob = srv.user("bob").await;
     let room = ann.create_room("limits", json!({})).await;
     assert_eq!(bob.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
+    // The limit is public, so a client can refuse a bigger file without sending it.
+    let (s, cfg) = ann.get("/api/config").await;
+    assert_eq!((s, cfg["max_file_bytes"].as_u64()), (200, Some(1000)), "{cfg}");
 
     // Too large, with a length: 413 at once.
     let (s, body) = upload(&ann, room, "big.txt", "text/plain", vec![b'a'; 1001]).await;

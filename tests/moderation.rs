@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use rtm::ws::protocol::{Event, EventKind, ServerFrame};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn code_of(f: &ServerFrame) -> &str {
     match f {
@@ -95,6 +95,13 @@ async fn roles_and_who_may_do_what(b: Backend) {
     assert_eq!(s, 204, "{body}");
     let (s, _) = root.put(&path(carl_id), json!({"role": "moderator"})).await;
     assert_eq!(s, 204, "the admin acts as owner");
+    // ... with admin powers, so it is in the audit log (the owner's own change is not).
+    let (s, log) = root.get("/api/admin/audit").await;
+    assert_eq!(s, 200, "{log}");
+    let roles: Vec<&Value> =
+        log["entries"].as_array().expect("entries").iter().filter(|e| e["action"] == "room.role").collect();
+    assert_eq!(roles.len(), 1, "{log}");
+    assert_eq!((roles[0]["target"].as_str(), roles[0]["detail"]["user"].as_i64()), (Some("lounge"), Some(carl_id)));
     let list = members(&dan, room).await;
     assert_eq!(entry(&list, ann_id)["role"], "owner");
     assert_eq!(entry(&list, bob_id)["role"], "moderator");
@@ -138,6 +145,15 @@ async fn roles_and_who_may_do_what(b: Backend) {
     assert_eq!(code_of(&f), "forbidden");
     let f = wb.request(json!({"type": "delete", "room": room, "seq": d1})).await;
     assert!(matches!(f, ServerFrame::Ack { seq: Some(_), .. }), "moderator deletes: {f:?}");
+    // The site admin (not a moderator here) deletes carl's: audited; bob's was not.
+    let mut wr = root.ws().await;
+    let f = wr.request(json!({"type": "delete", "room": room, "seq": c1})).await;
+    assert!(matches!(f, ServerFrame::Ack { seq: Some(_), .. }), "the admin deletes: {f:?}");
+    let (_, log) = root.get("/api/admin/audit").await;
+    let dels: Vec<&Value> =
+        log["entries"].as_array().expect("entries").iter().filter(|e| e["action"] == "room.delete_message").collect();
+    assert_eq!(dels.len(), 1, "{log}");
+    assert_eq!((dels[0]["detail"]["seq"].as_i64(), dels[0]["detail"]["author"].as_i64()), (Some(c1), Some(carl_id)));
 
     // A moderator kicks a member: the member's sockets leave the room, everyone sees
     // the notice (the subject too, before leaving).

@@ -127,7 +127,7 @@ import { confirmDialog, initDialogs, openRoomSettings } from './js/dialogs.js';
 import * as notify from './js/notify.js';
 import { initModeration } from './js/moderation.js';
 import { initActions } from './js/actions.js';
-import { plainMentions } from './js/mentions.js';
+import { messageLine } from './js/mentions.js';
 import { initSearch } from './js/search.js';
 import { initAdmin } from './js/admin.js';
 import { resetFromUrl, showReset } from './js/reset.js';
@@ -264,7 +264,7 @@ function onLiveEvent(item, r) {
   if (item.author && store.isBlocked(item.author.id)) return;
   const name = item.author.username;
   if (store.state.currentRoomId === r.info.id && !document.hidden) {
-    announce(`${name}: ${plainMentions(item.text, item.mentions).slice(0, 300)}`);
+    announce(`${name}: ${messageLine(item).slice(0, 300)}`);
   }
   // When the tab is hidden, by the room's notification level (all/mentions/muted).
   notify.forMessage(item, r, () => selectRoom(r.info.id));

@@ -250,6 +250,20 @@ impl Chat {
             return Err(ChatError::NotFound("room"));
         }
         self.room_changed(id).await?;
+        // Members' open pages learn it at once (their composers close or reopen).
+        self.publish(
+            Topic::Room(id),
+            &ServerFrame::RoomUpdated {
+                room: id,
+                name: room.name.clone().unwrap_or_default(),
+                read_only: room.read_only,
+                archived,
+                topic: room.topic.clone(),
+                retention: room.retention,
+                owner: room.owner_id,
+            },
+        )
+        .await?;
         tracing::info!(room_id = id, archived, "room archive state changed");
         let action = if archived { "room.archive" } else { "room.unarchive" };
         self.audit(by, action, room.name.unwrap_or_default(), json!({ "id": id })).await

@@ -298,6 +298,12 @@ impl Chat {
             target: Some(seq),
             ..Event::plain(room, None, EventKind::Delete, actor.author(), String::new(), now)
         };
+        if !own && actor.user.is_admin && !Self::is_moderator_by_role(actor, &t.entry) {
+            // Someone else's message, deleted with the site admin's powers: audited.
+            let detail = serde_json::json!({ "room": room, "seq": seq, "author": t.message.author_id });
+            let name = t.entry.room.name.clone().unwrap_or_default();
+            self.audit(Some(actor), "room.delete_message", name, detail).await?;
+        }
         self.keep_or_deliver(&t.entry.room, msg, event).await
     }
 

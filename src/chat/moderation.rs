@@ -224,6 +224,13 @@ impl Chat {
     async fn post_notice(&self, actor: &Actor, room: &Room, n: Notice) -> ChatResult<()> {
         let now = now_ms();
         let body = serde_json::to_string(&n).map_err(|e| ChatError::Internal(e.to_string()))?;
+        // The site admin acting in someone else's room uses admin powers: recorded in
+        // the audit log like the console's actions (issue 15).
+        if actor.user.is_admin && room.owner_id != Some(actor.user.id) {
+            let detail = serde_json::json!({ "room": room.id, "user": n.user.as_ref().map(|u| u.id), "text": n.text });
+            let name = room.name.clone().unwrap_or_default();
+            self.audit(Some(actor), &format!("room.{}", n.action), name, detail).await?;
+        }
         let mut event = Event::plain(room.id, None, EventKind::Moderation, actor.author(), String::new(), now);
         n.apply(&mut event);
         let msg = NewMessage::plain(room.id, actor.user.id, MessageKind::Moderation, body, now);
@@ -404,6 +411,12 @@ impl Chat {
     /// Whether the actor ranks as moderator or above in a room (for PATCH and delete).
     pub(super) fn is_moderator(actor: &Actor, e: &RoomEntry) -> bool {
         e.room.kind == RoomKind::Room && e.role_of(&actor.user) >= Role::Moderator
+    }
+
+    /// Owner or moderator by the room's own roles, not by being the site admin.
+    pub(super) fn is_moderator_by_role(actor: &Actor, e: &RoomEntry) -> bool {
+        e.room.kind == RoomKind::Room
+            && (e.room.owner_id == Some(actor.user.id) || e.moderators.contains(&actor.user.id))
     }
 
     /// Refuses a join or an invitation of someone banned from the room.

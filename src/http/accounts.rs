@@ -102,6 +102,7 @@ async fn config(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     Ok(Json(json!({
         "registration": state.chat.registration_mode().as_str(),
         "max_message_chars": state.chat.policy.max_message_chars,
+        "max_file_bytes": state.chat.policy.files.max_file_bytes,
         "default_room": state.chat.default_room().await?,
     })))
 }

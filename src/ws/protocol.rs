@@ -456,6 +456,9 @@ pub enum ServerFrame {
         /// Only the owner, moderators and the admin may send.
         #[serde(default)]
         read_only: bool,
+        /// Archived by the admin: nobody sends.
+        #[serde(default)]
+        archived: bool,
         topic: String,
         retention: Retention,
         owner: Option<UserId>,

@@ -415,11 +415,11 @@ pub async fn files_story(d: &Driver) -> Result<()> {
     ensure!(chips[0]["error"].as_str().is_some_and(|e| e.starts_with("Too large")), "said plainly: {chips}");
     alice.click("#attach-tray .attach-remove").await?;
     alice.wait_js("the refused chip to go", "return document.getElementById('attach-tray').hidden;", vec![]).await?;
-    // The refusal named the limit: the same file again is refused at once, unsent (no
-    // new request: the browser's resource timings of huge.bin do not grow).
+    // GET /api/config told the limit: the file is refused unsent, the first time and
+    // again (the browser's resource timings show no upload of huge.bin).
     const REQUESTS: &str = "return performance.getEntriesByType('resource').filter((e) => e.name.includes('/files?name=huge.bin')).length;";
     let before = alice.js(REQUESTS, vec![]).await?;
-    ensure!(before.as_u64() >= Some(1), "the first try was sent: {before}");
+    ensure!(before.as_u64() == Some(0), "never sent: {before}");
     choose_files(&alice, &[&huge_path]).await?;
     let again = wait_chips_settled(&alice, 1).await?;
     ensure!(again[0]["error"] == chips[0]["error"], "the same words: {again} vs {chips}");

@@ -43,10 +43,11 @@ let nextLocal = 0;
 let onChange = () => {};
 /** The element that opened the viewer, given the focus back when it closes. */
 let viewerOpener = null;
-/** The largest file the server takes, once a refusal has said it (bytes; null: not
- *  known). The server does not publish it, but its 413 names it: later files over it
- *  are refused here, without sending bytes that would only be turned away. */
+/** The largest file the server takes (bytes; null: not known): `GET /api/config`'s
+ *  `max_file_bytes`, or what a 413 named. Files over it are refused here, without
+ *  sending bytes that would only be turned away. */
 let knownLimit = null;
+const limitBytes = () => knownLimit ?? (Number(store.state.config.max_file_bytes) || null);
 
 const trayKey = (roomId) => `${store.state.me ? store.state.me.id : 0}:${roomId}`;
 
@@ -133,7 +134,7 @@ function refusal(status, code, message) {
   }
 }
 
-const tooLarge = () => `Too large: the largest file accepted here is ${humanSize(knownLimit)}.`;
+const tooLarge = () => `Too large: the largest file accepted here is ${humanSize(limitBytes())}.`;
 
 const sentence = (s) => {
   const t = String(s).trim();
@@ -175,7 +176,7 @@ export function addFiles(roomId, files) {
     } else if (tray.filter((x) => x.state !== 'error').length > MAX_ATTACHMENTS) {
       u.state = 'error';
       u.error = `At most ${MAX_ATTACHMENTS} files go with one message: send these first.`;
-    } else if (knownLimit != null && u.size > knownLimit) {
+    } else if (limitBytes() != null && u.size > limitBytes()) {
       u.state = 'error';
       u.error = tooLarge();
     } else {
@@ -223,7 +224,7 @@ function upload(u, file) {
   // browser still sending may then see the connection end instead of the answer.
   xhr.onerror = () => {
     u.xhr = null;
-    if (knownLimit != null && u.size > knownLimit) fail(u, 413, 'file_too_large', `${knownLimit} bytes`);
+    if (limitBytes() != null && u.size > limitBytes()) fail(u, 413, 'file_too_large', `${limitBytes()} bytes`);
     else fail(u, 0, 'network', '');
   };
   xhr.onabort = () => {

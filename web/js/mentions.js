@@ -183,6 +183,15 @@ export function plainMentions(text, mentions = []) {
   });
 }
 
+/** A message as one line for announcements and notifications: its text with mentions
+ *  as "@name", or what it carries when it is only files. */
+export function messageLine(item) {
+  const text = plainMentions(item.text || '', item.mentions);
+  if (text.trim()) return text;
+  const n = (item.attachments || []).length;
+  return n === 0 ? '' : n === 1 ? 'sent a file' : `sent ${n} files`;
+}
+
 /**
  * Replaces `<@ID>` tokens in the rendered text `el` with chips, for the ids in
  * `mentions` ([{id, username}]; for a message not yet sent, any member). Code, code

@@ -10,7 +10,7 @@
 
 import * as store from './store.js';
 import { mentionRegex } from './format.js';
-import { plainMentions } from './mentions.js';
+import { messageLine } from './mentions.js';
 
 const PREF_KEY = 'rtm.notifications';
 
@@ -106,7 +106,7 @@ export function forMessage(item, r, onClick) {
   if (!wanted(r.info.notify || 'all', mention)) return false;
   const name = item.author.username;
   const dm = r.info.kind === 'dm';
-  const text = plainMentions(item.text, item.mentions);
+  const text = messageLine(item);
   let title;
   if (dm) title = `${name} (direct message)`;
   else if (mention) title = `${name} mentioned you in #${r.info.name}`;
