@@ -53,6 +53,9 @@ pub enum Control {
     EndSessionsExcept(Option<String>),
     /// Close every connection of the user, however made (the account was disabled).
     EndAll,
+    /// Close every connection of the user, however made: it lost the admin role, and
+    /// a socket keeps the powers of its handshake (API-token sockets too).
+    Demoted,
     /// Close the user's connections made with this API token (revoked).
     EndToken(i64),
     /// (Topic::Nodes) A room's settings or members changed: drop cached copies.
@@ -397,6 +400,9 @@ impl Hub {
                 "your sessions were ended",
             ),
             Control::EndAll => self.close_user_conns(user, |_| true, "session_ended", "your account was disabled"),
+            Control::Demoted => {
+                self.close_user_conns(user, |_| true, "session_ended", "your admin rights were removed")
+            }
             Control::EndToken(id) => {
                 self.close_user_conns(user, |c| c.token == Some(*id), "session_ended", "the API token was revoked")
             }

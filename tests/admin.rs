@@ -145,8 +145,22 @@ async fn promote_demote_last_admin(b: Backend) {
     // Bob, now an admin on his node, demotes the first admin: root's sessions end (an
     // open socket must not keep admin powers), on the other node too.
     let mut ws_root = admin.ws().await;
+    // A socket opened with an API token is not a session, but it would keep admin
+    // powers too: it closes as well.
+    let (s, tok) = admin.post("/api/me/tokens", json!({"name": "bot"})).await;
+    assert_eq!(s, 201, "{tok}");
+    let token = tok["token"].as_str().expect("token").to_string();
+    let mut ws_token = Ws::connect(admin.addr, None, None, Some(&token)).await.expect("bearer websocket");
     no_content(&bob.post(&format!("/api/admin/users/{root_id}/demote"), json!({})).await);
     expect_session_ended(&mut ws_root).await;
+    let closing = loop {
+        match ws_token.try_recv(WAIT).await {
+            Some(ServerFrame::Closing { code, reason }) => break (code, reason),
+            Some(_) => continue,
+            None => panic!("the token socket stayed open or ended without `closing`"),
+        }
+    };
+    assert_eq!(closing, ("session_ended".to_string(), "your admin rights were removed".to_string()));
     assert_error(&admin.get("/api/me").await, 401, "unauthenticated");
     assert_eq!(admin.login("root", &password_of("root")).await.0, 200);
     assert_eq!(admin.me().await["is_admin"], false);

@@ -137,7 +137,10 @@ impl Chat {
             // HTTP requests read the account each time; cached rooms hold no flags.
             self.bus.publish(Envelope::control(Topic::Nodes, Control::UserChanged(id), None)).await?;
             if !admin {
-                self.end_sessions_of(id).await?;
+                // Its sign-in sessions end, and every socket closes, API-token ones
+                // too: a socket keeps the powers it had at its handshake.
+                self.store.delete_user_sessions(id, None).await?;
+                self.bus.publish(Envelope::control(Topic::User(id), Control::Demoted, None)).await?;
             }
         }
         let action = if admin { "user.promote" } else { "user.demote" };
@@ -328,9 +331,7 @@ impl Chat {
                 // A new account joins the default room, which this node may hold cached.
                 ("user.add", _) => self.forget_default_room().await,
                 ("user.demote", Some(user)) if detail["changed"] == true => {
-                    self.bus
-                        .publish(Envelope::control(Topic::User(user), Control::EndSessionsExcept(None), None))
-                        .await?;
+                    self.bus.publish(Envelope::control(Topic::User(user), Control::Demoted, None)).await?;
                 }
                 ("user.end_sessions", Some(user)) => {
                     self.bus
