@@ -462,8 +462,11 @@ async fn blocking(b: Backend) {
     assert_eq!(s, 403, "not yourself");
     let (s, body) = ann.put("/api/me/blocks/999999", json!({})).await;
     assert_eq!((s, api_code(&body)), (404, "user_not_found"));
+    let mut wa_tab = ann.ws().await; // another tab of ann's, open before the block
     let (s, _) = ann.put(&format!("/api/me/blocks/{bob_id}"), json!({})).await;
     assert_eq!(s, 204);
+    let (f, _) = wa_tab.recv_until(|f| matches!(f, ServerFrame::BlockChanged { .. })).await;
+    assert!(matches!(f, ServerFrame::BlockChanged { user, blocked: true } if user == bob_id), "{f:?}");
     let (s, list) = ann.get("/api/me/blocks").await;
     assert_eq!(s, 200);
     assert_eq!(entry(&list, bob_id)["username"], "bob");
@@ -485,6 +488,8 @@ async fn blocking(b: Backend) {
 
     // Unblock restores everything.
     assert_eq!(ann.delete(&format!("/api/me/blocks/{bob_id}")).await.0, 204);
+    let (f, _) = wa_tab.recv_until(|f| matches!(f, ServerFrame::BlockChanged { .. })).await;
+    assert!(matches!(f, ServerFrame::BlockChanged { user, blocked: false } if user == bob_id), "{f:?}");
     let (_, list) = ann.get("/api/me/blocks").await;
     assert_eq!(list["users"].as_array().map(Vec::len), Some(0));
     assert!(matches!(send(&mut wb, dm, "hi again").await, ServerFrame::Ack { .. }));

@@ -452,6 +452,8 @@ impl Chat {
         if let Some(dm) = self.store.dm_between(actor.user.id, u.id).await? {
             self.room_changed(dm).await?;
         }
+        // Every tab of the blocker, on every node, collapses or shows that person now.
+        self.publish(Topic::User(actor.user.id), &ServerFrame::BlockChanged { user: u.id, blocked: on }).await?;
         Ok(())
     }
 

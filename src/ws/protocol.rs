@@ -463,6 +463,12 @@ pub enum ServerFrame {
         retention: Retention,
         owner: Option<UserId>,
     },
+    /// You blocked (`blocked: true`) or unblocked someone, from any of your tabs (live
+    /// only; `hello`'s `blocked` is the list at connection).
+    BlockChanged {
+        user: UserId,
+        blocked: bool,
+    },
     /// A person's name changed (live only): once to each room they are in (`room`
     /// set), and once to their own connections (no `room`).
     UserUpdated {

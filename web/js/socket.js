@@ -403,6 +403,8 @@ export class Sync {
         return store.roomUpdated(f.room, f.topic, f.retention, f.owner);
       case 'user_updated':
         return store.userUpdated(f.user);
+      case 'block_changed':
+        return store.setBlocked(f.user, f.blocked === true);
       case 'closing':
         // The server is about to close us; the close event does the rest.
         this.closingCode = f.code || 'closing';
