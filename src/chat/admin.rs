@@ -282,13 +282,7 @@ impl Chat {
         // Its files' rows went with the messages; the sweeper removes their blobs.
         self.files_changed();
         for user in &members {
-            self.bus
-                .publish(Envelope::control(
-                    Topic::User(*user),
-                    Control::Unsubscribe(id),
-                    Some(ServerFrame::RoomLeft { room: id }.encode()),
-                ))
-                .await?;
+            self.tell_room_left(*user, id).await?;
         }
         tracing::info!(room_id = id, members = members.len(), "room deleted");
         let mut detail = json!({ "id": id, "members": members.len() });
@@ -319,13 +313,7 @@ impl Chat {
                     self.files_changed();
                     let members = detail["member_ids"].as_array().cloned().unwrap_or_default();
                     for user in members.iter().filter_map(serde_json::Value::as_i64) {
-                        self.bus
-                            .publish(Envelope::control(
-                                Topic::User(user),
-                                Control::Unsubscribe(room),
-                                Some(ServerFrame::RoomLeft { room }.encode()),
-                            ))
-                            .await?;
+                        self.tell_room_left(user, room).await?;
                     }
                 }
                 // A new account joins the default room, which this node may hold cached.

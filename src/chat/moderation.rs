@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Actor, Chat, ChatError, ChatResult, now_ms, rooms::RoomEntry};
 use crate::{
     domain::{DomainError, MessageKind, RoomId, RoomKind, RoomName, UserId},
-    hub::{Control, Envelope, Topic},
+    hub::Topic,
     store::{NameKind, NewMessage, Room, User},
     ws::protocol::{Author, Event, EventKind, ServerFrame},
 };
@@ -242,14 +242,7 @@ impl Chat {
     /// room and get the room-removal frame.
     async fn removed(&self, room: RoomId, user: UserId) -> ChatResult<()> {
         self.room_changed(room).await?;
-        self.bus
-            .publish(Envelope::control(
-                Topic::User(user),
-                Control::Unsubscribe(room),
-                Some(ServerFrame::RoomLeft { room }.encode()),
-            ))
-            .await?;
-        Ok(())
+        self.tell_room_left(user, room).await
     }
 
     /// The owner (or admin) makes a member a moderator, or a moderator a member.

@@ -342,11 +342,17 @@ impl Chat {
         self.room_changed(room.id).await?;
         let actor = Actor { user: user.clone(), session: None, token_id: None };
         self.post_system(&actor, room, MessageKind::Left, format!("{} left", user.username)).await?;
+        self.tell_room_left(user.id, room.id).await
+    }
+
+    /// The user's connections on every node stop receiving the room and are told
+    /// `room_left` (leave, kick, ban, room deletion).
+    pub(super) async fn tell_room_left(&self, user: UserId, room: RoomId) -> ChatResult<()> {
         self.bus
             .publish(Envelope::control(
-                Topic::User(user.id),
-                Control::Unsubscribe(room.id),
-                Some(ServerFrame::RoomLeft { room: room.id }.encode()),
+                Topic::User(user),
+                Control::Unsubscribe(room),
+                Some(ServerFrame::RoomLeft { room }.encode()),
             ))
             .await?;
         Ok(())

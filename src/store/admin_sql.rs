@@ -104,15 +104,7 @@ impl SqlStore {
     /// the write happen under it (SQLite: one writer, BEGIN IMMEDIATE).
     async fn unless_last_admin(&self, id: UserId, update: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        match self.backend {
-            Backend::Postgres => {
-                self.q("SELECT pg_advisory_xact_lock(7270001)").execute(&mut *tx).await?;
-            }
-            Backend::Mysql => {
-                self.q("SELECT id FROM signup_lock WHERE id = 1 FOR UPDATE").fetch_all(&mut *tx).await?;
-            }
-            Backend::Sqlite => {}
-        }
+        self.lock_accounts(&mut tx).await?;
         let row = self
             .q("SELECT
                   (SELECT COUNT(*) FROM users WHERE id = $1 AND is_admin = 1 AND disabled = 0) AS target,

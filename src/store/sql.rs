@@ -288,6 +288,24 @@ impl SqlStore {
     /// (IMMEDIATE): a deferred transaction that reads first and then writes fails at
     /// once with "database is locked" if another writer committed in between, and the
     /// busy timeout does not help that case.
+    /// Takes the account lock until `tx` ends: sign-ups and admin-flag changes take
+    /// turns (SQLite: its single writer already serializes them).
+    pub(super) async fn lock_accounts(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), sqlx::Error> {
+        match self.backend {
+            Backend::Postgres => {
+                self.q("SELECT pg_advisory_xact_lock(7270001)").execute(&mut **tx).await?;
+            }
+            Backend::Mysql => {
+                self.q("SELECT id FROM signup_lock WHERE id = 1 FOR UPDATE").fetch_all(&mut **tx).await?;
+            }
+            Backend::Sqlite => {}
+        }
+        Ok(())
+    }
+
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         let _wait = crate::metrics::PoolWait::start();
         match self.backend {
@@ -621,15 +639,7 @@ impl Store for SqlStore {
         let mut tx = self.begin_write().await?;
         // Under READ COMMITTED two concurrent first sign-ups could both see an empty
         // table; this lock (held to commit) serializes account creation.
-        match self.backend {
-            Backend::Postgres => {
-                self.q("SELECT pg_advisory_xact_lock(7270001)").execute(&mut *tx).await?;
-            }
-            Backend::Mysql => {
-                self.q("SELECT id FROM signup_lock WHERE id = 1 FOR UPDATE").fetch_all(&mut *tx).await?;
-            }
-            Backend::Sqlite => {}
-        }
+        self.lock_accounts(&mut tx).await?;
         let q = self
             .q(sql)
             .bind(u.email)
