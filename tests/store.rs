@@ -227,6 +227,17 @@ async fn two_stores_share_each_rooms_sequence(b: Backend) {
         );
     }
     assert_eq!(one.count_messages(r1).await.unwrap(), n + 30);
+
+    // One batch carrying a send twice (resent before its ack came), beside a retry of
+    // a stored one and a new one: stored once each, the seqs still without a gap.
+    let twice = text(r2, ann.id, Some("twice".into()), "twice".into());
+    let fresh = text(r2, ann.id, Some("fresh".into()), "fresh".into());
+    let got = one.append(&[twice.clone(), twice.clone(), fresh]).await.unwrap();
+    assert_eq!(got, vec![Appended::New(n + 1), Appended::Duplicate(n + 1), Appended::New(n + 2)]);
+    let old = text(r2, ann.id, Some("fresh".into()), "fresh".into());
+    let got = one.append(&[twice, old, text(r2, ann.id, Some("third".into()), "third".into())]).await.unwrap();
+    assert_eq!(got, vec![Appended::Duplicate(n + 1), Appended::Duplicate(n + 2), Appended::New(n + 3)]);
+    assert_eq!(one.last_seqs(&[r2]).await.unwrap(), vec![(r2, n + 3)]);
 }
 
 on_both_backends!(unicode_round_trips_and_names_compare_as_folded, two_stores_share_each_rooms_sequence);

@@ -16,6 +16,9 @@ use crate::domain::{MessageKind, RoomKind};
 // Admin console queries (issue 15), a child module so it shares this file's helpers.
 #[path = "admin_sql.rs"]
 mod admin_sql;
+// SQLite's two-call append of plain messages (issue 16).
+#[path = "sqlite_append.rs"]
+mod sqlite_append;
 
 /// Which database is behind the pool; only a few statements differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +206,18 @@ impl Q {
         self
     }
 
+    /// This statement, then `next`, as one string run in one call. Only for SQLite
+    /// with anonymous `?` placeholders, which take the binds in order across
+    /// statements (a `$n` there is absolute, so the second statement's `$1` would
+    /// take the first one's value).
+    pub(crate) fn then(mut self, next: Q) -> Self {
+        debug_assert!(self.backend == Backend::Sqlite && !next.sql.contains('$'));
+        self.sql.push_str(";\n");
+        self.sql.push_str(&next.sql);
+        self.args.extend(next.args);
+        self
+    }
+
     fn build(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
         let (sql, args) = match self.backend {
             Backend::Mysql => {
@@ -258,7 +273,7 @@ impl Q {
 }
 
 /// Seqs reserved for one room in one append batch.
-struct Reserved {
+pub(super) struct Reserved {
     /// The next seq to hand out.
     next: Seq,
     /// The room's last seq after the batch.
@@ -267,6 +282,260 @@ struct Reserved {
     added: i64,
     keep: Option<i64>,
     is_dm: bool,
+}
+
+impl Reserved {
+    /// The reservation of `room`, whose last seq is now `last`, if the batch asked
+    /// for seqs there.
+    fn of(per_room: &[(RoomId, i64)], room: RoomId, last: Seq, keep: Option<i64>, kind: &str) -> Option<Self> {
+        let (_, n) = per_room.iter().find(|(r, _)| *r == room)?;
+        Some(Reserved { next: last - n + 1, last, added: *n, keep, is_dm: kind == "dm" })
+    }
+
+    /// A row of the reservation's `RETURNING id, last_seq, keep_messages, kind`.
+    pub(super) fn from_row(per_room: &[(RoomId, i64)], row: &AnyRow) -> Result<(RoomId, Option<Self>), sqlx::Error> {
+        let room: RoomId = row.try_get("id")?;
+        let kind: String = row.try_get("kind")?;
+        Ok((room, Self::of(per_room, room, row.try_get("last_seq")?, row.try_get("keep_messages")?, &kind)))
+    }
+}
+
+/// Which messages of an append batch get new seqs, once the retried sends already
+/// stored (`stored`) are known: those are answered `Duplicate` in `out` at once.
+pub(super) struct Plan {
+    /// The messages to store, in batch order.
+    pub fresh: Vec<usize>,
+    /// A retry within the batch, and the message it repeats.
+    pub dup_of: Vec<(usize, usize)>,
+    /// How many seqs each room needs, rooms in first-seen order.
+    pub per_room: Vec<(RoomId, i64)>,
+}
+
+impl Plan {
+    pub(super) fn of(
+        batch: &[NewMessage],
+        stored: &HashMap<(RoomId, UserId, &str), Seq>,
+        out: &mut [Option<Appended>],
+    ) -> Self {
+        let mut fresh: Vec<usize> = Vec::with_capacity(batch.len());
+        let mut first_in_batch: HashMap<(RoomId, UserId, &str), usize> = HashMap::new();
+        let mut dup_of: Vec<(usize, usize)> = Vec::new();
+        for (i, m) in batch.iter().enumerate() {
+            if let Some(cid) = m.client_id.as_deref() {
+                let key = (m.room_id, m.author_id, cid);
+                if let Some(seq) = stored.get(&key) {
+                    out[i] = Some(Appended::Duplicate(*seq));
+                    continue;
+                }
+                if let Some(first) = first_in_batch.get(&key) {
+                    dup_of.push((i, *first));
+                    continue;
+                }
+                first_in_batch.insert(key, i);
+            }
+            fresh.push(i);
+        }
+        let mut per_room: Vec<(RoomId, i64)> = Vec::new();
+        for i in &fresh {
+            match per_room.iter_mut().find(|(r, _)| *r == batch[*i].room_id) {
+                Some((_, n)) => *n += 1,
+                None => per_room.push((batch[*i].room_id, 1)),
+            }
+        }
+        Plan { fresh, dup_of, per_room }
+    }
+}
+
+/// Hands out the reserved seqs in batch order: the (message, seq) rows to insert.
+/// Retries within the batch get their first copy's seq as `Duplicate`.
+pub(super) fn hand_out(
+    batch: &[NewMessage],
+    fresh: &[usize],
+    dup_of: &[(usize, usize)],
+    touched: &mut HashMap<RoomId, Reserved>,
+    out: &mut [Option<Appended>],
+) -> Vec<(usize, Seq)> {
+    let mut seqs: Vec<(usize, Seq)> = Vec::with_capacity(fresh.len());
+    for i in fresh {
+        if let Some(t) = touched.get_mut(&batch[*i].room_id) {
+            seqs.push((*i, t.next));
+            out[*i] = Some(Appended::New(t.next));
+            t.next += 1;
+        }
+    }
+    for (i, first) in dup_of {
+        out[*i] = out[*first].map(|a| Appended::Duplicate(a.seq()));
+    }
+    seqs
+}
+
+/// The statements of an append, built apart so that SQLite can send several of them
+/// to its connection's thread as one string (`sqlite_append.rs`). Every placeholder is
+/// `self.ph(n)`, which on SQLite is an anonymous `?`: binds are consumed in order, also
+/// across the statements of one string.
+impl SqlStore {
+    /// Finds which messages of `chunk` (indexes into `batch`) were stored already:
+    /// rows of (room_id, author_id, client_id, seq).
+    pub(super) fn dedup_query(&self, batch: &[NewMessage], chunk: &[usize]) -> Q {
+        let n = self.padded(chunk.len());
+        let tuples: Vec<String> = (0..n)
+            .map(|k| format!("({}, {}, {})", self.ph(3 * k + 1), self.ph(3 * k + 2), self.ph(3 * k + 3)))
+            .collect();
+        // PostgreSQL and MySQL answer a row-value IN (over VALUES; MySQL takes a
+        // plain list) from the unique (room_id, author_id, client_id) index.
+        // SQLite does not: its index is partial (client_id IS NOT NULL), which an
+        // IN does not prove, so one tuple walked the room's whole primary key and
+        // two scanned the table (~0.3 ms of the writer per commit at 1,000 kept
+        // messages a room: BENCHMARKS.md, issue 16). A join on VALUES, VALUES
+        // first, is one index search per tuple.
+        let sql = match self.backend {
+            Backend::Sqlite => format!(
+                "SELECT m.room_id AS room_id, m.author_id AS author_id, m.client_id AS client_id, m.seq AS seq
+                   FROM (VALUES {}) AS v CROSS JOIN messages AS m
+                   ON m.room_id = v.column1 AND m.author_id = v.column2 AND m.client_id = v.column3",
+                tuples.join(", ")
+            ),
+            Backend::Postgres | Backend::Mysql => {
+                let values = if self.backend == Backend::Mysql { "" } else { "VALUES " };
+                format!(
+                    "SELECT room_id, author_id, client_id, seq FROM messages WHERE (room_id, author_id, client_id) IN ({values}{})",
+                    tuples.join(", ")
+                )
+            }
+        };
+        let mut q = self.q(sql);
+        for k in 0..n {
+            let m = &batch[chunk[k.min(chunk.len() - 1)]];
+            q = q.bind(m.room_id).bind(m.author_id).bind(m.client_id.clone());
+        }
+        q
+    }
+
+    /// ONE statement reserving `n` seqs in each room of `per_room` (not empty); but on
+    /// MySQL it returns the rooms' `id, last_seq, keep_messages, kind` after it.
+    pub(super) fn reserve_query(&self, per_room: &[(RoomId, i64)]) -> Q {
+        let len = self.padded(per_room.len());
+        let padded = |k: usize| per_room[k.min(per_room.len() - 1)];
+        let mut sql = String::from("UPDATE rooms SET last_seq = last_seq + CASE id");
+        for k in 0..len {
+            sql.push_str(&format!(" WHEN {} THEN {}", self.ph(2 * k + 1), self.ph(2 * k + 2)));
+        }
+        let ids: Vec<String> = (0..len).map(|k| self.ph(2 * len + k + 1)).collect();
+        sql.push_str(&format!(" END WHERE id IN ({})", ids.join(", ")));
+        if self.backend != Backend::Mysql {
+            sql.push_str(" RETURNING id, last_seq, keep_messages, kind");
+        }
+        let mut q = self.q(sql);
+        for k in 0..len {
+            let (room, n) = padded(k);
+            q = q.bind(room).bind(n);
+        }
+        for k in 0..len {
+            q = q.bind(padded(k).0);
+        }
+        q
+    }
+
+    /// One multi-row INSERT of `rows` (message index, seq).
+    pub(super) fn insert_query(&self, batch: &[NewMessage], rows: &[(usize, Seq)]) -> Q {
+        let mut sql = String::from(
+            "INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at, target_seq, reply_to, search_text) VALUES ",
+        );
+        for k in 0..rows.len() {
+            if k > 0 {
+                sql.push(',');
+            }
+            let cols: Vec<String> = (1..=10).map(|c| self.ph(10 * k + c)).collect();
+            sql.push('(');
+            sql.push_str(&cols.join(", "));
+            sql.push(')');
+        }
+        let mut q = self.q(sql);
+        for (i, seq) in rows {
+            let m = &batch[*i];
+            q = q
+                .bind(m.room_id)
+                .bind(*seq)
+                .bind(m.author_id)
+                .bind(m.kind.as_str())
+                .bind(m.body.clone())
+                .bind(m.client_id.clone())
+                .bind(m.created_at)
+                .bind(m.target)
+                .bind(m.reply_to)
+                .bind(search_text(m));
+        }
+        q
+    }
+
+    /// "Keep the last N" after a batch: every room's range in ONE DELETE; DMs one
+    /// each (held unread messages).
+    pub(super) fn trim_queries(&self, touched: &HashMap<RoomId, Reserved>) -> Vec<Q> {
+        let mut out = Vec::new();
+        let mut ranges: Vec<(RoomId, Seq, Seq)> = Vec::new();
+        let held_cap = self.held_dm_cap.load(std::sync::atomic::Ordering::Relaxed);
+        for (room, t) in touched {
+            if t.is_dm && held_cap > 0 && t.last > held_cap {
+                // Held unread messages are bounded too: past the cap, the oldest go
+                // even unread (the recipient's resume then says `gap`). Per DM, so
+                // a flood from one sender only ever pushes out that sender's own
+                // conversation, never anyone else's messages.
+                out.push(
+                    self.q(format!("DELETE FROM messages WHERE room_id = {} AND seq <= {}", self.ph(1), self.ph(2)))
+                        .bind(*room)
+                        .bind(t.last - held_cap),
+                );
+            }
+            let keep_last = Retention { keep_messages: t.keep, keep_days: None, ephemeral: false };
+            let Some(cut) = keep_last.count_cutoff(t.last) else {
+                continue;
+            };
+            if t.is_dm {
+                // A DM is never pruned past what its recipient has read: a message held
+                // for someone offline stays until they have it (the author's own
+                // marker does not count).
+                out.push(
+                    self.q(format!(
+                        "DELETE FROM messages WHERE room_id = {} AND seq <= {}
+                           AND seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms WHERE ms.room_id = {} AND ms.user_id <> messages.author_id)",
+                        self.ph(1),
+                        self.ph(2),
+                        self.ph(3)
+                    ))
+                    .bind(*room)
+                    .bind(cut)
+                    .bind(*room),
+                );
+            } else {
+                // Everything up to the previous batch's cut is gone already (and a
+                // policy change prunes at once): start the range there. On PostgreSQL
+                // the deleted rows' index entries stay until vacuum, and a scan from
+                // seq 0 walked all of them on every batch (1.7 ms per DELETE).
+                let before = keep_last.count_cutoff(t.last - t.added).unwrap_or(0);
+                ranges.push((*room, before, cut));
+            }
+        }
+        if !ranges.is_empty() {
+            let len = self.padded(ranges.len());
+            let terms: Vec<String> = (0..len)
+                .map(|k| {
+                    format!(
+                        "(room_id = {} AND seq > {} AND seq <= {})",
+                        self.ph(3 * k + 1),
+                        self.ph(3 * k + 2),
+                        self.ph(3 * k + 3)
+                    )
+                })
+                .collect();
+            let mut q = self.q(format!("DELETE FROM messages WHERE {}", terms.join(" OR ")));
+            for k in 0..len {
+                let (room, before, cut) = ranges[k.min(ranges.len() - 1)];
+                q = q.bind(room).bind(before).bind(cut);
+            }
+            out.push(q);
+        }
+        out
+    }
 }
 
 impl SqlStore {
@@ -1300,7 +1569,13 @@ impl Store for SqlStore {
     async fn append(&self, batch: &[NewMessage]) -> StoreResult<Vec<Appended>> {
         // A whole batch costs a handful of statements, not three per message nor two
         // per room: one duplicate lookup, one seq reservation for all its rooms, one
-        // multi-row INSERT, one "last N" trim for all its rooms (and one per DM).
+        // multi-row INSERT, one "last N" trim for all its rooms (and one per DM). On
+        // SQLite a batch of plain messages sends them in two calls (sqlite_append.rs).
+        if self.plain_sqlite_batch(batch)
+            && let Some(done) = self.append_plain_sqlite(batch).await?
+        {
+            return Ok(done);
+        }
         let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
         let mut tx = self.begin_write().await?;
 
@@ -1342,37 +1617,7 @@ impl Store for SqlStore {
         let with_id: Vec<usize> = (0..batch.len()).filter(|i| batch[*i].client_id.is_some()).collect();
         let mut stored: HashMap<(RoomId, UserId, &str), Seq> = HashMap::new();
         for chunk in with_id.chunks(500) {
-            let n = self.padded(chunk.len());
-            let tuples: Vec<String> = (0..n)
-                .map(|k| format!("({}, {}, {})", self.ph(3 * k + 1), self.ph(3 * k + 2), self.ph(3 * k + 3)))
-                .collect();
-            // PostgreSQL and MySQL answer a row-value IN (over VALUES; MySQL takes a
-            // plain list) from the unique (room_id, author_id, client_id) index.
-            // SQLite does not: its index is partial (client_id IS NOT NULL), which an
-            // IN does not prove, so one tuple walked the room's whole primary key and
-            // two scanned the table (~0.3 ms of the writer per commit at 1,000 kept
-            // messages a room: BENCHMARKS.md, issue 16). A join on VALUES, VALUES
-            // first, is one index search per tuple.
-            let sql = match self.backend {
-                Backend::Sqlite => format!(
-                    "SELECT m.room_id AS room_id, m.author_id AS author_id, m.client_id AS client_id, m.seq AS seq
-                       FROM (VALUES {}) AS v CROSS JOIN messages AS m
-                       ON m.room_id = v.column1 AND m.author_id = v.column2 AND m.client_id = v.column3",
-                    tuples.join(", ")
-                ),
-                Backend::Postgres | Backend::Mysql => {
-                    let values = if self.backend == Backend::Mysql { "" } else { "VALUES " };
-                    format!(
-                        "SELECT room_id, author_id, client_id, seq FROM messages WHERE (room_id, author_id, client_id) IN ({values}{})",
-                        tuples.join(", ")
-                    )
-                }
-            };
-            let mut q = self.q(sql);
-            for k in 0..n {
-                let m = &batch[chunk[k.min(chunk.len() - 1)]];
-                q = q.bind(m.room_id).bind(m.author_id).bind(m.client_id.clone());
-            }
+            let q = self.dedup_query(batch, chunk);
             for row in q.fetch_all(&mut *tx).await? {
                 let (room, author, cid): (i64, i64, String) =
                     (row.try_get("room_id")?, row.try_get("author_id")?, row.try_get("client_id")?);
@@ -1385,67 +1630,27 @@ impl Store for SqlStore {
                 }
             }
         }
-        let mut fresh: Vec<usize> = Vec::with_capacity(batch.len());
-        let mut first_in_batch: HashMap<(RoomId, UserId, &str), usize> = HashMap::new();
-        let mut dup_of: Vec<(usize, usize)> = Vec::new();
-        for (i, m) in batch.iter().enumerate() {
-            if let Some(cid) = m.client_id.as_deref() {
-                let key = (m.room_id, m.author_id, cid);
-                if let Some(seq) = stored.get(&key) {
-                    out[i] = Some(Appended::Duplicate(*seq));
-                    continue;
-                }
-                if let Some(first) = first_in_batch.get(&key) {
-                    dup_of.push((i, *first));
-                    continue;
-                }
-                first_in_batch.insert(key, i);
-            }
-            fresh.push(i);
-        }
+        let Plan { fresh, dup_of, per_room } = Plan::of(batch, &stored, &mut out);
 
         // 2. Reserve a run of seqs per room, handed out in batch order.
-        let mut per_room: Vec<(RoomId, i64)> = Vec::new();
-        for i in &fresh {
-            match per_room.iter_mut().find(|(r, _)| *r == batch[*i].room_id) {
-                Some((_, n)) => *n += 1,
-                None => per_room.push((batch[*i].room_id, 1)),
-            }
-        }
         // ONE statement for all rooms of the batch: on PostgreSQL it also locks the
         // rooms' rows in one scan (index order), so two nodes' batches cannot lock them
         // in opposite orders.
         let mut touched: HashMap<RoomId, Reserved> = HashMap::new();
         if !per_room.is_empty() {
-            let len = self.padded(per_room.len());
-            let padded = |k: usize| per_room[k.min(per_room.len() - 1)];
-            let mut sql = String::from("UPDATE rooms SET last_seq = last_seq + CASE id");
-            for k in 0..len {
-                sql.push_str(&format!(" WHEN {} THEN {}", self.ph(2 * k + 1), self.ph(2 * k + 2)));
-            }
-            let ids: Vec<String> = (0..len).map(|k| self.ph(2 * len + k + 1)).collect();
-            sql.push_str(&format!(" END WHERE id IN ({})", ids.join(", ")));
             let returning = self.backend != Backend::Mysql;
-            if returning {
-                sql.push_str(" RETURNING id, last_seq, keep_messages, kind");
-            }
-            let mut q = self.q(sql);
-            for k in 0..len {
-                let (room, n) = padded(k);
-                q = q.bind(room).bind(n);
-            }
-            for k in 0..len {
-                q = q.bind(padded(k).0);
-            }
+            let q = self.reserve_query(&per_room);
             let mut reserved = |room: RoomId, last: Seq, keep: Option<i64>, kind: &str| {
-                if let Some((_, n)) = per_room.iter().find(|(r, _)| *r == room) {
-                    touched.insert(room, Reserved { next: last - n + 1, last, added: *n, keep, is_dm: kind == "dm" });
+                if let Some(r) = Reserved::of(&per_room, room, last, keep, kind) {
+                    touched.insert(room, r);
                 }
             };
             if returning {
                 for row in q.fetch_all(&mut *tx).await? {
-                    let kind: String = row.try_get("kind")?;
-                    reserved(row.try_get("id")?, row.try_get("last_seq")?, row.try_get("keep_messages")?, &kind);
+                    let (room, r) = Reserved::from_row(&per_room, &row)?;
+                    if let Some(r) = r {
+                        touched.insert(room, r);
+                    }
                 }
             } else {
                 // MySQL: the rows were locked (and read) in step 0 and nobody else
@@ -1461,17 +1666,7 @@ impl Store for SqlStore {
                 return Err(StoreError::NotFound);
             }
         }
-        let mut seqs: Vec<(usize, Seq)> = Vec::with_capacity(fresh.len());
-        for i in &fresh {
-            if let Some(t) = touched.get_mut(&batch[*i].room_id) {
-                seqs.push((*i, t.next));
-                out[*i] = Some(Appended::New(t.next));
-                t.next += 1;
-            }
-        }
-        for (i, first) in dup_of {
-            out[i] = out[first].map(|a| Appended::Duplicate(a.seq()));
-        }
+        let seqs = hand_out(batch, &fresh, &dup_of, &mut touched, &mut out);
 
         // 3. One INSERT per chunk of rows (10 parameters each; 5,000 stays far below
         //    the databases' parameter limits). On MySQL, chunks of a power of two
@@ -1484,33 +1679,7 @@ impl Store for SqlStore {
             };
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let mut sql = String::from(
-                "INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at, target_seq, reply_to, search_text) VALUES ",
-            );
-            for k in 0..chunk.len() {
-                if k > 0 {
-                    sql.push(',');
-                }
-                let cols: Vec<String> = (1..=10).map(|c| self.ph(10 * k + c)).collect();
-                sql.push('(');
-                sql.push_str(&cols.join(", "));
-                sql.push(')');
-            }
-            let mut q = self.q(sql);
-            for (i, seq) in chunk {
-                let m = &batch[*i];
-                q = q
-                    .bind(m.room_id)
-                    .bind(*seq)
-                    .bind(m.author_id)
-                    .bind(m.kind.as_str())
-                    .bind(m.body.clone())
-                    .bind(m.client_id.clone())
-                    .bind(m.created_at)
-                    .bind(m.target)
-                    .bind(m.reply_to)
-                    .bind(search_text(m));
-            }
+            let q = self.insert_query(batch, chunk);
             q.execute(&mut *tx).await?;
         }
 
@@ -1529,63 +1698,7 @@ impl Store for SqlStore {
         }
 
         // 4. "Keep the last N", once per room.
-        // Rooms: every room's range in ONE DELETE. DMs: one each (held unread messages).
-        let mut ranges: Vec<(RoomId, Seq, Seq)> = Vec::new();
-        let held_cap = self.held_dm_cap.load(std::sync::atomic::Ordering::Relaxed);
-        for (room, t) in touched {
-            if t.is_dm && held_cap > 0 && t.last > held_cap {
-                // Held unread messages are bounded too: past the cap, the oldest go
-                // even unread (the recipient's resume then says `gap`). Per DM, so
-                // a flood from one sender only ever pushes out that sender's own
-                // conversation, never anyone else's messages.
-                self.q("DELETE FROM messages WHERE room_id = $1 AND seq <= $2")
-                    .bind(room)
-                    .bind(t.last - held_cap)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let keep_last = Retention { keep_messages: t.keep, keep_days: None, ephemeral: false };
-            let Some(cut) = keep_last.count_cutoff(t.last) else {
-                continue;
-            };
-            if t.is_dm {
-                // A DM is never pruned past what its recipient has read: a message held
-                // for someone offline stays until they have it (the author's own
-                // marker does not count).
-                self.q(
-                    "DELETE FROM messages WHERE room_id = $1 AND seq <= $2
-                       AND seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms WHERE ms.room_id = $1 AND ms.user_id <> messages.author_id)",
-                )
-                .bind(room)
-                .bind(cut)
-                .execute(&mut *tx)
-                .await?;
-            } else {
-                // Everything up to the previous batch's cut is gone already (and a
-                // policy change prunes at once): start the range there. On PostgreSQL
-                // the deleted rows' index entries stay until vacuum, and a scan from
-                // seq 0 walked all of them on every batch (1.7 ms per DELETE).
-                let before = keep_last.count_cutoff(t.last - t.added).unwrap_or(0);
-                ranges.push((room, before, cut));
-            }
-        }
-        if !ranges.is_empty() {
-            let len = self.padded(ranges.len());
-            let terms: Vec<String> = (0..len)
-                .map(|k| {
-                    format!(
-                        "(room_id = {} AND seq > {} AND seq <= {})",
-                        self.ph(3 * k + 1),
-                        self.ph(3 * k + 2),
-                        self.ph(3 * k + 3)
-                    )
-                })
-                .collect();
-            let mut q = self.q(format!("DELETE FROM messages WHERE {}", terms.join(" OR ")));
-            for k in 0..len {
-                let (room, before, cut) = ranges[k.min(ranges.len() - 1)];
-                q = q.bind(room).bind(before).bind(cut);
-            }
+        for q in self.trim_queries(&touched) {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
