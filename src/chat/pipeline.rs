@@ -3,9 +3,18 @@
 //! publishes each new event once, already encoded, in sequence order, and only then
 //! answers the senders. Publishing from this single task is what keeps each room's
 //! events in seq order on the bus; batching is what keeps commits (fsyncs) off the
-//! per-message cost. At rest a lone message is committed at once: no timers.
+//! per-message cost. At rest a lone message is committed at once: no timers. Under
+//! steady load (the next message came within `BUSY_GAP` of the last commit) a commit
+//! that would carry only a few messages first waits `GATHER` for more: a commit costs
+//! the same for one message as for several (issue 16: ~1,000 one-message commits a
+//! second, from senders spread over time, were most of the writer's work).
 
-use tokio::sync::{mpsc, oneshot};
+use std::time::Duration;
+
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
 use super::ChatResult;
 use crate::{
@@ -17,6 +26,13 @@ use crate::{
 };
 
 const MAX_BATCH: usize = 512;
+/// How long a small commit under load waits for more messages (tokio's timer rounds
+/// it up to its next millisecond tick).
+const GATHER: Duration = Duration::from_micros(500);
+/// A commit smaller than this may wait; a larger one already spreads its cost.
+const GATHER_BELOW: usize = 8;
+/// Load is steady when a message comes less than this after the previous commit.
+const BUSY_GAP: Duration = Duration::from_millis(2);
 
 pub(super) struct Job {
     pub msg: NewMessage,
@@ -73,11 +89,23 @@ pub(super) fn kept_frame(kind: MessageKind, ev: Event) -> ServerFrame {
 async fn run(store: DynStore, bus: DynBus, mut rx: mpsc::Receiver<Job>, files: std::sync::Arc<tokio::sync::Notify>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut batch: Vec<NewMessage> = Vec::with_capacity(MAX_BATCH);
+    let mut last_commit: Option<Instant> = None;
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        if jobs.len() < GATHER_BELOW && last_commit.is_some_and(|t| t.elapsed() < BUSY_GAP) {
+            tokio::time::sleep(GATHER).await;
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
         batch.clear();
         batch.extend(jobs.iter().map(|j| j.msg.clone()));
         crate::metrics::batch(batch.len());
-        match crate::metrics::timed("append", store.append(&batch)).await {
+        let appended = crate::metrics::timed("append", store.append(&batch)).await;
+        last_commit = Some(Instant::now());
+        match appended {
             Ok(results) => {
                 // The whole commit is published in one hand-off, in seq order, and
                 // only then acked: a connection gets the batch's events in one write.

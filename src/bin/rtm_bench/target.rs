@@ -79,6 +79,10 @@ fn base_args(listen: SocketAddr, dir: &std::path::Path) -> Vec<std::ffi::OsStrin
         "1000000000",
         "--auth-rate-per-min",
         "1000000",
+        // `dm` puts ~100 idle connections on one account; the server's default cap
+        // (50 sockets an account) would refuse half of them.
+        "--max-sockets-per-user",
+        "0",
         "--log",
         "warn",
         "--shutdown-grace-secs",
