@@ -214,23 +214,11 @@ impl SqlStore {
     }
 
     pub(super) async fn mod_muted_until(&self, room: RoomId, user: UserId) -> StoreResult<Option<i64>> {
-        let row = self
-            .q("SELECT muted_until FROM room_mutes WHERE room_id = $1 AND user_id = $2")
-            .bind(room)
-            .bind(user)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("muted_until")).transpose()?)
+        self.room_user_value("SELECT muted_until FROM room_mutes WHERE room_id = $1 AND user_id = $2", room, user).await
     }
 
     pub(super) async fn mod_member_role(&self, room: RoomId, user: UserId) -> StoreResult<Option<String>> {
-        let row = self
-            .q("SELECT role FROM memberships WHERE room_id = $1 AND user_id = $2")
-            .bind(room)
-            .bind(user)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("role")).transpose()?)
+        self.room_user_value("SELECT role FROM memberships WHERE room_id = $1 AND user_id = $2", room, user).await
     }
 
     pub(super) async fn mod_dm_between(&self, a: UserId, bb: UserId) -> StoreResult<Option<RoomId>> {

@@ -369,6 +369,11 @@ pub(super) fn hand_out(
     seqs
 }
 
+/// Every message's answer, once each has one.
+pub(super) fn answers(out: Vec<Option<Appended>>) -> StoreResult<Vec<Appended>> {
+    out.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("append lost track of a message".into()))).collect()
+}
+
 /// The statements of an append, built apart so that SQLite can send several of them
 /// to its connection's thread as one string (`sqlite_append.rs`). Every placeholder is
 /// `self.ph(n)`, which on SQLite is an anonymous `?`: binds are consumed in order, also
@@ -831,6 +836,16 @@ impl SqlStore {
     pub(crate) fn q(&self, sql: impl Into<String>) -> Q {
         Q { backend: self.backend, sql: sql.into(), args: Vec::new() }
     }
+
+    /// The one column `sql` selects from the row of (`room` as $1, `user` as $2), if
+    /// there is such a row.
+    pub(super) async fn room_user_value<T>(&self, sql: &str, room: RoomId, user: UserId) -> StoreResult<Option<T>>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let row = self.q(sql).bind(room).bind(user).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
 }
 
 #[async_trait]
@@ -1278,13 +1293,8 @@ impl Store for SqlStore {
     }
 
     async fn read_marker(&self, room: RoomId, user: UserId) -> StoreResult<Option<Seq>> {
-        let row = self
-            .q("SELECT last_read_seq FROM memberships WHERE room_id = $1 AND user_id = $2")
-            .bind(room)
-            .bind(user)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("last_read_seq")).transpose()?)
+        self.room_user_value("SELECT last_read_seq FROM memberships WHERE room_id = $1 AND user_id = $2", room, user)
+            .await
     }
 
     async fn search_rooms(&self, viewer: UserId, query: Option<&str>, limit: i64) -> StoreResult<Vec<RoomListing>> {
@@ -1702,7 +1712,7 @@ impl Store for SqlStore {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        out.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("append lost track of a message".into()))).collect()
+        answers(out)
     }
 
     async fn history(&self, room: RoomId, before: Option<Seq>, limit: i64) -> StoreResult<Vec<StoredMessage>> {

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use sqlx::{Column, Row};
 
-use super::{Backend, Plan, Reserved, SqlStore, hand_out};
+use super::{Backend, Plan, Reserved, SqlStore, answers, hand_out};
 use crate::{
     domain::{RoomId, Seq},
     store::{Appended, NewMessage, StoreError, StoreResult},
@@ -59,12 +59,13 @@ impl SqlStore {
         }
         first = first.then(self.reserve_query(&per_room));
 
+        // Ok(false): a message was stored before; nothing is kept of this attempt.
         let result = async {
             let mut touched: HashMap<RoomId, Reserved> = HashMap::new();
             for row in first.fetch_all(&mut *conn).await? {
                 // The lookup's rows carry client_id; the reservation's do not.
                 if row.columns().iter().any(|c| c.name() == "client_id") {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 let (room, r) = Reserved::from_row(&per_room, &row)?;
                 if let Some(r) = r {
@@ -80,19 +81,13 @@ impl SqlStore {
                 second = second.then(trim);
             }
             second.then(self.q("COMMIT")).execute(&mut *conn).await?;
-            Ok::<_, StoreError>(Some(()))
+            Ok::<_, StoreError>(true)
         }
         .await;
 
         match result {
-            Ok(Some(())) => {
-                let all: StoreResult<Vec<Appended>> = out
-                    .into_iter()
-                    .map(|a| a.ok_or_else(|| StoreError::Backend("append lost track of a message".into())))
-                    .collect();
-                all.map(Some)
-            }
-            Ok(None) => {
+            Ok(true) => answers(out).map(Some),
+            Ok(false) => {
                 self.q("ROLLBACK").execute(&mut *conn).await?;
                 Ok(None)
             }
