@@ -131,6 +131,10 @@ pub struct Common {
     /// No progress bars (child processes, scripts).
     #[arg(long, hide = true)]
     pub quiet: bool,
+    /// Fill every message's text with words up to this many bytes, as people write
+    /// (fanout, dm, persist). 0: only the ~25-byte timing stamp, four search terms.
+    #[arg(long, default_value_t = 0)]
+    pub text_bytes: usize,
 }
 
 fn main() -> ExitCode {

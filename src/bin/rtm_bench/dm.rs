@@ -130,6 +130,7 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
                 until: start + duration,
                 id_prefix: id_prefix.clone(),
                 pad: 0,
+                text_bytes: c.text_bytes,
             };
             handles.push(load::spawn_sender(sink, pace, sh.clone()));
         }
@@ -213,7 +214,7 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
     Ok(Outcome {
         workload: "dm",
         params: json!({
-            "pairs": a.pairs, "connections": active + idle, "idle_users": idle_users,
+            "pairs": a.pairs, "text_bytes": c.text_bytes, "connections": active + idle, "idle_users": idle_users,
             "rate": a.rate, "duration_s": duration.as_secs_f64(), "spawn": c.spawn,
             "database": c.database.as_deref().map(rtm::config::redact_url),
             "nodes": nodes, "spawn_cluster": c.spawn_cluster,

@@ -346,7 +346,7 @@ pub async fn run(a: FanoutArgs) -> Result<Outcome> {
             "rooms": a.rooms, "members": a.members, "senders_per_room": a.senders,
             "connections": total, "users": per_room * a.rooms + 1, "duration_s": duration.as_secs_f64(),
             "rates": rates, "find_saturation": stepping, "p99_limit_ms": a.p99_limit_ms,
-            "keep": a.keep, "settle_s": a.settle, "spawn": c.spawn, "database": c.database.as_deref().map(rtm::config::redact_url),
+            "keep": a.keep, "text_bytes": c.text_bytes, "settle_s": a.settle, "spawn": c.spawn, "database": c.database.as_deref().map(rtm::config::redact_url),
             "outbox_frames": c.outbox_frames, "nodes": nodes, "spawn_cluster": c.spawn_cluster, "mixed": a.mixed,
         }),
         results: json!({
@@ -393,6 +393,7 @@ async fn run_step(
             until,
             id_prefix: id_prefix.clone(),
             pad: 0,
+            text_bytes: a.common.text_bytes,
         };
         handles.push((conn, room, load::spawn_sender(sink, pace, sh.clone())));
     }

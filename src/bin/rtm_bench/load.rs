@@ -254,6 +254,8 @@ pub struct Pace {
     pub id_prefix: Arc<str>,
     /// Filler bytes after the bench text (large messages).
     pub pad: usize,
+    /// With no `pad`: fill the text with words to this many bytes (`--text-bytes`).
+    pub text_bytes: usize,
 }
 
 /// Sends bench messages on schedule until `until`; gives the sink back.
@@ -273,7 +275,11 @@ pub fn spawn_sender(mut sink: Sink, p: Pace, sh: Arc<Shared>) -> JoinHandle<Sink
                 n,
                 p.room,
                 format!("{}-{}-{n}", p.id_prefix, p.conn),
-                wsconn::bench_text_padded(scheduled, p.conn, n, p.pad),
+                if p.pad > 0 {
+                    wsconn::bench_text_padded(scheduled, p.conn, n, p.pad)
+                } else {
+                    wsconn::bench_text_sized(scheduled, p.conn, n, p.text_bytes)
+                },
             );
             if let Err(e) = sink.send(msg).await {
                 if !sh.errors.stopping() {

@@ -91,7 +91,7 @@ pub async fn run(a: PersistArgs) -> Result<Outcome> {
             let (sh, prefix) = (sh.clone(), prefix.clone());
             let room_idx = i % a.rooms;
             let room = rooms[room_idx];
-            tokio::spawn(sender(ws, i, room_idx, room, a.window, until, drain, sh, prefix))
+            tokio::spawn(sender(ws, i, room_idx, room, a.window, until, drain, sh, prefix, a.common.text_bytes))
         })
         .collect();
     let mut results = Vec::new();
@@ -161,7 +161,7 @@ pub async fn run(a: PersistArgs) -> Result<Outcome> {
     Ok(Outcome {
         workload: "persist",
         params: json!({
-            "rooms": a.rooms, "senders": a.senders, "window": a.window, "keep": a.keep,
+            "rooms": a.rooms, "senders": a.senders, "window": a.window, "keep": a.keep, "text_bytes": a.common.text_bytes,
             "duration_s": duration.as_secs_f64(), "backend": backend, "spawn": c.spawn,
             "database": c.database.as_deref().map(rtm::config::redact_url),
         }),
@@ -188,6 +188,7 @@ async fn sender(
     drain: Duration,
     sh: Arc<Shared>,
     prefix: Arc<str>,
+    text_bytes: usize,
 ) -> SenderResult {
     let (mut sink, mut source) = ws.split();
     let mut inflight: VecDeque<Instant> = VecDeque::with_capacity(window);
@@ -199,7 +200,7 @@ async fn sender(
         if sending && inflight.len() < window {
             while inflight.len() < window {
                 n += 1;
-                let text = wsconn::bench_text(sys::unix_micros(), conn, n);
+                let text = wsconn::bench_text_sized(sys::unix_micros(), conn, n, text_bytes);
                 let msg = wsconn::send_frame(n, room, format!("{prefix}-{conn}-{n}"), text);
                 if let Err(e) = sink.feed(msg).await {
                     sh.errors.add(format!("sender {conn}: write failed: {e}"));

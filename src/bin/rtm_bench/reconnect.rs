@@ -213,6 +213,7 @@ pub async fn run(a: ReconnectArgs) -> Result<Outcome> {
             until: start + duration,
             id_prefix: tag.clone().into(),
             pad: a.pad,
+            text_bytes: 0,
         };
         let sender = load::spawn_sender(sink, pace, sh.clone());
         tokio::time::sleep_until(start + drop_after).await;

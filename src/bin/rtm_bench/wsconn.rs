@@ -112,6 +112,31 @@ pub fn bench_text_padded(sent_us: u64, sender: usize, n: u64, pad: usize) -> Str
     t
 }
 
+/// Everyday words for [`bench_text_sized`]: a message's words change with its number,
+/// so a search index sees text like people's, not one repeated token.
+const WORDS: [&str; 32] = [
+    "the", "meeting", "moved", "to", "three", "tomorrow", "can", "you", "check", "build", "again", "after", "lunch",
+    "thanks", "deploy", "looks", "good", "review", "please", "release", "notes", "are", "ready", "ship", "it",
+    "friday", "coffee", "later", "tests", "pass", "on", "main",
+];
+
+/// [`bench_text`] followed by `;` and words until the text has `bytes` bytes (no
+/// filler when it is that long already).
+pub fn bench_text_sized(sent_us: u64, sender: usize, n: u64, bytes: usize) -> String {
+    let mut t = bench_text(sent_us, sender, n);
+    if t.len() + 1 < bytes {
+        t.push(';');
+        let mut k = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ sender as u64;
+        while t.len() < bytes {
+            t.push_str(WORDS[(k % WORDS.len() as u64) as usize]);
+            t.push(' ');
+            k = k.rotate_left(5).wrapping_add(n);
+        }
+        t.truncate(bytes);
+    }
+    t
+}
+
 /// Reads a bench message text back: `(sent µs, sender conn, n)` (filler ignored).
 pub fn parse_bench_text(text: &str) -> Option<(u64, usize, u64)> {
     let mut it = text.strip_prefix("t=")?.split(';');
@@ -187,6 +212,11 @@ mod tests {
         for_each_lite(&batch, |_| n += 1).unwrap();
         assert_eq!(n, 3);
         assert_eq!(parse_bench_text("t=5;1;2"), Some((5, 1, 2)));
+        let sized = bench_text_sized(5, 1, 2, 100);
+        assert_eq!(sized.len(), 100);
+        assert!(sized.contains(' '), "words, not one token: {sized}");
+        assert_eq!(parse_bench_text(&sized), Some((5, 1, 2)));
+        assert_eq!(bench_text_sized(5, 1, 2, 0), "t=5;1;2");
         assert_eq!(parse_bench_text("hello"), None);
     }
 
