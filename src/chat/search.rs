@@ -65,6 +65,25 @@ impl Chat {
     }
 }
 
+/// How often the server applies the search index's queue (SQLite): a commit of one
+/// or two messages no longer writes an index segment of its own, and the queue stays
+/// a few hundred rows long under chat load.
+const INDEX_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Applies the search index's queue every [`INDEX_EVERY`] for the server's life.
+pub(super) fn index_in_background(store: DynStore) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(INDEX_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.index_search().await {
+                tracing::warn!(error = %e, "search index upkeep failed; retrying");
+            }
+        }
+    });
+}
+
 /// Indexes messages kept before search existed (an upgrade), in the background so
 /// the server starts at once; they become findable as it goes.
 pub(super) fn backfill_in_background(store: DynStore) {

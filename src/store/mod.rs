@@ -556,6 +556,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Applies the search index's queue where the backend has one (SQLite, migration
+    /// 0008; elsewhere the index changes with each write). Called every 250 ms by the
+    /// server; a search applies it first anyway. Returns the rows applied.
+    async fn index_search(&self) -> StoreResult<u64> {
+        Ok(0)
+    }
+
     // Files (issue 13; `files_sql.rs`).
     /// Keeps a new upload's row (pending: no seq).
     async fn insert_file(&self, f: &crate::domain::files::StoredFile) -> StoreResult<()>;

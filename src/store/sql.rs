@@ -580,7 +580,7 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         let _wait = crate::metrics::PoolWait::start();
         match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
@@ -1801,6 +1801,11 @@ impl Store for SqlStore {
             }
         };
         let (cond, text) = matches;
+        if self.backend == Backend::Sqlite {
+            // Sends, edits and trims queue their index changes (migration 0008): apply
+            // what is queued, so the search sees every acknowledged message.
+            super::sqlite::index_search(self).await?;
+        }
         let fts = if self.backend == Backend::Sqlite { "messages_fts f CROSS JOIN " } else { "" };
         let sql = format!(
             "SELECT {MSG_COLS} FROM {fts}{MSG_FROM}
@@ -1940,9 +1945,17 @@ impl Store for SqlStore {
 
     async fn maintain(&self) -> StoreResult<()> {
         if self.backend == Backend::Sqlite {
+            super::sqlite::index_search(self).await?;
             super::sqlite::maintain_wal(self).await?;
         }
         Ok(())
+    }
+
+    async fn index_search(&self) -> StoreResult<u64> {
+        match self.backend {
+            Backend::Sqlite => super::sqlite::index_search(self).await,
+            Backend::Postgres | Backend::Mysql => Ok(0),
+        }
     }
 
     // Files (files_sql.rs).
