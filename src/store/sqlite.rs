@@ -121,7 +121,9 @@ pub const INDEX_CHUNK: i64 = 2000;
 pub(crate) async fn index_search(store: &SqlStore) -> StoreResult<u64> {
     let bounds = store
         .q("SELECT (SELECT COALESCE(MAX(id), 0) FROM fts_dead) AS dead, (SELECT COALESCE(MAX(row), 0) FROM fts_todo) AS todo")
-        .fetch_one(&store.writer)
+        // A read connection: an empty queue (the usual case before a search when
+        // nothing was sent since the last tick) costs no turn of the one writer.
+        .fetch_one(&store.pool)
         .await?;
     let (dead_max, todo_max): (i64, i64) = (bounds.try_get("dead")?, bounds.try_get("todo")?);
     if dead_max == 0 && todo_max == 0 {
