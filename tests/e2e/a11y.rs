@@ -358,7 +358,7 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
     b.resize(390, 844).await?;
     axe_check(&b, &axe, "phone: a room", &mut found).await?;
     tap_targets(&b, "phone: a room", &mut found).await?;
-    b.click("#menu-btn").await?;
+    b.open_drawer().await?;
     b.wait_visible("#new-room-btn").await?;
     axe_check(&b, &axe, "phone: the conversations drawer", &mut found).await?;
     tap_targets(&b, "phone: the conversations drawer", &mut found).await?;
@@ -386,14 +386,7 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
     b.wait_visible("#confirm-ok").await?;
     tap_targets(&b, "phone: the leave confirmation", &mut found).await?;
     b.click("#confirm-cancel").await?;
-    b.click("#menu-btn").await?;
-    // The drawer slides in (0.18 s): a click aimed mid-slide lands beside #logout.
-    b.wait_js(
-        "the drawer to stop sliding",
-        "return document.getElementById('sidebar').getAnimations().length === 0;",
-        vec![],
-    )
-    .await?;
+    b.open_drawer().await?;
     b.click("#logout").await?;
     b.wait_visible("#login-form").await?;
     axe_check(&b, &axe, "phone: the sign-in page", &mut found).await?;

@@ -322,6 +322,21 @@ impl Browser {
 
     /// Clicks an element once it is visible (a real WebDriver click, so it must be
     /// reachable by the pointer: not covered, not off-screen).
+    /// Opens the phone layout's conversations drawer and waits until it has stopped
+    /// sliding in (0.18 s): a click aimed mid-slide lands beside its target, and
+    /// nothing reports it (the a11y story's settings button missed this way in CI).
+    pub async fn open_drawer(&self) -> Result<()> {
+        self.click("#menu-btn").await?;
+        self.wait_js(
+            "the drawer to stop sliding",
+            "const s = document.getElementById('sidebar');
+             return s.checkVisibility({ visibilityProperty: true }) && s.getAnimations().length === 0;",
+            vec![],
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn click(&self, css: &str) -> Result<()> {
         self.wait_visible(css).await?;
         let deadline = Instant::now() + WAIT;

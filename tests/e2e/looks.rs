@@ -631,7 +631,7 @@ pub async fn rendering_and_layout(d: &Driver) -> Result<()> {
     };
 
     // Back to #design through the menu for the phone screenshot.
-    erin.click("#menu-btn").await?;
+    erin.open_drawer().await?;
     let item = erin.wait_item("#room-list", ".name", "design").await?;
     erin.click(&format!("{item} button.conv-link")).await?;
     erin.wait_room_open("design").await?;
