@@ -246,6 +246,15 @@ mod tests {
 
     use super::{WAL_LIMIT_BYTES, index_search, maintain_wal, maintain_wal_after, open};
 
+    /// A store on `t.db` in a new temporary directory (kept alive by the caller).
+    async fn temp_store() -> (tempfile::TempDir, super::SqlStore) {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            open(&format!("sqlite:{}", dir.path().join("t.db").display()), 2, super::Durability::Normal).await.unwrap();
+        (dir, store)
+    }
+
     fn wal_len(dir: &std::path::Path) -> u64 {
         std::fs::metadata(dir.join("t.db-wal")).map(|m| m.len()).unwrap_or(0)
     }
@@ -287,10 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn writer_leaves_the_wal_to_checkpoint_and_maintain() {
-        sqlx::any::install_default_drivers();
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            open(&format!("sqlite:{}", dir.path().join("t.db").display()), 2, super::Durability::Normal).await.unwrap();
+        let (dir, store) = temp_store().await;
         store.writer.execute("CREATE TABLE t (x BLOB)").await.unwrap();
         // ~2,500 pages in many commits: SQLite's default would have checkpointed (and
         // restarted the log) after 1,000.
@@ -328,10 +334,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_wal_is_bounded_under_load_and_truncated_when_quiet() {
-        sqlx::any::install_default_drivers();
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            open(&format!("sqlite:{}", dir.path().join("t.db").display()), 2, super::Durability::Normal).await.unwrap();
+        let (dir, store) = temp_store().await;
         store.writer.execute("CREATE TABLE t (x BLOB)").await.unwrap();
         // A burst of ~80 MiB between two checkpoints grows the log past the limit...
         for _ in 0..400 {
@@ -403,10 +406,7 @@ mod tests {
     /// the messages' current texts.
     #[tokio::test]
     async fn the_search_queue_keeps_the_index_equal_to_the_messages() {
-        sqlx::any::install_default_drivers();
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            open(&format!("sqlite:{}", dir.path().join("t.db").display()), 2, super::Durability::Normal).await.unwrap();
+        let (_dir, store) = temp_store().await;
         let w = &store.writer;
         w.execute("INSERT INTO rooms (id, kind, name, name_lc, created_at) VALUES (1, 'room', 'r', 'r', 0)")
             .await
