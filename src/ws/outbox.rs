@@ -254,6 +254,31 @@ impl Outbox {
         self.out.lock().state == State::Blocked
     }
 
+    /// Waits until everything queued has been handed to the kernel, as a goodbye must
+    /// before the socket is shut: writes what a full send buffer held back as the
+    /// socket drains, and waits out another task that holds the writing (a fan-out
+    /// queues to every member first and writes afterwards, so an outbox can be
+    /// `Writing` with nothing written yet). `false` when the connection failed.
+    /// Before the hello nothing is ever written: returns at once.
+    pub async fn flush(&self) -> bool {
+        loop {
+            let state = self.out.lock().state;
+            match state {
+                State::Idle | State::Held => return true,
+                State::Failed => return false,
+                State::Blocked => {
+                    if self.tcp.writable().await.is_err() || self.resume() == Offer::Failed {
+                        return false;
+                    }
+                }
+                // The owner writes soon and leaves the state Idle, Blocked or Failed.
+                // A millisecond's sleep, not a yield: the owner may be queued on the
+                // other worker, and a yield loop would spin this one meanwhile.
+                State::Writing => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+            }
+        }
+    }
+
     fn kick(&self, mut o: parking_lot::MutexGuard<'_, Out>) -> Offer {
         if !self.claim(&mut o) {
             return Offer::Taken;
@@ -589,6 +614,34 @@ pub(crate) mod tests {
         assert_eq!(client_reads(&read_all(&mut client).await), [r#"{"hello":1}"#, r#"[{"n":1}]"#, r#"{"n":2}"#]);
         assert_eq!(ob.seal_with(f(r#"{"bye":1}"#)), Offer::Taken);
         assert_eq!(ob.offer(f(r#"{"n":3}"#)), Offer::Closed);
+    }
+
+    /// The goodbye race of a stopping node: a fan-out had queued a frame to the
+    /// connection and owned its writing, not yet written, when the session sealed its
+    /// goodbye and checked only for a full send buffer. It shut the socket at once, the
+    /// fan-out's write failed, and the client saw the socket end without `closing`.
+    #[tokio::test]
+    async fn flush_waits_for_a_writer_in_another_task() {
+        let (ob, mut client) = pair(8, 1 << 20).await;
+        let ob = Arc::new(ob);
+        let f = |s: &'static str| Arc::new(Bytes::from_static(s.as_bytes()));
+        assert_eq!(ob.open(f(r#"{"hello":1}"#)), Offer::Taken);
+        // A fan-out queues and takes the writing; it writes later, from its own task.
+        assert_eq!(ob.enqueue(f(r#"{"n":1}"#)), Ok(true));
+        assert_eq!(ob.seal_with(f(r#"{"bye":1}"#)), Offer::Taken, "queued behind the fan-out's frame");
+        assert!(!ob.is_blocked(), "what the old goodbye checked: it saw nothing left to wait for");
+        let flushing = tokio::spawn({
+            let ob = ob.clone();
+            async move { ob.flush().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!flushing.is_finished(), "two frames are still queued");
+        assert!(!ob.is_empty());
+        assert_eq!(ob.write_queued(), Offer::Taken);
+        let flushed = tokio::time::timeout(std::time::Duration::from_secs(5), flushing).await;
+        assert!(matches!(flushed, Ok(Ok(true))), "{flushed:?}");
+        assert!(ob.is_empty());
+        assert_eq!(client_reads(&read_all(&mut client).await), [r#"{"hello":1}"#, r#"[{"n":1},{"bye":1}]"#]);
     }
 
     #[tokio::test]

@@ -244,10 +244,10 @@ async fn close_and_linger(ws: &mut WebSocketContext, out: &Outbox, end: End, clo
         let _ = ws.flush(&mut Io(out));
     }
     let linger = async {
-        while out.is_blocked() {
-            if out.tcp().writable().await.is_err() || out.resume() == Offer::Failed {
-                return;
-            }
+        // Every queued byte first, also what another task is writing: shut before
+        // that, the goodbye itself would be lost.
+        if !out.flush().await {
+            return;
         }
         if end == End::Client {
             return;
