@@ -81,6 +81,11 @@ pub struct Driver {
     url: String,
     chromium: Option<PathBuf>,
     open: Mutex<Vec<(String, Client)>>,
+    /// Every browser's profile directory, inside one temporary directory that is
+    /// removed only once chromedriver and its browsers are gone: a profile removed when
+    /// its story closed the browser raced Chromium's last writes and was left behind.
+    profiles: tempfile::TempDir,
+    browsers: std::sync::atomic::AtomicUsize,
 }
 
 impl Driver {
@@ -95,7 +100,11 @@ impl Driver {
         let mut last = anyhow!("chromedriver did not start");
         for _ in 0..3 {
             match Self::spawn(&driver, &log).await {
-                Ok((child, url)) => return Ok(Driver { child, url, chromium, open: Mutex::new(vec![]) }),
+                Ok((child, url)) => {
+                    let profiles = tempfile::Builder::new().prefix("rtm-e2e-chromium-").tempdir()?;
+                    let browsers = Default::default();
+                    return Ok(Driver { child, url, chromium, open: Mutex::new(vec![]), profiles, browsers });
+                }
                 Err(e) => last = e,
             }
         }
@@ -136,9 +145,10 @@ impl Driver {
 
     /// Opens a new browser (a new Chromium with an empty profile), named for messages.
     pub async fn browser(&self, name: &str) -> Result<Browser> {
-        let profile = tempfile::Builder::new().prefix("rtm-e2e-chromium-").tempdir()?;
+        let n = self.browsers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let profile = self.profiles.path().join(format!("{n}"));
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
-        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.push(format!("--user-data-dir={}", profile.display()));
         let mut opts = json!({ "args": args });
         if let Some(bin) = &self.chromium {
             opts["binary"] = json!(bin.display().to_string());
@@ -155,7 +165,7 @@ impl Driver {
             .await
             .with_context(|| format!("open browser {name}"))?;
         self.open.lock().await.push((name.to_string(), client.clone()));
-        Ok(Browser { name: name.to_string(), c: client, driver_url: self.url.clone(), _profile: profile })
+        Ok(Browser { name: name.to_string(), c: client, driver_url: self.url.clone() })
     }
 
     /// Saves a screenshot and the console log of every open browser (after a failure).
@@ -191,10 +201,17 @@ impl Driver {
         *open = keep;
     }
 
-    /// Stops chromedriver (browsers first).
+    /// Stops chromedriver (browsers first), then removes the profiles. A browser's
+    /// last files can still appear for a moment after it quit: a few tries.
     pub async fn stop(mut self) {
         self.close_all().await;
         let _ = self.child.kill().await;
+        for _ in 0..20 {
+            match std::fs::remove_dir_all(self.profiles.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => tokio::time::sleep(POLL).await,
+                _ => break,
+            }
+        }
     }
 }
 
@@ -224,7 +241,6 @@ pub struct Browser {
     pub name: String,
     pub c: Client,
     driver_url: String,
-    _profile: tempfile::TempDir,
 }
 
 /// JavaScript's idea of "truthy" for a value returned by a script.
