@@ -52,7 +52,13 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
         .connect(&url)
         .await?;
     sqlx::migrate!("migrations/mysql").run(&pool).await?;
-    Ok(SqlStore { writer: pool.clone(), pool, backend: Backend::Mysql, held_dm_cap: Default::default() })
+    Ok(SqlStore {
+        writer: pool.clone(),
+        pool,
+        backend: Backend::Mysql,
+        held_dm_cap: Default::default(),
+        known: Default::default(),
+    })
 }
 
 async fn setup(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {

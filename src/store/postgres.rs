@@ -18,5 +18,11 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
         .connect(url)
         .await?;
     sqlx::migrate!("migrations/postgres").run(&pool).await?;
-    Ok(SqlStore { writer: pool.clone(), pool, backend: Backend::Postgres, held_dm_cap: Default::default() })
+    Ok(SqlStore {
+        writer: pool.clone(),
+        pool,
+        backend: Backend::Postgres,
+        held_dm_cap: Default::default(),
+        known: Default::default(),
+    })
 }

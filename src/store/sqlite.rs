@@ -30,7 +30,7 @@ pub async fn open(url: &str, pool_size: u32, durability: Durability) -> StoreRes
     let pool = options(pool_size.max(2), false, durability).connect(&url).await?;
     sqlx::migrate!("migrations/sqlite").run(&pool).await?;
     let writer = options(1, true, durability).connect(&url).await?;
-    Ok(SqlStore { pool, writer, backend: Backend::Sqlite, held_dm_cap: Default::default() })
+    Ok(SqlStore { pool, writer, backend: Backend::Sqlite, held_dm_cap: Default::default(), known: Default::default() })
 }
 
 /// A pool of `n` connections, each set up by [`setup`].
@@ -482,5 +482,119 @@ mod tests {
                 .unwrap();
         assert_eq!(queued, 0);
         assert_index_matches(&store).await;
+    }
+
+    /// The SQLite fast append (`sqlite_append.rs`: two calls for a room not known yet,
+    /// one for a known room) gives the answers and leaves the rows the general path
+    /// would: seqs per room in batch order, retries within the batch and of stored
+    /// messages as duplicates (the call turns back to the general path with nothing
+    /// half-written), every "keep the last N" rule, and a room that is gone as not
+    /// found; a room changed by another writer is caught, never trimmed by stale
+    /// knowledge.
+    #[tokio::test]
+    async fn the_fast_append_answers_and_trims_like_the_general_path() {
+        use crate::{
+            domain::MessageKind,
+            store::{Appended, NewMessage, Store, StoreError},
+        };
+        let (_dir, store) = temp_store().await;
+        let w = &store.writer;
+        w.execute(
+            "INSERT INTO users (id, email, email_lc, username, username_lc, first_name, last_name, password_hash, created_at)
+             VALUES (1, 'a', 'a', 'a', 'a', 'f', 'l', 'x', 0), (2, 'b', 'b', 'b', 'b', 'f', 'l', 'x', 0)",
+        )
+        .await
+        .unwrap();
+        // 1: keep 2; 2: keep everything; 3 and 4: DMs keeping 2 (what is unread stays).
+        w.execute(
+            "INSERT INTO rooms (id, kind, name, name_lc, keep_messages, created_at) VALUES (1, 'room', 'a', 'a', 2, 0), (2, 'room', 'b', 'b', NULL, 0);
+             INSERT INTO rooms (id, kind, dm_key, keep_messages, created_at) VALUES (3, 'dm', '1:2', 2, 0), (4, 'dm', '1:2b', 2, 0);
+             INSERT INTO memberships (room_id, user_id, joined_at) VALUES (3, 1, 0), (3, 2, 0), (4, 1, 0), (4, 2, 0)",
+        )
+        .await
+        .unwrap();
+        let m = |room: i64, cid: &str| NewMessage {
+            client_id: Some(cid.to_string()),
+            ..NewMessage::plain(room, 1, MessageKind::Text, format!("text {cid}"), 0)
+        };
+        let pool = &store.pool;
+        let seqs = |room: i64| {
+            sqlx::query_scalar::<_, i64>("SELECT seq FROM messages WHERE room_id = $1 ORDER BY seq")
+                .bind(room)
+                .fetch_all(pool)
+        };
+        let last = |room: i64| {
+            sqlx::query_scalar::<_, i64>("SELECT last_seq FROM rooms WHERE id = $1").bind(room).fetch_one(pool)
+        };
+
+        // The fast path itself (`append` takes it for these batches; None: it turned
+        // back to the general path).
+        let st = &store;
+        let fast = |batch: Vec<NewMessage>| async move { st.append_plain_sqlite(&batch).await.unwrap() };
+        assert!(store.known.lock().is_empty());
+        let got = fast(vec![m(1, "a"), m(2, "b"), m(1, "c"), m(1, "a")]).await;
+        assert_eq!(got, Some(vec![Appended::New(1), Appended::New(1), Appended::New(2), Appended::Duplicate(1)]));
+        assert_eq!(seqs(1).await.unwrap(), [1, 2]);
+
+        // A retry of a stored message beside new ones (known rooms: one call): the
+        // unique index turns the call back, and the general path answers.
+        assert_eq!(fast(vec![m(1, "d"), m(2, "b")]).await, None);
+        let got = store.append(&[m(1, "d"), m(2, "b"), m(1, "e")]).await.unwrap();
+        assert_eq!(got, [Appended::New(3), Appended::Duplicate(1), Appended::New(4)]);
+        assert_eq!(
+            (seqs(1).await.unwrap(), last(1).await.unwrap()),
+            (vec![3, 4], 4),
+            "the last 2, and no seq taken twice"
+        );
+        assert_eq!(
+            (seqs(2).await.unwrap(), last(2).await.unwrap()),
+            (vec![1], 1),
+            "nothing of the refused call was kept"
+        );
+        let got = fast(vec![m(1, "f")]).await;
+        assert_eq!((got, seqs(1).await.unwrap()), (Some(vec![Appended::New(5)]), vec![4, 5]));
+
+        // A DM keeps what its recipient has not read, and trims to the last 2 of the rest.
+        for k in 0..4 {
+            assert!(fast(vec![m(3, &format!("dm{k}"))]).await.is_some());
+        }
+        assert_eq!(seqs(3).await.unwrap(), [1, 2, 3, 4], "held: user 2 has read nothing");
+        w.execute("UPDATE memberships SET last_read_seq = 3 WHERE room_id = 3 AND user_id = 2").await.unwrap();
+        assert!(fast(vec![m(3, "dm4")]).await.is_some());
+        assert_eq!(seqs(3).await.unwrap(), [4, 5], "up to seq 3 was read: the last 2 stay");
+
+        // Past the cap on held messages the oldest go, read or not; other rooms are
+        // not touched by it.
+        store.set_max_held_dms(3);
+        for k in 0..5 {
+            assert!(fast(vec![m(4, &format!("held{k}"))]).await.is_some());
+        }
+        assert_eq!(seqs(4).await.unwrap(), [3, 4, 5]);
+        assert!(fast(vec![m(2, "g")]).await.is_some());
+        assert_eq!(seqs(2).await.unwrap(), [1, 2]);
+
+        // What another writer changes (a policy, a seq moved by the general path of
+        // another process) is caught inside the transaction: the one call turns back,
+        // the general path appends, and the room is known again afterwards.
+        assert!(store.known.lock().contains_key(&1), "room 1 is known: one call");
+        w.execute("UPDATE rooms SET keep_messages = 3 WHERE id = 1").await.unwrap();
+        assert_eq!(fast(vec![m(1, "h")]).await, None);
+        assert!(!store.known.lock().contains_key(&1), "forgotten after a failed prediction");
+        assert_eq!(seqs(1).await.unwrap(), [4, 5], "nothing of the refused call was kept");
+        assert_eq!(store.append(&[m(1, "h")]).await.unwrap(), [Appended::New(6)]);
+        assert_eq!(seqs(1).await.unwrap(), [4, 5, 6], "the new policy (the last 3), not the stale one");
+        assert_eq!(fast(vec![m(1, "i")]).await, Some(vec![Appended::New(7)]));
+        assert_eq!(seqs(1).await.unwrap(), [5, 6, 7]);
+        w.execute("UPDATE rooms SET last_seq = last_seq + 10 WHERE id = 2").await.unwrap();
+        assert_eq!(fast(vec![m(2, "j")]).await, None);
+        assert_eq!(store.append(&[m(2, "j")]).await.unwrap(), [Appended::New(13)]);
+
+        assert!(matches!(store.append_plain_sqlite(&[m(99, "x")]).await, Err(StoreError::NotFound)));
+        assert!(store.known.lock().contains_key(&2));
+        w.execute("DELETE FROM rooms WHERE id = 2").await.unwrap();
+        assert_eq!(fast(vec![m(2, "k")]).await, None, "a known room that is gone turns back");
+        assert!(matches!(store.append(&[m(2, "k")]).await, Err(StoreError::NotFound)));
+        assert!(matches!(store.append(&[m(99, "x")]).await, Err(StoreError::NotFound)));
+        assert_eq!(seqs(1).await.unwrap(), [5, 6, 7]);
     }
 }
