@@ -372,6 +372,25 @@ pub(super) fn hand_out(
     seqs
 }
 
+/// Binds the 10 columns of each (message index, seq) row, in `insert_query`'s order.
+pub(super) fn bind_rows(mut q: Q, batch: &[NewMessage], rows: &[(usize, Seq)]) -> Q {
+    for (i, seq) in rows {
+        let m = &batch[*i];
+        q = q
+            .bind(m.room_id)
+            .bind(*seq)
+            .bind(m.author_id)
+            .bind(m.kind.as_str())
+            .bind(m.body.clone())
+            .bind(m.client_id.clone())
+            .bind(m.created_at)
+            .bind(m.target)
+            .bind(m.reply_to)
+            .bind(search_text(m));
+    }
+    q
+}
+
 /// Every message's answer, once each has one.
 pub(super) fn answers(out: Vec<Option<Appended>>) -> StoreResult<Vec<Appended>> {
     out.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("append lost track of a message".into()))).collect()
@@ -458,22 +477,7 @@ impl SqlStore {
             sql.push_str(&cols.join(", "));
             sql.push(')');
         }
-        let mut q = self.q(sql);
-        for (i, seq) in rows {
-            let m = &batch[*i];
-            q = q
-                .bind(m.room_id)
-                .bind(*seq)
-                .bind(m.author_id)
-                .bind(m.kind.as_str())
-                .bind(m.body.clone())
-                .bind(m.client_id.clone())
-                .bind(m.created_at)
-                .bind(m.target)
-                .bind(m.reply_to)
-                .bind(search_text(m));
-        }
-        q
+        bind_rows(self.q(sql), batch, rows)
     }
 
     /// "Keep the last N" after a batch: every room's range in ONE DELETE; DMs one

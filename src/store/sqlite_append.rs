@@ -227,21 +227,7 @@ impl SqlStore {
                FROM (VALUES {}) WHERE column1 IS NOT NULL",
             vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; len].join(", ")
         );
-        let mut q = self.q(sql);
-        for (i, seq) in rows {
-            let m = &batch[*i];
-            q = q
-                .bind(m.room_id)
-                .bind(*seq)
-                .bind(m.author_id)
-                .bind(m.kind.as_str())
-                .bind(m.body.clone())
-                .bind(m.client_id.clone())
-                .bind(m.created_at)
-                .bind(m.target)
-                .bind(m.reply_to)
-                .bind(super::search_text(m));
-        }
+        let mut q = super::bind_rows(self.q(sql), batch, rows);
         for _ in rows.len()..len {
             for _ in 0..10 {
                 q = q.bind(None::<i64>);
