@@ -812,7 +812,52 @@ async fn history_limit_is_clamped_or_refused(b: Backend) {
     }
 }
 
+async fn found_again_a_room_or_dm_shows_your_own_state(b: Backend) {
+    // Joining a room you are in, or opening a DM that exists, answers with your own
+    // read marker, unread count and role, not a newcomer's (docs/PROTOCOL.md §1.5).
+    let srv = TestServer::start(b).await;
+    let _root = srv.user("root").await; // the site admin: owner everywhere
+    let ann = srv.user("ann").await;
+    let bob = srv.user("bob").await;
+    let bob_id = bob.id().await;
+    let room = ann.create_room("lounge", json!({})).await;
+    let (s, body) = bob.post(&format!("/api/rooms/{room}/join"), json!({})).await;
+    assert_eq!(s, 200, "{body}");
+    let joined_at = body["room"]["read_seq"].as_i64().unwrap();
+    let (s, _) = ann.put(&format!("/api/rooms/{room}/members/{bob_id}/role"), json!({"role": "moderator"})).await;
+    assert_eq!(s, 204);
+    let mut wa = ann.ws().await;
+    wa.say(room, "one").await;
+    wa.say(room, "two").await;
+    let (s, body) = bob.post(&format!("/api/rooms/{room}/join"), json!({})).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["room"]["read_seq"].as_i64(), Some(joined_at), "{body}");
+    // Unread: the moderator notice and ann's two messages (bob's own join is not).
+    assert_eq!(body["room"]["unread"].as_i64(), Some(3), "{body}");
+    assert_eq!(body["room"]["role"], "moderator", "{body}");
+
+    let (s, body) = ann.post("/api/dms", json!({"user_id": bob_id})).await;
+    assert_eq!(s, 200, "{body}");
+    let dm = body["room"]["id"].as_i64().unwrap();
+    wa.say(dm, "hi bob").await;
+    let ServerFrame::Ack { seq: Some(last), .. } =
+        wa.request(json!({"type": "read", "id": "r", "room": dm, "seq": 99})).await
+    else {
+        panic!("read refused")
+    };
+    // Bob opens the same DM: one unread from ann, his marker still at 0.
+    let (s, body) = bob.post("/api/dms", json!({"user_id": ann.id().await})).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["room"]["id"].as_i64(), Some(dm));
+    assert_eq!((body["room"]["read_seq"].as_i64(), body["room"]["unread"].as_i64()), (Some(0), Some(1)), "{body}");
+    assert_eq!(body["room"]["role"], "member");
+    // Ann's own marker, read up to the end.
+    let (_, body) = ann.post("/api/dms", json!({"user_id": bob_id})).await;
+    assert_eq!((body["room"]["read_seq"].as_i64(), body["room"]["unread"].as_i64()), (Some(last), Some(0)), "{body}");
+}
+
 on_both_backends!(
+    found_again_a_room_or_dm_shows_your_own_state,
     big_replies_are_split_and_limits_hold,
     batched_appends_assign_seqs_in_order_and_dedup,
     owner_leaving_hands_over_and_ephemeral_retries_are_not_doubled,

@@ -112,6 +112,18 @@ impl From<&RoomSummary> for RoomInfo {
     }
 }
 
+/// A membership as its member sees it: the owner (or the site admin) is `owner` in a
+/// room, everyone is `member` in a DM, else the stored role.
+fn summary_info(me: &User, s: &RoomSummary) -> RoomInfo {
+    let mut info = RoomInfo::from(s);
+    if s.room.kind == RoomKind::Room && (me.is_admin || s.room.owner_id == Some(me.id)) {
+        info.role = "owner".into();
+    } else if s.room.kind == RoomKind::Dm {
+        info.role = "member".into();
+    }
+    info
+}
+
 impl Chat {
     /// The cached entry of a room, loaded on first use. With several nodes the cache
     /// is used only while this node hears the others' invalidations.
@@ -195,21 +207,16 @@ impl Chat {
     /// The actor's rooms and DMs, with read markers and unread counts.
     pub async fn user_rooms(&self, actor: &Actor) -> ChatResult<Vec<RoomInfo>> {
         let me = &actor.user;
-        Ok(self
-            .store
-            .user_rooms(me.id)
-            .await?
-            .iter()
-            .map(|s| {
-                let mut info = RoomInfo::from(s);
-                if s.room.kind == RoomKind::Room && (me.is_admin || s.room.owner_id == Some(me.id)) {
-                    info.role = "owner".into();
-                } else if s.room.kind == RoomKind::Dm {
-                    info.role = "member".into();
-                }
-                info
-            })
-            .collect())
+        Ok(self.store.user_rooms(me.id).await?.iter().map(|s| summary_info(me, s)).collect())
+    }
+
+    /// One of `user`'s rooms as their `hello` would show it (read marker, unread and
+    /// mention counts, notification level, role), or `fallback` if they are not in it.
+    async fn member_view(&self, user: &User, room: RoomId, fallback: RoomInfo) -> ChatResult<RoomInfo> {
+        Ok(match self.store.user_room(user.id, room).await? {
+            Some(s) => summary_info(user, &s),
+            None => fallback,
+        })
     }
 
     pub async fn create_room(&self, actor: &Actor, c: CreateRoom) -> ChatResult<RoomInfo> {
@@ -288,6 +295,8 @@ impl Chat {
         if user.is_admin || fresh.owner_id == Some(user.id) {
             info.role = "owner".into();
         }
+        // Already a member: their own marker, counts and role, not a newcomer's.
+        let info = if added { info } else { self.member_view(user, room.id, info).await? };
         if added {
             let actor = Actor { user: user.clone(), session: None, token_id: None };
             self.subscribe_user(user.id, &info).await?;
@@ -496,8 +505,9 @@ impl Chat {
         self.check_not_blocked(actor.user.id, other).await?;
         let retention = Retention::last_messages(self.policy.default_keep_messages);
         let room = self.store.dm_room(actor.user.id, other, retention, now_ms()).await?;
-        let mine = room_info(&room, 0, 0, Some(&peer));
-        let theirs = room_info(&room, 0, 0, Some(&actor.user));
+        // Found again, a DM keeps each side's read marker and counts.
+        let mine = self.member_view(&actor.user, room.id, room_info(&room, 0, 0, Some(&peer))).await?;
+        let theirs = self.member_view(&peer, room.id, room_info(&room, 0, 0, Some(&actor.user))).await?;
         self.subscribe_user(actor.user.id, &mine).await?;
         self.subscribe_user(other, &theirs).await?;
         self.send_presence_snapshot(actor.user.id, room.id).await?;

@@ -460,6 +460,9 @@ pub trait Store: Send + Sync + 'static {
     async fn is_member(&self, room: RoomId, user: UserId) -> StoreResult<bool>;
     async fn members(&self, room: RoomId) -> StoreResult<Vec<User>>;
     async fn user_rooms(&self, user: UserId) -> StoreResult<Vec<RoomSummary>>;
+    /// One of the user's rooms as [`Store::user_rooms`] gives it; `None` when not a
+    /// member.
+    async fn user_room(&self, user: UserId, room: RoomId) -> StoreResult<Option<RoomSummary>>;
     async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Seq>;
     /// Sets a member's notification level; false when not a member.
     async fn set_notify(&self, room: RoomId, user: UserId, level: &str) -> StoreResult<bool>;

@@ -1432,46 +1432,11 @@ impl Store for SqlStore {
     }
 
     async fn user_rooms(&self, user: UserId) -> StoreResult<Vec<RoomSummary>> {
-        // One query: each membership with its room, unread count and, for a DM, the peer.
-        let sql = format!(
-            "SELECT {ROOM_COLS}, m.last_read_seq,
-                (SELECT COUNT(*) FROM messages x WHERE x.room_id = r.id AND x.seq > m.last_read_seq AND x.author_id <> $1 AND x.target_seq IS NULL) AS unread,
-                (SELECT COUNT(*) FROM mentions mn WHERE mn.room_id = r.id AND mn.user_id = $1 AND mn.seq > m.last_read_seq) AS mentions,
-                m.notify, m.role,
-                p.id AS p_id, p.email AS p_email, p.username AS p_username, p.first_name AS p_first,
-                p.last_name AS p_last, p.is_admin AS p_admin, p.disabled AS p_disabled, p.created_at AS p_created
-             FROM memberships m JOIN rooms r ON r.id = m.room_id
-             LEFT JOIN memberships o ON r.kind = 'dm' AND o.room_id = r.id AND o.user_id <> $1
-             LEFT JOIN users p ON p.id = o.user_id
-             WHERE m.user_id = $1 ORDER BY r.kind, r.name_lc, r.id"
-        );
-        let rows = self.q(&sql).bind(user).fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let peer = match r.try_get::<Option<i64>, _>("p_id")? {
-                Some(id) => Some(User {
-                    id,
-                    email: r.try_get("p_email")?,
-                    username: r.try_get("p_username")?,
-                    first_name: r.try_get("p_first")?,
-                    last_name: r.try_get("p_last")?,
-                    is_admin: r.try_get::<i64, _>("p_admin")? != 0,
-                    disabled: r.try_get::<i64, _>("p_disabled")? != 0,
-                    created_at: r.try_get("p_created")?,
-                }),
-                None => None,
-            };
-            out.push(RoomSummary {
-                room: room_from(r)?,
-                last_read_seq: r.try_get("last_read_seq")?,
-                unread: r.try_get("unread")?,
-                peer,
-                mentions: r.try_get("mentions")?,
-                notify: r.try_get("notify")?,
-                role: r.try_get("role")?,
-            });
-        }
-        Ok(out)
+        self.summaries(user, None).await
+    }
+
+    async fn user_room(&self, user: UserId, room: RoomId) -> StoreResult<Option<RoomSummary>> {
+        Ok(self.summaries(user, Some(room)).await?.pop())
     }
 
     async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Seq> {
@@ -1996,3 +1961,54 @@ impl Store for SqlStore {
 // Files and attachments (issue 13), a child module so it shares this file's helpers.
 #[path = "files_sql.rs"]
 mod files_sql;
+
+impl SqlStore {
+    /// The user's memberships with their rooms, unread and mention counts and, for a
+    /// DM, the peer: all of them, or the one of `room`. One query.
+    async fn summaries(&self, user: UserId, room: Option<RoomId>) -> StoreResult<Vec<RoomSummary>> {
+        let one = if room.is_some() { "AND r.id = $2" } else { "" };
+        let sql = format!(
+            "SELECT {ROOM_COLS}, m.last_read_seq,
+                (SELECT COUNT(*) FROM messages x WHERE x.room_id = r.id AND x.seq > m.last_read_seq AND x.author_id <> $1 AND x.target_seq IS NULL) AS unread,
+                (SELECT COUNT(*) FROM mentions mn WHERE mn.room_id = r.id AND mn.user_id = $1 AND mn.seq > m.last_read_seq) AS mentions,
+                m.notify, m.role,
+                p.id AS p_id, p.email AS p_email, p.username AS p_username, p.first_name AS p_first,
+                p.last_name AS p_last, p.is_admin AS p_admin, p.disabled AS p_disabled, p.created_at AS p_created
+             FROM memberships m JOIN rooms r ON r.id = m.room_id
+             LEFT JOIN memberships o ON r.kind = 'dm' AND o.room_id = r.id AND o.user_id <> $1
+             LEFT JOIN users p ON p.id = o.user_id
+             WHERE m.user_id = $1 {one} ORDER BY r.kind, r.name_lc, r.id"
+        );
+        let mut query = self.q(&sql).bind(user);
+        if let Some(room) = room {
+            query = query.bind(room);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let peer = match r.try_get::<Option<i64>, _>("p_id")? {
+                Some(id) => Some(User {
+                    id,
+                    email: r.try_get("p_email")?,
+                    username: r.try_get("p_username")?,
+                    first_name: r.try_get("p_first")?,
+                    last_name: r.try_get("p_last")?,
+                    is_admin: r.try_get::<i64, _>("p_admin")? != 0,
+                    disabled: r.try_get::<i64, _>("p_disabled")? != 0,
+                    created_at: r.try_get("p_created")?,
+                }),
+                None => None,
+            };
+            out.push(RoomSummary {
+                room: room_from(r)?,
+                last_read_seq: r.try_get("last_read_seq")?,
+                unread: r.try_get("unread")?,
+                peer,
+                mentions: r.try_get("mentions")?,
+                notify: r.try_get("notify")?,
+                role: r.try_get("role")?,
+            });
+        }
+        Ok(out)
+    }
+}
