@@ -163,6 +163,13 @@ async fn only_author_owner_or_admin_delete(b: Backend) {
     assert_eq!(code_of(&f), "forbidden");
     assert!(ack_seq(&wc.request(json!({"type": "react", "room": dm, "seq": d1, "emoji": "❤️"})).await).is_some());
     assert!(ack_seq(&wb.request(json!({"type": "delete", "room": dm, "seq": d1})).await).is_some());
+    // Not even the site admin, in a DM of their own.
+    let (s, dm2) = carl.post("/api/dms", json!({"user_id": root.id().await})).await;
+    assert_eq!(s, 200, "{dm2}");
+    let dm2 = dm2["room"]["id"].as_i64().expect("dm id");
+    let c2 = wc.say(dm2, "mine alone").await.expect("kept");
+    let f = wr.request(json!({"type": "delete", "room": dm2, "seq": c2})).await;
+    assert_eq!(code_of(&f), "forbidden", "the admin has no owner's powers in a DM");
 }
 
 /// What a client shows of a room: seq -> (text, deleted, edited, reactions).

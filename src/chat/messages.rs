@@ -284,7 +284,9 @@ impl Chat {
     pub async fn delete(&self, actor: &Actor, room: RoomId, seq: Seq) -> ChatResult<SendReceipt> {
         let t = self.action_target(actor, room, seq).await?;
         let own = t.message.author_id == actor.user.id;
-        if !(own || Self::is_moderator(actor, &t.entry) || actor.user.is_admin) {
+        // The site admin counts as a room's owner (`is_moderator`), but in a DM, which
+        // has no owner, only the author deletes (docs/PROTOCOL.md §3.8).
+        if !(own || Self::is_moderator(actor, &t.entry)) {
             return Err(ChatError::Forbidden(
                 "only its author, the room's owner or moderators, or the admin can delete a message",
             ));
