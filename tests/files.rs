@@ -457,6 +457,12 @@ async fn limits_quota_and_types(b: Backend) {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let f = send_files(&mut ws, room, "many", "x", &refs).await;
     assert_eq!(error_code(&f), "too_many_attachments");
+    // A repeated id counts once: ten files named eleven times are not too many (these
+    // ten do not exist, which is the error then).
+    let mut refs: Vec<&str> = ids[..10].iter().map(String::as_str).collect();
+    refs.push(ids[0].as_str());
+    let f = send_files(&mut ws, room, "repeated", "x", &refs).await;
+    assert_eq!(error_code(&f), "attachment_not_found");
     // Whoever may not post in a room may not upload into it either.
     let bob_id = bob.id().await;
     let (s, body) = ann.post(&format!("/api/rooms/{room}/mutes"), json!({"user": bob_id, "minutes": 5})).await;

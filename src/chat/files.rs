@@ -409,24 +409,25 @@ impl Chat {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        if ids.len() > MAX_ATTACHMENTS {
-            return Err(DomainError::new(
-                "too_many_attachments",
-                format!("a message carries at most {MAX_ATTACHMENTS} attachments"),
-            )
-            .into());
+        let too_many = || {
+            DomainError::new("too_many_attachments", format!("a message carries at most {MAX_ATTACHMENTS} attachments"))
+        };
+        // A repeated id counts once (docs/PROTOCOL.md §3.9); the list is cut short as
+        // soon as it names one file too many, so a long list costs nothing.
+        let mut wanted: Vec<String> = Vec::with_capacity(ids.len().min(MAX_ATTACHMENTS));
+        for id in ids {
+            if !wanted.contains(id) {
+                if wanted.len() == MAX_ATTACHMENTS {
+                    return Err(too_many().into());
+                }
+                wanted.push(id.clone());
+            }
         }
         if room.retention.ephemeral {
             return Err(FileError::EphemeralRoom.into());
         }
-        let mut wanted: Vec<String> = Vec::with_capacity(ids.len());
-        for id in ids {
-            if !valid_id(id) {
-                return Err(FileError::AttachmentNotFound.into());
-            }
-            if !wanted.contains(id) {
-                wanted.push(id.clone());
-            }
+        if !wanted.iter().all(|id| valid_id(id)) {
+            return Err(FileError::AttachmentNotFound.into());
         }
         let found = self.store.files_by_ids(&wanted).await?;
         let mut out = Vec::with_capacity(wanted.len());
