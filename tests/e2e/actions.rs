@@ -4,7 +4,8 @@
 //! - edit: the toolbar's Edit and Up-arrow in an empty composer, Escape cancels;
 //!   "(edited)" shows on both sides;
 //! - delete after a confirmation leaves a "message deleted" tombstone; the room's
-//!   owner and the admin get Delete on others' messages, others do not (nor in DMs);
+//!   owner, its moderators and the admin get Delete on others' messages, others do
+//!   not (nor in DMs);
 //! - reactions: the picker (quick row and search), counts, who reacted, toggling;
 //! - reply: the bar, the quote that jumps to the original (paging older history in)
 //!   and highlights it, and "original message deleted or no longer kept";
@@ -258,6 +259,22 @@ pub async fn message_actions(d: &Driver) -> Result<()> {
     let rules = msg(&ben, "my room, my rules").await?;
     let plain = actions_of(&ben, &rules).await?;
     ensure!(plain == ["react", "reply"], "a member may not delete others' messages: {plain:?}");
+    // Made a moderator of cat's room, he may (reopened until his client knows).
+    let (s, body) =
+        cat_api.put(&format!("/api/rooms/{cats}/members/{ben_id}/role"), json!({"role": "moderator"})).await;
+    ensure!(s == 204, "make ben a moderator: {body}");
+    let deadline = std::time::Instant::now() + crate::browser::WAIT;
+    loop {
+        ben.open_conversation("plans").await?;
+        ben.open_conversation("cats").await?;
+        let rules = msg(&ben, "my room, my rules").await?;
+        let now = actions_of(&ben, &rules).await?;
+        if now == ["react", "reply", "delete"] {
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "a moderator may delete others' messages: {now:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     ben.open_conversation("plans").await?;
 
     // ---------------------------------------------------------------- delete

@@ -68,14 +68,13 @@ export function initActions(s) {
 
 const isKept = (m) => m && m.seq != null && (m.kind || 'text') === 'text' && !m.deleted;
 
-/** May the signed-in user delete this message? The author; in a room also its owner
- *  and the server admin (DMs have no owner). */
+/** May the signed-in user delete this message? The author; in a room also its owner,
+ *  its moderators and the server admin (DMs have no owner: store.myRole is 'member'). */
 function canDelete(m, r) {
   const me = store.state.me;
   if (!me || !r) return false;
   if (store.isMine(m.author)) return true;
-  if (r.info.kind === 'dm') return false;
-  return r.info.owner === me.id || !!me.is_admin;
+  return store.myRole(r) !== 'member';
 }
 
 // ---------------------------------------------------------------- decorating messages
