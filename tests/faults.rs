@@ -251,3 +251,29 @@ async fn postgres_stopped_and_started_mid_load_loses_nothing_and_recovers() {
         t.abort();
     }
 }
+
+/// Closing registration on one node holds on the other at once, even while the news
+/// cannot travel (Redis down): a sign-up is judged by the stored mode, not by a cache
+/// that hears of the change over Redis (a CI run once signed someone up on the other
+/// node in that moment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_registration_holds_on_every_node_at_once() {
+    let mut redis = PrivateRedis::start().await;
+    let c = Cluster::start_on(2, fresh_pg_database().await, redis.url(), |_| {}).await;
+    let mut admin = c.nodes[0].node_client();
+    let (s, body) = admin
+        .register_with(json!({"first_name": "Ad", "last_name": "Min", "email": "admin@example.org",
+            "username": "admin", "password": password_of("admin")}))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    redis.kill();
+    let (s, body) = admin.put("/api/admin/registration", json!({"mode": "closed"})).await;
+    assert_eq!(s, 204, "{body}");
+    let (s, body) = c.nodes[1]
+        .node_client()
+        .register_with(json!({"first_name": "Ni", "last_name": "Na", "email": "nina@example.org",
+            "username": "nina", "password": password_of("nina")}))
+        .await;
+    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("registration_closed")), "{body}");
+    redis.up().await;
+}

@@ -62,6 +62,18 @@ impl Chat {
         *self.registration.read()
     }
 
+    /// The mode a sign-up is judged by. With several nodes it is read from the store:
+    /// the cached one learns of a change made on another node over Redis, a moment
+    /// later, and a sign-up in that moment must not slip through a closed door (a
+    /// sign-up hashes a password anyway: one read more is nothing).
+    async fn registration_mode_now(&self) -> ChatResult<RegistrationMode> {
+        if !self.bus.shared() {
+            return Ok(self.registration_mode());
+        }
+        let stored = self.store.get_setting(super::REGISTRATION_KEY).await?;
+        Ok(stored.as_deref().and_then(RegistrationMode::parse).unwrap_or_else(|| self.registration_mode()))
+    }
+
     /// Creates an account. `by_admin` bypasses the registration mode (`rtm user add`,
     /// the admin API).
     pub async fn register(&self, a: NewAccount, by_admin: bool) -> ChatResult<User> {
@@ -73,7 +85,7 @@ impl Chat {
         let skeleton = self.check_look_alike(NameKind::Username, username.as_str(), None).await?;
         let mut claimed_invite = None;
         if !by_admin {
-            let mode = self.registration_mode();
+            let mode = self.registration_mode_now().await?;
             match mode {
                 RegistrationMode::Open => {}
                 // Closed means nobody signs up on their own; an invite link is the
