@@ -824,6 +824,12 @@ async fn found_again_a_room_or_dm_shows_your_own_state(b: Backend) {
     let (s, body) = bob.post(&format!("/api/rooms/{room}/join"), json!({})).await;
     assert_eq!(s, 200, "{body}");
     let joined_at = body["room"]["read_seq"].as_i64().unwrap();
+    // The answer's last_seq is the room's newest event: bob's own `joined` notice,
+    // which is not unread for him.
+    assert_eq!(body["room"]["last_seq"].as_i64(), Some(joined_at + 1), "{body}");
+    let (_, got) = bob.get(&format!("/api/rooms/{room}")).await;
+    assert_eq!(got["room"]["last_seq"], body["room"]["last_seq"], "{got}");
+    assert_eq!(got["room"]["unread"].as_i64(), Some(0), "{got}");
     let (s, _) = ann.put(&format!("/api/rooms/{room}/members/{bob_id}/role"), json!({"role": "moderator"})).await;
     assert_eq!(s, 204);
     let mut wa = ann.ws().await;
@@ -835,6 +841,11 @@ async fn found_again_a_room_or_dm_shows_your_own_state(b: Backend) {
     // Unread: the moderator notice and ann's two messages (bob's own join is not).
     assert_eq!(body["room"]["unread"].as_i64(), Some(3), "{body}");
     assert_eq!(body["room"]["role"], "moderator", "{body}");
+    // GET of the room tells a member the same (a mention counts too).
+    wa.say(room, &format!("<@{bob_id}> look")).await;
+    let (_, got) = bob.get(&format!("/api/rooms/{room}")).await;
+    assert_eq!((got["room"]["unread"].as_i64(), got["room"]["mentions"].as_i64()), (Some(4), Some(1)), "{got}");
+    assert_eq!((got["room"]["read_seq"].as_i64(), got["room"]["role"].as_str()), (Some(joined_at), Some("moderator")));
 
     let (s, body) = ann.post("/api/dms", json!({"user_id": bob_id})).await;
     assert_eq!(s, 200, "{body}");

@@ -268,6 +268,11 @@ async fn upload_send_receive_download(b: Backend) {
     assert_eq!(t.h("x-content-type-options"), "nosniff");
     let thumb = image::load_from_memory(&t.body).expect("the thumbnail decodes");
     assert_eq!((thumb.width(), thumb.height()), (320, 240));
+    // A picture smaller than that is its own thumbnail, never scaled up.
+    let tiny = upload_ok(&ann, room, "tiny.png", "image/png", png(4, 3)).await;
+    let t = fetch(&ann, tiny.thumb_url.as_deref().unwrap_or("")).await;
+    let thumb = image::load_from_memory(&t.body).expect("the thumbnail decodes");
+    assert_eq!((t.status, thumb.width(), thumb.height()), (200, 4, 3));
 
     // Not a member: exactly like a file that does not exist.
     let g = fetch(&carl, &a.url).await;

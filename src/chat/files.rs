@@ -224,7 +224,10 @@ fn inspect(path: &Path, declared: &str) -> Result<Option<ImageFacts>, FileError>
     reader.limits(limits);
     let img = reader.decode().map_err(|e| FileError::ImageRejected(e.to_string()))?;
     let (width, height) = (img.width(), img.height());
-    let small = img.thumbnail(THUMB_SIDE, THUMB_SIDE);
+    // Never larger than the picture: a small image's thumbnail is itself, re-encoded
+    // (it still goes through the encoder, which drops whatever else the file held).
+    let small =
+        if width <= THUMB_SIDE && height <= THUMB_SIDE { img.clone() } else { img.thumbnail(THUMB_SIDE, THUMB_SIDE) };
     drop(img);
     let mut thumb = Vec::new();
     let encoded = if mime == "image/jpeg" {

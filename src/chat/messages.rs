@@ -383,12 +383,11 @@ impl Chat {
         room: &Room,
         kind: MessageKind,
         text: String,
-    ) -> ChatResult<()> {
+    ) -> ChatResult<Option<Seq>> {
         let now = now_ms();
         let event = Event::plain(room.id, None, kind.into(), actor.author(), text.clone(), now);
         let msg = NewMessage::plain(room.id, actor.user.id, kind, text, now);
-        self.keep_or_deliver(room, msg, event).await?.wait().await?;
-        Ok(())
+        Ok(self.keep_or_deliver(room, msg, event).await?.wait().await?.0)
     }
 
     /// Kept events before `before`, oldest first, at most `limit` (≤ 100); and whether

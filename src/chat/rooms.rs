@@ -271,9 +271,11 @@ impl Chat {
             RoomKind::Room => None,
         };
         let room = self.store.room(id).await?.ok_or(ChatError::NotFound("room"))?;
-        // A member sees their own read marker; a visitor of a public room has read nothing.
-        let read = self.store.read_marker(id, actor.user.id).await?.unwrap_or(0);
-        Ok(RoomInfo { role: e.role_of(&actor.user).as_str().into(), ..room_info(&room, read, 0, peer.as_ref()) })
+        // A visitor of a public room has read nothing; a member sees their own marker,
+        // unread and mention counts and notification level, as in `hello`.
+        let visitor =
+            RoomInfo { role: e.role_of(&actor.user).as_str().into(), ..room_info(&room, 0, 0, peer.as_ref()) };
+        if e.members.contains(&actor.user.id) { self.member_view(&actor.user, id, visitor).await } else { Ok(visitor) }
     }
 
     /// Joins a public room (private rooms are joined by the owner's invitation).
@@ -296,11 +298,16 @@ impl Chat {
             info.role = "owner".into();
         }
         // Already a member: their own marker, counts and role, not a newcomer's.
-        let info = if added { info } else { self.member_view(user, room.id, info).await? };
+        let mut info = if added { info } else { self.member_view(user, room.id, info).await? };
         if added {
             let actor = Actor { user: user.clone(), session: None, token_id: None };
             self.subscribe_user(user.id, &info).await?;
-            self.post_system(&actor, &fresh, MessageKind::Joined, format!("{} joined", user.username)).await?;
+            // The notice is the room's newest kept event now (its author's own: it
+            // does not count as unread, so `read_seq` stays where joining put it).
+            let notice = format!("{} joined", user.username);
+            if let Some(seq) = self.post_system(&actor, &fresh, MessageKind::Joined, notice).await? {
+                info.last_seq = info.last_seq.max(seq);
+            }
             if first {
                 self.welcome(&actor, &fresh).await?;
             }
