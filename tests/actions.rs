@@ -375,7 +375,8 @@ async fn bad_actions_get_clear_errors(b: Backend) {
     let eph = ann.create_room("fleeting", json!({"retention": {"ephemeral": true}})).await;
     let mut wa = ann.ws().await;
     let s1 = wa.say(room, "hi").await.expect("kept");
-    for emoji in ["", "lol", "1", "👍 👍", "\u{202e}👍", "<script>", &"🎉".repeat(17)] {
+    for emoji in ["", "lol", "1", "👍 👍", "\u{202e}👍", "<script>", &"🎉".repeat(17), "😀😀", "🇫🇷🇩🇪"]
+    {
         let f = wa.request(json!({"type": "react", "room": room, "seq": s1, "emoji": emoji})).await;
         assert_eq!(code_of(&f), "invalid_emoji", "{emoji:?}");
     }

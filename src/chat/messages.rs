@@ -312,7 +312,11 @@ impl Chat {
     /// Adds (`on`) or takes back a reaction. Asking for the state a reaction is
     /// already in changes nothing: the receipt says duplicate and no event is kept.
     pub async fn react(&self, actor: &Actor, room: RoomId, seq: Seq, emoji: &str, on: bool) -> ChatResult<SendReceipt> {
-        actions::validate_emoji(emoji)?;
+        if on {
+            actions::validate_new_reaction(emoji)?
+        } else {
+            actions::validate_emoji(emoji)?
+        }
         let t = self.action_target(actor, room, seq).await?;
         self.check_post_exact(actor, t.entry.clone()).await?;
         let current = t.message.reactions.iter().find(|(e, _)| e == emoji);

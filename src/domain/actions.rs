@@ -45,6 +45,18 @@ pub fn validate_emoji(emoji: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// A new reaction is ONE emoji: one extended grapheme cluster (a ZWJ family, a flag
+/// and a keycap are one each), on top of [`validate_emoji`]. Taking a reaction back
+/// needs only the latter, so one given before this rule can still be removed.
+pub fn validate_new_reaction(emoji: &str) -> Result<(), DomainError> {
+    use unicode_segmentation::UnicodeSegmentation;
+    validate_emoji(emoji)?;
+    if emoji.graphemes(true).nth(1).is_some() {
+        return Err(DomainError::new("invalid_emoji", "a reaction is one emoji, not several"));
+    }
+    Ok(())
+}
+
 /// The people a text mentions, in the order first mentioned, without repeats and at
 /// most [`MAX_MENTIONS`]. A mention is written `<@ID>` with the person's user id.
 pub fn mentioned_ids(text: &str) -> Vec<UserId> {
@@ -125,6 +137,13 @@ mod tests {
         for bad in ["", "a", "lol", "1", " 👍", "👍 ", "<b>", "\u{0}", "👍\n", "\u{202E}👍", &"👍".repeat(17)]
         {
             assert!(validate_emoji(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["👍", "👍🏽", "❤️", "👨‍👩‍👧‍👦", "1️⃣", "🇫🇷", "🏴󠁧󠁢󠁳󠁣󠁴󠁿"]
+        {
+            assert!(validate_new_reaction(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["😀😀", "👍👎", "🇫🇷🇩🇪", &"😀".repeat(16), "a"] {
+            assert!(validate_new_reaction(bad).is_err(), "{bad:?}");
         }
     }
 

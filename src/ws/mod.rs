@@ -168,8 +168,18 @@ fn accept_key(method: &Method, h: &HeaderMap) -> Result<HeaderValue, ApiError> {
     let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
         return Err(bad("the Sec-WebSocket-Key header is missing"));
     };
+    if !is_handshake_key(key.as_bytes()) {
+        return Err(bad("the Sec-WebSocket-Key header is not 16 bytes in base64"));
+    }
     HeaderValue::from_str(&tungstenite::handshake::derive_accept_key(key.as_bytes()))
         .map_err(|_| bad("the Sec-WebSocket-Key header is malformed"))
+}
+
+/// RFC 6455 §4.1: the key is 16 bytes in base64, i.e. 22 base64 characters and `==`.
+fn is_handshake_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
 #[cfg(test)]
@@ -196,5 +206,19 @@ mod tests {
         let mut no_key = h.clone();
         no_key.remove(header::SEC_WEBSOCKET_KEY);
         assert_eq!(accept_key(&Method::GET, &no_key).unwrap_err().code, "websocket_required");
+        // A key that is not 16 bytes in base64 (too short, too long, not base64).
+        for key in [
+            "abc",
+            "",
+            "!!!!not base64!!!!",
+            "dGhlIHNhbXBsZSBub25j",
+            "dGhlIHNhbXBsZSBub25jZSE=",
+            "dGhlIHNhbXBsZSBub25j*Q==",
+        ] {
+            let mut bad = h.clone();
+            bad.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static(key));
+            let e = accept_key(&Method::GET, &bad).unwrap_err();
+            assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "websocket_required"), "{key:?}");
+        }
     }
 }
