@@ -214,7 +214,7 @@ impl Chat {
             return Err(ChatError::Forbidden("you cannot do this to yourself"));
         }
         if e.role_of(&u) >= e.role_of(&actor.user) {
-            return Err(ChatError::Forbidden("a moderator cannot act on the owner or another moderator"));
+            return Err(ChatError::Forbidden("nobody may act on someone of their own rank or above in the room"));
         }
         Ok(u)
     }

@@ -62,20 +62,26 @@ impl Coding {
     }
 }
 
-/// Whether `accept` (an `Accept-Encoding` value) allows `coding` (a `q=0` refuses it).
+/// Whether `accept` (an `Accept-Encoding` value) allows `coding`: named with a
+/// weight above 0, or not named and allowed by a `*` (RFC 9110 §12.5.3).
 fn accepts(accept: &str, coding: &str) -> bool {
-    accept.split(',').any(|part| {
+    // (allowed by its own entry, allowed by `*`)
+    let (mut named, mut any) = (None, None);
+    for part in accept.split(',') {
         let mut it = part.split(';');
         let name = it.next().unwrap_or("").trim();
-        if !name.eq_ignore_ascii_case(coding) {
-            return false;
-        }
-        !it.any(|p| {
+        let refused = it.any(|p| {
             let p = p.trim();
             p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")).and_then(|q| q.trim().parse::<f32>().ok())
                 == Some(0.0)
-        })
-    })
+        });
+        if name.eq_ignore_ascii_case(coding) {
+            named = Some(!refused);
+        } else if name == "*" {
+            any = Some(!refused);
+        }
+    }
+    named.or(any).unwrap_or(false)
 }
 
 /// The best form of `asset` that the client accepts: brotli, then gzip, then raw.
@@ -161,6 +167,12 @@ mod tests {
         assert!(accepts("gzip, br;q=0", "gzip"));
         assert!(!accepts("identity", "gzip"));
         assert!(!accepts("", "gzip"));
+        // `*` stands for every coding not named; a named one keeps its own weight.
+        assert!(accepts("*", "br"));
+        assert!(accepts("gzip;q=0, *", "br"));
+        assert!(!accepts("gzip;q=0, *", "gzip"));
+        assert!(!accepts("*;q=0", "gzip"));
+        assert!(accepts("br, *;q=0", "br"));
     }
 
     #[test]
