@@ -45,7 +45,7 @@ use crate::{
 pub enum ChatError {
     #[error("{0}")]
     Invalid(#[from] DomainError),
-    #[error("that {0} is already taken")]
+    #[error("that {} is already taken", .0.replace('_', " "))]
     Taken(&'static str),
     #[error("wrong email/username or password")]
     BadCredentials,
