@@ -333,6 +333,11 @@ async fn bad_input_has_its_own_code(b: Backend) {
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["user"]["username"], "u".repeat(32));
     assert_eq!(body["user"]["first_name"], "Zoë");
+    // Ids in a path are numbers: a name there is a 400 that says so.
+    let signed = signed_in(&srv, "eight", "12345678").await;
+    let got = signed.get("/api/rooms/lounge").await;
+    assert_error(&got, 400, "bad_request");
+    assert_eq!(got.1["error"]["message"], "ids in the path are numbers; \"lounge\" is not one", "{}", got.1);
 }
 
 // 5. Expired sessions.

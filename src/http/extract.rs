@@ -116,9 +116,23 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(PathParams(v)),
-            Err(rej) => Err(ApiError::bad_request(rej.body_text())),
+            Err(rej) => Err(ApiError::bad_request(path_refusal(&rej))),
         }
     }
+}
+
+/// What a client can act on when a path does not parse: our paths hold numeric ids
+/// (axum's own text names internal types and positions).
+fn path_refusal(rej: &axum::extract::rejection::PathRejection) -> String {
+    use axum::extract::{path::ErrorKind, rejection::PathRejection};
+    if let PathRejection::FailedToDeserializePathParams(e) = rej
+        && let ErrorKind::ParseErrorAtKey { value, .. }
+        | ErrorKind::ParseErrorAtIndex { value, .. }
+        | ErrorKind::ParseError { value, .. } = e.kind()
+    {
+        return format!("ids in the path are numbers; {value:?} is not one");
+    }
+    rej.body_text()
 }
 
 /// `Query<T>` with errors in our format.
