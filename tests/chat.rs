@@ -846,6 +846,10 @@ async fn found_again_a_room_or_dm_shows_your_own_state(b: Backend) {
     let (_, got) = bob.get(&format!("/api/rooms/{room}")).await;
     assert_eq!((got["room"]["unread"].as_i64(), got["room"]["mentions"].as_i64()), (Some(4), Some(1)), "{got}");
     assert_eq!((got["room"]["read_seq"].as_i64(), got["room"]["role"].as_str()), (Some(joined_at), Some("moderator")));
+    // So does the answer to a change of the room's settings (bob moderates it).
+    let (s, got) = bob.patch(&format!("/api/rooms/{room}"), json!({"topic": "plans"})).await;
+    assert_eq!(s, 200, "{got}");
+    assert_eq!((got["room"]["unread"].as_i64(), got["room"]["mentions"].as_i64()), (Some(4), Some(1)), "{got}");
 
     let (s, body) = ann.post("/api/dms", json!({"user_id": bob_id})).await;
     assert_eq!(s, 200, "{body}");
