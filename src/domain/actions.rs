@@ -25,16 +25,19 @@ pub fn validate_emoji(emoji: &str) -> Result<(), DomainError> {
     if emoji.chars().count() > 16 {
         return Err(bad());
     }
-    for c in emoji.chars() {
+    let mut chars = emoji.chars().peekable();
+    while let Some(c) = chars.next() {
         // Direction controls would let a reaction reorder the text around it.
         if matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
             return Err(bad());
         }
         // Emoji sequences use ZWJ (U+200D) and variation selectors (U+FE0F) and
         // keycap combining marks; plain text (letters, digits, punctuation, spaces,
-        // controls) has no place in a reaction.
+        // controls) has no place in a reaction. A few emoji are letter-like symbols
+        // shown as emoji by U+FE0F (ℹ️, Ⓜ️): those pass, ASCII letters never do.
         let text_like = c.is_ascii() || c.is_alphanumeric() || c.is_whitespace() || c.is_control();
-        if text_like && !matches!(c, '#' | '*' | '0'..='9') {
+        let emoji_presentation = !c.is_ascii() && c.is_alphanumeric() && chars.peek() == Some(&'\u{FE0F}');
+        if text_like && !emoji_presentation && !matches!(c, '#' | '*' | '0'..='9') {
             return Err(bad());
         }
     }
@@ -138,13 +141,33 @@ mod tests {
         {
             assert!(validate_emoji(bad).is_err(), "{bad:?}");
         }
-        for ok in ["👍", "👍🏽", "❤️", "👨‍👩‍👧‍👦", "1️⃣", "🇫🇷", "🏴󠁧󠁢󠁳󠁣󠁴󠁿"]
+        for ok in ["👍", "👍🏽", "❤️", "👨‍👩‍👧‍👦", "1️⃣", "🇫🇷", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "ℹ️", "Ⓜ️"]
         {
             assert!(validate_new_reaction(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["😀😀", "👍👎", "🇫🇷🇩🇪", &"😀".repeat(16), "a"] {
+        for bad in ["😀😀", "👍👎", "🇫🇷🇩🇪", &"😀".repeat(16), "a", "a\u{FE0F}", "ℹ", "é\u{FE0F}x"]
+        {
             assert!(validate_new_reaction(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn every_emoji_the_web_client_offers_is_a_valid_reaction() {
+        let data = include_str!("../../web/js/emoji-data.js");
+        let raw = data.split('`').nth(1).expect("the RAW list");
+        let offered: Vec<&str> = raw
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(offered.len() > 500, "{}", offered.len());
+        let refused: Vec<&&str> = offered
+            .iter()
+            .chain(["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"].iter())
+            .filter(|e| validate_new_reaction(e).is_err())
+            .collect();
+        assert!(refused.is_empty(), "{refused:?}");
     }
 
     #[test]
