@@ -365,7 +365,24 @@ async fn admin_commands_reach_a_running_server() {
     assert_eq!(admin.get(&format!("/api/rooms/{room}")).await.0, 404);
     assert!(room_line(&d, "general").await.is_none());
 
-    // Errors name what was not found and exit non-zero.
+    // A CLI command run with the server's flags leaves the stored registration mode
+    // alone (`--registration` is the server's start-up choice).
+    ok(&rtm_bg(&d, &["--registration", "closed", "user", "list"], None).await);
+    let url = format!("sqlite:{}", d.join("rtm.db").display());
+    let store = rtm::store::connect_with(&url, 2, rtm::store::sqlite::Durability::Normal).await.expect("store");
+    assert_ne!(store.get_setting("registration_mode").await.expect("setting").as_deref(), Some("closed"));
+
+    // Errors name what was not found and exit non-zero, in one line even where the
+    // shell asks Rust for backtraces.
+    let traced = Command::new(env!("CARGO_BIN_EXE_rtm"))
+        .env("RUST_BACKTRACE", "1")
+        .env("RTM_LOG", "warn")
+        .args(["--data-dir", d.to_str().expect("utf-8 path"), "user", "promote", "nobody"])
+        .output()
+        .expect("rtm runs");
+    assert!(!traced.status.success());
+    let err = stderr(&traced);
+    assert!(err.starts_with("Error: ") && err.contains("nobody") && !err.to_lowercase().contains("backtrace"), "{err}");
     let bad = rtm_bg(&d, &["room", "archive", "nosuch"], None).await;
     assert!(!bad.status.success() && stderr(&bad).contains("nosuch"), "{}", stderr(&bad));
     let bad = rtm_bg(&d, &["user", "promote", "nobody"], None).await;

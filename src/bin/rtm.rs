@@ -100,13 +100,22 @@ enum RoomCommand {
     Delete { room: String },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     limit_heap_retention();
-    tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the runtime")?
-        .block_on(start())
+        .context("cannot start the runtime")
+        .and_then(|rt| rt.block_on(start()));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the causes, never a backtrace (an operator's shell may
+            // have RUST_BACKTRACE set; the trace says nothing they can act on).
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// glibc raises its mmap threshold after big blocks are freed, so each Argon2 hash
@@ -122,17 +131,28 @@ fn limit_heap_retention() {
 }
 
 async fn start() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    use std::io::IsTerminal;
+    let mut cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.config.log);
     let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.config.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(match &filter {
+            Ok(f) => f.clone(),
+            Err(_) => tracing_subscriber::EnvFilter::new("info"),
+        })
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // `--log-format json`: one JSON object per line, for log shippers.
     match cli.config.log_format {
         rtm::config::LogFormat::Text => logs.init(),
         rtm::config::LogFormat::Json => logs.json().init(),
+    }
+    if let Err(e) = filter {
+        tracing::warn!(error = %e, "--log is not a valid filter; logging at info");
+    }
+    if !matches!(cli.command, None | Some(Command::Serve)) {
+        // `--registration` is the server's start-up choice: a CLI command run with
+        // the server's flags or environment must not rewrite the stored mode.
+        cli.config.registration = None;
     }
     match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await,
