@@ -320,8 +320,12 @@ async fn admin_commands_reach_a_running_server() {
     let out = ok(&rtm_bg(&d, &["room", "archive", "GENERAL"], None).await);
     assert!(out.contains(&format!("archived room {room}")), "{out}");
     assert!(room_line(&d, "general").await.expect("listed").ends_with("archived"));
+    // Members' open pages are told, as when the console archives (room_updated).
+    let updated = |want: bool| move |f: &rtm::ws::protocol::ServerFrame| matches!(f, rtm::ws::protocol::ServerFrame::RoomUpdated { room: r, archived, .. } if *r == room && *archived == want);
+    ws.recv_until(updated(true)).await;
     until_send_is(&mut ws, room, Some("room_archived")).await;
     ok(&rtm_bg(&d, &["room", "unarchive", &room.to_string()], None).await);
+    ws.recv_until(updated(false)).await;
     until_send_is(&mut ws, room, None).await;
 
     // End sessions: bob's socket closes, his cookie stops working.

@@ -253,11 +253,19 @@ impl Chat {
             return Err(ChatError::NotFound("room"));
         }
         self.room_changed(id).await?;
-        // Members' open pages learn it at once (their composers close or reopen).
+        self.tell_archived(&room, archived).await?;
+        tracing::info!(room_id = id, archived, "room archive state changed");
+        let action = if archived { "room.archive" } else { "room.unarchive" };
+        self.audit(by, action, room.name.unwrap_or_default(), json!({ "id": id })).await
+    }
+
+    /// Members' open pages learn a room's archive state at once (their composers close
+    /// or reopen).
+    async fn tell_archived(&self, room: &crate::store::Room, archived: bool) -> ChatResult<()> {
         self.publish(
-            Topic::Room(id),
+            Topic::Room(room.id),
             &ServerFrame::RoomUpdated {
-                room: id,
+                room: room.id,
                 name: room.name.clone().unwrap_or_default(),
                 read_only: room.read_only,
                 archived,
@@ -266,10 +274,7 @@ impl Chat {
                 owner: room.owner_id,
             },
         )
-        .await?;
-        tracing::info!(room_id = id, archived, "room archive state changed");
-        let action = if archived { "room.archive" } else { "room.unarchive" };
-        self.audit(by, action, room.name.unwrap_or_default(), json!({ "id": id })).await
+        .await
     }
 
     /// Deletes a room with its messages; every member's connections, on every node,
@@ -307,7 +312,13 @@ impl Chat {
         for entry in self.store.cli_audit_after(seen, 100).await? {
             let detail: serde_json::Value = serde_json::from_str(&entry.detail).unwrap_or_default();
             match (entry.action.as_str(), detail["id"].as_i64()) {
-                ("room.archive" | "room.unarchive", Some(room)) => self.forget_room(room),
+                ("room.archive" | "room.unarchive", Some(room)) => {
+                    self.forget_room(room);
+                    // The CLI's process has no sockets: this node tells its members.
+                    if let Some(r) = self.store.room(room).await? {
+                        self.tell_archived(&r, entry.action == "room.archive").await?;
+                    }
+                }
                 ("room.delete", Some(room)) => {
                     self.forget_room(room);
                     self.files_changed();
