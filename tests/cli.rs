@@ -98,6 +98,10 @@ fn user_commands() {
     // By email too, and each token is new.
     let token2 = ok(&rtm(Some(d), &["user", "token", "A@X.org"], None));
     assert!(token2.trim().starts_with("rtm_") && token2.trim() != token);
+    // Each is in the audit log (its name, never the token itself).
+    let audit = ok(&rtm(Some(d), &["audit", "--limit", "5"], None));
+    assert_eq!(audit.matches("user.token").count(), 2, "{audit}");
+    assert!(!audit.contains(token) && !audit.contains(token2.trim()), "{audit}");
 
     let out = ok(&rtm(Some(d), &["user", "disable", "admin1"], None));
     assert!(out.contains("disabled admin1"), "{out}");

@@ -335,7 +335,7 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Token { login, name } => {
             let u = chat.find_user(&login).await.map_err(|e| anyhow::anyhow!("{login}: {e}"))?;
-            let (_, token) = chat.create_api_token(u.id, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let token = chat.cli_api_token(&u, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{token}");
         }
     }

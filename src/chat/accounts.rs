@@ -374,6 +374,15 @@ impl Chat {
         Ok((id, token))
     }
 
+    /// An API token made for someone from the shell (`rtm user token`): a credential
+    /// into their account, so the audit log records it (its name, never the token).
+    pub async fn cli_api_token(&self, user: &User, name: &str) -> ChatResult<String> {
+        let (id, token) = self.create_api_token(user.id, name).await?;
+        let detail = serde_json::json!({ "id": user.id, "token_id": id, "name": name });
+        self.audit(None, "user.token", user.username.clone(), detail).await?;
+        Ok(token)
+    }
+
     pub async fn list_api_tokens(&self, actor: &Actor) -> ChatResult<Vec<ApiTokenInfo>> {
         Ok(self.store.list_api_tokens(actor.user.id).await?)
     }
