@@ -77,7 +77,7 @@ pub struct Config {
     /// The origin browsers use to reach this server (scheme://host[:port]); WebSocket
     /// handshakes and state-changing requests from any other origin are refused.
     /// Default: http://LISTEN. Use https://… behind a TLS proxy (cookies become Secure).
-    #[arg(long, env = "RTM_PUBLIC_ORIGIN", global = true)]
+    #[arg(long, env = "RTM_PUBLIC_ORIGIN", value_parser = parse_origin, global = true)]
     pub public_origin: Option<String>,
 
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `rtm=debug,info`.
@@ -178,7 +178,8 @@ pub struct Config {
     #[arg(long, env = "RTM_MAX_API_TOKENS", default_value_t = 25, global = true)]
     pub max_api_tokens: usize,
 
-    /// Days the admin audit log keeps an entry (older ones are pruned periodically).
+    /// Days the admin audit log keeps an entry (older ones are pruned periodically;
+    /// at least 1: 0 counts as 1).
     #[arg(long, env = "RTM_AUDIT_KEEP_DAYS", default_value_t = 365, global = true)]
     pub audit_keep_days: i64,
 
@@ -302,6 +303,20 @@ impl Config {
     }
 }
 
+/// An origin exactly as browsers send it: http or https, a host, an optional port,
+/// nothing after (a path, query or user name would never match any request's Origin).
+fn parse_origin(s: &str) -> Result<String, String> {
+    let want = "scheme://host[:port], e.g. https://chat.example.org";
+    let u = url::Url::parse(s).map_err(|e| format!("not an origin ({e}): {want}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(format!("not an http(s) origin: {want}"));
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+        return Err(format!("an origin has no path, query or user: {want}"));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
 fn parse_accepted_types(s: &str) -> Result<crate::domain::files::AcceptedTypes, String> {
     crate::domain::files::AcceptedTypes::parse(s).map_err(|e| e.message)
 }
@@ -363,5 +378,25 @@ mod tests {
         let c = Config::for_tests("/tmp/x".into());
         assert_eq!(c.origin(), "http://127.0.0.1:8080");
         assert!(!c.secure_cookies());
+    }
+
+    #[test]
+    fn public_origin_must_be_an_origin() {
+        for ok in
+            ["https://chat.example.org", "http://127.0.0.1:8080", "https://chat.example.org/", "http://[::1]:9000"]
+        {
+            assert_eq!(parse_origin(ok).as_deref(), Ok(ok.trim_end_matches('/')), "{ok}");
+        }
+        for bad in [
+            "not a url",
+            "ftp://x",
+            "https://chat.example.org/path",
+            "https://a@chat.example.org",
+            "https://x?y=1",
+            "chat.example.org",
+            "",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -88,6 +88,12 @@ async fn a_backup_taken_while_writing_restores_everything_acknowledged_before_it
     let backup_done = Instant::now();
     assert!(out.status.success(), "rtm backup failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("backed up to"), "{out:?}");
+    // It holds password hashes: its owner's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).expect("the copy").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let acked = writer.await.expect("writer");

@@ -33,7 +33,7 @@ enum Command {
     Room(RoomCommand),
     /// Show the audit log of admin actions, newest first.
     Audit {
-        /// How many entries (1 to 200).
+        /// How many entries (1 to 200; other values are clamped to that range).
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },

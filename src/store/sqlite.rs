@@ -22,9 +22,14 @@ pub use crate::config::Durability;
 pub async fn open(url: &str, pool_size: u32, durability: Durability) -> StoreResult<SqlStore> {
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or(path);
-    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        // A data dir we create is the server user's alone: the database holds password
+        // hashes and SQLite makes its files readable by all (0644).
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
     }
     let url = if url.contains('?') { url.to_string() } else { format!("sqlite:{path}?mode=rwc") };
     let pool = options(pool_size.max(2), false, durability).connect(&url).await?;
@@ -221,6 +226,13 @@ pub async fn backup(url: &str, dest: &Path) -> StoreResult<()> {
     partial.push(".partial");
     let partial = std::path::PathBuf::from(partial);
     let _ = std::fs::remove_file(&partial);
+    // The copy holds password hashes: created empty, readable by its owner only, and
+    // VACUUM INTO fills it (it takes an empty file).
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+    create.open(&partial).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", partial.display())))?;
     // Read-write: a reader of a WAL database needs the -shm index, which only a
     // writable connection may create; nothing is written to the source.
     let mut conn = sqlx::AnyConnection::connect(&format!("sqlite:{path}?mode=rw")).await?;
@@ -257,6 +269,17 @@ mod tests {
 
     fn wal_len(dir: &std::path::Path) -> u64 {
         std::fs::metadata(dir.join("t.db-wal")).map(|m| m.len()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_it_creates_is_its_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("new").join("data");
+        open(&format!("sqlite:{}", data.join("rtm.db").display()), 2, super::Durability::Normal).await.unwrap();
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{mode:o}");
     }
 
     #[tokio::test]
