@@ -78,6 +78,14 @@ fn user_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
 
+    // A mistyped data dir: admin commands refuse rather than answer from a new, empty
+    // database (only `user add` and `serve` create one).
+    for args in [&["user", "list"][..], &["room", "list"], &["audit"], &["user", "disable", "ann"]] {
+        let o = rtm(Some(d), args, None);
+        assert!(!o.status.success() && stderr(&o).contains("no database at"), "{args:?}: {}", stderr(&o));
+    }
+    assert!(!d.join("rtm.db").exists());
+
     let out = ok(&rtm(Some(d), ADD_ADMIN1, Some("cli-password-1\n")));
     assert!(out.contains("created user admin1"), "{out}");
     assert!(out.contains(", admin"), "the first account is the admin: {out}");

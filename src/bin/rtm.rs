@@ -154,6 +154,10 @@ async fn start() -> anyhow::Result<()> {
         // the server's flags or environment must not rewrite the stored mode.
         cli.config.registration = None;
     }
+    let creates = matches!(cli.command, None | Some(Command::Serve) | Some(Command::User(UserCommand::Add { .. })));
+    if !creates {
+        existing_database(&cli.config)?;
+    }
     match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await,
         Some(Command::User(cmd)) => user(cli.config, cmd).await,
@@ -161,6 +165,21 @@ async fn start() -> anyhow::Result<()> {
         Some(Command::Audit { limit }) => audit(cli.config, limit).await,
         Some(Command::Backup { path }) => backup(cli.config, path).await,
     }
+}
+
+/// An admin command on a SQLite file that is not there is a mistyped `--data-dir`, not
+/// a new server: refused rather than answered from a new, empty database. (`serve`
+/// and `user add`, which may make the first admin before the first start, create it.)
+fn existing_database(config: &Config) -> anyhow::Result<()> {
+    let url = config.database_url();
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        if !path.is_empty() && !path.contains(":memory:") && !std::path::Path::new(path).exists() {
+            anyhow::bail!("no database at {path}: give the server's --data-dir (or --database)");
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
