@@ -234,7 +234,9 @@ pub struct Config {
     pub sign_in_max_delay_secs: u64,
 
     /// Address of a second listener serving `GET /metrics` (Prometheus text format),
-    /// e.g. `127.0.0.1:9090`. Unset: no metrics. Never served on `--listen`.
+    /// e.g. `127.0.0.1:9090`. Unset: no metrics. Never served on `--listen`. An
+    /// address that cannot be bound is logged (ERROR) and the server runs without
+    /// metrics: monitoring never keeps the chat down.
     #[arg(long, env = "RTM_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,
 
