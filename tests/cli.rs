@@ -328,6 +328,19 @@ async fn admin_commands_reach_a_running_server() {
     let cols: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(cols, [room.to_string().as_str(), "general", "bob", "2", "active"], "{line}");
 
+    // An account added with the CLI joins the default room, and the room's members see
+    // its `joined` notice live (the server delivers what the CLI's process could not).
+    assert_eq!(admin.put("/api/admin/default-room", json!({"room": room})).await.0, 204);
+    let add_carl = ["user", "add", "--email", "c@x.org", "--username", "carl", "--first-name", "C", "--last-name", "D"];
+    let add_carl: Vec<&str> = add_carl.iter().copied().chain(["--password-stdin"]).collect();
+    ok(&rtm_bg(&d, &add_carl, Some("carl-password-1\n")).await);
+    ws.recv_until(|f| {
+        matches!(f, rtm::ws::protocol::ServerFrame::Notice(e)
+            if e.room == room && e.kind == rtm::ws::protocol::EventKind::Joined && e.text == "carl joined")
+    })
+    .await;
+    assert_eq!(admin.put("/api/admin/default-room", json!({"room": null})).await.0, 204);
+
     // Archive by name: the running server refuses sends soon after; unarchive by id.
     let out = ok(&rtm_bg(&d, &["room", "archive", "GENERAL"], None).await);
     assert!(out.contains(&format!("archived room {room}")), "{out}");
@@ -419,6 +432,9 @@ async fn admin_commands_reach_a_running_server() {
             "user.end_sessions",
             "room.unarchive",
             "room.archive",
+            "settings.default_room",
+            "user.add",
+            "settings.default_room",
             "user.add",
             "user.add"
         ],
@@ -426,7 +442,9 @@ async fn admin_commands_reach_a_running_server() {
     );
     let (_, log) = admin.get("/api/admin/audit").await;
     let entries = log["entries"].as_array().expect("entries");
-    let cli: Vec<&Value> = entries.iter().filter(|e| e["action"] != "user.password_reset").collect();
+    let by_console = ["user.password_reset", "settings.default_room"];
+    let cli: Vec<&Value> =
+        entries.iter().filter(|e| !by_console.contains(&e["action"].as_str().unwrap_or(""))).collect();
     assert!(cli.iter().all(|e| e["actor"].is_null()), "{log}");
     assert_eq!(entries[0]["target"], "general");
     assert_eq!(entries.last().expect("first entry")["target"], "admin1");

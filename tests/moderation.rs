@@ -430,8 +430,16 @@ async fn default_room_for_new_accounts(b: Backend) {
         (Some("settings.default_room"), Some(lobby))
     );
     assert_eq!(entry["actor"]["username"], "root");
-    // A new account is in it at once; an older one is not added.
+    // A new account is in it at once, and the room's members see its `joined` notice
+    // live, whether it signed up or the admin made it; an older one is not added.
+    let mut wr = root.ws().await;
+    let joined = |who: &'static str| move |f: &ServerFrame| matches!(f, ServerFrame::Notice(e) if e.room == lobby && e.kind == EventKind::Joined && e.text == format!("{who} joined"));
     let newbie = srv.user("newbie").await;
+    wr.recv_until(joined("newbie")).await;
+    let form = json!({"first_name": "Made", "last_name": "ByAdmin", "email": "made@example.org", "username": "made", "password": "made-password-1"});
+    let (s, body) = root.post("/api/admin/users", form).await;
+    assert_eq!(s, 201, "{body}");
+    wr.recv_until(joined("made")).await;
     let ws = newbie.ws().await;
     assert!(ws.hello_rooms().iter().any(|r| r.id == lobby), "joined the default room");
     let list = members(&root, lobby).await;

@@ -259,6 +259,22 @@ impl Chat {
         self.audit(by, action, room.name.unwrap_or_default(), json!({ "id": id })).await
     }
 
+    /// An account the CLI added joined the default room there, but its `joined` notice
+    /// reached no socket (the CLI's process has none): this node delivers it, so the
+    /// room's members see no hole in its seqs. The notice is among the room's latest.
+    async fn tell_cli_default_join(&self, user: UserId) -> ChatResult<()> {
+        let Some(room) = self.default_room().await? else {
+            return Ok(());
+        };
+        let recent = self.store.history(room, None, 50).await?;
+        if let Some(m) =
+            recent.into_iter().rev().find(|m| m.author_id == user && m.kind == crate::domain::MessageKind::Joined)
+        {
+            self.publish(Topic::Room(room), &super::messages::stored_frame(m)).await?;
+        }
+        Ok(())
+    }
+
     /// Members' open pages learn a room's archive state at once (their composers close
     /// or reopen).
     async fn tell_archived(&self, room: &crate::store::Room, archived: bool) -> ChatResult<()> {
@@ -328,7 +344,10 @@ impl Chat {
                     }
                 }
                 // A new account joins the default room, which this node may hold cached.
-                ("user.add", _) => self.forget_default_room().await,
+                ("user.add", Some(user)) => {
+                    self.forget_default_room().await;
+                    self.tell_cli_default_join(user).await?;
+                }
                 ("user.demote", Some(user)) if detail["changed"] == true => {
                     self.bus.publish(Envelope::control(Topic::User(user), Control::Demoted, None)).await?;
                 }
