@@ -59,7 +59,7 @@ enum UserCommand {
         #[arg(long, env = "RTM_NEW_PASSWORD", hide_env_values = true)]
         password: Option<String>,
         /// Read the password from standard input.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "password")]
         password_stdin: bool,
     },
     /// List accounts.

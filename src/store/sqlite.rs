@@ -31,11 +31,32 @@ pub async fn open(url: &str, pool_size: u32, durability: Durability) -> StoreRes
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
     }
+    if path.is_empty() {
+        return Err(StoreError::Backend("the SQLite URL names no file (sqlite:/path/to/rtm.db)".into()));
+    }
+    not_another_kind_of_file(path)?;
     let url = if url.contains('?') { url.to_string() } else { format!("sqlite:{path}?mode=rwc") };
     let pool = options(pool_size.max(2), false, durability).connect(&url).await?;
     sqlx::migrate!("migrations/sqlite").run(&pool).await?;
     let writer = options(1, true, durability).connect(&url).await?;
     Ok(SqlStore { pool, writer, backend: Backend::Sqlite, held_dm_cap: Default::default(), known: Default::default() })
+}
+
+/// A file that is there but is not a SQLite database (a wrong `--database` path) is
+/// refused at once: otherwise every connection of the pool fails and retries until
+/// its timeout, 30 s later. An empty file is a database SQLite has not written yet.
+fn not_another_kind_of_file(path: &str) -> StoreResult<()> {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(()); // not there yet (created), or SQLite says why
+    };
+    let mut head = [0u8; 16];
+    match f.read(&mut head) {
+        Ok(0) => Ok(()),
+        Ok(n) if head[..n] == b"SQLite format 3\0"[..n] && n == 16 => Ok(()),
+        Ok(_) => Err(StoreError::Backend(format!("{path} is not a SQLite database"))),
+        Err(e) => Err(StoreError::Backend(format!("cannot read {path}: {e}"))),
+    }
 }
 
 /// A pool of `n` connections, each set up by [`setup`].
@@ -269,6 +290,24 @@ mod tests {
 
     fn wal_len(dir: &std::path::Path) -> u64 {
         std::fs::metadata(dir.join("t.db-wal")).map(|m| m.len()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_database_is_refused_at_once() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, b"garbage, not a database").unwrap();
+        let Err(e) = open(&format!("sqlite:{}", junk.display()), 2, super::Durability::Normal).await else {
+            panic!("a file of junk opened as a database")
+        };
+        // Said at once, not a pool timeout after 30 s of retries.
+        assert!(e.to_string().contains("is not a SQLite database"), "{e}");
+        assert!(open("sqlite:", 2, super::Durability::Normal).await.is_err());
+        // An empty file is a database not written yet.
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        open(&format!("sqlite:{}", empty.display()), 2, super::Durability::Normal).await.unwrap();
     }
 
     #[tokio::test]
