@@ -396,10 +396,12 @@ async fn admin_commands_reach_a_running_server() {
 
     // A CLI command run with the server's flags leaves the stored registration mode
     // alone (`--registration` is the server's start-up choice).
-    ok(&rtm_bg(&d, &["--registration", "closed", "user", "list"], None).await);
     let url = format!("sqlite:{}", d.join("rtm.db").display());
     let store = rtm::store::connect_with(&url, 2, rtm::store::sqlite::Durability::Normal).await.expect("store");
-    assert_ne!(store.get_setting("registration_mode").await.expect("setting").as_deref(), Some("closed"));
+    let before = store.get_setting("registration_mode").await.expect("setting");
+    assert_ne!(before.as_deref(), Some("closed"));
+    ok(&rtm_bg(&d, &["--registration", "closed", "user", "list"], None).await);
+    assert_eq!(store.get_setting("registration_mode").await.expect("setting"), before);
 
     // Errors name what was not found and exit non-zero, in one line even where the
     // shell asks Rust for backtraces.

@@ -149,13 +149,13 @@ async fn start() -> anyhow::Result<()> {
     if let Err(e) = filter {
         tracing::warn!(error = %e, "--log is not a valid filter; logging at info");
     }
-    if !matches!(cli.command, None | Some(Command::Serve)) {
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    if !serving {
         // `--registration` is the server's start-up choice: a CLI command run with
         // the server's flags or environment must not rewrite the stored mode.
         cli.config.registration = None;
     }
-    let creates = matches!(cli.command, None | Some(Command::Serve) | Some(Command::User(UserCommand::Add { .. })));
-    if !creates {
+    if !serving && !matches!(cli.command, Some(Command::User(UserCommand::Add { .. }))) {
         existing_database(&cli.config)?;
     }
     match cli.command {
@@ -172,12 +172,12 @@ async fn start() -> anyhow::Result<()> {
 /// and `user add`, which may make the first admin before the first start, create it.)
 fn existing_database(config: &Config) -> anyhow::Result<()> {
     let url = config.database_url();
-    if let Some(path) = url.strip_prefix("sqlite:") {
-        let path = path.trim_start_matches("//");
-        let path = path.split('?').next().unwrap_or(path);
-        if !path.is_empty() && !path.contains(":memory:") && !std::path::Path::new(path).exists() {
-            anyhow::bail!("no database at {path}: give the server's --data-dir (or --database)");
-        }
+    if let Some(path) = rtm::store::sqlite::file_of(&url)
+        && !path.is_empty()
+        && !path.contains(":memory:")
+        && !std::path::Path::new(path).exists()
+    {
+        anyhow::bail!("no database at {path}: give the server's --data-dir (or --database)");
     }
     Ok(())
 }

@@ -19,9 +19,19 @@ use super::{
 };
 pub use crate::config::Durability;
 
+/// The file a `sqlite:` URL names (without its `?options`), or `None` for another
+/// kind of URL. May be empty (`sqlite:`), or `:memory:`.
+pub fn file_of(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    Some(rest.split('?').next().unwrap_or(rest))
+}
+
 pub async fn open(url: &str, pool_size: u32, durability: Durability) -> StoreResult<SqlStore> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or(path);
+    let path = file_of(url).unwrap_or_default();
+    if path.is_empty() {
+        return Err(StoreError::Backend("the SQLite URL names no file (sqlite:/path/to/rtm.db)".into()));
+    }
     if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
         // A data dir we create is the server user's alone: the database holds password
         // hashes and SQLite makes its files readable by all (0644).
@@ -30,9 +40,6 @@ pub async fn open(url: &str, pool_size: u32, durability: Durability) -> StoreRes
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    if path.is_empty() {
-        return Err(StoreError::Backend("the SQLite URL names no file (sqlite:/path/to/rtm.db)".into()));
     }
     not_another_kind_of_file(path)?;
     let url = if url.contains('?') { url.to_string() } else { format!("sqlite:{path}?mode=rwc") };
@@ -47,15 +54,15 @@ pub async fn open(url: &str, pool_size: u32, durability: Durability) -> StoreRes
 /// its timeout, 30 s later. An empty file is a database SQLite has not written yet.
 fn not_another_kind_of_file(path: &str) -> StoreResult<()> {
     use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else {
+    let Ok(f) = std::fs::File::open(path) else {
         return Ok(()); // not there yet (created), or SQLite says why
     };
-    let mut head = [0u8; 16];
-    match f.read(&mut head) {
-        Ok(0) => Ok(()),
-        Ok(n) if head[..n] == b"SQLite format 3\0"[..n] && n == 16 => Ok(()),
-        Ok(_) => Err(StoreError::Backend(format!("{path} is not a SQLite database"))),
-        Err(e) => Err(StoreError::Backend(format!("cannot read {path}: {e}"))),
+    let mut head = Vec::with_capacity(16);
+    f.take(16).read_to_end(&mut head).map_err(|e| StoreError::Backend(format!("cannot read {path}: {e}")))?;
+    if head.is_empty() || head == b"SQLite format 3\0" {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(format!("{path} is not a SQLite database")))
     }
 }
 
@@ -234,8 +241,7 @@ async fn take(
 /// `dest.partial` and renamed when complete, so `dest` is never a half copy.
 pub async fn backup(url: &str, dest: &Path) -> StoreResult<()> {
     use sqlx::Connection;
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or(path);
+    let path = file_of(url).unwrap_or_default();
     if !Path::new(path).exists() {
         return Err(StoreError::Backend(format!("no database at {path}")));
     }
