@@ -496,3 +496,57 @@ async fn a_node_subscribes_to_a_room_only_while_it_serves_it() {
     drop((wa, wa2));
     assert_eq!(subscribers(0).await, 0);
 }
+
+/// Runs the `rtm` CLI on a blocking thread with `args` (and nothing from the
+/// environment); panics unless it succeeds.
+async fn cli(args: Vec<String>) {
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rtm"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RTM_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RTM_LOG", "warn").args(args).output().expect("rtm runs")
+    })
+    .await
+    .expect("rtm thread");
+    assert!(out.status.success(), "rtm failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CLI action reaches each member's socket ONCE on a cluster: every node reads the
+/// CLI's audit entry, but only one of them announces it, and none does when the CLI
+/// had the cluster's bus and announced it itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_action_reaches_each_socket_once_on_a_cluster() {
+    let c = Cluster::start(2).await;
+    let ann = c.nodes[0].user("ann").await;
+    let bob = c.nodes[1].user("bob").await;
+    let room = ann.create_room("general", json!({})).await;
+    assert_eq!(bob.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
+    let mut wa = ann.ws().await;
+    let mut wb = bob.ws().await;
+    let updates = |frames: &[ServerFrame], want: bool| {
+        frames
+            .iter()
+            .filter(
+                |f| matches!(f, ServerFrame::RoomUpdated { room: r, archived, .. } if *r == room && *archived == want),
+            )
+            .count()
+    };
+    // Nodes read the log every 2 s: 5 s covers two readings by each.
+    let settle = Duration::from_secs(5);
+    let database = vec!["--database".to_string(), c.database.clone()];
+
+    // Without a bus the CLI reaches no socket: one node announces it.
+    cli([database.clone(), vec!["room".into(), "archive".into(), room.to_string()]].concat()).await;
+    let (fa, fb) = tokio::join!(wa.drain(settle), wb.drain(settle));
+    assert_eq!((updates(&fa, true), updates(&fb, true)), (1, 1), "one room_updated per socket");
+
+    // With the cluster's bus the CLI announces it itself, and no node repeats it.
+    let mut with_bus = c.node_args();
+    with_bus.extend(["room".into(), "unarchive".into(), room.to_string()]);
+    cli(with_bus).await;
+    let (fa, fb) = tokio::join!(wa.drain(settle), wb.drain(settle));
+    assert_eq!((updates(&fa, false), updates(&fb, false)), (1, 1), "one room_updated per socket");
+}

@@ -110,6 +110,14 @@ pub trait Bus: Send + Sync + 'static {
     ) -> Option<Result<(), std::time::Duration>> {
         None
     }
+    /// Claims `key` for one node of the cluster for `ttl_ms`: `Some(true)` to the first
+    /// node that asks, `Some(false)` to the others. Used where every node notices the
+    /// same thing (a CLI action in the audit log) and one of them should announce it.
+    /// `None` when the bus keeps no shared state (one node) or cannot answer: the
+    /// caller then acts, as a repeat is better than silence.
+    async fn claim(&self, _key: &str, _ttl_ms: u64) -> Option<bool> {
+        None
+    }
     /// Stops background work (heartbeats) and says goodbye, where there is any.
     async fn close(&self) {}
 }

@@ -660,6 +660,20 @@ impl Bus for RedisBus {
         }
     }
 
+    async fn claim(&self, key: &str, ttl_ms: u64) -> Option<bool> {
+        let k = format!("{}:claim:{key}", self.0.prefix);
+        let mut cmd = self.0.cmd.clone();
+        let set: Result<Option<String>, _> =
+            redis::cmd("SET").arg(&k).arg(1).arg("NX").arg("PX").arg(ttl_ms.max(1)).query_async(&mut cmd).await;
+        match set {
+            Ok(answer) => Some(answer.is_some()),
+            Err(e) => {
+                tracing::debug!(error = %e, "claim unavailable; this node acts");
+                None
+            }
+        }
+    }
+
     async fn shared_backoff(
         &self,
         key: &str,

@@ -79,8 +79,16 @@ impl Chat {
         by: Option<&Actor>,
         action: &str,
         target: impl Into<String>,
-        detail: serde_json::Value,
+        mut detail: serde_json::Value,
     ) -> ChatResult<()> {
+        if by.is_none()
+            && self.bus.shared()
+            && let Some(obj) = detail.as_object_mut()
+        {
+            // A CLI with the cluster's bus has told every node's sockets itself: the
+            // nodes that read this entry (`apply_cli_actions`) must not tell them again.
+            obj.insert("announced".into(), json!(true));
+        }
         self.store
             .append_audit(NewAudit {
                 ts: now_ms(),
@@ -320,45 +328,65 @@ impl Chat {
     /// the CLI's new audit entries at housekeeping (a primary-key range, every 2 s) and
     /// does here what the acting node would have done: drop a cached room that was
     /// archived, unarchived or deleted, tell a deleted room's members, close the
-    /// sockets of ended sessions. (Disabled accounts have their own poll.) With a
-    /// Redis bus the CLI's own messages arrive too; doing it twice is harmless.
+    /// sockets of ended sessions. (Disabled accounts have their own poll.)
+    ///
+    /// What goes to sockets is published once for the whole cluster: not at all when
+    /// the CLI had the cluster's bus and told them itself (`announced`), else by the one
+    /// node that claims the entry on the bus. Dropping a cache is every node's own
+    /// business, so each node does that.
     pub(super) async fn apply_cli_actions(&self) -> ChatResult<()> {
         use std::sync::atomic::Ordering;
         let seen = self.cli_seen.load(Ordering::Relaxed);
         for entry in self.store.cli_audit_after(seen, 100).await? {
             let detail: serde_json::Value = serde_json::from_str(&entry.detail).unwrap_or_default();
-            match (entry.action.as_str(), detail["id"].as_i64()) {
-                ("room.archive" | "room.unarchive", Some(room)) => {
-                    self.forget_room(room);
-                    // The CLI's process has no sockets: this node tells its members.
-                    if let Some(r) = self.store.room(room).await? {
-                        self.tell_archived(&r, entry.action == "room.archive").await?;
-                    }
-                }
-                ("room.delete", Some(room)) => {
-                    self.forget_room(room);
-                    self.files_changed();
-                    let members = detail["member_ids"].as_array().cloned().unwrap_or_default();
-                    for user in members.iter().filter_map(serde_json::Value::as_i64) {
-                        self.tell_room_left(user, room).await?;
-                    }
-                }
-                // A new account joins the default room, which this node may hold cached.
-                ("user.add", Some(user)) => {
-                    self.forget_default_room().await;
-                    self.tell_cli_default_join(user).await?;
-                }
-                ("user.demote", Some(user)) if detail["changed"] == true => {
-                    self.bus.publish(Envelope::control(Topic::User(user), Control::Demoted, None)).await?;
-                }
-                ("user.end_sessions", Some(user)) => {
-                    self.bus
-                        .publish(Envelope::control(Topic::User(user), Control::EndSessionsExcept(None), None))
-                        .await?;
-                }
+            let id = detail["id"].as_i64();
+            match (entry.action.as_str(), id) {
+                ("room.archive" | "room.unarchive" | "room.delete", Some(room)) => self.forget_room(room),
+                ("user.add", Some(_)) => self.forget_default_room().await,
                 _ => {}
             }
+            if entry.action == "room.delete" {
+                self.files_changed();
+            }
+            if id.is_some() && detail["announced"] != true && self.claim_cli_entry(entry.id).await {
+                self.announce_cli_action(&entry.action, &detail).await?;
+            }
             self.cli_seen.store(entry.id, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Whether this node announces the CLI's audit entry `id` (see `apply_cli_actions`).
+    async fn claim_cli_entry(&self, id: i64) -> bool {
+        // A day outlives any node's lag behind the log; the key then goes by itself.
+        self.bus.claim(&format!("cli:{id}"), 86_400_000).await.unwrap_or(true)
+    }
+
+    /// Tells the sockets what a CLI action changed, as the acting node would have.
+    async fn announce_cli_action(&self, action: &str, detail: &serde_json::Value) -> ChatResult<()> {
+        let Some(id) = detail["id"].as_i64() else {
+            return Ok(());
+        };
+        match action {
+            "room.archive" | "room.unarchive" => {
+                if let Some(r) = self.store.room(id).await? {
+                    self.tell_archived(&r, action == "room.archive").await?;
+                }
+            }
+            "room.delete" => {
+                let members = detail["member_ids"].as_array().cloned().unwrap_or_default();
+                for user in members.iter().filter_map(serde_json::Value::as_i64) {
+                    self.tell_room_left(user, id).await?;
+                }
+            }
+            "user.add" => self.tell_cli_default_join(id).await?,
+            "user.demote" if detail["changed"] == true => {
+                self.bus.publish(Envelope::control(Topic::User(id), Control::Demoted, None)).await?;
+            }
+            "user.end_sessions" => {
+                self.bus.publish(Envelope::control(Topic::User(id), Control::EndSessionsExcept(None), None)).await?;
+            }
+            _ => {}
         }
         Ok(())
     }
