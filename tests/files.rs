@@ -593,7 +593,8 @@ async fn restart_keeps_files(b: Backend) {
 /// Through nginx with THE config of docs/DEPLOY.md, in front of two nodes sharing
 /// one files directory: a 5 MB upload passes (nginx's own default limit is 1 MB) and
 /// is streamed on; downloads through either node give the same bytes with the file
-/// headers intact; past `client_max_body_size` nginx itself answers 413.
+/// headers intact; past `client_max_body_size` nginx itself answers 413, and below it
+/// a node's refusal reaches the client without taking the node out of rotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_through_nginx_to_two_nodes() {
     let port = common::nginx::free_port();
@@ -624,6 +625,21 @@ async fn uploads_through_nginx_to_two_nodes() {
     }
     let (s, _) = upload(&ann, room, "huge.bin", "application/octet-stream", vec![0u8; 28 * 1024 * 1024]).await;
     assert_eq!(s, 413);
+    // Over the nodes' limit but within nginx's: the node's own refusal comes through
+    // (it reads the rest of the body first), on each node in turn, and for someone not
+    // signed in too. A node that answered before the body ended made nginx fail its
+    // write, answer 502 and take the node out of rotation for 10 s: with two such
+    // uploads no node was left and every request failed.
+    let over = vec![0u8; 25 * 1024 * 1024 + 512 * 1024];
+    for _ in 0..2 {
+        let (s, body) = upload(&ann, room, "over.bin", "application/octet-stream", over.clone()).await;
+        assert_eq!((s, body["error"]["code"].as_str()), (413, Some("file_too_large")), "{}", nginx.logs());
+    }
+    let (s, body) = upload(&nginx.client(), room, "over.bin", "application/octet-stream", over).await;
+    assert_eq!(s, 401, "{body}");
+    for _ in 0..4 {
+        assert_eq!(ann.get("/api/me").await.0, 200, "every node still in rotation: {}", nginx.logs());
+    }
     assert_eq!(blobs_on_disk(&files), [sha(&bytes)].into());
 }
 

@@ -38,21 +38,18 @@ struct UploadQuery {
 
 async fn upload(
     State(s): State<AppState>,
-    Auth(actor): Auth,
-    PathParams(room): PathParams<RoomId>,
-    QueryParams(q): QueryParams<UploadQuery>,
+    auth: Result<Auth, ApiError>,
+    room: Result<PathParams<RoomId>, ApiError>,
+    query: Result<QueryParams<UploadQuery>, ApiError>,
     headers: HeaderMap,
     req: Request,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let name =
-        q.name.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::bad_request("the name parameter is required"))?;
-    let declared = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     // A body may take as long as it needs, but must keep coming: each piece within
     // the body timeout (`--http-body-secs`), or the upload fails.
     let stall = req.extensions().get::<BodyTimeout>().map_or(std::time::Duration::from_secs(10), |t| t.0);
     let data = req.into_body().into_data_stream();
-    let body = futures_util::stream::unfold(Some(data), move |state| async move {
+    let mut body = futures_util::stream::unfold(Some(data), move |state| async move {
         let mut d = state?;
         match tokio::time::timeout(stall, d.next()).await {
             Ok(Some(Ok(b))) => Some((Ok(b), Some(d))),
@@ -61,9 +58,49 @@ async fn upload(
             Err(_) => Some((Err(io::Error::new(io::ErrorKind::TimedOut, "the upload stalled")), None)),
         }
     })
+    // Fused: the refusal below may read on from where the upload's reading ended.
+    .fuse()
     .boxed();
-    let file = s.chat.upload_file(&actor, room, &name, declared, length, body).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "file": file }))))
+    let answer = async {
+        let (Auth(actor), PathParams(room), QueryParams(q)) = (auth?, room?, query?);
+        let name =
+            q.name.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::bad_request("the name parameter is required"))?;
+        let declared = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        Ok::<_, ApiError>(s.chat.upload_file(&actor, room, &name, declared, length, (&mut body).boxed()).await?)
+    }
+    .await;
+    match answer {
+        Ok(file) => Ok((StatusCode::CREATED, Json(json!({ "file": file })))),
+        Err(e) => {
+            // A refusal usually comes before the body was read (too large, over quota,
+            // not signed in) while its sender is still sending. Were the connection
+            // closed on it, a proxy that streams uploads (nginx, docs/DEPLOY.md) would
+            // fail to write the rest, answer 502 instead of our error and take this
+            // node out of its rotation. So the answer goes at once, and the rest of
+            // the body is read and thrown away beside it, up to what an upload may be.
+            let limit = s.chat.policy.files.max_file_bytes.saturating_add(DRAIN_SLACK);
+            if length.is_none_or(|n| n <= limit) {
+                tokio::spawn(async move { drain(&mut body, limit).await });
+            }
+            Err(e)
+        }
+    }
+}
+
+/// What a refused upload's body may exceed the file limit by and still be read to its
+/// end (nginx's `client_max_body_size` in docs/DEPLOY.md is the limit plus 1 MiB).
+const DRAIN_SLACK: u64 = 2 << 20;
+
+/// Reads and drops what is left of a body, at most `limit` bytes (the stall deadline
+/// of the stream ends a body that stops coming).
+async fn drain(body: &mut futures_util::stream::BoxStream<'static, io::Result<bytes::Bytes>>, limit: u64) {
+    let mut read = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        read = read.saturating_add(chunk.len() as u64);
+        if read > limit {
+            return;
+        }
+    }
 }
 
 #[derive(Deserialize)]
