@@ -946,6 +946,45 @@ async fn control_characters_get_clear_errors_everywhere(b: Backend) {
     assert_eq!(s, 200, "{users}");
 }
 
+/// The directory, the room list and the console's lists find names and topics in
+/// any case by Unicode's rules on every backend (SQLite's `lower()` folds ASCII only:
+/// "émile" did not find Émile there), after a profile or topic change too.
+async fn searches_ignore_case_beyond_ascii(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let admin = srv.user("ann").await;
+    let mut emile = srv.client();
+    let (s, body) = emile
+        .register_with(json!({"first_name": "Émile", "last_name": "Zola", "email": "ez@example.org", "username": "ezola", "password": "long-enough-1"}))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let found = |v: &Value, list: &str, key: &str| -> Vec<String> {
+        v[list].as_array().map_or(vec![], |a| a.iter().map(|x| x[key].as_str().unwrap_or("").to_string()).collect())
+    };
+    for q in ["émile", "ÉMILE", "Émile Zola", "ÉMILE ZOLA", "le zo"] {
+        let (s, users) = admin.get(&format!("/api/users?q={}", urlencode(q))).await;
+        assert_eq!((s, found(&users, "users", "username")), (200, vec!["ezola".to_string()]), "q={q}");
+        let (_, users) = admin.get(&format!("/api/admin/users?q={}", urlencode(q))).await;
+        assert_eq!(found(&users, "users", "username"), ["ezola"], "console, q={q}");
+    }
+    // A changed name is found by its new spelling only.
+    assert_eq!(emile.patch("/api/me", json!({"first_name": "Ødegård"})).await.0, 200);
+    let (_, users) = admin.get(&format!("/api/users?q={}", urlencode("ødegård zola"))).await;
+    assert_eq!(found(&users, "users", "username"), ["ezola"]);
+    let (_, users) = admin.get(&format!("/api/users?q={}", urlencode("émile"))).await;
+    assert_eq!(found(&users, "users", "username"), Vec::<String>::new());
+
+    let room = emile.create_room("cafe", json!({"topic": "Ünïcödé ÉTÉ"})).await;
+    for q in ["été", "ÉTÉ", "ünï"] {
+        let (_, rooms) = admin.get(&format!("/api/rooms?q={}", urlencode(q))).await;
+        assert_eq!(found(&rooms, "rooms", "name"), ["cafe"], "q={q}");
+        let (_, rooms) = admin.get(&format!("/api/admin/rooms?q={}", urlencode(q))).await;
+        assert_eq!(found(&rooms, "rooms", "name"), ["cafe"], "console, q={q}");
+    }
+    assert_eq!(emile.patch(&format!("/api/rooms/{room}"), json!({"topic": "ΣΩΚΡΆΤΗΣ"})).await.0, 200);
+    let (_, rooms) = admin.get(&format!("/api/rooms?q={}", urlencode("σωκράτ"))).await;
+    assert_eq!(found(&rooms, "rooms", "name"), ["cafe"]);
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
@@ -1139,4 +1178,5 @@ on_both_backends!(
     ipv6_neighbours_share_a_sign_in_budget,
     look_alike_names_are_refused,
     guesses_at_one_account_from_many_addresses_are_slowed,
+    searches_ignore_case_beyond_ascii,
 );

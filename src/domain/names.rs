@@ -18,6 +18,19 @@ impl DomainError {
     }
 }
 
+/// How names and topics are compared when people search for them (`LIKE` on a
+/// column folded with this, against a pattern folded with it): lower case by
+/// Unicode's rules, as SQLite's `lower()` (ASCII only) and PostgreSQL's (its
+/// database's locale) are not.
+pub fn search_fold(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// The folded full name a person is found by: first and last name, as shown.
+pub fn person_fold(first_name: &str, last_name: &str) -> String {
+    search_fold(&format!("{first_name} {last_name}"))
+}
+
 /// Characters that change how text around them is shown without being seen: bidi
 /// controls (which can make `alice\u{202E}ecila` read as another name), zero-width
 /// characters, and the invisible "fillers" of Hangul and other scripts that pass for

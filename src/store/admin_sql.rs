@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::{Backend, ROOM_COLS, SqlStore, USER_COLS, b, like_pattern, room_from, user_from};
+use super::{Backend, NAME_FOLD, ROOM_COLS, SqlStore, TOPIC_FOLD, USER_COLS, b, like_pattern, room_from, user_from};
 use crate::{
     domain::{RoomId, UserId},
     store::{AdminRoom, AdminUser, AuditRow, NewAudit, StoreError, StoreResult, UserSort},
@@ -45,10 +45,12 @@ impl SqlStore {
     ) -> StoreResult<(Vec<AdminUser>, i64)> {
         let q = query.map(str::trim).filter(|q| !q.is_empty());
         let filter = if q.is_some() {
-            "WHERE (u.username_lc LIKE $1 ESCAPE '\\' OR u.email_lc LIKE $1 ESCAPE '\\'
-                    OR lower(u.first_name) LIKE $1 ESCAPE '\\' OR lower(u.last_name) LIKE $1 ESCAPE '\\')"
+            format!(
+                "WHERE (u.username_lc LIKE $1 ESCAPE '\\' OR u.email_lc LIKE $1 ESCAPE '\\'
+                    OR {NAME_FOLD} LIKE $1 ESCAPE '\\')"
+            )
         } else {
-            "WHERE 1 = 1"
+            "WHERE 1 = 1".to_string()
         };
         // Never-seen accounts sort after every seen one; ids break ties (stable pages).
         let order = match sort {
@@ -185,9 +187,9 @@ impl SqlStore {
     ) -> StoreResult<(Vec<AdminRoom>, i64)> {
         let q = query.map(str::trim).filter(|q| !q.is_empty());
         let filter = if q.is_some() {
-            "WHERE r.kind = 'room' AND (r.name_lc LIKE $1 ESCAPE '\\' OR lower(r.topic) LIKE $1 ESCAPE '\\')"
+            format!("WHERE r.kind = 'room' AND (r.name_lc LIKE $1 ESCAPE '\\' OR {TOPIC_FOLD} LIKE $1 ESCAPE '\\')")
         } else {
-            "WHERE r.kind = 'room'"
+            "WHERE r.kind = 'room'".to_string()
         };
         let (lim, off) = if q.is_some() { (2, 3) } else { (1, 2) };
         let sql = format!(

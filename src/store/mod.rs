@@ -605,6 +605,7 @@ pub async fn connect_with(url: &str, pool_size: u32, durability: sqlite::Durabil
     } else {
         return Err(StoreError::Backend("unsupported database URL: use sqlite:PATH, postgres://… or mysql://…".into()));
     };
+    store.fill_search_folds().await?;
     tracing::info!(backend = ?store.backend, "store ready");
     Ok(Arc::new(store))
 }

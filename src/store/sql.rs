@@ -148,9 +148,15 @@ fn b(v: bool) -> i64 {
 }
 
 /// A LIKE pattern matching `q` anywhere, with LIKE's wildcards escaped.
+/// A person's folded full name (`domain::names::person_fold`), or for a row written
+/// before the column existed (filled in at start-up) the database's own lower case.
+pub(super) const NAME_FOLD: &str = "COALESCE(u.name_fold, lower(u.first_name || ' ' || u.last_name))";
+/// A room's folded topic, as [`NAME_FOLD`].
+pub(super) const TOPIC_FOLD: &str = "COALESCE(r.topic_fold, lower(r.topic))";
+
 fn like_pattern(q: &str) -> String {
     let mut p = String::from("%");
-    for c in q.to_lowercase().chars() {
+    for c in crate::domain::names::search_fold(q).chars() {
         if matches!(c, '%' | '_' | '\\') {
             p.push('\\');
         }
@@ -847,6 +853,42 @@ impl SqlStore {
         Q { backend: self.backend, sql: sql.into(), args: Vec::new() }
     }
 
+    /// Fills in the search folds (migration 0009) of the accounts and rooms written
+    /// before them: once, at start-up; a node of an older version that writes rows
+    /// meanwhile leaves them to the queries' fallback (`NAME_FOLD`) until the next.
+    pub(super) async fn fill_search_folds(&self) -> StoreResult<()> {
+        let users =
+            self.q("SELECT id, first_name, last_name FROM users WHERE name_fold IS NULL").fetch_all(&self.pool).await?;
+        let rooms = self
+            .q("SELECT id, topic FROM rooms WHERE topic IS NOT NULL AND topic_fold IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        if users.is_empty() && rooms.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for r in &users {
+            let (id, first, last): (i64, String, String) =
+                (r.try_get("id")?, r.try_get("first_name")?, r.try_get("last_name")?);
+            self.q("UPDATE users SET name_fold = $1 WHERE id = $2")
+                .bind(crate::domain::names::person_fold(&first, &last))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for r in &rooms {
+            let (id, topic): (i64, String) = (r.try_get("id")?, r.try_get("topic")?);
+            self.q("UPDATE rooms SET topic_fold = $1 WHERE id = $2")
+                .bind(crate::domain::names::search_fold(&topic))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(users = users.len(), rooms = rooms.len(), "search folds filled in");
+        Ok(())
+    }
+
     /// The one column `sql` selects from the row of (`room` as $1, `user` as $2), if
     /// there is such a row.
     pub(super) async fn room_user_value<T>(&self, sql: &str, room: RoomId, user: UserId) -> StoreResult<Option<T>>
@@ -928,12 +970,13 @@ impl Store for SqlStore {
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {
         // The first account is the admin: decided inside the INSERT so two concurrent
         // first sign-ups on SQLite (one writer) cannot both become admin.
-        let sql = "INSERT INTO users (email, email_lc, username, username_lc, first_name, last_name, password_hash, is_admin, disabled, created_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 0 ELSE 1 END, 0, $8";
+        let sql = "INSERT INTO users (email, email_lc, username, username_lc, first_name, last_name, password_hash, is_admin, disabled, created_at, name_fold)
+             SELECT $1, $2, $3, $4, $5, $6, $7, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 0 ELSE 1 END, 0, $8, $9";
         let mut tx = self.begin_write().await?;
         // Under READ COMMITTED two concurrent first sign-ups could both see an empty
         // table; this lock (held to commit) serializes account creation.
         self.lock_accounts(&mut tx).await?;
+        let fold = crate::domain::names::person_fold(&u.first_name, &u.last_name);
         let q = self
             .q(sql)
             .bind(u.email)
@@ -943,7 +986,8 @@ impl Store for SqlStore {
             .bind(u.first_name)
             .bind(u.last_name)
             .bind(u.password_hash)
-            .bind(u.now);
+            .bind(u.now)
+            .bind(fold);
         let row = self.insert_returning(&mut tx, q, "users", &USER_COLS.replace("u.", "")).await?;
         let user = user_from(&row)?;
         tx.commit().await?;
@@ -976,8 +1020,7 @@ impl Store for SqlStore {
             Some(q) => {
                 let sql = format!(
                     "SELECT {USER_COLS} FROM users u
-                     WHERE u.username_lc LIKE $1 ESCAPE '\\' OR lower(u.first_name) LIKE $1 ESCAPE '\\'
-                        OR lower(u.last_name) LIKE $1 ESCAPE '\\' OR lower(u.first_name || ' ' || u.last_name) LIKE $1 ESCAPE '\\'
+                     WHERE u.username_lc LIKE $1 ESCAPE '\\' OR {NAME_FOLD} LIKE $1 ESCAPE '\\'
                      ORDER BY u.username_lc LIMIT $2"
                 );
                 self.q(&sql).bind(like_pattern(q.trim())).bind(limit).fetch_all(&self.pool).await?
@@ -991,6 +1034,7 @@ impl Store for SqlStore {
     }
 
     async fn update_profile(&self, id: UserId, c: ProfileChange) -> StoreResult<User> {
+        let names_changed = c.first_name.is_some() || c.last_name.is_some();
         let mut tx = self.begin_write().await?;
         if let Some(f) = c.first_name {
             self.q("UPDATE users SET first_name = $1 WHERE id = $2").bind(f).bind(id).execute(&mut *tx).await?;
@@ -1017,6 +1061,13 @@ impl Store for SqlStore {
         let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1");
         let row = self.q(&sql).bind(id).fetch_optional(&mut *tx).await?;
         let user = row.as_ref().map(user_from).transpose()?.ok_or(StoreError::NotFound)?;
+        if names_changed {
+            self.q("UPDATE users SET name_fold = $1 WHERE id = $2")
+                .bind(crate::domain::names::person_fold(&user.first_name, &user.last_name))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(user)
     }
@@ -1230,8 +1281,9 @@ impl Store for SqlStore {
 
     async fn create_room(&self, r: NewRoom) -> StoreResult<Room> {
         let mut tx = self.begin_write().await?;
-        let sql = "INSERT INTO rooms (kind, name, name_lc, topic, is_private, owner_id, keep_messages, keep_days, ephemeral, last_seq, created_at)
-             VALUES ('room', $1, $2, $3, $4, $5, $6, $7, $8, 0, $9)";
+        let sql = "INSERT INTO rooms (kind, name, name_lc, topic, is_private, owner_id, keep_messages, keep_days, ephemeral, last_seq, created_at, topic_fold)
+             VALUES ('room', $1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10)";
+        let topic_fold = crate::domain::names::search_fold(&r.topic);
         let q = self
             .q(sql)
             .bind(r.name)
@@ -1242,7 +1294,8 @@ impl Store for SqlStore {
             .bind(r.retention.keep_messages)
             .bind(r.retention.keep_days)
             .bind(b(r.retention.ephemeral))
-            .bind(r.now);
+            .bind(r.now)
+            .bind(topic_fold);
         let row = self.insert_returning(&mut tx, q, "rooms", &ROOM_COLS.replace("r.", "")).await?;
         let room = room_from(&row)?;
         self.q("INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES ($1, $2, $3, 0)")
@@ -1269,11 +1322,12 @@ impl Store for SqlStore {
     async fn update_room(&self, id: RoomId, topic: &str, retention: Retention) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         let r = self
-            .q("UPDATE rooms SET topic = $1, keep_messages = $2, keep_days = $3, ephemeral = $4 WHERE id = $5")
+            .q("UPDATE rooms SET topic = $1, keep_messages = $2, keep_days = $3, ephemeral = $4, topic_fold = $5 WHERE id = $6")
             .bind(topic.to_string())
             .bind(retention.keep_messages)
             .bind(retention.keep_days)
             .bind(b(retention.ephemeral))
+            .bind(crate::domain::names::search_fold(topic))
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -1320,7 +1374,7 @@ impl Store for SqlStore {
         let rows = match query.filter(|q| !q.trim().is_empty()) {
             Some(q) => {
                 let sql = format!(
-                    "{base} AND (r.name_lc LIKE $2 ESCAPE '\\' OR lower(r.topic) LIKE $2 ESCAPE '\\') ORDER BY r.name_lc LIMIT $3"
+                    "{base} AND (r.name_lc LIKE $2 ESCAPE '\\' OR {TOPIC_FOLD} LIKE $2 ESCAPE '\\') ORDER BY r.name_lc LIMIT $3"
                 );
                 self.q(&sql).bind(viewer).bind(like_pattern(q.trim())).bind(limit).fetch_all(&self.pool).await?
             }
