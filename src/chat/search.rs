@@ -2,7 +2,8 @@
 //! private room they left, never someone else's DM), newest first, with where the
 //! words are so a client can highlight them as text. The database's own full-text
 //! engine does the matching (FTS5, a tsvector GIN index, InnoDB FULLTEXT) over text
-//! the server folded (`domain::search::fold`), so matching is the same everywhere.
+//! the server reduced to its folded words (`domain::search::index_text`), so matching
+//! is the same everywhere.
 
 use serde::Serialize;
 
@@ -101,7 +102,7 @@ pub(super) fn backfill_in_background(store: DynStore) {
                 break;
             }
             for (room, seq, body) in rows {
-                if let Err(e) = store.set_search_text(room, seq, &crate::domain::search::fold(&body)).await {
+                if let Err(e) = store.set_search_text(room, seq, &crate::domain::search::index_text(&body)).await {
                     tracing::warn!(error = %e, "search backfill stopped; it resumes at the next start");
                     return;
                 }

@@ -13,13 +13,27 @@ pub const MAX_QUERY_CHARS: usize = 200;
 /// Words and phrases a query may have.
 pub const MAX_TERMS: usize = 16;
 
-/// Text as the search index keeps it: compatibility-decomposed, combining marks
-/// dropped, lower case. `Café`, `CAFE` and `café` all fold to `cafe`.
+/// Text as it is matched: compatibility-decomposed, combining marks dropped, lower
+/// case, and a Greek final sigma as any other (a capital Σ lowers to σ wherever it
+/// stands, so "ΟΔΥΣΣΕΑΣ" must meet "οδυσσεας"). `Café`, `CAFE` and `café` all fold to
+/// `cafe`.
 pub fn fold(text: &str) -> String {
     if text.is_ascii() {
         return text.to_ascii_lowercase();
     }
-    text.nfkd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
+    text.nfkd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .map(|c| if c == 'ς' { 'σ' } else { c })
+        .collect()
+}
+
+/// What the search index keeps of a message (`messages.search_text`): its folded
+/// words, one space apart. Every other character is gone here, so each database's
+/// own word splitting sees the same words as [`words`]: PostgreSQL's parser kept
+/// `3.14`, `www.example.com` or `a@b.org` whole, and MariaDB took `_` into words.
+pub fn index_text(text: &str) -> String {
+    words(&fold(text)).collect::<Vec<_>>().join(" ")
 }
 
 /// The words of a folded text: runs of letters and digits.
@@ -126,6 +140,17 @@ mod tests {
         assert_eq!(fold("Café CRÈME Ångström"), "cafe creme angstrom");
         assert_eq!(fold("ﬁne"), "fine", "compatibility ligatures decompose");
         assert_eq!(fold("ABC def"), "abc def");
+    }
+
+    #[test]
+    fn the_index_keeps_only_words() {
+        assert_eq!(
+            index_text("pi is 3.14, see www.Example.com or a@b.org_x"),
+            "pi is 3 14 see www example com or a b org x"
+        );
+        assert_eq!(index_text("ΟΔΥΣΣΕΑΣ — Σωκράτης"), "οδυσσεασ σωκρατησ");
+        assert_eq!(fold("οδυσσεας"), "οδυσσεασ", "a typed final sigma meets a capital one");
+        assert_eq!(index_text("  ¿¡!  "), "");
     }
 
     #[test]

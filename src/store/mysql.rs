@@ -52,12 +52,16 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
         .connect(&url)
         .await?;
     sqlx::migrate!("migrations/mysql").run(&pool).await?;
+    // Shorter words are not in the FULLTEXT index: a query must not require them.
+    let min: i64 =
+        sqlx::query_scalar("SELECT CAST(@@innodb_ft_min_token_size AS SIGNED)").fetch_one(&pool).await.unwrap_or(3);
     Ok(SqlStore {
         writer: pool.clone(),
         pool,
         backend: Backend::Mysql,
         held_dm_cap: Default::default(),
         known: Default::default(),
+        min_word_chars: usize::try_from(min).unwrap_or(3).max(1),
     })
 }
 

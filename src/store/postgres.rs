@@ -24,5 +24,6 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
         backend: Backend::Postgres,
         held_dm_cap: Default::default(),
         known: Default::default(),
+        min_word_chars: 1,
     })
 }

@@ -44,6 +44,9 @@ pub struct SqlStore {
     /// SQLite: what the last append of each room left in its row, so the next can be
     /// one call to the writer's thread (`sqlite_append.rs`). Empty elsewhere.
     pub(crate) known: parking_lot::Mutex<HashMap<RoomId, sqlite_append::Known>>,
+    /// The shortest word the full-text index keeps: MariaDB/MySQL's
+    /// `innodb_ft_min_token_size` (read at start); 1 elsewhere.
+    pub(crate) min_word_chars: usize,
 }
 
 const USER_COLS: &str = "u.id, u.email, u.username, u.first_name, u.last_name, u.is_admin, u.disabled, u.created_at";
@@ -66,7 +69,7 @@ type Conn = sqlx::pool::PoolConnection<sqlx::Any>;
 
 /// What a message's text is indexed as: live texts only.
 fn search_text(m: &NewMessage) -> Option<String> {
-    (m.kind == MessageKind::Text).then(|| crate::domain::search::fold(&m.body))
+    (m.kind == MessageKind::Text).then(|| crate::domain::search::index_text(&m.body))
 }
 
 fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
@@ -693,7 +696,7 @@ impl SqlStore {
                     self.q("UPDATE messages SET body = $1, edited_at = $2, search_text = $3 WHERE room_id = $4 AND seq = $5")
                         .bind(m.body.clone())
                         .bind(m.created_at)
-                        .bind(crate::domain::search::fold(&m.body))
+                        .bind(crate::domain::search::index_text(&m.body))
                         .bind(room)
                         .bind(target)
                         .execute(&mut **tx)
@@ -1815,8 +1818,26 @@ impl Store for SqlStore {
                 )
             }
             Backend::Mysql => {
-                let q: Vec<String> = query
+                // Words shorter than the index keeps are left out, as the protocol
+                // says (one required short word made every search find nothing), in
+                // phrases too (InnoDB drops them there itself).
+                let short = |w: &String| w.chars().count() < self.min_word_chars;
+                let terms: Vec<crate::domain::search::Term> = query
                     .terms
+                    .iter()
+                    .filter_map(|t| {
+                        let words: Vec<String> = if t.prefix && t.words.len() == 1 {
+                            t.words.clone()
+                        } else {
+                            t.words.iter().filter(|w| !short(w)).cloned().collect()
+                        };
+                        (!words.is_empty()).then_some(crate::domain::search::Term { words, prefix: t.prefix })
+                    })
+                    .collect();
+                if terms.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let q: Vec<String> = terms
                     .iter()
                     .map(|t| match (t.words.len(), t.prefix) {
                         (1, true) => format!("+{}*", t.words[0]),

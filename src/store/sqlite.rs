@@ -46,7 +46,14 @@ pub async fn open(url: &str, pool_size: u32, durability: Durability) -> StoreRes
     let pool = options(pool_size.max(2), false, durability).connect(&url).await?;
     sqlx::migrate!("migrations/sqlite").run(&pool).await?;
     let writer = options(1, true, durability).connect(&url).await?;
-    Ok(SqlStore { pool, writer, backend: Backend::Sqlite, held_dm_cap: Default::default(), known: Default::default() })
+    Ok(SqlStore {
+        pool,
+        writer,
+        backend: Backend::Sqlite,
+        held_dm_cap: Default::default(),
+        known: Default::default(),
+        min_word_chars: 1,
+    })
 }
 
 /// A file that is there but is not a SQLite database (a wrong `--database` path) is
