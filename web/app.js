@@ -162,12 +162,26 @@ function enterApp(user) {
 }
 
 async function logout() {
-  sync.stop();
+  // Messages still in the outbox go with the session: say so first.
+  const unsent = store.state.outbox.length;
+  if (unsent) {
+    const what = unsent === 1 ? '1 message has' : `${unsent} messages have`;
+    if (!(await confirmDialog(`${what} not been sent yet and will be lost if you sign out now.`, 'Sign out anyway'))) {
+      return;
+    }
+  }
   try {
     await post('/api/logout');
-  } catch {
-    /* signed out locally either way */
+  } catch (e) {
+    // Only the server can end the session (its cookie is out of the page's reach):
+    // unreachable, it would still be signed in at the next load. Any answer (401:
+    // already ended) means it is over.
+    if (e.status === 0) {
+      toast('You are still signed in: the server cannot be reached. Try again when the connection is back.');
+      return;
+    }
   }
+  sync.stop();
   store.endSession();
   history.replaceState(null, '', location.pathname + location.search);
   showAuth('login', 'You are signed out.');

@@ -2,7 +2,8 @@
 //! are reconnecting, a message typed meanwhile waits as pending, and after the restart
 //! (same port, same data) both reconnect on their own and resume. Every message sent
 //! just before, during and after the restart is shown exactly once, in both browsers
-//! and after a reload (so it was stored once, too).
+//! and after a reload (so it was stored once, too). Signing out while the server is
+//! away asks about the queued message, then says the session could not end.
 
 use std::time::Duration;
 
@@ -78,6 +79,19 @@ pub async fn server_restart(d: &Driver) -> Result<()> {
     ensure!(m["pending"] == json!(true) && m["status"] == json!("sending…"), "shown as pending: {m}");
     let status = carol.text("#composer-status").await?;
     ensure!(status.starts_with("Offline"), "the composer explains the offline queue: {status:?}");
+
+    // Signing out now would lose the queued message: carol is asked first. And with the
+    // server away the session cannot end: she stays signed in and is told so (it
+    // said "You are signed out." while the session lived on).
+    carol.click("#logout").await?;
+    carol.wait_visible("#confirm-ok").await?;
+    let q = carol.text("#confirm-text").await?;
+    ensure!(q.contains("1 message has not been sent yet"), "the question: {q}");
+    carol.click("#confirm-ok").await?;
+    carol
+        .wait_text("#toast", "You are still signed in: the server cannot be reached. Try again when the connection is back.")
+        .await?;
+    ensure!(!carol.is_visible("#login-form").await?, "still in the app");
 
     // Same port, same data.
     let srv = TestServer::start_config(Backend::Sqlite, config, dir).await;

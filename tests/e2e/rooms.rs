@@ -89,6 +89,24 @@ pub async fn rooms_and_history(d: &Driver) -> Result<()> {
     )
     .await?;
 
+    // The owner keeps less: what the server deleted leaves hank's open page at once
+    // (it showed all 121 until a reload).
+    let (s, body) = ivy
+        .patch(
+            &format!("/api/rooms/{archive}"),
+            json!({ "retention": { "keep_messages": 5, "keep_days": null, "ephemeral": false } }),
+        )
+        .await;
+    ensure!(s == 200, "ivy keeps 5: {body}");
+    hank.wait_js(
+        "the trimmed history to leave the page",
+        "const texts = [...document.querySelectorAll('#messages .msg .text')].map((t) => t.textContent);
+         return texts.length > 0 && texts.length <= 6 && !texts.includes('archived message 1')
+           && texts.includes('news while you read old news');",
+        vec![],
+    )
+    .await?;
+
     // An ephemeral room from the dialog: nothing kept, messages still flow live.
     hank.click("#new-room-btn").await?;
     hank.fill("#new-room-form [name=name]", "scratch").await?;

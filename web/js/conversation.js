@@ -847,7 +847,9 @@ function initComposer() {
     autosize();
     renderComposerState();
     const id = store.state.currentRoomId;
-    if (id != null && ta.value.trim()) sync.typing(id);
+    // Editing a message already sent is not typing a new one: others are not told.
+    const editing = !!(composerMode && composerMode.text != null);
+    if (id != null && ta.value.trim() && !editing) sync.typing(id);
   });
   $('composer-form').addEventListener('submit', (e) => {
     e.preventDefault();

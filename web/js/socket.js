@@ -400,7 +400,10 @@ export class Sync {
       case 'room_left':
         return store.removeRoom(f.room);
       case 'room_updated':
-        return store.roomUpdated(f.room, f.topic, f.retention, f.owner);
+        if (store.roomUpdated(f.room, f.topic, f.retention, f.owner) && store.state.currentRoomId === f.room) {
+          this.loadHistory(f.room);
+        }
+        return;
       case 'user_updated':
         return store.userUpdated(f.user);
       case 'block_changed':

@@ -473,17 +473,36 @@ export function removeRoom(id) {
 
 export function roomUpdated(id, topic, retention, owner) {
   const r = room(id);
-  if (!r) return;
+  if (!r) return false;
+  const before = r.info.retention;
   r.info.topic = topic;
   r.info.retention = retention;
   // The owner changes when the owner leaves (the room passes on): the room-settings
   // button follows.
   if (owner !== undefined) r.info.owner = owner;
+  // A stricter policy deleted history at once on the server: what this page shows of
+  // it must go too (the latest page is loaded again; ephemeral keeps nothing).
+  let reload = false;
   if (isEphemeral(r)) {
+    if (before && !before.ephemeral) clearEvents(r);
     r.loaded = true;
     r.hasMore = false;
+  } else if (trimsMore(before, retention)) {
+    clearEvents(r);
+    r.loaded = false;
+    r.hasMore = true;
+    r.loadingHistory = false;
+    reload = true;
   }
   touch('rooms', 'current', `room:${id}`);
+  return reload;
+}
+
+/** Whether retention `b` keeps less than `a` (fewer messages or fewer days). */
+function trimsMore(a, b) {
+  if (!a || !b) return false;
+  const less = (was, now) => now != null && (was == null || now < was);
+  return less(a.keep_messages, b.keep_messages) || less(a.keep_days, b.keep_days);
 }
 
 // ---------------------------------------------------------------- presence, typing, read
