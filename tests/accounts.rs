@@ -233,6 +233,23 @@ async fn duplicate_email_and_username_any_case(b: Backend) {
     assert_eq!(list["users"].as_array().map(Vec::len), Some(1), "{list}");
     // And the original is untouched.
     assert_eq!(ann.me().await["email"], "ann@example.org");
+
+    // An accent typed as a letter plus a combining mark is the same letter: no second
+    // account or room that looks just like the first.
+    let mut jose = srv.client();
+    let mut form = account("jose");
+    form["email"] = json!("jos\u{e9}@example.org");
+    assert_eq!(jose.register_with(form).await.0, 201);
+    let mut form = account("other");
+    form["email"] = json!("JOSE\u{301}@example.org");
+    assert_error(&c.register_with(form).await, 409, "email_taken");
+    let mut again = srv.client();
+    assert_eq!(again.login("jose\u{301}@example.org", &password_of("jose")).await.0, 200, "signs in either way");
+    let (s, body) = jose.patch("/api/me", json!({"first_name": "Jose\u{301}"})).await;
+    assert_eq!((s, body["user"]["first_name"].as_str()), (200, Some("Jos\u{e9}")), "{body}");
+    let room = jose.create_room("caf\u{e9}", json!({})).await;
+    assert!(room > 0);
+    assert_error(&ann.post("/api/rooms", json!({"name": "Cafe\u{301}"})).await, 409, "room_name_taken");
 }
 
 // 4. One code per broken rule.

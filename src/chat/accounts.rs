@@ -155,7 +155,7 @@ impl Chat {
                 Some(nonce) => format!("dev:{nonce}"),
                 None => format!("acct:{}", user.id),
             },
-            None => format!("login:{}", auth::hash_secret(&login.trim().to_lowercase())),
+            None => format!("login:{}", auth::hash_secret(&crate::domain::names::login_key(login))),
         };
         self.sign_in_budget(&budget, false).await?;
         let Some((user, hash)) = account else {
@@ -460,7 +460,7 @@ impl Chat {
         if !crate::domain::plausible_login(login) {
             return Ok(None);
         }
-        Ok(self.store.user_for_login(&login.trim().to_lowercase()).await?)
+        Ok(self.store.user_for_login(&crate::domain::names::login_key(login)).await?)
     }
 
     pub async fn list_all_users(&self, limit: i64) -> ChatResult<Vec<User>> {

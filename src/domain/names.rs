@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use unicode_normalization::UnicodeNormalization;
+
 /// A broken input rule: a stable `code` for programs and a `message` for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -121,9 +123,24 @@ string_newtype!(
     Topic
 );
 
+/// What people type, trimmed and in Unicode's composed form (NFC): an `é` typed as
+/// `e` + a combining accent (as some keyboards and pastes give it) is the same
+/// address, name or room as the precomposed `é`, never a second one that looks alike.
+fn composed(raw: &str) -> String {
+    let s = raw.trim();
+    if s.is_ascii() { s.to_string() } else { s.nfc().collect() }
+}
+
+/// The key a username or email is signed in with (and its sign-in budget is kept
+/// under): composed, then lower case, as [`Email::folded`] stores it.
+pub fn login_key(login: &str) -> String {
+    composed(login).to_lowercase()
+}
+
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let s = raw.trim();
+        let s = composed(raw);
+        let s = s.as_str();
         let bad = || DomainError::new("invalid_email", "enter an email address like name@example.org");
         if s.is_empty() || s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control() || is_hidden(c)) {
             return Err(bad());
@@ -168,7 +185,8 @@ impl Username {
 impl PersonName {
     /// `which` names the field in the message ("first name", "last name").
     pub fn parse(raw: &str, which: &str) -> Result<Self, DomainError> {
-        let s = raw.trim();
+        let s = composed(raw);
+        let s = s.as_str();
         let n = s.chars().count();
         if n == 0 || n > 64 || s.chars().any(char::is_control) || has_hidden_chars(s) {
             return Err(DomainError::new(
@@ -185,7 +203,8 @@ pub const ROOM_NAME_RULE: &str =
 
 impl RoomName {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let s = raw.trim();
+        let s = composed(raw);
+        let s = s.as_str();
         let n = s.chars().count();
         let ok_chars = s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.' || c == ' ');
         if !(2..=40).contains(&n) || !ok_chars || s.contains("  ") || has_hidden_chars(s) {
@@ -200,7 +219,8 @@ impl RoomName {
 
 impl Topic {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let s = raw.trim();
+        let s = composed(raw);
+        let s = s.as_str();
         if s.chars().count() > 250 || s.chars().any(|c| c.is_control() && c != '\n') || has_hidden_chars(s) {
             return Err(DomainError::new(
                 "invalid_topic",

@@ -89,7 +89,10 @@ pub async fn server_restart(d: &Driver) -> Result<()> {
     ensure!(q.contains("1 message has not been sent yet"), "the question: {q}");
     carol.click("#confirm-ok").await?;
     carol
-        .wait_text("#toast", "You are still signed in: the server cannot be reached. Try again when the connection is back.")
+        .wait_text(
+            "#toast",
+            "You are still signed in: the server cannot be reached. Try again when the connection is back.",
+        )
         .await?;
     ensure!(!carol.is_visible("#login-form").await?, "still in the app");
 
