@@ -460,7 +460,15 @@ impl Chat {
         if !crate::domain::plausible_login(login) {
             return Ok(None);
         }
-        Ok(self.store.user_for_login(&crate::domain::names::login_key(login)).await?)
+        let key = crate::domain::names::login_key(login);
+        let found = self.store.user_for_login(&key).await?;
+        // An account made before emails were composed (NFC) keeps the form it was
+        // typed in: it can still sign in as it always did.
+        let typed = login.trim().to_lowercase();
+        if found.is_none() && typed != key {
+            return Ok(self.store.user_for_login(&typed).await?);
+        }
+        Ok(found)
     }
 
     pub async fn list_all_users(&self, limit: i64) -> ChatResult<Vec<User>> {
