@@ -72,6 +72,14 @@ pub async fn server_restart(d: &Driver) -> Result<()> {
     wait_reconnecting(&carol).await?;
     wait_reconnecting(&dave).await?;
     carol.wait_visible("#reconnect-now").await?;
+    // Away from the server, whether others are online is not known: none is shown so.
+    carol
+        .wait_js(
+            "nobody shown online while reconnecting",
+            "return document.getElementById('member-count').textContent.endsWith(', 0 online)');",
+            vec![],
+        )
+        .await?;
 
     // Typed while the server is down: pending, and the composer says why.
     carol.send_message("typed while the server was down").await?;

@@ -186,9 +186,15 @@ export function setMe(user) {
 }
 
 export function setConn(status, extra = {}) {
+  const wasAway = isAway();
   state.conn = { ...state.conn, status, ...extra };
-  touch('conn');
+  // Presence shown while away from the server would be a guess (isOnline).
+  if (wasAway !== isAway()) touch('conn', 'rooms');
+  else touch('conn');
 }
+
+/** Cut off from the server (waiting to reconnect): nobody's presence is known. */
+const isAway = () => state.conn.status === 'reconnecting' || state.conn.status === 'offline';
 
 export function selectRoom(id) {
   if (state.currentRoomId === id) return;
@@ -529,6 +535,7 @@ export function presenceChange(roomId, userId, online) {
 
 /** Is this user online, as far as this room's presence says? */
 export function isOnline(r, userId) {
+  if (isAway()) return false;
   if (r.presenceKnown) return r.online.has(userId);
   const m = r.members && r.members.find((x) => x.id === userId);
   return !!(m && m.online);
