@@ -33,7 +33,15 @@ pub fn fold(text: &str) -> String {
 /// own word splitting sees the same words as [`words`]: PostgreSQL's parser kept
 /// `3.14`, `www.example.com` or `a@b.org` whole, and MariaDB took `_` into words.
 pub fn index_text(text: &str) -> String {
-    words(&fold(text)).collect::<Vec<_>>().join(" ")
+    let folded = fold(text);
+    let mut out = String::with_capacity(folded.len());
+    for w in words(&folded) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
 }
 
 /// The words of a folded text: runs of letters and digits.
