@@ -21,11 +21,11 @@ impl DomainError {
 }
 
 /// How names and topics are compared when people search for them (`LIKE` on a
-/// column folded with this, against a pattern folded with it): lower case by
-/// Unicode's rules, as SQLite's `lower()` (ASCII only) and PostgreSQL's (its
-/// database's locale) are not.
+/// column folded with this, against a pattern folded with it): composed (NFC, as
+/// they are stored) and lower case by Unicode's rules, as SQLite's `lower()` (ASCII
+/// only) and PostgreSQL's (its database's locale) are not.
 pub fn search_fold(s: &str) -> String {
-    s.to_lowercase()
+    composed(s).to_lowercase()
 }
 
 /// The folded full name a person is found by: first and last name, as shown.
@@ -271,6 +271,14 @@ mod tests {
         for bad in ["", "ann", "@x.org", "ann@", "a b@x.org", "a@b@c", "a@.x"] {
             assert_eq!(Email::parse(bad).unwrap_err().code, "invalid_email", "{bad}");
         }
+    }
+
+    #[test]
+    fn typed_text_is_composed_and_folded_alike() {
+        assert_eq!(Email::parse("Jose\u{301}@x.org").unwrap().folded(), "jos\u{e9}@x.org");
+        assert_eq!(login_key(" JOSE\u{301}@X.org "), "jos\u{e9}@x.org");
+        assert_eq!(RoomName::parse("Cafe\u{301}").unwrap().as_str(), "Caf\u{e9}");
+        assert_eq!(search_fold("E\u{301}mile"), person_fold("\u{c9}mile", "").trim_end());
     }
 
     #[test]
