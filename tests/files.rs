@@ -623,8 +623,8 @@ async fn uploads_through_nginx_to_two_nodes() {
         assert_eq!(g.h("content-security-policy"), "sandbox; default-src 'none'");
         assert!(g.h("content-disposition").starts_with("attachment;"));
     }
-    let (s, _) = upload(&ann, room, "huge.bin", "application/octet-stream", vec![0u8; 28 * 1024 * 1024]).await;
-    assert_eq!(s, 413);
+    let (s, body) = upload(&ann, room, "huge.bin", "application/octet-stream", vec![0u8; 28 * 1024 * 1024]).await;
+    assert_eq!((s, body["error"]["code"].as_str()), (413, Some("file_too_large")), "nginx's own 413 is the API's");
     // Over the nodes' limit but within nginx's: the node's own refusal comes through
     // (it reads the rest of the body first), on each node in turn, and for someone not
     // signed in too. A node that answered before the body ended made nginx fail its
