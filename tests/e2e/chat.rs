@@ -101,8 +101,14 @@ async fn talking(d: &Driver) -> Result<()> {
     alice.goto(&home).await?;
     bob.goto(&home).await?;
     alice.sign_up("Alice", "Liddell", "alice", PASSWORD).await?;
-    // A taken username is refused inline, on the field it is about.
+    // An empty form names every empty field, not only the first the server checks.
     bob.click("#show-signup").await?;
+    bob.click("#signup-form button[type=submit]").await?;
+    bob.wait_text("#signup-error", "Fill in your first name, last name, email, username and password.").await?;
+    let invalid =
+        bob.js("return document.querySelectorAll('#signup-form [aria-invalid=true]').length;", vec![]).await?;
+    ensure!(invalid == json!(5), "every empty field marked: {invalid}");
+    // A taken username is refused inline, on the field it is about.
     for (field, value) in [
         ("first_name", "Bob"),
         ("last_name", "Marley"),

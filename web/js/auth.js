@@ -125,6 +125,21 @@ export function initAuth({ onSignedIn }) {
     };
     const invite = (v.invite || '').trim();
     if (invite) body.invite = invite;
+    // Every empty field at once (the server names only the first rule it finds broken).
+    const labels = { first_name: 'first name', last_name: 'last name', email: 'email', username: 'username', password: 'password' };
+    const empty = Object.keys(labels).filter((k) => !body[k]);
+    if (empty.length) {
+      const names = empty.map((k) => labels[k]);
+      const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
+      errorEl.textContent = `Fill in your ${list}.`;
+      for (const k of empty) {
+        const field = signupForm.elements.namedItem(k);
+        field.setAttribute('aria-invalid', 'true');
+        field.setAttribute('aria-errormessage', errorEl.id);
+      }
+      signupForm.elements.namedItem(empty[0]).focus();
+      return;
+    }
     try {
       const res = await busy(signupForm, post('/api/register', body));
       signupForm.reset();
