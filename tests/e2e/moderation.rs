@@ -159,6 +159,8 @@ pub async fn moderation_story(d: &Driver) -> Result<()> {
     member_action(&bob, carol_id, "unmute").await?;
     wait_notice(&carol, "unmute", "carol was unmuted by bob").await?;
     wait_open_composer(&carol).await?;
+    ensure!(cw.say(hall, "carol says hi").await.is_some(), "carol may talk again");
+    alice.wait_msg("carol says hi").await?;
 
     // The owner makes the room read-only: carol cannot send, bob (moderator) can.
     alice.click("#room-settings-btn").await?;
@@ -190,6 +192,17 @@ pub async fn moderation_story(d: &Driver) -> Result<()> {
         )
         .await?;
     carol.wait_text("#toast", "You were banned from #townhall by alice.").await?;
+    // Her message keeps her full name on alice's page, though she left the member list.
+    alice
+        .wait_js(
+            "carol's name on her message after the ban",
+            "for (const m of document.querySelectorAll('#messages .msg'))
+               if (m.querySelector('.text')?.textContent === 'carol says hi')
+                 return m.querySelector('.author')?.textContent === 'carol-first Tester';
+             return false;",
+            vec![],
+        )
+        .await?;
     let (s, body) = carol_api.post(&format!("/api/rooms/{hall}/join"), json!({})).await;
     ensure!(s == 403 && body["error"]["code"] == "banned", "a banned person cannot rejoin: {s} {body}");
     // The banned list in the room settings, and Unban.

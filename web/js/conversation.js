@@ -371,7 +371,7 @@ function person(author) {
     memberMapFor = r.members;
     memberById = new Map((r.members || []).map((m) => [m.id, m]));
   }
-  return (author && memberById.get(author.id)) || author || { id: 0, username: '' };
+  return (author && (memberById.get(author.id) || store.knownPerson(author.id))) || author || { id: 0, username: '' };
 }
 
 function timeEl(ts) {

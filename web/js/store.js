@@ -166,6 +166,7 @@ export function startSession(user) {
 /** Forgets everything (sign-out). */
 export function endSession() {
   if (state.me) sessionStorage.removeItem(outboxKey(state.me.id));
+  people.clear();
   state.me = null;
   state.rooms = new Map();
   state.currentRoomId = null;
@@ -601,16 +602,25 @@ export function clearUnread(roomId) {
 export function setMembers(roomId, members) {
   const r = room(roomId);
   if (!r) return;
+  for (const m of members) people.set(m.id, { id: m.id, username: m.username, first_name: m.first_name, last_name: m.last_name });
   r.members = members;
   r.membersStale = false;
   touch(`members:${roomId}`);
 }
+
+/** Everyone this page has seen in a member list, by id: a person who left (or was
+ *  removed) keeps the full name on their messages, which come with a username only. */
+const people = new Map();
+
+/** The person with this id as last seen in a member list, if any. */
+export const knownPerson = (id) => people.get(id) || null;
 
 /** `user_updated`: a person's new name, wherever it shows (member lists and the
  *  authors of messages through them, a DM's title, their own name if it is me). */
 export function userUpdated(user) {
   if (!user || user.id == null) return;
   const names = { username: user.username, first_name: user.first_name, last_name: user.last_name };
+  if (people.has(user.id)) people.set(user.id, { ...people.get(user.id), ...names });
   const topics = ['rooms'];
   if (state.me && state.me.id === user.id) {
     state.me = { ...state.me, ...names };
