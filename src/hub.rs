@@ -51,11 +51,18 @@ pub enum Control {
     /// Close the user's cookie-session connections except those of this session, if
     /// any (a password change: API tokens stay valid, so their sockets stay).
     EndSessionsExcept(Option<String>),
+    /// Close the user's cookie-session connections whose session is not one of these.
+    /// A node replaying a CLI `end-sessions` sends the sessions alive by then: they were
+    /// signed in after the CLI ended the others, and their sockets stay.
+    EndSessionsNotIn(Vec<String>),
     /// Close every connection of the user, however made (the account was disabled).
     EndAll,
     /// Close every connection of the user, however made: it lost the admin role, and
     /// a socket keeps the powers of its handshake (API-token sockets too).
     Demoted,
+    /// As `Demoted`, but sparing connections of these sessions: a node replaying a CLI
+    /// `demote` sends the sessions signed in since, whose sockets never had the powers.
+    DemotedExcept(Vec<String>),
     /// Close the user's connections made with this API token (revoked).
     EndToken(i64),
     /// (Topic::Nodes) A room's settings or members changed: drop cached copies.
@@ -399,10 +406,22 @@ impl Hub {
                 "session_ended",
                 "your sessions were ended",
             ),
+            Control::EndSessionsNotIn(live) => self.close_user_conns(
+                user,
+                |c| c.session.as_ref().is_some_and(|s| !live.contains(s)),
+                "session_ended",
+                "your sessions were ended",
+            ),
             Control::EndAll => self.close_user_conns(user, |_| true, "session_ended", "your account was disabled"),
             Control::Demoted => {
                 self.close_user_conns(user, |_| true, "session_ended", "your admin rights were removed")
             }
+            Control::DemotedExcept(live) => self.close_user_conns(
+                user,
+                |c| !c.session.as_ref().is_some_and(|s| live.contains(s)),
+                "session_ended",
+                "your admin rights were removed",
+            ),
             Control::EndToken(id) => {
                 self.close_user_conns(user, |c| c.token == Some(*id), "session_ended", "the API token was revoked")
             }

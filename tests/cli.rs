@@ -296,22 +296,67 @@ async fn room_line(dir: &Path, name: &str) -> Option<String> {
     out.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).map(str::to_string)
 }
 
-/// The admin commands (`user promote|demote|reset-link|end-sessions`, `room
-/// list|archive|unarchive|delete`, `audit`) against the database of a RUNNING
-/// server: their effects reach its sockets and caches, and each is in the audit log
-/// with no actor (the CLI).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_commands_reach_a_running_server() {
+/// admin1 and bob added with the CLI to a fresh data dir, then a server started on
+/// it; returns the server and the data dir (the server owns the temp dir).
+async fn admin1_and_bob_then_serve() -> (TestServer, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().to_path_buf();
     ok(&rtm_bg(&d, ADD_ADMIN1, Some("cli-password-1\n")).await);
     let add_bob = ["user", "add", "--email", "b@x.org", "--username", "bob", "--first-name", "B", "--last-name", "C"];
     let add_bob: Vec<&str> = add_bob.iter().copied().chain(["--password-stdin"]).collect();
     ok(&rtm_bg(&d, &add_bob, Some("bob-password-1\n")).await);
-
     let mut config = rtm::Config::for_tests(d.clone());
     config.listen = "127.0.0.1:0".parse().expect("addr");
-    let srv = TestServer::start_config(Backend::Sqlite, config, dir).await;
+    (TestServer::start_config(Backend::Sqlite, config, dir).await, d)
+}
+
+/// Whether `ws` is still open: it answers a ping with a pong (a `closing` or the end
+/// of the socket says it is not).
+async fn still_open(ws: &mut Ws) -> bool {
+    ws.send_json(json!({"type": "ping", "id": "alive?"})).await;
+    loop {
+        match ws.try_recv(WAIT).await {
+            Some(rtm::ws::protocol::ServerFrame::Pong { id }) if id == "alive?" => return true,
+            Some(rtm::ws::protocol::ServerFrame::Closing { .. }) | None => return false,
+            Some(_) => continue,
+        }
+    }
+}
+
+/// A running server applies the CLI's `end-sessions` and `demote` at its next
+/// housekeeping tick (up to 2 s later). A session signed in within that gap came
+/// after the action: its socket stays open, while the older sessions' sockets close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_session_end_spares_sessions_signed_in_since() {
+    let (srv, d) = admin1_and_bob_then_serve().await;
+
+    for (command, promote) in [("end-sessions", false), ("demote", true)] {
+        if promote {
+            ok(&rtm_bg(&d, &["user", "promote", "bob"], None).await);
+        }
+        let mut before = srv.client();
+        assert_eq!(before.login("bob", "bob-password-1").await.0, 200);
+        let mut old = before.ws().await;
+        ok(&rtm_bg(&d, &["user", command, "bob"], None).await);
+        // Signed in again at once: almost always before the server's next tick.
+        let mut since = srv.client();
+        assert_eq!(since.login("bob", "bob-password-1").await.0, 200);
+        let mut new = since.ws().await;
+        expect_closing(&mut old).await;
+        assert!(still_open(&mut new).await, "{command}: the socket of a session signed in since was closed");
+        assert_eq!(since.get("/api/me").await.0, 200, "{command}");
+        assert_eq!(before.get("/api/me").await.0, 401, "{command}");
+    }
+    srv.stop().await;
+}
+
+/// The admin commands (`user promote|demote|reset-link|end-sessions`, `room
+/// list|archive|unarchive|delete`, `audit`) against the database of a RUNNING
+/// server: their effects reach its sockets and caches, and each is in the audit log
+/// with no actor (the CLI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_reach_a_running_server() {
+    let (srv, d) = admin1_and_bob_then_serve().await;
     let mut bob = srv.client();
     assert_eq!(bob.login("bob", "bob-password-1").await.0, 200);
     let mut admin = srv.client();

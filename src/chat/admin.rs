@@ -348,8 +348,10 @@ impl Chat {
             if entry.action == "room.delete" {
                 self.files_changed();
             }
-            if id.is_some() && detail["announced"] != true && self.claim_cli_entry(entry.id).await {
-                self.announce_cli_action(&entry.action, &detail).await?;
+            if let Some(id) = id.filter(|_| announces(&entry.action, &detail))
+                && self.claim_cli_entry(entry.id).await
+            {
+                self.announce_cli_action(&entry.action, id, &detail).await?;
             }
             self.cli_seen.store(entry.id, Ordering::Relaxed);
         }
@@ -362,32 +364,30 @@ impl Chat {
         self.bus.claim(&format!("cli:{id}"), 86_400_000).await.unwrap_or(true)
     }
 
-    /// Tells the sockets what a CLI action changed, as the acting node would have.
-    async fn announce_cli_action(&self, action: &str, detail: &serde_json::Value) -> ChatResult<()> {
-        let Some(id) = detail["id"].as_i64() else {
-            return Ok(());
-        };
-        match action {
+    /// Tells the sockets what a CLI action changed, as the acting node would have. The
+    /// CLI deleted the sessions before its entry was written, so the sessions alive
+    /// now were signed in since: ending or demoting spares their sockets.
+    async fn announce_cli_action(&self, action: &str, id: i64, detail: &serde_json::Value) -> ChatResult<()> {
+        let control = match action {
             "room.archive" | "room.unarchive" => {
                 if let Some(r) = self.store.room(id).await? {
                     self.tell_archived(&r, action == "room.archive").await?;
                 }
+                return Ok(());
             }
             "room.delete" => {
                 let members = detail["member_ids"].as_array().cloned().unwrap_or_default();
                 for user in members.iter().filter_map(serde_json::Value::as_i64) {
                     self.tell_room_left(user, id).await?;
                 }
+                return Ok(());
             }
-            "user.add" => self.tell_cli_default_join(id).await?,
-            "user.demote" if detail["changed"] == true => {
-                self.bus.publish(Envelope::control(Topic::User(id), Control::Demoted, None)).await?;
-            }
-            "user.end_sessions" => {
-                self.bus.publish(Envelope::control(Topic::User(id), Control::EndSessionsExcept(None), None)).await?;
-            }
-            _ => {}
-        }
+            "user.add" => return self.tell_cli_default_join(id).await,
+            "user.demote" => Control::DemotedExcept(self.store.session_hashes(id).await?),
+            "user.end_sessions" => Control::EndSessionsNotIn(self.store.session_hashes(id).await?),
+            _ => return Ok(()),
+        };
+        self.bus.publish(Envelope::control(Topic::User(id), control, None)).await?;
         Ok(())
     }
 
@@ -452,6 +452,17 @@ impl Chat {
             .map(|r| r.room.id)
             .ok_or(ChatError::NotFound("room"))
     }
+}
+
+/// Whether a node announces this CLI audit entry to sockets: not when the CLI had the
+/// cluster's bus and told them itself, nor for actions sockets need not hear of.
+fn announces(action: &str, detail: &serde_json::Value) -> bool {
+    detail["announced"] != true
+        && match action {
+            "room.archive" | "room.unarchive" | "room.delete" | "user.add" | "user.end_sessions" => true,
+            "user.demote" => detail["changed"] == true,
+            _ => false,
+        }
 }
 
 /// Bytes of the regular files under `dir` (0 when it does not exist). Symlinks are

@@ -376,6 +376,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, hash: &str) -> StoreResult<()>;
     /// Deletes every session of a user but `keep`.
     async fn delete_user_sessions(&self, user: UserId, keep: Option<&str>) -> StoreResult<()>;
+    /// The token hashes of a user's sessions.
+    async fn session_hashes(&self, user: UserId) -> StoreResult<Vec<String>>;
     /// Deletes up to `limit` sessions past their absolute expiry; returns (user, hash).
     async fn take_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<Vec<(UserId, String)>>;
     async fn create_api_token(&self, user: UserId, name: &str, hash: &str, now: i64) -> StoreResult<i64>;

@@ -1153,6 +1153,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn session_hashes(&self, user: UserId) -> StoreResult<Vec<String>> {
+        let rows =
+            self.q("SELECT token_hash FROM sessions WHERE user_id = $1").bind(user).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+    }
+
     async fn take_expired_sessions(&self, now: i64, limit: i64) -> StoreResult<Vec<(UserId, String)>> {
         let rows = self
             .q("SELECT user_id, token_hash FROM sessions WHERE expires_at <= $1 LIMIT $2")
