@@ -42,6 +42,20 @@ async fn menu_actions(b: &Browser, user: i64) -> Result<Vec<String>> {
     Ok(v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default())
 }
 
+/// Waits until carol's "carol says hi" shows her full name as its author.
+async fn wait_carols_name(b: &Browser, when: &str) -> Result<()> {
+    b.wait_js(
+        &format!("carol's name on her message {when}"),
+        "for (const m of document.querySelectorAll('#messages .msg'))
+           if (m.querySelector('.text')?.textContent === 'carol says hi')
+             return m.querySelector('.author')?.textContent === 'carol-first Tester';
+         return false;",
+        vec![],
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Waits for a moderation notice of `action` reading exactly `text`.
 async fn wait_notice(b: &Browser, action: &str, text: &str) -> Result<()> {
     b.wait_js(
@@ -193,16 +207,7 @@ pub async fn moderation_story(d: &Driver) -> Result<()> {
         .await?;
     carol.wait_text("#toast", "You were banned from #townhall by alice.").await?;
     // Her message keeps her full name on alice's page, though she left the member list.
-    alice
-        .wait_js(
-            "carol's name on her message after the ban",
-            "for (const m of document.querySelectorAll('#messages .msg'))
-               if (m.querySelector('.text')?.textContent === 'carol says hi')
-                 return m.querySelector('.author')?.textContent === 'carol-first Tester';
-             return false;",
-            vec![],
-        )
-        .await?;
+    wait_carols_name(&alice, "after the ban").await?;
     let (s, body) = carol_api.post(&format!("/api/rooms/{hall}/join"), json!({})).await;
     ensure!(s == 403 && body["error"]["code"] == "banned", "a banned person cannot rejoin: {s} {body}");
     // The banned list in the room settings, and Unban.
@@ -239,6 +244,9 @@ pub async fn moderation_story(d: &Driver) -> Result<()> {
     ] {
         wait_notice(&bob, action, text).await?;
     }
+    // Carol is no member any more and this page never saw her in a member list: her
+    // message still shows her full name (the page asks the directory).
+    wait_carols_name(&bob, "after a reload").await?;
 
     // Carol blocks dave: his room messages collapse for her and expand on a click.
     carol.open_conversation("lounge").await?;

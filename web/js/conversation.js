@@ -20,6 +20,7 @@
 
 import { $, h, syncList } from './dom.js';
 import * as store from './store.js';
+import { get } from './api.js';
 import { initEmoji } from './emoji.js';
 import { toWire } from './mentions.js';
 import { attachmentsBlock, initFiles, readyAttachments, takeAttachments, uploadsBusy } from './files.js';
@@ -371,7 +372,46 @@ function person(author) {
     memberMapFor = r.members;
     memberById = new Map((r.members || []).map((m) => [m.id, m]));
   }
-  return (author && (memberById.get(author.id) || store.knownPerson(author.id))) || author || { id: 0, username: '' };
+  const known = author && (memberById.get(author.id) || store.knownPerson(author.id));
+  // Someone not in the loaded member list left or was removed before this page saw
+  // them: the directory has their full name.
+  if (author && !known && r && r.members && !r.membersStale) lookUpLater(author);
+  return known || author || { id: 0, username: '' };
+}
+
+/** Authors already asked of the directory (once per page: a disabled account is not
+ *  listed, and asking again would not change that). */
+const askedAbout = new Set();
+/** id -> username, waiting for the next lookup round. */
+const toLookUp = new Map();
+let lookupTimer = null;
+/** At most this many directory requests a round; the rest wait for the next one. */
+const LOOKUPS_PER_ROUND = 8;
+
+function lookUpLater(author) {
+  if (!author.id || !author.username || askedAbout.has(author.id)) return;
+  askedAbout.add(author.id);
+  toLookUp.set(author.id, author.username);
+  if (!lookupTimer) lookupTimer = setTimeout(lookUpRound, 100);
+}
+
+async function lookUpRound() {
+  const round = [...toLookUp].slice(0, LOOKUPS_PER_ROUND);
+  for (const [id] of round) toLookUp.delete(id);
+  const found = await Promise.all(
+    round.map(async ([id, username]) => {
+      try {
+        const res = await get(`/api/users?q=${encodeURIComponent(username)}`);
+        const user = (res.users || []).find((u) => u.id === id);
+        if (user) store.rememberPerson(user);
+        return !!user;
+      } catch {
+        return false; // offline or refused: the username stays, as before
+      }
+    }),
+  );
+  lookupTimer = toLookUp.size ? setTimeout(lookUpRound, 1000) : null;
+  if (found.some(Boolean)) redrawMessages();
 }
 
 function timeEl(ts) {

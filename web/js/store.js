@@ -615,6 +615,13 @@ const people = new Map();
 /** The person with this id as last seen in a member list, if any. */
 export const knownPerson = (id) => people.get(id) || null;
 
+/** Remembers a person found elsewhere (the directory), unless a member list already
+ *  named them (it is the fresher). */
+export function rememberPerson(user) {
+  if (!user || user.id == null || people.has(user.id)) return;
+  people.set(user.id, { id: user.id, username: user.username, first_name: user.first_name, last_name: user.last_name });
+}
+
 /** `user_updated`: a person's new name, wherever it shows (member lists and the
  *  authors of messages through them, a DM's title, their own name if it is me). */
 export function userUpdated(user) {
