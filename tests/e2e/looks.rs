@@ -191,6 +191,7 @@ fn markup_cases() -> Vec<(String, &'static str)> {
         ("```\nno closing fence".into(), "literal"),
         ("*".repeat(4000), "literal"),
         ("***both*** and **a *b* c**".into(), "nested"),
+        ("see www.example.org/docs, not foo.www.example.org nor me@www.example.org".into(), "www"),
     ]
 }
 
@@ -257,6 +258,16 @@ async fn check_markup(b: &Browser, seq: i64, text: &str, kind: &str, when: &str)
             // The link shows its parsed, percent-encoded form instead of the text.
             let want = "https://example.org/%E2%80%AEtxt.exe";
             ensure!(links.len() == 1 && links[0]["text"] == want && links[0]["href"] == want, "{}", ctx());
+        }
+        "www" => {
+            // A www. address links to http://; one inside another word does not.
+            let want = "http://www.example.org/docs";
+            ensure!(
+                links.len() == 1 && links[0]["href"] == want && links[0]["text"] == "www.example.org/docs",
+                "{}",
+                ctx()
+            );
+            ensure!(strs("targets").is_empty(), "{}", ctx());
         }
         "honest" => {
             ensure!(links.len() == 1 && links[0]["text"] == "the docs", "{}", ctx());

@@ -157,7 +157,8 @@ export function initials(u) {
 //
 // The subset (a small Markdown dialect, as people type it in Slack or Zulip):
 //   **bold**   *italic*   _italic_   `inline code`   ```code block```   > block quote
-//   [text](https://target)   bare http(s) URLs   and the reader's @mention highlighted.
+//   [text](https://target)   bare http(s) URLs and www.-addresses (as http://, as
+//   GitHub and Slack link them)   and the reader's @mention highlighted.
 // Anything else stays literal text. parseMessage() builds a tree of plain objects;
 // renderMessage() turns it into DOM nodes whose text is only ever set as text nodes.
 //
@@ -169,7 +170,9 @@ export function initials(u) {
 
 const MAX_DEPTH = 8;
 // Bare URLs; punctuation that usually ends a sentence is trimmed afterwards (trimUrl).
-const BARE_URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+// A www. address counts when it starts a word (not `foo.www.x`, `me@www.x`, `/www.x`)
+// and has a dot after its next label.
+const BARE_URL_RE = /\bhttps?:\/\/[^\s<>"'`]+|(?<![\w.@/:-])www\.[^\s<>"'`./]+\.[^\s<>"'`]+/gi;
 // Characters that can make a text read differently from what it is: bidi controls and
 // marks, zero-width and other invisible characters.
 const DECEPTIVE_RE = /[\u00AD\u061C\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]/;
@@ -447,7 +450,7 @@ function appendPlain(parent, s, mentionRe) {
   let last = 0;
   for (const m of s.matchAll(BARE_URL_RE)) {
     const raw = trimUrl(m[0]);
-    const href = linkHref(raw);
+    const href = linkHref(/^www\./i.test(raw) ? `http://${raw}` : raw);
     if (!href) continue;
     addText(s.slice(last, m.index));
     // Invisible or bidi characters in the URL itself: show the parsed form instead
