@@ -32,6 +32,22 @@ fn is_hh_mm(s: &str) -> bool {
 }
 
 /// A message row shows who wrote it and when (time on the row, full date on hover).
+/// Waits until the message with exactly `text` is in the state `cond` says, a JS
+/// expression over `v`: `{collapsed, clipped, button, expanded}` (its text's collapse,
+/// whether content is cut off, the Show more/less button's text and aria-expanded).
+async fn wait_long(b: &Browser, what: &str, text: &str, cond: &str) -> Result<()> {
+    let script = format!(
+        "const m = [...document.querySelectorAll('#messages .msg')]
+           .find((e) => e.querySelector('.text')?.textContent === arguments[0]);
+         if (!m) return false;
+         const t = m.querySelector(':scope > .text'), b = m.querySelector(':scope > .show-more');
+         const v = {{ collapsed: t.classList.contains('collapsed'), clipped: t.scrollHeight > t.clientHeight + 1,
+                     button: b ? b.textContent : null, expanded: b ? b.getAttribute('aria-expanded') : null }};
+         return {cond};"
+    );
+    b.wait_js(what, &script, vec![json!(text)]).await.map(|_| ())
+}
+
 /// `author` is the full name shown (the username is in the name's title).
 fn check_shown(m: &Value, author: &str, own: bool) -> Result<()> {
     ensure!(m["author"] == json!(author), "author should be {author}: {m}");
@@ -193,6 +209,31 @@ async fn talking(d: &Driver) -> Result<()> {
     alice.send_message("!").await?;
     bob.wait_msg("Take your time!").await?;
     bob.wait_text("#typing", "").await?;
+
+    // A long message shows its first lines and "Show more"; a long text that fits the
+    // collapsed height (one wide paragraph) gets no button.
+    let long: Vec<String> = (1..=30).map(|i| format!("line {i}")).collect();
+    let long = long.join("\n");
+    bob.send_message(&long).await?;
+    let wide = "word ".repeat(190).trim_end().to_string();
+    bob.send_message(&wide).await?;
+    alice.wait_msg(&wide).await?;
+    wait_long(
+        &alice,
+        "the long message collapsed with Show more",
+        &long,
+        "v.collapsed && v.clipped && v.button === 'Show more' && v.expanded === 'false'",
+    )
+    .await?;
+    wait_long(&alice, "the wide paragraph without a button", &wide, "!v.collapsed && v.button === null").await?;
+    alice.click("#messages .msg .show-more").await?;
+    wait_long(
+        &alice,
+        "the long message opened",
+        &long,
+        "!v.collapsed && !v.clipped && v.button === 'Show less' && v.expanded === 'true'",
+    )
+    .await?;
 
     // Alice opens a DM with Bob from the people directory (Bob shows as online there).
     alice.fill("#user-search", "bo").await?;

@@ -453,6 +453,7 @@ function fillMessage(el, m, pending, cont) {
   const text = h('div', { class: 'text' });
   text.append(renderMessage(m.text, mentionRe));
   children.push(meta, text);
+  if (looksLong(m.text)) children.push(collapseLong(m, text));
   if (status && cont) children.push(h('div', { class: 'msg-status' }, status));
   if (failed) {
     children.push(
@@ -480,6 +481,61 @@ function fillMessage(el, m, pending, cont) {
     if (before) before.before(files);
     else el.append(files);
   }
+}
+
+// ---------------------------------------------------------------- long messages
+//
+// A long message shows its first lines with "Show more", as Zulip and Slack do, so one
+// pasted log does not push the conversation off screen. Which ones were opened is kept
+// for the page's life, so a redraw (an edit, a reaction, a new name) keeps them open.
+
+/** Messages opened with "Show more", by room and seq (or client id while pending). */
+const expandedMessages = new Set();
+
+/** Whether a text may be taller than the collapsed height (the layout decides). */
+function looksLong(t) {
+  if (!t) return false;
+  if (t.length > 900) return true;
+  let lines = 0;
+  for (let i = t.indexOf('\n'); i >= 0 && lines < 14; i = t.indexOf('\n', i + 1)) lines++;
+  return lines >= 14;
+}
+
+/** Collapses `text` unless it was opened; returns its Show more / Show less button. */
+function collapseLong(m, text) {
+  const key = `${m.room}:${m.seq ?? m.client_id}`;
+  const open = expandedMessages.has(key);
+  text.classList.toggle('collapsed', !open);
+  const btn = h('button', { type: 'button', class: 'show-more linklike', 'data-key': key });
+  setShowMore(btn, open);
+  if (!open) {
+    // The guess said long; once laid out, a text that fits loses the button.
+    requestAnimationFrame(() => {
+      if (text.isConnected && text.clientHeight > 0 && text.scrollHeight <= text.clientHeight + 1) {
+        text.classList.remove('collapsed');
+        btn.remove();
+      }
+    });
+  }
+  return btn;
+}
+
+function setShowMore(btn, open) {
+  btn.textContent = open ? 'Show less' : 'Show more';
+  btn.setAttribute('aria-expanded', String(open));
+}
+
+function toggleLong(btn) {
+  const text = btn.parentElement && btn.parentElement.querySelector(':scope > .text');
+  if (!text) return;
+  const open = !expandedMessages.has(btn.dataset.key);
+  if (open) expandedMessages.add(btn.dataset.key);
+  else expandedMessages.delete(btn.dataset.key);
+  text.classList.toggle('collapsed', !open);
+  setShowMore(btn, open);
+  // Closing a message taller than the screen leaves the reader below it: bring its
+  // start back into view.
+  if (!open) btn.parentElement.scrollIntoView({ block: 'nearest' });
 }
 
 function noticeText(ev) {
@@ -745,6 +801,8 @@ function onListClick(e) {
   if (btn.id === 'load-older') {
     const r = store.currentRoom();
     if (r) showOlder(r);
+  } else if (btn.classList.contains('show-more')) {
+    toggleLong(btn);
   } else if (btn.classList.contains('retry-btn')) {
     sync.retry(btn.dataset.clientId);
   } else if (btn.classList.contains('discard-btn')) {
