@@ -190,7 +190,63 @@ async fn words_are_the_same_on_every_backend(b: Backend) {
     }
 }
 
+/// Messages stored by a version that kept the folded text whole (PostgreSQL's parser
+/// then kept `www.example.com` as one word, MariaDB took `_` into words) are
+/// re-indexed in the background after an upgrade: they match as new ones do.
+async fn older_messages_get_the_same_words(b: Backend) {
+    use sqlx::{Connection, Executor};
+    let srv = TestServer::start(b).await;
+    let _admin = srv.user("root").await;
+    let ann = srv.user("ann").await;
+    let old = ann.create_room("old", json!({})).await;
+    let older = ann.create_room("older", json!({})).await;
+    let mut wa = ann.ws().await;
+    let texts = ["see www.example.com now", "snake foo_bar case"];
+    wa.say(old, texts[0]).await;
+    wa.say(older, texts[1]).await;
+    drop(wa);
+    // The first start's own re-index (of an empty database) is done: its task must not
+    // mark the database done after the rewind below.
+    let store = srv.state.chat.store().clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.get_setting("search_words_reindexed").await.expect("setting").is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the first re-index never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(store);
+    let (config, dir) = srv.stop().await;
+    {
+        // What the older version left: the lowered text whole, no re-index done.
+        sqlx::any::install_default_drivers();
+        let mut db = sqlx::AnyConnection::connect(&config.database_url()).await.expect("connect");
+        db.execute("UPDATE messages SET search_text = lower(body) WHERE kind = 'text' AND search_text IS NOT NULL")
+            .await
+            .expect("old search text");
+        let key = if matches!(b, Backend::Mysql) { "`key`" } else { "key" };
+        db.execute(sqlx::AssertSqlSafe(format!("DELETE FROM settings WHERE {key} LIKE 'search_words_%'")))
+            .await
+            .expect("forget the re-index");
+    }
+    let srv = TestServer::start_config(b, config, dir).await;
+    // (On a cluster only the first node is started again.)
+    let mut ann = srv.node_client();
+    assert_eq!(ann.login("ann", &password_of("ann")).await.0, 200);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for (q, want) in [("example com ", texts[0]), ("bar ", texts[1])] {
+        loop {
+            let got = find(&ann, q).await;
+            if got == [want] {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "q={q}: {got:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    srv.stop().await;
+}
+
 on_both_backends!(
+    older_messages_get_the_same_words,
     finds_only_what_you_may_read,
     follows_edits_deletes_and_retention,
     matching_is_forgiving_and_queries_never_break,

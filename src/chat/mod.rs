@@ -307,6 +307,7 @@ impl Chat {
         Self::backfill_skeletons(&store).await?;
         if policy.housekeeping {
             search::backfill_in_background(store.clone());
+            search::reindex_in_background(store.clone());
             search::index_in_background(store.clone());
         }
         // CLI actions from before this node started left nothing stale here.

@@ -114,3 +114,62 @@ pub(super) fn backfill_in_background(store: DynStore) {
         }
     });
 }
+
+/// Settings key: set once every kept message's search text is its words
+/// (`domain::search::index_text`); older versions stored the folded text whole,
+/// which PostgreSQL's and MariaDB's parsers split differently (`3.14`, `a_b`).
+const REINDEXED_KEY: &str = "search_words_reindexed";
+/// Settings key: how far the re-index got ("room:seq"), so a restart resumes there.
+const REINDEX_CURSOR_KEY: &str = "search_words_cursor";
+/// Messages a re-index step reads; a pause between steps leaves the writer to chat.
+const REINDEX_BATCH: i64 = 500;
+const REINDEX_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Rewrites, in the background, the search text of messages stored by a version
+/// that kept the folded text whole, so old messages match as new ones do on every
+/// database. Runs once per database (a settings flag); messages stay findable
+/// meanwhile (each row changes in place, never through "not indexed").
+pub(super) fn reindex_in_background(store: DynStore) {
+    tokio::spawn(async move {
+        match reindex(&store).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(messages = n, "search words re-indexed"),
+            Err(e) => tracing::warn!(error = %e, "search re-index stopped; it resumes at the next start"),
+        }
+    });
+}
+
+/// The re-index itself; returns how many messages changed.
+pub(super) async fn reindex(store: &DynStore) -> Result<u64, crate::store::StoreError> {
+    if store.get_setting(REINDEXED_KEY).await?.is_some() {
+        return Ok(0);
+    }
+    let mut after = store
+        .get_setting(REINDEX_CURSOR_KEY)
+        .await?
+        .and_then(|c| {
+            let (room, seq) = c.split_once(':')?;
+            Some((room.parse().ok()?, seq.parse().ok()?))
+        })
+        .unwrap_or((i64::MIN, i64::MIN));
+    let mut changed = 0u64;
+    loop {
+        let rows = store.search_texts_after(after, REINDEX_BATCH).await?;
+        let Some(last) = rows.last() else { break };
+        after = (last.0, last.1);
+        let stale: Vec<_> = rows
+            .into_iter()
+            .filter_map(|(room, seq, body, old)| {
+                // NULL: not indexed yet, the backfill's business.
+                let new = crate::domain::search::index_text(&body);
+                old.filter(|o| *o != new).map(|o| (room, seq, o, new))
+            })
+            .collect();
+        changed += stale.len() as u64;
+        store.replace_search_texts(&stale).await?;
+        store.set_setting(REINDEX_CURSOR_KEY, &format!("{}:{}", after.0, after.1)).await?;
+        tokio::time::sleep(REINDEX_PAUSE).await;
+    }
+    store.set_setting(REINDEXED_KEY, "1").await?;
+    Ok(changed)
+}

@@ -495,6 +495,16 @@ pub trait Store: Send + Sync + 'static {
     async fn unindexed_texts(&self, limit: i64) -> StoreResult<Vec<(RoomId, Seq, String)>>;
     /// Records a message's folded text for search.
     async fn set_search_text(&self, room: RoomId, seq: Seq, folded: &str) -> StoreResult<()>;
+    /// Up to `limit` live text messages after `after` in (room, seq) order, with their
+    /// search text as stored: (room, seq, text, search text).
+    async fn search_texts_after(
+        &self,
+        after: (RoomId, Seq),
+        limit: i64,
+    ) -> StoreResult<Vec<(RoomId, Seq, String, Option<String>)>>;
+    /// Replaces messages' search texts, each only if it is still the old one given
+    /// (an edit meanwhile wrote a newer one): (room, seq, old, new), one transaction.
+    async fn replace_search_texts(&self, rows: &[(RoomId, Seq, String, String)]) -> StoreResult<()>;
     /// One kept event with its current state, if it is still kept.
     async fn message(&self, room: RoomId, seq: Seq) -> StoreResult<Option<StoredMessage>>;
     // Look-alike names.

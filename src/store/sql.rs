@@ -1923,6 +1923,56 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn search_texts_after(
+        &self,
+        after: (RoomId, Seq),
+        limit: i64,
+    ) -> StoreResult<Vec<(RoomId, Seq, String, Option<String>)>> {
+        const COLS: &str = "SELECT room_id, seq, body, search_text FROM messages WHERE kind = 'text' AND deleted = 0";
+        // The rest of `after`'s room, then the next rooms: two range scans of the
+        // primary key that every database walks in order (an OR of the two, or a row
+        // comparison, is not planned as one everywhere).
+        let rest = self
+            .q(format!("{COLS} AND room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"))
+            .bind(after.0)
+            .bind(after.1)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut rows = rest;
+        if (rows.len() as i64) < limit {
+            let next = self
+                .q(format!("{COLS} AND room_id > $1 ORDER BY room_id, seq LIMIT $2"))
+                .bind(after.0)
+                .bind(limit - rows.len() as i64)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.extend(next);
+        }
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("room_id")?, r.try_get("seq")?, r.try_get("body")?, r.try_get("search_text")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn replace_search_texts(&self, rows: &[(RoomId, Seq, String, String)]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (room, seq, old, new) in rows {
+            self.q("UPDATE messages SET search_text = $1 WHERE room_id = $2 AND seq = $3 AND search_text = $4")
+                .bind(new.clone())
+                .bind(*room)
+                .bind(*seq)
+                .bind(old.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn message(&self, room: RoomId, seq: Seq) -> StoreResult<Option<StoredMessage>> {
         let sql = format!("SELECT {MSG_COLS} FROM {MSG_FROM} WHERE m.room_id = $1 AND m.seq = $2");
         let mut conn = self.pool.acquire().await?;
