@@ -201,7 +201,8 @@ pub struct Config {
     pub http_idle_secs: u64,
 
     /// Seconds an HTTP client has to send a whole request body once its head is in;
-    /// a slower one is answered 408 and its connection closed.
+    /// a slower one is answered 408 and its connection closed. Uploads have no total
+    /// limit: each piece must come within this time of the previous one (else 400).
     #[arg(long, env = "RTM_HTTP_BODY_SECS", default_value_t = 10, global = true)]
     pub http_body_secs: u64,
 

@@ -484,6 +484,37 @@ async fn websocket_handshake_checks(b: Backend) {
 
 // 7. Disabled accounts.
 
+/// The directory's 50 are 50 enabled accounts (disabled ones are not cut after the
+/// limit), and a room's `member_count` counts the members its list shows.
+async fn disabled_accounts_take_no_place_in_lists_and_counts(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let admin = srv.user("zz-admin").await;
+    let mut users = Vec::new();
+    for i in 0..52 {
+        users.push(srv.user(&format!("u{i:02}")).await);
+    }
+    let room = users[2].create_room("counted", json!({})).await;
+    for u in [&users[0], &users[1]] {
+        assert_eq!(u.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
+    }
+    for u in [&users[0], &users[1]] {
+        let id = u.id().await;
+        assert_eq!(admin.post(&format!("/api/admin/users/{id}/disable"), json!({})).await.0, 204);
+    }
+    for path in ["/api/users", "/api/users?q=u"] {
+        let (s, body) = users[3].get(path).await;
+        assert_eq!(s, 200, "{body}");
+        let names: Vec<&str> =
+            body["users"].as_array().expect("users").iter().filter_map(|u| u["username"].as_str()).collect();
+        assert_eq!(names.len(), 50, "{path}: {names:?}");
+        assert_eq!((names[0], names[49]), ("u02", "u51"), "{path}: {names:?}");
+    }
+    let (_, rooms) = users[3].get("/api/rooms?q=counted").await;
+    assert_eq!(rooms["rooms"][0]["member_count"], 1, "{rooms}");
+    let (_, members) = users[2].get(&format!("/api/rooms/{room}/members")).await;
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(1), "{members}");
+}
+
 async fn disabled_user_is_locked_out(b: Backend) {
     let srv = TestServer::start(b).await;
     let admin = srv.user("admin").await;
@@ -553,6 +584,12 @@ async fn api_tokens(b: Backend) {
     let (s, body) = ann.post("/api/me/tokens", json!({"name": "  bot "})).await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["name"], "bot");
+    // The answer names the token as it is stored and listed: composed (NFC).
+    let (s, composed) = ann.post("/api/me/tokens", json!({"name": "Jose\u{301} key"})).await;
+    assert_eq!((s, composed["name"].as_str()), (201, Some("Jos\u{e9} key")), "{composed}");
+    let (_, list) = ann.get("/api/me/tokens").await;
+    assert!(list["tokens"].as_array().expect("tokens").iter().any(|t| t["name"] == composed["name"]), "{list}");
+    assert_eq!(ann.delete(&format!("/api/me/tokens/{}", composed["id"])).await.0, 204);
     let id = body["id"].as_i64().expect("token id");
     let token = body["token"].as_str().expect("token").to_string();
     assert!(token.starts_with("rtm_") && token.len() > 20, "token: {token}");
@@ -1196,4 +1233,5 @@ on_both_backends!(
     look_alike_names_are_refused,
     guesses_at_one_account_from_many_addresses_are_slowed,
     searches_ignore_case_beyond_ascii,
+    disabled_accounts_take_no_place_in_lists_and_counts,
 );

@@ -451,6 +451,11 @@ async fn default_room_for_new_accounts(b: Backend) {
     assert!(cfg["default_room"].is_null(), "{cfg}");
     let later = srv.user("later").await;
     assert!(!later.ws().await.hello_rooms().iter().any(|r| r.id == lobby));
+    // A default room that was deleted is no default room: the config says null.
+    assert_eq!(root.put("/api/admin/default-room", json!({"room": lobby})).await.0, 204);
+    assert_eq!(root.delete(&format!("/api/admin/rooms/{lobby}")).await.0, 204);
+    let (_, cfg) = srv.client().get("/api/config").await;
+    assert!(cfg["default_room"].is_null(), "{cfg}");
 }
 
 async fn blocking(b: Backend) {

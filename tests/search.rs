@@ -245,6 +245,35 @@ async fn older_messages_get_the_same_words(b: Backend) {
     srv.stop().await;
 }
 
+/// Paging ends: `more` is false once the next page would start past offset 1000, a
+/// page past 1000 is empty, and out-of-range numbers are clamped (negative ones too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_stops_at_the_deepest_page() {
+    let srv = TestServer::start_with(Backend::Sqlite, |c| c.rate_messages_per_10s = 1_000_000).await;
+    let ann = srv.user("ann").await;
+    let room = ann.create_room("bulk", json!({"retention": {"keep_messages": 5000}})).await;
+    let mut wa = ann.ws().await;
+    for i in 0..1003 {
+        wa.say(room, &format!("bulkword {i}")).await;
+    }
+    let page = |query: &'static str| {
+        let ann = &ann;
+        async move {
+            let (s, body) = ann.get(&format!("/api/search?q=bulkword&{query}")).await;
+            assert_eq!(s, 200, "{query}: {body}");
+            (texts(&body).len(), body["more"].as_bool())
+        }
+    };
+    assert_eq!(page("offset=999&limit=1").await, (1, Some(true)), "the page at 1000 is still reachable");
+    assert_eq!(page("offset=1000&limit=2").await, (2, Some(false)), "1002 is past the deepest page");
+    assert_eq!(page("offset=1001&limit=2").await, (0, Some(false)));
+    assert_eq!(page("offset=5000").await, (0, Some(false)));
+    assert_eq!(page("limit=-5").await, (1, Some(true)), "clamped to 1");
+    assert_eq!(page("limit=500&offset=-1").await, (50, Some(true)), "clamped to 50 from 0");
+    let (s, body) = ann.get("/api/search?q=bulkword&limit=1.5").await;
+    assert_eq!((s, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
+}
+
 on_both_backends!(
     older_messages_get_the_same_words,
     finds_only_what_you_may_read,

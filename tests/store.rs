@@ -141,7 +141,7 @@ async fn unicode_round_trips_and_names_compare_as_folded(b: Backend) {
     assert_eq!(names("\\").await, ["slash"]);
     assert_eq!(names("röom 😀").await, ["Ünïcødé Röom 😀"]);
     let people: Vec<String> =
-        st.list_users(Some("zoë 👩"), 10).await.unwrap().into_iter().map(|u| u.username).collect();
+        st.list_users(Some("zoë 👩"), 10, false).await.unwrap().into_iter().map(|u| u.username).collect();
     assert_eq!(people, ["uni"]);
 }
 

@@ -357,7 +357,9 @@ impl Chat {
     }
 
     /// Makes an API token for the actor; the token is returned once, never stored.
-    pub async fn create_api_token(&self, user: UserId, name: &str) -> ChatResult<(i64, String)> {
+    /// Makes an API token; returns its id, its name as stored (trimmed, NFC) and the
+    /// token itself (shown once).
+    pub async fn create_api_token(&self, user: UserId, name: &str) -> ChatResult<(i64, String, String)> {
         let cap = self.policy.max_api_tokens;
         if self.store.list_api_tokens(user).await?.len() >= cap {
             return Err(DomainError::new(
@@ -368,16 +370,15 @@ impl Chat {
         }
         // The same rule as people's names: 1 to 64 characters, no control characters.
         let name = crate::domain::PersonName::parse(name, "token name")?.into_inner();
-        let name = name.as_str();
         let token = format!("{API_TOKEN_PREFIX}{}", auth::new_secret().map_err(internal)?);
-        let id = self.store.create_api_token(user, name, &auth::hash_secret(&token), now_ms()).await?;
-        Ok((id, token))
+        let id = self.store.create_api_token(user, &name, &auth::hash_secret(&token), now_ms()).await?;
+        Ok((id, name, token))
     }
 
     /// An API token made for someone from the shell (`rtm user token`): a credential
     /// into their account, so the audit log records it (its name, never the token).
     pub async fn cli_api_token(&self, user: &User, name: &str) -> ChatResult<String> {
-        let (id, token) = self.create_api_token(user.id, name).await?;
+        let (id, name, token) = self.create_api_token(user.id, name).await?;
         let detail = serde_json::json!({ "id": user.id, "token_id": id, "name": name });
         self.audit(None, "user.token", user.username.clone(), detail).await?;
         Ok(token)
@@ -472,6 +473,6 @@ impl Chat {
     }
 
     pub async fn list_all_users(&self, limit: i64) -> ChatResult<Vec<User>> {
-        Ok(self.store.list_users(None, limit).await?)
+        Ok(self.store.list_users(None, limit, false).await?)
     }
 }

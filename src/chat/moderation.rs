@@ -462,6 +462,17 @@ impl Chat {
         Ok(self.store.get_setting(DEFAULT_ROOM_KEY).await?.and_then(|s| s.parse().ok()))
     }
 
+    /// The default room as new accounts see it: `None` when the room set is gone or
+    /// no longer public, since nobody would join it (`GET /api/config`).
+    pub async fn default_room_in_effect(&self) -> ChatResult<Option<RoomId>> {
+        let Some(id) = self.default_room().await? else { return Ok(None) };
+        Ok(match self.room_entry(id).await {
+            Ok(e) if e.room.kind == RoomKind::Room && !e.room.is_private => Some(id),
+            Ok(_) | Err(ChatError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        })
+    }
+
     /// Sets (or clears) the default room: the admin only, and only a public room.
     pub async fn set_default_room(&self, actor: &Actor, room: Option<RoomId>) -> ChatResult<()> {
         if !actor.user.is_admin {

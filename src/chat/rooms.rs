@@ -552,7 +552,7 @@ impl Chat {
         if let Some(q) = q {
             crate::domain::validate_query(q)?;
         }
-        let users = self.store.list_users(q, 50).await?;
+        let users = self.store.list_users(q, 50, true).await?;
         self.with_presence(users).await
     }
 }

@@ -29,16 +29,17 @@ pub struct SearchHit {
 }
 
 impl Chat {
-    /// Messages matching `q`, newest first: at most `limit` (≤ 50) after skipping
-    /// `offset` (≤ 1000); and whether more match.
+    /// Messages matching `q`, newest first: at most `limit` (clamped to 1–50) after
+    /// skipping `offset` (below 0 counts as 0; past 1000 finds nothing); and whether
+    /// more match on a page that paging can still reach.
     pub async fn search(
         &self,
         actor: &Actor,
         q: &str,
         room: Option<RoomId>,
         author: Option<&str>,
-        limit: Option<u32>,
-        offset: Option<u32>,
+        limit: Option<i64>,
+        offset: Option<i64>,
     ) -> ChatResult<(Vec<SearchHit>, bool)> {
         let query = SearchQuery::parse(q)?;
         self.read_limiter.check_key(&actor.user.id).map_err(|_| ChatError::RateLimited)?;
@@ -49,10 +50,14 @@ impl Chat {
             Some(name) => Some(self.find_user(name).await?.id),
             None => None,
         };
-        let limit = i64::from(limit.unwrap_or(20).clamp(1, MAX_RESULTS));
-        let offset = i64::from(offset.unwrap_or(0).min(MAX_OFFSET));
+        let limit = limit.unwrap_or(20).clamp(1, i64::from(MAX_RESULTS));
+        let offset = offset.unwrap_or(0).max(0);
+        if offset > i64::from(MAX_OFFSET) {
+            return Ok((Vec::new(), false));
+        }
         let mut rows = self.store.search(actor.user.id, &query, room, author, limit + 1, offset).await?;
-        let more = rows.len() as i64 > limit;
+        // The next page starts at offset + limit: past the deepest one, nothing follows.
+        let more = rows.len() as i64 > limit && offset + limit <= i64::from(MAX_OFFSET);
         rows.truncate(limit as usize);
         Ok((
             rows.into_iter()
@@ -121,9 +126,13 @@ pub(super) fn backfill_in_background(store: DynStore) {
 const REINDEXED_KEY: &str = "search_words_reindexed";
 /// Settings key: how far the re-index got ("room:seq"), so a restart resumes there.
 const REINDEX_CURSOR_KEY: &str = "search_words_cursor";
-/// Messages a re-index step reads; a pause between steps leaves the writer to chat.
-const REINDEX_BATCH: i64 = 500;
-const REINDEX_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+/// Messages a re-index step reads. After each step the re-index rests four times as
+/// long as the step took (the search queue's work it causes comes on top), so chat
+/// keeps most of the one writer: 500,000 messages took 94 s flat out and doubled a
+/// DM's median latency many times over meanwhile (BENCHMARKS.md).
+const REINDEX_BATCH: i64 = 100;
+const REINDEX_REST: u32 = 4;
+const REINDEX_MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Rewrites, in the background, the search text of messages stored by a version
 /// that kept the folded text whole, so old messages match as new ones do on every
@@ -154,6 +163,7 @@ pub(super) async fn reindex(store: &DynStore) -> Result<u64, crate::store::Store
         .unwrap_or((i64::MIN, i64::MIN));
     let mut changed = 0u64;
     loop {
+        let step = std::time::Instant::now();
         let rows = store.search_texts_after(after, REINDEX_BATCH).await?;
         let Some(last) = rows.last() else { break };
         after = (last.0, last.1);
@@ -168,7 +178,7 @@ pub(super) async fn reindex(store: &DynStore) -> Result<u64, crate::store::Store
         changed += stale.len() as u64;
         store.replace_search_texts(&stale).await?;
         store.set_setting(REINDEX_CURSOR_KEY, &format!("{}:{}", after.0, after.1)).await?;
-        tokio::time::sleep(REINDEX_PAUSE).await;
+        tokio::time::sleep((step.elapsed() * REINDEX_REST).max(REINDEX_MIN_PAUSE)).await;
     }
     store.set_setting(REINDEXED_KEY, "1").await?;
     Ok(changed)

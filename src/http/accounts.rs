@@ -103,7 +103,7 @@ async fn config(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         "registration": state.chat.registration_mode().as_str(),
         "max_message_chars": state.chat.policy.max_message_chars,
         "max_file_bytes": state.chat.policy.files.max_file_bytes,
-        "default_room": state.chat.default_room().await?,
+        "default_room": state.chat.default_room_in_effect().await?,
     })))
 }
 
@@ -238,8 +238,8 @@ async fn create_token(
     Auth(actor): Auth,
     Body(form): Body<TokenForm>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let (id, token) = state.chat.create_api_token(actor.user.id, &form.name).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id, "name": form.name.trim(), "token": token }))))
+    let (id, name, token) = state.chat.create_api_token(actor.user.id, &form.name).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id, "name": name, "token": token }))))
 }
 
 async fn list_tokens(State(state): State<AppState>, Auth(actor): Auth) -> Result<Json<serde_json::Value>, ApiError> {

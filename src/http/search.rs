@@ -18,8 +18,9 @@ struct SearchParams {
     q: String,
     room: Option<RoomId>,
     author: Option<String>,
-    limit: Option<u32>,
-    offset: Option<u32>,
+    // Signed, so that a negative value is clamped like any other out of range.
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 async fn search(

@@ -362,7 +362,9 @@ pub trait Store: Send + Sync + 'static {
     /// Finds an account by folded email or folded username, with its password hash.
     async fn user_for_login(&self, login_lc: &str) -> StoreResult<Option<(User, String)>>;
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
-    async fn list_users(&self, query: Option<&str>, limit: i64) -> StoreResult<Vec<User>>;
+    /// Accounts by username, those matching `query` (name or username) if given; only
+    /// enabled ones if `enabled_only` (the directory: its limit counts what it shows).
+    async fn list_users(&self, query: Option<&str>, limit: i64, enabled_only: bool) -> StoreResult<Vec<User>>;
     async fn update_profile(&self, id: UserId, change: ProfileChange) -> StoreResult<User>;
     async fn set_password(&self, id: UserId, hash: &str) -> StoreResult<()>;
     async fn set_disabled(&self, id: UserId, disabled: bool) -> StoreResult<()>;

@@ -1018,18 +1018,21 @@ impl Store for SqlStore {
         Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
     }
 
-    async fn list_users(&self, query: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {
+    async fn list_users(&self, query: Option<&str>, limit: i64, enabled_only: bool) -> StoreResult<Vec<User>> {
+        let enabled = if enabled_only { "u.disabled = 0 AND" } else { "" };
         let rows = match query.filter(|q| !q.trim().is_empty()) {
             Some(q) => {
                 let sql = format!(
                     "SELECT {USER_COLS} FROM users u
-                     WHERE u.username_lc LIKE $1 ESCAPE '\\' OR {NAME_FOLD} LIKE $1 ESCAPE '\\'
-                     ORDER BY u.username_lc LIMIT $2"
+                     WHERE {enabled} (u.username_lc LIKE $1 ESCAPE '\\' OR {NAME_FOLD} LIKE $2 ESCAPE '\\')
+                     ORDER BY u.username_lc LIMIT $3"
                 );
-                self.q(&sql).bind(like_pattern(q.trim())).bind(limit).fetch_all(&self.pool).await?
+                let pattern = like_pattern(q.trim());
+                self.q(&sql).bind(pattern.clone()).bind(pattern).bind(limit).fetch_all(&self.pool).await?
             }
             None => {
-                let sql = format!("SELECT {USER_COLS} FROM users u ORDER BY u.username_lc LIMIT $1");
+                let sql =
+                    format!("SELECT {USER_COLS} FROM users u WHERE {enabled} 1 = 1 ORDER BY u.username_lc LIMIT $1");
                 self.q(&sql).bind(limit).fetch_all(&self.pool).await?
             }
         };
@@ -1374,7 +1377,8 @@ impl Store for SqlStore {
         // Private rooms are listed only to their members.
         let base = format!(
             "SELECT {ROOM_COLS},
-                (SELECT COUNT(*) FROM memberships mc WHERE mc.room_id = r.id) AS member_count,
+                (SELECT COUNT(*) FROM memberships mc JOIN users mu ON mu.id = mc.user_id
+                  WHERE mc.room_id = r.id AND mu.disabled = 0) AS member_count,
                 (SELECT COUNT(*) FROM memberships mm WHERE mm.room_id = r.id AND mm.user_id = $1) AS is_member
              FROM rooms r
              WHERE r.kind = 'room'

@@ -690,12 +690,12 @@ mod tests {
             .unwrap();
         let names = |users: Vec<crate::store::User>| users.into_iter().map(|u| u.username).collect::<Vec<_>>();
         // Before: SQLite's lower() leaves É as it is.
-        assert!(store.list_users(Some("émile"), 10).await.unwrap().is_empty());
+        assert!(store.list_users(Some("émile"), 10, false).await.unwrap().is_empty());
         drop(store);
         let store =
             open(&format!("sqlite:{}", dir.path().join("t.db").display()), 2, super::Durability::Normal).await.unwrap();
         store.fill_search_folds().await.unwrap();
-        assert_eq!(names(store.list_users(Some("émile"), 10).await.unwrap()), ["ez"]);
+        assert_eq!(names(store.list_users(Some("émile"), 10, false).await.unwrap()), ["ez"]);
         assert_eq!(store.search_rooms(1, Some("été"), 10).await.unwrap().len(), 1);
     }
 }
