@@ -306,6 +306,14 @@ async fn mute_and_expiry(b: Backend) {
     }
     tokio::time::sleep(Duration::from_millis((soon - rtm::chat::now_ms()).max(0) as u64 + 200)).await;
     assert!(matches!(send(&mut wc, room, "now!").await, ServerFrame::Ack { .. }), "the mute expired");
+    // Lifting a mute that has run out lifts nothing: no notice.
+    assert_eq!(ann.delete(&format!("/api/rooms/{room}/mutes/{carl_id}")).await.0, 204);
+    let unmutes = history(&mut wc, room)
+        .await
+        .iter()
+        .filter(|e| e.kind == EventKind::Moderation && e.action.as_deref() == Some("unmute"))
+        .count();
+    assert_eq!(unmutes, 1, "only the unmute of a mute in force");
 }
 
 async fn read_only_rooms_and_renames(b: Backend) {
@@ -495,9 +503,22 @@ async fn blocking(b: Backend) {
     assert_eq!((s, api_code(&body)), (403, "blocked"));
     assert_eq!(code_of(&send(&mut wb, dm, "hey").await), "blocked");
     assert_eq!(code_of(&send(&mut wa, dm, "hey").await), "blocked");
+    // Nor typing in it (nobody can send there).
+    wb.send_json(json!({"type": "typing", "id": "t1", "room": dm})).await;
+    wb.send_json(json!({"type": "ping", "id": "p1"})).await;
+    let (_, before) = wb.recv_until(|f| matches!(f, ServerFrame::Pong { .. })).await;
+    assert!(
+        before.iter().any(|f| matches!(f, ServerFrame::Error { code, .. } if code == "blocked")),
+        "typing in a blocked DM: {before:?}"
+    );
     // Room messages still arrive (the client collapses them).
     let s1 = wb.say(room, "in the room").await.expect("kept");
     wa.recv_until(|f| matches!(f, ServerFrame::Message(e) if e.seq == Some(s1))).await;
+    // Blocking again changes nothing and tells no tab.
+    assert_eq!(ann.put(&format!("/api/me/blocks/{bob_id}"), json!({})).await.0, 204);
+    wa_tab.send_json(json!({"type": "ping", "id": "p2"})).await;
+    let (_, before) = wa_tab.recv_until(|f| matches!(f, ServerFrame::Pong { .. })).await;
+    assert!(!before.iter().any(|f| matches!(f, ServerFrame::BlockChanged { .. })), "{before:?}");
 
     // Unblock restores everything.
     assert_eq!(ann.delete(&format!("/api/me/blocks/{bob_id}")).await.0, 204);

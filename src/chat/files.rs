@@ -351,7 +351,14 @@ impl Chat {
                 return Err(e);
             }
         };
-        let judged = facts.as_ref().map_or(declared, |f| f.mime);
+        // The type judged from the bytes: a verified image's own; a declared image type
+        // the bytes do not bear out (SVG, BMP, a broken PNG) is unknown bytes, as it is
+        // then stored and shown, so `image/*` does not let it in.
+        let judged = match &facts {
+            Some(f) => f.mime,
+            None if declared.starts_with("image/") => rules::OCTET_STREAM,
+            None => declared,
+        };
         if !self.policy.files.accepted.allows(judged) {
             self.files.blobs.discard(staged).await;
             return Err(FileError::TypeNotAllowed(judged.to_string()).into());

@@ -172,7 +172,16 @@ impl Chat {
         self.take_send_budget(actor).await?;
         let e = self.member_room(actor, room).await?;
         let e = self.check_post_exact(actor, e).await?;
-        let files = self.files_for_send(actor, &e.room, client_id, attachments).await?;
+        let files = match self.files_for_send(actor, &e.room, client_id, attachments).await {
+            // A retry of a message stored before and deleted since: its files went with
+            // it, and the append answers the retry as the duplicate it is (§5.2).
+            Err(ChatError::File(super::files::FileError::AttachmentNotFound))
+                if self.store.client_id_used(room, actor.user.id, client_id).await? =>
+            {
+                Vec::new()
+            }
+            r => r?,
+        };
         let quoted = match reply_to {
             Some(seq) => Some(self.live_text(&e.room, seq).await?),
             None => None,
@@ -462,7 +471,10 @@ impl Chat {
         if self.typing_limiter.check_key(&actor.user.id).is_err() {
             return Ok(());
         }
-        self.member_room(actor, room).await?;
+        // In a DM where either blocked the other nobody may send, so nobody is typing.
+        if self.member_room(actor, room).await?.blocked {
+            return Err(ChatError::Blocked);
+        }
         self.publish(Topic::Room(room), &ServerFrame::Typing { room, user: actor.author() }).await
     }
 

@@ -350,7 +350,10 @@ impl Chat {
     pub async fn unmute(&self, actor: &Actor, id: RoomId, user: UserId) -> ChatResult<()> {
         let e = self.moderator_room(actor, id, Role::Moderator).await?;
         let u = self.subject(actor, &e, user).await?;
-        if self.store.unmute(id, u.id).await? {
+        // A mute that has run out is no mute (sends pass, lists show none): lifting it
+        // leaves no notice either.
+        let in_force = self.store.muted_until(id, u.id).await?.is_some_and(|until| until > now_ms());
+        if self.store.unmute(id, u.id).await? && in_force {
             self.room_changed(id).await?;
             tracing::info!(room_id = id, user_id = u.id, by = actor.user.id, "user unmuted");
             let text = format!("{} unmuted {}", actor.user.username, u.username);
@@ -431,16 +434,20 @@ impl Chat {
     }
 
     /// Blocks (`on`) or unblocks someone. A DM between them (if any) is re-read by
-    /// every node, so its sends are refused (or allowed) at once.
+    /// every node, so its sends are refused (or allowed) at once. Asking for the state
+    /// things are in already changes nothing and tells no tab.
     pub async fn set_block(&self, actor: &Actor, other: UserId, on: bool) -> ChatResult<()> {
         if other == actor.user.id {
             return Err(ChatError::Forbidden("you cannot block yourself"));
         }
         let u = self.store.user_by_id(other).await?.ok_or(ChatError::NotFound("user"))?;
-        if on {
-            self.store.block(actor.user.id, u.id, now_ms()).await?;
+        let changed = if on {
+            self.store.block(actor.user.id, u.id, now_ms()).await?
         } else {
-            self.store.unblock(actor.user.id, u.id).await?;
+            self.store.unblock(actor.user.id, u.id).await?
+        };
+        if !changed {
+            return Ok(());
         }
         if let Some(dm) = self.store.dm_between(actor.user.id, u.id).await? {
             self.room_changed(dm).await?;

@@ -546,8 +546,8 @@ pub trait Store: Send + Sync + 'static {
     async fn set_read_only(&self, room: RoomId, read_only: bool) -> StoreResult<()>;
     /// Renames a room (`room_name` conflict when the folded name is taken).
     async fn rename_room(&self, room: RoomId, name: &str, name_lc: &str) -> StoreResult<()>;
-    /// `user` blocks `other` (again: no change).
-    async fn block(&self, user: UserId, other: UserId, now: i64) -> StoreResult<()>;
+    /// `user` blocks `other`; false when it was so already (no change).
+    async fn block(&self, user: UserId, other: UserId, now: i64) -> StoreResult<bool>;
     /// False when `user` had not blocked `other`.
     async fn unblock(&self, user: UserId, other: UserId) -> StoreResult<bool>;
     /// The people `user` blocked, by username.
@@ -588,6 +588,8 @@ pub trait Store: Send + Sync + 'static {
     /// A file `viewer` may read now: in a room they are a member of, and attached to a
     /// message or pending and theirs.
     async fn readable_file(&self, id: &str, viewer: UserId) -> StoreResult<Option<crate::domain::files::StoredFile>>;
+    /// Whether `author` already sent `client_id` in `room` (a message kept, deleted or not).
+    async fn client_id_used(&self, room: RoomId, author: UserId, client_id: &str) -> StoreResult<bool>;
     /// Files by id, each with the client id of the message it is attached to, if any.
     async fn files_by_ids(
         &self,

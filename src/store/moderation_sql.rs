@@ -163,15 +163,17 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn mod_block(&self, user: UserId, other: UserId, now: i64) -> StoreResult<()> {
+    pub(super) async fn mod_block(&self, user: UserId, other: UserId, now: i64) -> StoreResult<bool> {
         let (insert, ignore) = self.insert_ignore();
-        self.q(format!("{insert} INTO user_blocks (user_id, blocked_id, created_at) VALUES ($1, $2, $3){ignore}"))
+        let n = self
+            .q(format!("{insert} INTO user_blocks (user_id, blocked_id, created_at) VALUES ($1, $2, $3){ignore}"))
             .bind(user)
             .bind(other)
             .bind(now)
             .execute(&self.writer)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        Ok(n > 0)
     }
 
     pub(super) async fn mod_unblock(&self, user: UserId, other: UserId) -> StoreResult<bool> {

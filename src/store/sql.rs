@@ -1593,7 +1593,7 @@ impl Store for SqlStore {
     async fn rename_room(&self, room: RoomId, name: &str, name_lc: &str) -> StoreResult<()> {
         self.mod_rename_room(room, name, name_lc).await
     }
-    async fn block(&self, user: UserId, other: UserId, now: i64) -> StoreResult<()> {
+    async fn block(&self, user: UserId, other: UserId, now: i64) -> StoreResult<bool> {
         self.mod_block(user, other, now).await
     }
     async fn unblock(&self, user: UserId, other: UserId) -> StoreResult<bool> {
@@ -1925,6 +1925,17 @@ impl Store for SqlStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn client_id_used(&self, room: RoomId, author: UserId, client_id: &str) -> StoreResult<bool> {
+        let row = self
+            .q("SELECT 1 AS one FROM messages WHERE room_id = $1 AND author_id = $2 AND client_id = $3")
+            .bind(room)
+            .bind(author)
+            .bind(client_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     async fn search_texts_after(
