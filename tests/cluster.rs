@@ -514,6 +514,22 @@ async fn cli(args: Vec<String>) {
     assert!(out.status.success(), "rtm failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// How many `room_updated` (archived or not, as `want`) for `room` a socket gets: waits
+/// for the first (nodes read the CLI's log every 2 s, later on a loaded machine), then
+/// 5 s more, which covers two more readings by each node, for a repeat.
+async fn room_updates(ws: &mut Ws, room: i64, want: bool) -> usize {
+    let is_update = |f: &ServerFrame| matches!(f, ServerFrame::RoomUpdated { room: r, archived, .. } if *r == room && *archived == want);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match ws.try_recv(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+            Some(f) if is_update(&f) => break,
+            Some(_) => {}
+            None => return 0,
+        }
+    }
+    1 + ws.drain(Duration::from_secs(5)).await.iter().filter(|f| is_update(f)).count()
+}
+
 /// A CLI action reaches each member's socket ONCE on a cluster: every node reads the
 /// CLI's audit entry, but only one of them announces it, and none does when the CLI
 /// had the cluster's bus and announced it itself.
@@ -526,27 +542,23 @@ async fn a_cli_action_reaches_each_socket_once_on_a_cluster() {
     assert_eq!(bob.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
     let mut wa = ann.ws().await;
     let mut wb = bob.ws().await;
-    let updates = |frames: &[ServerFrame], want: bool| {
-        frames
-            .iter()
-            .filter(
-                |f| matches!(f, ServerFrame::RoomUpdated { room: r, archived, .. } if *r == room && *archived == want),
-            )
-            .count()
-    };
-    // Nodes read the log every 2 s: 5 s covers two readings by each.
-    let settle = Duration::from_secs(5);
     let database = vec!["--database".to_string(), c.database.clone()];
 
     // Without a bus the CLI reaches no socket: one node announces it.
     cli([database.clone(), vec!["room".into(), "archive".into(), room.to_string()]].concat()).await;
-    let (fa, fb) = tokio::join!(wa.drain(settle), wb.drain(settle));
-    assert_eq!((updates(&fa, true), updates(&fb, true)), (1, 1), "one room_updated per socket");
+    assert_eq!(
+        tokio::join!(room_updates(&mut wa, room, true), room_updates(&mut wb, room, true)),
+        (1, 1),
+        "one room_updated per socket"
+    );
 
     // With the cluster's bus the CLI announces it itself, and no node repeats it.
     let mut with_bus = c.node_args();
     with_bus.extend(["room".into(), "unarchive".into(), room.to_string()]);
     cli(with_bus).await;
-    let (fa, fb) = tokio::join!(wa.drain(settle), wb.drain(settle));
-    assert_eq!((updates(&fa, false), updates(&fb, false)), (1, 1), "one room_updated per socket");
+    assert_eq!(
+        tokio::join!(room_updates(&mut wa, room, false), room_updates(&mut wb, room, false)),
+        (1, 1),
+        "one room_updated per socket"
+    );
 }
