@@ -356,9 +356,8 @@ impl Chat {
         Ok(())
     }
 
-    /// Makes an API token for the actor; the token is returned once, never stored.
-    /// Makes an API token; returns its id, its name as stored (trimmed, NFC) and the
-    /// token itself (shown once).
+    /// Makes an API token for the actor: returns its id, its name as stored (trimmed,
+    /// NFC) and the token itself, shown this once and never stored.
     pub async fn create_api_token(&self, user: UserId, name: &str) -> ChatResult<(i64, String, String)> {
         let cap = self.policy.max_api_tokens;
         if self.store.list_api_tokens(user).await?.len() >= cap {

@@ -1019,20 +1019,18 @@ impl Store for SqlStore {
     }
 
     async fn list_users(&self, query: Option<&str>, limit: i64, enabled_only: bool) -> StoreResult<Vec<User>> {
-        let enabled = if enabled_only { "u.disabled = 0 AND" } else { "" };
+        let enabled = if enabled_only { "u.disabled = 0" } else { "1 = 1" };
         let rows = match query.filter(|q| !q.trim().is_empty()) {
             Some(q) => {
                 let sql = format!(
                     "SELECT {USER_COLS} FROM users u
-                     WHERE {enabled} (u.username_lc LIKE $1 ESCAPE '\\' OR {NAME_FOLD} LIKE $2 ESCAPE '\\')
-                     ORDER BY u.username_lc LIMIT $3"
+                     WHERE {enabled} AND (u.username_lc LIKE $1 ESCAPE '\\' OR {NAME_FOLD} LIKE $1 ESCAPE '\\')
+                     ORDER BY u.username_lc LIMIT $2"
                 );
-                let pattern = like_pattern(q.trim());
-                self.q(&sql).bind(pattern.clone()).bind(pattern).bind(limit).fetch_all(&self.pool).await?
+                self.q(&sql).bind(like_pattern(q.trim())).bind(limit).fetch_all(&self.pool).await?
             }
             None => {
-                let sql =
-                    format!("SELECT {USER_COLS} FROM users u WHERE {enabled} 1 = 1 ORDER BY u.username_lc LIMIT $1");
+                let sql = format!("SELECT {USER_COLS} FROM users u WHERE {enabled} ORDER BY u.username_lc LIMIT $1");
                 self.q(&sql).bind(limit).fetch_all(&self.pool).await?
             }
         };
@@ -1947,14 +1945,13 @@ impl Store for SqlStore {
         // The rest of `after`'s room, then the next rooms: two range scans of the
         // primary key that every database walks in order (an OR of the two, or a row
         // comparison, is not planned as one everywhere).
-        let rest = self
+        let mut rows = self
             .q(format!("{COLS} AND room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"))
             .bind(after.0)
             .bind(after.1)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        let mut rows = rest;
         if (rows.len() as i64) < limit {
             let next = self
                 .q(format!("{COLS} AND room_id > $1 ORDER BY room_id, seq LIMIT $2"))
