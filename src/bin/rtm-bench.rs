@@ -6,7 +6,8 @@
 //! what BENCHMARKS.md reports: memory per connection (`capacity`), room fan-out
 //! throughput and latency (`fanout`), DM latency among many idle connections (`dm`),
 //! stored messages per second (`persist`) and lossless resumption after a mass
-//! reconnect (`reconnect`). `plot` draws a latency-versus-load SVG from results.
+//! reconnect (`reconnect`); `floor` measures what the kernel alone charges for one
+//! delivery's write, with no server. `plot` draws a latency-versus-load SVG from results.
 //!
 //! Every run prints a human summary and ONE JSON line at the end, and exits non-zero
 //! when anything was lost or failed. Loads only target 127.0.0.0/8, are bounded in
@@ -20,6 +21,8 @@ mod cluster;
 mod dm;
 #[path = "rtm_bench/fanout.rs"]
 mod fanout;
+#[path = "rtm_bench/floor.rs"]
+mod floor;
 #[path = "rtm_bench/http.rs"]
 mod http;
 #[path = "rtm_bench/load.rs"]
@@ -73,6 +76,8 @@ enum Command {
     Reconnect(reconnect::ReconnectArgs),
     /// Full-text search over a large stored history: queries/s, latency, CPU per query.
     Search(search::SearchArgs),
+    /// The kernel's cost of one delivery's write on this machine now, with no server.
+    Floor(floor::FloorArgs),
     /// Draw a latency-versus-load SVG from fanout JSON result lines.
     Plot(plot::PlotArgs),
 }
@@ -156,6 +161,7 @@ fn main() -> ExitCode {
         Command::Persist(a) => (a.common.max_runtime, a.common.json),
         Command::Reconnect(a) => (a.common.max_runtime, a.common.json),
         Command::Search(a) => (a.common.max_runtime, a.common.json),
+        Command::Floor(a) => (a.max_runtime, a.json),
         Command::Plot(_) => (600, false),
     };
     let result = rt.block_on(async move {
@@ -167,6 +173,7 @@ fn main() -> ExitCode {
                 Command::Persist(a) => persist::run(a).await,
                 Command::Reconnect(a) => reconnect::run(a).await,
                 Command::Search(a) => search::run(a).await,
+                Command::Floor(a) => floor::run(a).await,
                 Command::Plot(a) => plot::run(a),
             }
         };
