@@ -111,7 +111,8 @@ pub trait Bus: Send + Sync + 'static {
         None
     }
     /// Claims `key` for one node of the cluster for `ttl_ms`: `Some(true)` to the first
-    /// node that asks, `Some(false)` to the others. Used where every node notices the
+    /// node that asks, and to it again when it asks again (a retry of work that failed
+    /// half-way), `Some(false)` to the others. Used where every node notices the
     /// same thing (a CLI action in the audit log) and one of them should announce it.
     /// `None` when the bus keeps no shared state (one node) or cannot answer: the
     /// caller then acts, as a repeat is better than silence.
