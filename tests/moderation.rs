@@ -167,6 +167,10 @@ async fn roles_and_who_may_do_what(b: Backend) {
     wd.recv_until(|f| matches!(f, ServerFrame::RoomLeft { room: r } if *r == room)).await;
     let f = send(&mut wd, room, "still here?").await;
     assert_eq!(code_of(&f), "not_a_member");
+    // Removing him again: the answer says he is not a member, not that bob is not.
+    let (s, body) = bob.delete(&format!("/api/rooms/{room}/members/{dan_id}")).await;
+    assert_eq!((s, api_code(&body)), (403, "not_a_member"));
+    assert_eq!(body["error"]["message"], "that person is not a member of this room", "{body}");
     join(&dan, room).await; // a kick is not a ban
 
     // Demoted, bob is a member again: no more kicking.
@@ -210,6 +214,9 @@ async fn kick_ban_and_unban(b: Backend) {
     wc.recv_until(|f| matches!(f, ServerFrame::RoomLeft { room: r } if *r == room)).await;
     let (s, body) = carl.post(&format!("/api/rooms/{room}/join"), json!({})).await;
     assert_eq!((s, api_code(&body)), (403, "banned"));
+    // The room list says so, to carl only, so a client offers no Join.
+    assert_eq!(listed(&carl, room).await["banned"], true);
+    assert_eq!(listed(&eve, room).await["banned"], false);
     let f = wc.request(json!({"type": "join", "room": room})).await;
     assert_eq!(code_of(&f), "banned");
     let (s, body) = ann.post(&format!("/api/rooms/{room}/members"), json!({"username": "carl"})).await;
@@ -238,9 +245,21 @@ async fn kick_ban_and_unban(b: Backend) {
     wa.recv_until(notice(room, "unban")).await;
     let (_, list) = ann.get(&format!("/api/rooms/{room}/bans")).await;
     assert_eq!(list["users"].as_array().map(Vec::len), Some(0), "{list}");
+    assert_eq!(listed(&carl, room).await["banned"], false);
     join(&carl, room).await;
     let mut wc = carl.ws().await;
     assert!(wc.say(room, "back").await.is_some());
+}
+
+/// `room` as `GET /api/rooms` lists it to `who`.
+async fn listed(who: &Client, room: i64) -> Value {
+    let (s, list) = who.get("/api/rooms").await;
+    assert_eq!(s, 200, "{list}");
+    list["rooms"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["id"] == room))
+        .cloned()
+        .unwrap_or_else(|| panic!("room {room} is not listed: {list}"))
 }
 
 async fn mute_and_expiry(b: Backend) {

@@ -51,7 +51,8 @@ async fn search(State(s): State<AppState>, Auth(actor): Auth, QueryParams(q): Qu
         .map(|l| {
             json!({
                 "id": l.room.id, "name": l.room.name, "topic": l.room.topic, "private": l.room.is_private,
-                "member_count": l.member_count, "is_member": l.is_member, "retention": l.room.retention,
+                "member_count": l.member_count, "is_member": l.is_member, "banned": l.banned,
+                "retention": l.room.retention,
             })
         })
         .collect();

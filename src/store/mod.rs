@@ -173,6 +173,8 @@ pub struct RoomListing {
     pub room: Room,
     pub member_count: i64,
     pub is_member: bool,
+    /// The viewer is banned from it: a join would be refused.
+    pub banned: bool,
 }
 
 /// A kept event as read back from the store. Text messages come with their current

@@ -1377,7 +1377,8 @@ impl Store for SqlStore {
             "SELECT {ROOM_COLS},
                 (SELECT COUNT(*) FROM memberships mc JOIN users mu ON mu.id = mc.user_id
                   WHERE mc.room_id = r.id AND mu.disabled = 0) AS member_count,
-                (SELECT COUNT(*) FROM memberships mm WHERE mm.room_id = r.id AND mm.user_id = $1) AS is_member
+                (SELECT COUNT(*) FROM memberships mm WHERE mm.room_id = r.id AND mm.user_id = $1) AS is_member,
+                (SELECT COUNT(*) FROM room_bans rb WHERE rb.room_id = r.id AND rb.user_id = $1) AS banned
              FROM rooms r
              WHERE r.kind = 'room'
                AND (r.is_private = 0 OR EXISTS (SELECT 1 FROM memberships mp WHERE mp.room_id = r.id AND mp.user_id = $1))"
@@ -1400,6 +1401,7 @@ impl Store for SqlStore {
                     room: room_from(r)?,
                     member_count: r.try_get("member_count")?,
                     is_member: r.try_get::<i64, _>("is_member")? > 0,
+                    banned: r.try_get::<i64, _>("banned")? > 0,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -3,7 +3,8 @@
 //! sees the notice live and gains the moderators' menu), bob mutes carol (carol's
 //! composer turns into "you are muted until …", the notice shows everywhere) and lifts
 //! it, the owner makes the room read-only in its settings (carol cannot send, bob can),
-//! the owner bans carol (the room leaves carol's sidebar with a notice; the settings'
+//! the owner bans carol (the room leaves carol's sidebar with a notice, and her room
+//! browser shows it as Banned instead of offering Join; the settings'
 //! banned list shows her and unbans her; back in, the moderator removes her), the
 //! notices come back from history after a reload, carol blocks dave (his room messages
 //! collapse for her and expand on a click; their DM says she blocked him, and Unblock
@@ -210,6 +211,18 @@ pub async fn moderation_story(d: &Driver) -> Result<()> {
     wait_carols_name(&alice, "after the ban").await?;
     let (s, body) = carol_api.post(&format!("/api/rooms/{hall}/join"), json!({})).await;
     ensure!(s == 403 && body["error"]["code"] == "banned", "a banned person cannot rejoin: {s} {body}");
+    // Browsing rooms, carol is offered no Join for it.
+    carol.click("#browse-btn").await?;
+    let item = format!("#browse-results > li[data-room-id=\"{hall}\"] .join-btn");
+    carol.wait_text(&item, "Banned").await?;
+    carol
+        .wait_js(
+            "Banned is not a button to press",
+            "return document.querySelector(arguments[0]).disabled;",
+            vec![json!(item)],
+        )
+        .await?;
+    carol.click("#browse-dialog .dialog-actions button[data-close]").await?;
     // The banned list in the room settings, and Unban.
     alice.click("#room-settings-btn").await?;
     alice.wait_visible(&format!("#room-bans > li[data-user-id=\"{carol_id}\"] .unban-btn")).await?;

@@ -203,8 +203,13 @@ function updateBrowseItem(li, r) {
     .filter(Boolean)
     .join(' · ');
   const btn = li.querySelector('.join-btn');
-  btn.textContent = member ? 'Open' : 'Join';
-  btn.setAttribute('aria-label', `${member ? 'Open' : 'Join'} ${r.name}`);
+  // A room I am banned from is listed, but a join would only be refused.
+  const banned = !member && !!r.banned;
+  const label = member ? 'Open' : banned ? 'Banned' : 'Join';
+  btn.textContent = label;
+  btn.disabled = banned;
+  btn.title = banned ? 'You are banned from this room.' : '';
+  btn.setAttribute('aria-label', `${label} ${r.name}`);
 }
 
 // ---------------------------------------------------------------- room settings
