@@ -46,6 +46,7 @@ impl From<ChatError> for ApiError {
             | ChatError::InvalidInvite
             | ChatError::Forbidden(_)
             | ChatError::NotMember
+            | ChatError::SubjectNotMember
             | ChatError::Muted(_)
             | ChatError::ReadOnly
             | ChatError::Banned

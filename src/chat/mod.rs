@@ -63,6 +63,9 @@ pub enum ChatError {
     NotFound(&'static str),
     #[error("you are not a member of this room")]
     NotMember,
+    /// The person a moderator acts on is not a member (same code as `NotMember`).
+    #[error("that person is not a member of this room")]
+    SubjectNotMember,
     /// Muted in this room until this time (ms).
     #[error("you are muted in this room")]
     Muted(i64),
@@ -117,7 +120,7 @@ impl ChatError {
             ChatError::NotFound("user") => "user_not_found",
             ChatError::NotFound("message") => "message_not_found",
             ChatError::NotFound(_) => "not_found",
-            ChatError::NotMember => "not_a_member",
+            ChatError::NotMember | ChatError::SubjectNotMember => "not_a_member",
             ChatError::Muted(_) => "muted",
             ChatError::ReadOnly => "read_only",
             ChatError::Banned => "banned",

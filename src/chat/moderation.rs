@@ -260,13 +260,13 @@ impl Chat {
         let e = self.moderator_room(actor, id, Role::Owner).await?;
         let u = self.subject(actor, &e, user).await?;
         if !e.members.contains(&u.id) {
-            return Err(ChatError::NotMember);
+            return Err(ChatError::SubjectNotMember);
         }
         if e.role_of(&u) == role {
             return Ok(());
         }
         if !self.store.set_role(id, u.id, role.as_str()).await? {
-            return Err(ChatError::NotMember);
+            return Err(ChatError::SubjectNotMember);
         }
         self.room_changed(id).await?;
         tracing::info!(room_id = id, user_id = u.id, by = actor.user.id, role = role.as_str(), "role changed");
@@ -281,7 +281,7 @@ impl Chat {
         let e = self.moderator_room(actor, id, Role::Moderator).await?;
         let u = self.subject(actor, &e, user).await?;
         if !e.members.contains(&u.id) {
-            return Err(ChatError::NotMember);
+            return Err(ChatError::SubjectNotMember);
         }
         // The notice first, so the subject's sockets see it before they leave.
         let text = format!("{} removed {}", actor.user.username, u.username);
