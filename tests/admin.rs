@@ -231,8 +231,13 @@ async fn reset_link_single_use(b: Backend) {
     let now = rtm::chat::now_ms();
     assert!((expires - now - 24 * 3600 * 1000).abs() < 60_000, "valid 24 h: {expires} vs {now}");
 
-    // A password the rules refuse leaves the code unspent.
+    // Checking a code spends nothing, and tells a good one from a bad one.
     let anon = srv.client();
+    no_content(&anon.post("/api/password-reset/check", json!({"code": code})).await);
+    no_content(&anon.post("/api/password-reset/check", json!({"code": code})).await);
+    assert_error(&anon.post("/api/password-reset/check", json!({"code": "nope"})).await, 400, "invalid_reset_code");
+    assert_error(&anon.post("/api/password-reset/check", json!({"code": ""})).await, 400, "invalid_reset_code");
+    // A password the rules refuse leaves the code unspent.
     assert_error(
         &anon.post("/api/password-reset", json!({"code": code, "password": "short"})).await,
         422,
@@ -243,6 +248,7 @@ async fn reset_link_single_use(b: Backend) {
     assert_error(&bob.get("/api/me").await, 401, "unauthenticated");
     assert_eq!(srv.client().login("bob", &password_of("bob")).await.0, 401);
     assert_eq!(srv.client().login("bob", "a-new-password-1").await.0, 200);
+    assert_error(&anon.post("/api/password-reset/check", json!({"code": code})).await, 400, "invalid_reset_code");
 
     assert_error(
         &anon.post("/api/password-reset", json!({"code": code, "password": "another-password-2"})).await,
@@ -272,7 +278,13 @@ async fn reset_link_single_use(b: Backend) {
     // An expired code is refused too (its row aged in the database).
     let (_, link2) = admin.post(&format!("/api/admin/users/{bob_id}/reset-link"), json!({})).await;
     let hash = rtm::auth::hash_secret(link2["code"].as_str().expect("code"));
+    no_content(&anon.post("/api/password-reset/check", json!({"code": link2["code"]})).await);
     age_reset_code(&srv, &hash).await;
+    assert_error(
+        &anon.post("/api/password-reset/check", json!({"code": link2["code"]})).await,
+        400,
+        "invalid_reset_code",
+    );
     assert_error(
         &anon.post("/api/password-reset", json!({"code": link2["code"], "password": "another-password-2"})).await,
         400,

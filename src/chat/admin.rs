@@ -188,6 +188,20 @@ impl Chat {
         Ok(ResetLink { code, expires_at })
     }
 
+    /// Whether a reset code would be taken now (nothing is spent), so the reset page
+    /// can say a spent or expired link is so before anyone types a password.
+    pub async fn check_reset_code(&self, code: &str) -> ChatResult<()> {
+        let code = code.trim();
+        if code.is_empty() || code.len() > 256 {
+            return Err(ChatError::InvalidResetCode);
+        }
+        if self.store.password_reset_usable(&auth::hash_secret(code), now_ms()).await? {
+            Ok(())
+        } else {
+            Err(ChatError::InvalidResetCode)
+        }
+    }
+
     /// Sets a new password with a reset code (no sign-in needed); every session of
     /// the account ends and its sockets close. A wrong, used or expired code is
     /// `invalid_reset_code`; a password the rules refuse leaves the code unspent.

@@ -46,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/admin/server", get(server))
         .route("/api/admin/audit", get(audit))
         .route("/api/password-reset", post(password_reset))
+        .route("/api/password-reset/check", post(check_reset))
 }
 
 #[derive(Deserialize)]
@@ -303,6 +304,17 @@ async fn audit(State(s): State<AppState>, Auth(actor): Auth, QueryParams(p): Que
 struct ResetForm {
     code: String,
     password: String,
+}
+
+#[derive(Deserialize)]
+struct ResetCheck {
+    code: String,
+}
+
+/// Says whether a reset code would be taken, spending nothing; no sign-in.
+async fn check_reset(State(s): State<AppState>, Body(f): Body<ResetCheck>) -> Result<StatusCode, ApiError> {
+    s.chat.check_reset_code(&f.code).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Spends a reset link: no sign-in (the code is the credential); the Origin rule

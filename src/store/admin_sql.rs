@@ -11,6 +11,9 @@ use crate::{
     store::{AdminRoom, AdminUser, AuditRow, NewAudit, StoreError, StoreResult, UserSort},
 };
 
+/// A reset code that can still be used: unspent and unexpired.
+const USABLE_RESET: &str =
+    "SELECT user_id FROM password_resets WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2";
 const AUDIT_SELECT: &str = "SELECT a.id, a.ts, a.actor_id, u.username AS actor_username, a.action, a.target, a.detail
      FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id";
 
@@ -152,16 +155,16 @@ impl SqlStore {
         Ok(())
     }
 
+    pub(super) async fn admin_reset_usable(&self, hash: &str, now: i64) -> StoreResult<bool> {
+        let row = self.q(USABLE_RESET).bind(hash).bind(now).fetch_optional(&self.pool).await?;
+        Ok(row.is_some())
+    }
+
     /// Spends an unused, unexpired reset code: the UPDATE is the claim, so one code
     /// serves one request even when two race.
     pub(super) async fn admin_claim_reset(&self, hash: &str, now: i64) -> StoreResult<Option<UserId>> {
         let mut tx = self.begin_write().await?;
-        let row = self
-            .q("SELECT user_id FROM password_resets WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2")
-            .bind(hash)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = self.q(USABLE_RESET).bind(hash).bind(now).fetch_optional(&mut *tx).await?;
         let Some(row) = row else {
             return Ok(None);
         };

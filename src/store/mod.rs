@@ -421,6 +421,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Spends an unused, unexpired reset code; the account it is for.
     async fn claim_password_reset(&self, hash: &str, now: i64) -> StoreResult<Option<UserId>>;
+    /// Whether a reset code is unused and unexpired (nothing is spent).
+    async fn password_reset_usable(&self, hash: &str, now: i64) -> StoreResult<bool>;
     /// A page of rooms (not DMs) matching `query`, with owners and member counts.
     async fn admin_list_rooms(
         &self,

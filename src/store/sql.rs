@@ -936,6 +936,9 @@ impl Store for SqlStore {
     async fn claim_password_reset(&self, hash: &str, now: i64) -> StoreResult<Option<UserId>> {
         self.admin_claim_reset(hash, now).await
     }
+    async fn password_reset_usable(&self, hash: &str, now: i64) -> StoreResult<bool> {
+        self.admin_reset_usable(hash, now).await
+    }
     async fn admin_list_rooms(&self, q: Option<&str>, offset: i64, limit: i64) -> StoreResult<(Vec<AdminRoom>, i64)> {
         self.admin_list_rooms(q, offset, limit).await
     }

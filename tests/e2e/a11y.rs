@@ -391,16 +391,28 @@ pub async fn axe_and_tap_targets(d: &Driver) -> Result<()> {
     b.wait_visible("#login-form").await?;
     axe_check(&b, &axe, "phone: the sign-in page", &mut found).await?;
     tap_targets(&b, "phone: the sign-in page", &mut found).await?;
-    // The password reset page (issue 15), with a refused code's message on it.
-    b.goto(&srv.url("/?reset=not-a-code")).await?;
+    // The password reset page (issue 15): a good link's form with a mismatch's message
+    // on it (nothing is spent), then an unknown link's message, which comes with no form.
+    let (s, link) = kim_api.post(&format!("/api/admin/users/{ned_id}/reset-link"), json!({})).await;
+    ensure!(s == 201, "a reset link for ned: {link}");
+    let code = link["code"].as_str().unwrap_or_default().to_string();
+    b.goto(&srv.url(&format!("/?reset={code}"))).await?;
     b.wait_visible("#reset-form").await?;
     b.fill("#reset-form [name=password]", "a long new password").await?;
-    b.fill("#reset-form [name=confirm]", "a long new password").await?;
+    b.fill("#reset-form [name=confirm]", "another long password").await?;
     b.click("#reset-form button[type=submit]").await?;
-    b.wait_js("the refused code's message", "return !!document.getElementById('reset-error').textContent;", vec![])
-        .await?;
+    b.wait_js("the mismatch's message", "return !!document.getElementById('reset-error').textContent;", vec![]).await?;
     axe_check(&b, &axe, "phone: the password reset page", &mut found).await?;
     tap_targets(&b, "phone: the password reset page", &mut found).await?;
+    b.goto(&srv.url("/?reset=not-a-code")).await?;
+    b.wait_js(
+        "the refused link's message",
+        "return document.getElementById('reset-status').textContent.includes('does not work');",
+        vec![],
+    )
+    .await?;
+    axe_check(&b, &axe, "phone: a refused reset link", &mut found).await?;
+    tap_targets(&b, "phone: a refused reset link", &mut found).await?;
 
     let errors = b.console_errors().await;
     ensure!(errors.is_empty(), "console errors: {errors:#?}");

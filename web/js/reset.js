@@ -1,12 +1,13 @@
 // reset.js: the password reset page (issue 15; PROTOCOL.md §2.10). An admin gives
 // someone a single-use link /?reset=CODE (no email server needed); opening it shows
-// "choose a new password" on the sign-in screen, posts it to /api/password-reset, and
-// then shows the sign-in form with a confirmation. The code leaves the address bar
+// "choose a new password" on the sign-in screen once /api/password-reset/check says
+// the code is good (a spent or expired link says so at once, with no form), posts it
+// to /api/password-reset, and then shows the sign-in form with a confirmation. The code leaves the address bar
 // once it has been used (or refused), so a reload or a shared screenshot cannot
 // replay it.
 //
-// Stable selectors for tests: #reset-panel  #reset-form [name=password] [name=confirm]
-//   #reset-error  (then the sign-in form with #auth-notice)
+// Stable selectors for tests: #reset-panel  #reset-status  #reset-form [name=password]
+//   [name=confirm]  #reset-error  (then the sign-in form with #auth-notice)
 
 import { $, h, busy } from './dom.js';
 import { post } from './api.js';
@@ -33,12 +34,16 @@ const MESSAGES = {
   invalid_password: null, // the server's own words say what a password needs
 };
 
+/** Bumped by each showReset, so a late answer about an earlier code is ignored. */
+let checks = 0;
+
 function build() {
   const panel = h(
     'section',
     { id: 'reset-panel', 'aria-labelledby': 'reset-heading', hidden: true },
     h('h1', { id: 'reset-heading', text: 'Choose a new password' }),
     h('p', { class: 'hint', text: 'Your administrator sent you this link. Setting a password signs you out on every device.' }),
+    h('p', { id: 'reset-status', role: 'alert', 'aria-live': 'assertive' }),
     h(
       'form',
       { id: 'reset-form', novalidate: true },
@@ -76,6 +81,32 @@ export function showReset(code, done) {
     done(notice);
   };
   $('reset-to-login').onclick = () => leave('');
+  // The link is asked about first, so a spent or expired one says so before anyone
+  // types a password. If the server cannot say, the form shows and it judges on submit.
+  const status = $('reset-status');
+  const mine = ++checks;
+  form.hidden = true;
+  status.textContent = 'Checking the link…';
+  post('/api/password-reset/check', { code }).then(
+    () => {
+      if (mine !== checks) return;
+      status.textContent = '';
+      form.hidden = false;
+      requestAnimationFrame(() => form.elements.password.focus());
+    },
+    (x) => {
+      if (mine !== checks) return;
+      if (x.code === 'invalid_reset_code') {
+        forgetResetParam();
+        status.textContent = MESSAGES.invalid_reset_code;
+        $('reset-to-login').focus();
+        return;
+      }
+      status.textContent = '';
+      form.hidden = false;
+      requestAnimationFrame(() => form.elements.password.focus());
+    },
+  );
   form.onsubmit = async (e) => {
     e.preventDefault();
     err.textContent = '';
@@ -102,5 +133,4 @@ export function showReset(code, done) {
       } else mark(form.elements.password, text);
     }
   };
-  requestAnimationFrame(() => form.elements.password.focus());
 }
