@@ -154,13 +154,27 @@ async fn maintain_wal_after(store: &SqlStore, quiet: std::time::Duration) -> Sto
 /// milliseconds for the writer.
 pub const INDEX_CHUNK: i64 = 2000;
 
-/// Applies the search queue (migration 0008) as it stands now: every queued removal,
-/// then every queued row, in transactions of at most [`INDEX_CHUNK`] rows. What is
-/// queued meanwhile waits for the next call, so a call ends under any load. Returns
-/// the rows applied. Called every 250 ms by the server's upkeep and before a search.
+/// Transactions one [`index_search`] call runs at most, so a call ends under any load.
+const INDEX_ROUNDS: usize = 64;
+
+/// The ends of the search queue as they stand: the last removal queued, the highest
+/// row queued.
+const QUEUE_BOUNDS: &str =
+    "SELECT (SELECT COALESCE(MAX(id), 0) FROM fts_dead) AS dead, (SELECT COALESCE(MAX(row), 0) FROM fts_todo) AS todo";
+
+/// Applies the search queue (migration 0008) as it stands: every queued removal,
+/// then every queued row, in transactions of at most [`INDEX_CHUNK`] rows (at most
+/// [`INDEX_ROUNDS`] of them a call). Returns the rows applied. Called every 250 ms by
+/// the server's upkeep and before a search.
+///
+/// Each transaction reads the queue's ends inside itself. Read before it, they let a
+/// row's new text be indexed before the removal of its old one, queued meanwhile (a
+/// re-index or an edit between the read and the transaction), was applied: the row was
+/// then indexed twice, and the removal that came after took both out, so the message
+/// could no longer be found by its words.
 pub(crate) async fn index_search(store: &SqlStore) -> StoreResult<u64> {
     let bounds = store
-        .q("SELECT (SELECT COALESCE(MAX(id), 0) FROM fts_dead) AS dead, (SELECT COALESCE(MAX(row), 0) FROM fts_todo) AS todo")
+        .q(QUEUE_BOUNDS)
         // A read connection: an empty queue (the usual case before a search when
         // nothing was sent since the last tick) costs no turn of the one writer.
         .fetch_one(&store.pool)
@@ -170,8 +184,10 @@ pub(crate) async fn index_search(store: &SqlStore) -> StoreResult<u64> {
         return Ok(0);
     }
     let mut applied = 0u64;
-    loop {
+    for _ in 0..INDEX_ROUNDS {
         let mut tx = store.begin_write().await?;
+        let bounds = store.q(QUEUE_BOUNDS).fetch_one(&mut *tx).await?;
+        let (dead_max, todo_max): (i64, i64) = (bounds.try_get("dead")?, bounds.try_get("todo")?);
         // Removals first, in the order they were queued: a rowid reused by a new row
         // must lose its old words before it gets its new ones.
         let (dead, cut) = take(
@@ -191,6 +207,7 @@ pub(crate) async fn index_search(store: &SqlStore) -> StoreResult<u64> {
                 .await?;
             store.q("DELETE FROM fts_dead WHERE id <= ?").bind(cut).execute(&mut *tx).await?;
         }
+        // Rows only once every removal queued before them is applied.
         let mut todo = 0;
         if dead < INDEX_CHUNK {
             let (n, cut) = take(
@@ -215,12 +232,12 @@ pub(crate) async fn index_search(store: &SqlStore) -> StoreResult<u64> {
         }
         tx.commit().await?;
         applied += (dead + todo) as u64;
-        // A transaction that did not fill its chunk found both queues empty up to
-        // the bounds taken at the start.
+        // A transaction that did not fill its chunk emptied both queues.
         if dead + todo < INDEX_CHUNK {
-            return Ok(applied);
+            break;
         }
     }
+    Ok(applied)
 }
 
 /// How many keys `sql` (`k`, at most `limit` of them up to `max`) selects, and the
