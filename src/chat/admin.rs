@@ -191,11 +191,7 @@ impl Chat {
     /// Whether a reset code would be taken now (nothing is spent), so the reset page
     /// can say a spent or expired link is so before anyone types a password.
     pub async fn check_reset_code(&self, code: &str) -> ChatResult<()> {
-        let code = code.trim();
-        if code.is_empty() || code.len() > 256 {
-            return Err(ChatError::InvalidResetCode);
-        }
-        if self.store.password_reset_usable(&auth::hash_secret(code), now_ms()).await? {
+        if self.store.password_reset_usable(&reset_code_hash(code)?, now_ms()).await? {
             Ok(())
         } else {
             Err(ChatError::InvalidResetCode)
@@ -207,17 +203,10 @@ impl Chat {
     /// `invalid_reset_code`; a password the rules refuse leaves the code unspent.
     pub async fn reset_password(&self, code: &str, password: &str) -> ChatResult<()> {
         let password = Password::parse(password)?;
-        let code = code.trim();
-        if code.is_empty() || code.len() > 256 {
-            return Err(ChatError::InvalidResetCode);
-        }
-        let user = self
-            .store
-            .claim_password_reset(&auth::hash_secret(code), now_ms())
-            .await?
-            .ok_or(ChatError::InvalidResetCode)?;
-        let hash = self.hasher.hash(password.expose()).await.map_err(internal)?;
-        self.store.set_password(user, &hash).await?;
+        let hash = reset_code_hash(code)?;
+        let user = self.store.claim_password_reset(&hash, now_ms()).await?.ok_or(ChatError::InvalidResetCode)?;
+        let password_hash = self.hasher.hash(password.expose()).await.map_err(internal)?;
+        self.store.set_password(user, &password_hash).await?;
         self.end_sessions_of(user).await?;
         tracing::info!(user_id = user, "password reset with a link; sessions ended");
         let username = self.store.user_by_id(user).await?.map(|u| u.username).unwrap_or_default();
@@ -477,6 +466,16 @@ fn announces(action: &str, detail: &serde_json::Value) -> bool {
             "user.demote" => detail["changed"] == true,
             _ => false,
         }
+}
+
+/// The stored form of a reset code as typed or pasted (spaces around it are ignored);
+/// an empty or overlong one is `invalid_reset_code` without a lookup.
+fn reset_code_hash(code: &str) -> ChatResult<String> {
+    let code = code.trim();
+    if code.is_empty() || code.len() > 256 {
+        return Err(ChatError::InvalidResetCode);
+    }
+    Ok(auth::hash_secret(code))
 }
 
 /// Bytes of the regular files under `dir` (0 when it does not exist). Symlinks are
