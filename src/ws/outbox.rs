@@ -396,8 +396,9 @@ impl Outbox {
 }
 
 /// A server-to-client text frame header (FIN, opcode 1, no mask) for `len` bytes,
-/// encoded by tungstenite; unmasked, it is at most 10 bytes.
-fn header(len: usize, buf: &mut [u8; 10]) -> &[u8] {
+/// encoded by tungstenite; unmasked, it is at most 10 bytes. `rtm-bench floor` frames
+/// its writes with it too, so they are the server's bytes.
+pub fn header(len: usize, buf: &mut [u8; 10]) -> &[u8] {
     let h = FrameHeader { opcode: OpCode::Data(Data::Text), ..FrameHeader::default() };
     let n = h.len(len as u64);
     // Cannot fail: the slice holds the longest unmasked header.

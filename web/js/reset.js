@@ -85,26 +85,23 @@ export function showReset(code, done) {
   // types a password. If the server cannot say, the form shows and it judges on submit.
   const status = $('reset-status');
   const mine = ++checks;
+  const showForm = () => {
+    status.textContent = '';
+    form.hidden = false;
+    requestAnimationFrame(() => form.elements.password.focus());
+  };
   form.hidden = true;
   status.textContent = 'Checking the link…';
   post('/api/password-reset/check', { code }).then(
     () => {
-      if (mine !== checks) return;
-      status.textContent = '';
-      form.hidden = false;
-      requestAnimationFrame(() => form.elements.password.focus());
+      if (mine === checks) showForm();
     },
     (x) => {
       if (mine !== checks) return;
-      if (x.code === 'invalid_reset_code') {
-        forgetResetParam();
-        status.textContent = MESSAGES.invalid_reset_code;
-        $('reset-to-login').focus();
-        return;
-      }
-      status.textContent = '';
-      form.hidden = false;
-      requestAnimationFrame(() => form.elements.password.focus());
+      if (x.code !== 'invalid_reset_code') return showForm();
+      forgetResetParam();
+      status.textContent = MESSAGES.invalid_reset_code;
+      $('reset-to-login').focus();
     },
   );
   form.onsubmit = async (e) => {

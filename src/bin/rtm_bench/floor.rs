@@ -177,7 +177,7 @@ fn write_all(a: &FloorArgs, port: u16, reader: u32) -> Result<Written> {
             let room = (sent % a.rooms as u64) as usize;
             let frame = message_frame(room, sent, a.text_bytes);
             let mut head = [0u8; 10];
-            let head = ws_header(frame.len(), &mut head);
+            let head = rtm::ws::outbox::header(frame.len(), &mut head);
             frame_bytes = head.len() + frame.len();
             for s in &socks[room * per_room..(room + 1) * per_room] {
                 let mut s: &TcpStream = s;
@@ -214,23 +214,6 @@ fn message_frame(room: usize, n: u64, text_bytes: usize) -> bytes::Bytes {
         ..Event::plain(room as i64 + 1, Some(n as i64 + 1), EventKind::Text, author, text, 1_764_600_000_000)
     };
     ServerFrame::Message(ev).encode()
-}
-
-/// An unmasked WebSocket text frame header (FIN, opcode 1) for `len` payload bytes.
-fn ws_header(len: usize, buf: &mut [u8; 10]) -> &[u8] {
-    buf[0] = 0x81;
-    if len < 126 {
-        buf[1] = len as u8;
-        &buf[..2]
-    } else if len <= 0xFFFF {
-        buf[1] = 126;
-        buf[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        &buf[..4]
-    } else {
-        buf[1] = 127;
-        buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        &buf[..10]
-    }
 }
 
 /// CPU time of the calling thread, in seconds.
