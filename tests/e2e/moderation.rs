@@ -6,10 +6,11 @@
 //! the owner bans carol (the room leaves carol's sidebar with a notice, and her room
 //! browser shows it as Banned instead of offering Join; the settings'
 //! banned list shows her and unbans her; back in, the moderator removes her), the
-//! notices come back from history after a reload, carol blocks dave (his room messages
-//! collapse for her and expand on a click; their DM says she blocked him, and Unblock
-//! there reopens it), and the admin archives a room (carol's open page hears it live:
-//! the composer gives way to a notice in plain words).
+//! notices come back from history after a reload (and a former member's full name,
+//! also after a sign-out and a sign-in as someone else in the same tab), carol blocks
+//! dave (his room messages collapse for her and expand on a click; their DM says she
+//! blocked him, and Unblock there reopens it), and the admin archives a room (carol's
+//! open page hears it live: the composer gives way to a notice in plain words).
 
 use anyhow::{Result, ensure};
 use serde_json::json;
@@ -260,6 +261,14 @@ pub async fn moderation_story(d: &Driver) -> Result<()> {
     // Carol is no member any more and this page never saw her in a member list: her
     // message still shows her full name (the page asks the directory).
     wait_carols_name(&bob, "after a reload").await?;
+    // Bob signs out and alice signs in in the same tab (alice: no DM with carol, whose
+    // peer entry would name her): what the page learnt from the directory went with
+    // bob's session, and it asks again for alice.
+    bob.click("#logout").await?;
+    bob.wait_visible("#login-form").await?;
+    bob.sign_in("alice", &password_of("alice")).await?;
+    bob.open_conversation("townhall").await?;
+    wait_carols_name(&bob, "for alice, signed in after bob in the same tab").await?;
 
     // Carol blocks dave: his room messages collapse for her and expand on a click.
     carol.open_conversation("lounge").await?;

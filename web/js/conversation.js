@@ -379,16 +379,25 @@ function person(author) {
   return known || author || { id: 0, username: '' };
 }
 
-/** Authors already asked of the directory (once per page: a disabled account is not
- *  listed, and asking again would not change that). */
+/** Authors already asked of the directory (once per session on this page: a
+ *  disabled account is not listed, and asking again would not change that). */
 const askedAbout = new Set();
 /** id -> username, waiting for the next lookup round. */
 const toLookUp = new Map();
 let lookupTimer = null;
+/** The session (store.sessionNumber) the two above belong to: signing out forgets
+ *  the people the directory told about, so whoever signs in next in this tab asks
+ *  again. */
+let askedFor = 0;
 /** At most this many directory requests a round; the rest wait for the next one. */
 const LOOKUPS_PER_ROUND = 8;
 
 function lookUpLater(author) {
+  if (askedFor !== store.sessionNumber()) {
+    askedAbout.clear();
+    toLookUp.clear();
+    askedFor = store.sessionNumber();
+  }
   if (!author.id || !author.username || askedAbout.has(author.id)) return;
   askedAbout.add(author.id);
   toLookUp.set(author.id, author.username);
@@ -398,13 +407,16 @@ function lookUpLater(author) {
 async function lookUpRound() {
   const round = [...toLookUp].slice(0, LOOKUPS_PER_ROUND);
   for (const [id] of round) toLookUp.delete(id);
+  const askedBy = askedFor;
   const found = await Promise.all(
     round.map(async ([id, username]) => {
       try {
         const res = await get(`/api/users?q=${encodeURIComponent(username)}`);
         const user = (res.users || []).find((u) => u.id === id);
-        if (user) store.rememberPerson(user);
-        return !!user;
+        // An answer that comes after a sign-out belongs to nobody on this page now.
+        if (!user || store.sessionNumber() !== askedBy) return false;
+        store.rememberPerson(user);
+        return true;
       } catch {
         return false; // offline or refused: the username stays, as before
       }

@@ -151,8 +151,14 @@ export const maxChars = () => state.limits.max_message_chars || state.config.max
 
 // ---------------------------------------------------------------- session
 
+/** Counts sessions begun and ended on this page, so that what a module remembers for
+ *  one session (answers it asked for) can tell it is stale in the next. */
+let sessionNo = 0;
+export const sessionNumber = () => sessionNo;
+
 /** Starts a fresh session for `user` (after sign-in or on load). */
 export function startSession(user) {
+  sessionNo += 1;
   state.me = user;
   state.rooms = new Map();
   state.currentRoomId = null;
@@ -165,6 +171,7 @@ export function startSession(user) {
 
 /** Forgets everything (sign-out). */
 export function endSession() {
+  sessionNo += 1;
   if (state.me) sessionStorage.removeItem(outboxKey(state.me.id));
   people.clear();
   state.me = null;
