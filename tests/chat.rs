@@ -203,6 +203,7 @@ async fn retention_last_n_days_and_ephemeral(b: Backend) {
     let store = srv.state.chat.store().clone();
     let last3 = ann.create_room("last-three", json!({"retention": {"keep_messages": 3}})).await;
     let days = ann.create_room("one-day", json!({"retention": {"keep_days": 1}})).await;
+    let days3 = ann.create_room("three-days", json!({"retention": {"keep_days": 3}})).await;
     let eph = ann.create_room("ephemeral", json!({"retention": {"ephemeral": true}})).await;
     let bob = srv.user("bob").await;
     bob.post(&format!("/api/rooms/{eph}/join"), json!({})).await;
@@ -221,12 +222,17 @@ async fn retention_last_n_days_and_ephemeral(b: Backend) {
     }
     // Keep-days: an old row (written straight to the store) is pruned, a new one stays.
     let ann_id = ann.id().await;
-    let old = NewMessage::plain(days, ann_id, MessageKind::Text, "old".into(), rtm::chat::now_ms() - 2 * 86_400_000);
-    store.append(&[old]).await.unwrap();
+    let two_days_ago = rtm::chat::now_ms() - 2 * 86_400_000;
+    let old = NewMessage::plain(days, ann_id, MessageKind::Text, "old".into(), two_days_ago);
+    // As old, in a room that keeps three days: it stays (each room's own policy counts,
+    // not the shortest one).
+    let kept = NewMessage::plain(days3, ann_id, MessageKind::Text, "kept".into(), two_days_ago);
+    store.append(&[old, kept]).await.unwrap();
     wa.say(days, "fresh").await;
     assert_eq!(store.count_messages(days).await.unwrap(), 2);
-    assert!(srv.state.chat.prune().await.unwrap() >= 1);
+    assert_eq!(srv.state.chat.prune().await.unwrap(), 1);
     assert_eq!(store.count_messages(days).await.unwrap(), 1, "the two-day-old row is gone");
+    assert_eq!(store.count_messages(days3).await.unwrap(), 1, "a room keeping three days keeps it");
     // Ephemeral: delivered live, acked without seq, nothing stored.
     assert_eq!(wa.say(eph, "now you see me").await, None);
     let (f, _) = wb.recv_until(is_msg(eph, "now you see me")).await;
