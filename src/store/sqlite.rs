@@ -165,7 +165,7 @@ const QUEUE_BOUNDS: &str =
 /// Indexes the queued rows up to a cut. CROSS JOIN keeps the queue as the outer loop:
 /// with a plain JOIN the planner carried `t.row <= ?` over to `m.rowid` and walked every
 /// message below the cut, looking each up in the queue. That was 82 ms of the one
-/// writer's time a chunk at 320,000 messages, for a few dozen rows, and grew with every
+/// writer's time a chunk at 318,400 messages, for a few dozen rows, and grew with every
 /// message kept.
 pub(crate) const INDEX_ROWS: &str = "INSERT INTO messages_fts (rowid, search_text)
     SELECT m.rowid, m.search_text FROM fts_todo t CROSS JOIN messages m ON m.rowid = t.row
