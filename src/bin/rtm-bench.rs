@@ -23,6 +23,8 @@ mod dm;
 mod fanout;
 #[path = "rtm_bench/floor.rs"]
 mod floor;
+#[path = "rtm_bench/history.rs"]
+mod history;
 #[path = "rtm_bench/http.rs"]
 mod http;
 #[path = "rtm_bench/load.rs"]
@@ -136,6 +138,17 @@ pub struct Common {
     /// No progress bars (child processes, scripts).
     #[arg(long, hide = true)]
     pub quiet: bool,
+    /// With --spawn or --spawn-cluster: store this many messages before the servers
+    /// start, as a long-lived server's database holds (see history.rs): costs that grow
+    /// with what is kept never show on a fresh database.
+    #[arg(long, default_value_t = 0)]
+    pub history: usize,
+    /// Rooms the --history messages are spread over (a few busy, many quiet).
+    #[arg(long, default_value_t = 400)]
+    pub history_rooms: usize,
+    /// Accounts that wrote the --history messages.
+    #[arg(long, default_value_t = 200)]
+    pub history_accounts: usize,
     /// Fill every message's text with words up to this many bytes, as people write
     /// (fanout, dm, persist). 0: only the ~25-byte timing stamp, four search terms.
     #[arg(long, default_value_t = 0)]
@@ -154,15 +167,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (max_runtime, json) = match &cli.command {
-        Command::Capacity(a) => (a.common.max_runtime, a.common.json),
-        Command::Fanout(a) => (a.common.max_runtime, a.common.json),
-        Command::Dm(a) => (a.common.max_runtime, a.common.json),
-        Command::Persist(a) => (a.common.max_runtime, a.common.json),
-        Command::Reconnect(a) => (a.common.max_runtime, a.common.json),
-        Command::Search(a) => (a.common.max_runtime, a.common.json),
-        Command::Floor(a) => (a.max_runtime, a.json),
-        Command::Plot(_) => (600, false),
+    let common = match &cli.command {
+        Command::Capacity(a) => Some(&a.common),
+        Command::Fanout(a) => Some(&a.common),
+        Command::Dm(a) => Some(&a.common),
+        Command::Persist(a) => Some(&a.common),
+        Command::Reconnect(a) => Some(&a.common),
+        Command::Search(a) => Some(&a.common),
+        Command::Floor(_) | Command::Plot(_) => None,
+    };
+    // Every result line says what the database held before the load (see history.rs).
+    let history = common.filter(|c| c.history > 0).map(
+        |c| serde_json::json!({ "messages": c.history, "rooms": c.history_rooms, "accounts": c.history_accounts }),
+    );
+    let (max_runtime, json) = match (&cli.command, common) {
+        (_, Some(c)) => (c.max_runtime, c.json),
+        (Command::Floor(a), None) => (a.max_runtime, a.json),
+        _ => (600, false),
     };
     let result = rt.block_on(async move {
         let work = async move {
@@ -189,7 +210,10 @@ fn main() -> ExitCode {
     // already stopped when its Target was dropped.
     rt.shutdown_timeout(Duration::from_secs(2));
     match result {
-        Ok(outcome) => {
+        Ok(mut outcome) => {
+            if let (Some(h), Some(p)) = (history, outcome.params.as_object_mut()) {
+                p.insert("history".into(), h);
+            }
             outcome.emit(json);
             if outcome.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }

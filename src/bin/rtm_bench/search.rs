@@ -1,13 +1,7 @@
 //! `search`: full-text search latency over a large history (issue 13). The database
-//! is filled BEFORE the server starts, straight through the server's own Store API
-//! (`rtm::store::connect` + `append` in batches of thousands, the call the pipeline
-//! makes, so the rows, the search text and the full-text index are exactly what sends
-//! leave behind): a million sends through WebSockets would take far longer than the
-//! measurement on a shared 2-core machine. The text is synthetic but shaped like chat:
-//! a vocabulary with a Zipf word distribution (a few very common words, a long tail,
-//! some accented words), messages of 3 to 21 words, rooms of uneven activity, each with
-//! a few authors, over six months of timestamps. The searching users are members of a
-//! subset of the rooms.
+//! is filled BEFORE the server starts (`history.rs`: through the server's own Store
+//! API, synthetic text shaped like chat, rooms of uneven activity, six months of
+//! timestamps). The searching users are members of a random subset of the rooms.
 //!
 //! Then the server is started on that database, the searchers sign in, and queries go
 //! over HTTP at a fixed rate (open loop: a query's latency counts from when it was due,
@@ -30,16 +24,14 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use rtm::{
-    domain::{MessageKind, Retention},
-    store::{DynStore, NewMessage, NewRoom, NewUser},
-};
+use rtm::store::DynStore;
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::{
     Common,
     cluster::Postgres,
+    history::{self, PASSWORD, Rng, Zipf, vocabulary},
     http,
     load::CpuMeter,
     report::{self, Latency, Outcome},
@@ -47,10 +39,6 @@ use crate::{
     target::{Endpoint, Target},
 };
 
-/// Password of the searching accounts (the server only checks its length).
-const PASSWORD: &str = "bench-password-not-secret";
-/// Words in the vocabulary.
-const VOCABULARY: usize = 30_000;
 /// The most common words, left out of queries (nobody searches for "the").
 const STOP_RANKS: usize = 20;
 /// Results asked for per query (the web client's page).
@@ -101,112 +89,6 @@ pub struct SearchArgs {
     pub seed: u64,
 }
 
-/// A small deterministic generator (splitmix64): reproducible data without a crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Ranks drawn with probability ∝ 1 / (rank + 1)^s.
-struct Zipf {
-    cumulative: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: usize, s: f64) -> Zipf {
-        let mut total = 0.0;
-        let cumulative = (0..n)
-            .map(|r| {
-                total += 1.0 / ((r + 1) as f64).powf(s);
-                total
-            })
-            .collect();
-        Zipf { cumulative }
-    }
-    fn sample(&self, rng: &mut Rng) -> usize {
-        let total = self.cumulative.last().copied().unwrap_or(0.0);
-        let u = rng.unit() * total;
-        self.cumulative.partition_point(|c| *c < u).min(self.cumulative.len().saturating_sub(1))
-    }
-}
-
-/// Real words first (the most frequent ranks, some accented), then made-up words from
-/// syllables, a few with accents, all distinct.
-fn vocabulary(rng: &mut Rng) -> Vec<String> {
-    const COMMON: &str = "the to and a i you it is of in that for on we this be have with are not \
-        just can do so but if at me my was will all what get now up out ok yes no about like \
-        from there one think need should time know some when then also here how today work build \
-        deploy release test fix bug issue review merge branch server client database query index \
-        meeting lunch tomorrow week monday friday morning call team project plan update change \
-        café réunion équipe problème déploiement données sécurité résumé crème naïve über größe \
-        mañana señal déjà vu été être fenêtre hôtel garçon façade coöperate piñata smörgåsbord \
-        log error warning latency memory disk network cluster node backup restore migration \
-        schema table search message room user account login password token session cookie";
-    let mut seen = HashSet::new();
-    let mut words: Vec<String> = Vec::with_capacity(VOCABULARY);
-    for w in COMMON.split_whitespace() {
-        if seen.insert(w.to_string()) {
-            words.push(w.to_string());
-        }
-    }
-    const ONSETS: [&str; 20] =
-        ["b", "c", "d", "f", "g", "l", "m", "n", "p", "r", "s", "t", "v", "br", "ch", "st", "tr", "pl", "gr", "k"];
-    const VOWELS: [&str; 12] = ["a", "e", "i", "o", "u", "ou", "ai", "ea", "io", "é", "è", "ü"];
-    const CODAS: [&str; 8] = ["", "", "", "n", "r", "s", "l", "t"];
-    while words.len() < VOCABULARY {
-        let syllables = 2 + rng.below(3);
-        let mut w = String::new();
-        for _ in 0..syllables {
-            w.push_str(ONSETS[rng.below(ONSETS.len())]);
-            // Accented vowels in about one made-up word in six.
-            let v = if rng.below(16) == 0 { VOWELS[9 + rng.below(3)] } else { VOWELS[rng.below(9)] };
-            w.push_str(v);
-            w.push_str(CODAS[rng.below(CODAS.len())]);
-        }
-        if seen.insert(w.clone()) {
-            words.push(w);
-        }
-    }
-    words
-}
-
-/// One chat message: 3 to 21 words, sometimes capitalised, sometimes with a question
-/// mark or a comma, so the text is not just lower-case tokens.
-fn message_text(rng: &mut Rng, vocab: &[String], zipf: &Zipf) -> String {
-    let n = 3 + rng.below(10) + rng.below(10);
-    let mut s = String::with_capacity(n * 7);
-    for i in 0..n {
-        if i > 0 {
-            s.push_str(if rng.below(12) == 0 { ", " } else { " " });
-        }
-        let w = &vocab[zipf.sample(rng)];
-        if i == 0 && rng.below(3) == 0 {
-            let mut c = w.chars();
-            if let Some(f) = c.next() {
-                s.extend(f.to_uppercase());
-                s.push_str(c.as_str());
-            }
-        } else {
-            s.push_str(w);
-        }
-    }
-    s.push(if rng.below(5) == 0 { '?' } else { '.' });
-    s
-}
-
 /// A query: (kind, text as typed). Two-word queries end with a space (both words whole);
 /// a prefix query is the first 3 letters of a word, as typed.
 fn query(rng: &mut Rng, vocab: &[String], zipf: &Zipf, prefix_share: f64) -> (Kind, String) {
@@ -251,110 +133,26 @@ struct Filled {
 }
 
 async fn fill(store: &DynStore, a: &SearchArgs, vocab: &[String], rng: &mut Rng, quiet: bool) -> Result<Filled> {
+    let spec = history::Spec { messages: a.messages, rooms: a.rooms, authors: a.authors, batch: a.batch };
+    let h = history::store(store, &spec, vocab, rng, quiet).await?;
     let t0 = Instant::now();
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let hash = rtm::auth::Hasher::new(1).hash(PASSWORD).await.context("cannot hash the bench password")?;
-    let tag = sys::random_tag();
-    let user = |name: String| NewUser {
-        email: format!("{name}@bench.example"),
-        email_lc: format!("{name}@bench.example"),
-        username: name.clone(),
-        username_lc: name,
-        first_name: "Bench".into(),
-        last_name: "User".into(),
-        password_hash: hash.clone(),
-        now,
-    };
-    let mut authors = Vec::with_capacity(a.authors);
-    for i in 0..a.authors {
-        authors.push(store.create_user(user(format!("s{tag}-a{i}"))).await?.id);
-    }
+    // Searchers, each in a random subset of the rooms.
     let mut searchers = Vec::with_capacity(a.searchers);
-    let mut searcher_ids = Vec::with_capacity(a.searchers);
+    let mut visible = Vec::with_capacity(a.searchers);
     for i in 0..a.searchers {
-        let name = format!("s{tag}-q{i}");
-        searcher_ids.push(store.create_user(user(name.clone())).await?.id);
-        searchers.push(name);
-    }
-    // Rooms, each with a few of the authors as members (they write its messages).
-    const AUTHORS_PER_ROOM: usize = 8;
-    let pb = report::bar(a.rooms as u64, "creating rooms", quiet);
-    let mut rooms = Vec::with_capacity(a.rooms);
-    let mut room_authors: Vec<Vec<i64>> = Vec::with_capacity(a.rooms);
-    for r in 0..a.rooms {
-        let name = format!("search-{tag}-{r}");
-        let room = store
-            .create_room(NewRoom {
-                name: name.clone(),
-                name_lc: name,
-                topic: String::new(),
-                is_private: false,
-                owner_id: authors[r % authors.len()],
-                retention: Retention { keep_messages: None, keep_days: None, ephemeral: false },
-                now,
-            })
-            .await?;
-        let members: Vec<i64> =
-            (0..AUTHORS_PER_ROOM.min(authors.len())).map(|k| authors[(r * 7 + k * 13) % authors.len()]).collect();
-        for m in &members {
-            store.add_member(room.id, *m, now).await?;
-        }
-        rooms.push(room.id);
-        room_authors.push(members);
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
-    // Each searcher is in a random subset of the rooms.
-    let mut member_of: Vec<HashSet<usize>> = Vec::with_capacity(a.searchers);
-    for s in &searcher_ids {
+        let name = format!("s{}-q{i}", h.tag);
+        let id = store.create_user(history::account(name.clone(), &h.hash, h.now)).await?.id;
         let mut set = HashSet::new();
         while set.len() < a.member_rooms.min(a.rooms) {
             set.insert(rng.below(a.rooms));
         }
         for r in &set {
-            store.add_member(rooms[*r], *s, now).await?;
+            store.add_member(h.rooms[*r], id, h.now).await?;
         }
-        member_of.push(set);
+        visible.push(set.iter().map(|r| h.per_room[*r]).sum());
+        searchers.push(name);
     }
-    // Messages over the last 180 days, in time order; rooms chosen with a Zipf law
-    // (busy rooms and quiet ones), an author among the room's members.
-    let word_zipf = Zipf::new(vocab.len(), 1.0);
-    let room_zipf = Zipf::new(a.rooms, 0.8);
-    let span_ms = 180 * 86_400_000i64;
-    let step = (span_ms / a.messages.max(1) as i64).max(1);
-    let mut per_room = vec![0u64; a.rooms];
-    let pb = report::bar(a.messages as u64, "storing messages", quiet);
-    let mut done = 0usize;
-    let mut batches = 0usize;
-    while done < a.messages {
-        let n = a.batch.min(a.messages - done);
-        let mut batch = Vec::with_capacity(n);
-        for k in 0..n {
-            let r = room_zipf.sample(rng);
-            per_room[r] += 1;
-            let who = room_authors[r][rng.below(room_authors[r].len())];
-            let text = message_text(rng, vocab, &word_zipf);
-            let at = now - span_ms + (done + k) as i64 * step;
-            batch.push(NewMessage::plain(rooms[r], who, MessageKind::Text, text, at));
-        }
-        let stored = store.append(&batch).await?;
-        if stored.len() != n {
-            bail!("append stored {} of {n} messages", stored.len());
-        }
-        done += n;
-        batches += 1;
-        // The server checkpoints SQLite's WAL off the write path every few seconds; so
-        // do we, or the WAL would hold the whole fill.
-        if batches.is_multiple_of(20) {
-            store.maintain().await?;
-        }
-        pb.set_position(done as u64);
-    }
-    store.maintain().await?;
-    pb.finish_and_clear();
-    let visible = member_of.iter().map(|set| set.iter().map(|r| per_room[*r]).sum()).collect();
-    Ok(Filled { secs: t0.elapsed().as_secs_f64(), searchers, visible })
+    Ok(Filled { secs: h.secs + t0.elapsed().as_secs_f64(), searchers, visible })
 }
 
 /// Signs in one searcher; returns its session cookie.
@@ -466,6 +264,9 @@ pub async fn run(a: SearchArgs) -> Result<Outcome> {
     if !c.spawn {
         bail!("search fills a fresh database before the server starts: give --spawn");
     }
+    if c.history > 0 {
+        bail!("search stores its own history (--messages); --history is for the other workloads");
+    }
     if a.messages == 0 || a.messages > 10_000_000 {
         bail!("--messages must be 1..=10000000");
     }
@@ -499,14 +300,7 @@ pub async fn run(a: SearchArgs) -> Result<Outcome> {
     let store = rtm::store::connect(&url, 4).await.context("cannot open the database")?;
     let filled = fill(&store, &a, &vocab, &mut rng, c.quiet).await?;
     drop(store);
-    if backend == "postgres" {
-        // Statistics, as autovacuum gathers them after a bulk load; without them the
-        // planner guesses the selectivity of the full-text condition.
-        use sqlx::Connection;
-        let mut conn = sqlx::postgres::PgConnection::connect(&url).await.context("cannot connect for ANALYZE")?;
-        sqlx::query("ANALYZE").execute(&mut conn).await.context("ANALYZE failed")?;
-        let _ = conn.close().await;
-    }
+    history::analyze(&url).await?;
     let fill_rate = a.messages as f64 / filled.secs.max(1e-3);
     if !c.quiet {
         eprintln!("stored {} messages in {:.1} s ({fill_rate:.0}/s); starting the server", a.messages, filled.secs);
@@ -607,6 +401,7 @@ pub async fn run(a: SearchArgs) -> Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::{VOCABULARY, message_text};
 
     #[test]
     fn vocabulary_is_distinct_and_queries_have_the_right_shape() {

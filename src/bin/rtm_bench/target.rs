@@ -3,9 +3,10 @@
 //! starts itself (`--spawn-cluster N`: a throwaway PostgreSQL and redis-server, see
 //! `cluster.rs`, then N `rtm` nodes sharing them). A started server is the `rtm`
 //! binary next to this executable, on a free loopback port, with a fresh data
-//! directory and limits lifted for benchmarking. Everything started is stopped (only
-//! those children, by their pids) and its directory removed when the [`Target`] is
-//! dropped, also on errors and Ctrl-C.
+//! directory and limits lifted for benchmarking (with `--history N`, N messages are
+//! stored in its database before it starts: `history.rs`). Everything started is
+//! stopped (only those children, by their pids) and its directory removed when the
+//! [`Target`] is dropped, also on errors and Ctrl-C.
 //!
 //! Node 0 is where set-up starts and where the workloads put their senders; with
 //! several nodes the receivers go round-robin to the other nodes
@@ -23,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     Common,
     cluster::{Postgres, Redis, Services},
-    http, redisinfo, sys,
+    history, http, redisinfo, sys,
 };
 
 /// Where and how to reach a server: cheap to clone into client tasks.
@@ -93,6 +94,14 @@ fn base_args(listen: SocketAddr, dir: &std::path::Path) -> Vec<std::ffi::OsStrin
     args
 }
 
+/// `--history N` and its rooms and accounts, checked.
+fn history_spec(c: &Common) -> Result<history::Spec> {
+    if c.history > 10_000_000 || c.history_rooms == 0 || c.history_accounts == 0 {
+        bail!("--history must be at most 10000000, --history-rooms and --history-accounts at least 1");
+    }
+    Ok(history::Spec { messages: c.history, rooms: c.history_rooms, authors: c.history_accounts, batch: 5000 })
+}
+
 /// The `rtm` binary next to this executable.
 fn server_bin() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
@@ -149,6 +158,9 @@ impl Target {
         if c.url.is_empty() {
             bail!("give --url (repeatable), --spawn or --spawn-cluster N");
         }
+        if c.history > 0 {
+            bail!("--history stores messages before the server starts: give --spawn or --spawn-cluster");
+        }
         let mut nodes = Vec::with_capacity(c.url.len());
         for (i, u) in c.url.iter().enumerate() {
             if !u.starts_with("http://") {
@@ -179,6 +191,11 @@ impl Target {
         let dir = std::env::temp_dir().join(format!("rtm-bench-{}-{}", std::process::id(), sys::random_tag()));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let log = dir.join("server.log");
+        if c.history > 0 {
+            // The server's own default database when none is given.
+            let url = c.database.clone().unwrap_or_else(|| format!("sqlite:{}", dir.join("rtm.db").display()));
+            history::fill(&url, &history_spec(c)?, c.quiet).await?;
+        }
         let mut args = base_args(addr, &dir);
         if let Some(db) = &c.database {
             args.extend(["--database".into(), db.into()]);
@@ -237,6 +254,9 @@ impl Target {
                 url
             }
         };
+        if c.history > 0 {
+            history::fill(&database, &history_spec(c)?, c.quiet).await?;
+        }
         let redis = Redis::start(&dir).await?;
         let bus = redis.url();
         t.redis_addr = Some(redis.addr);
