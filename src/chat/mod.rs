@@ -19,7 +19,7 @@ pub use admin::{ResetLink, ServerFacts, page};
 pub use messages::{Resume, SendReceipt};
 pub use moderation::{BanRequest, MAX_MUTE_MINUTES, MuteRequest, RoleChange};
 pub use rooms::{CreateRoom, MemberView, RoomUpdate};
-pub use search::SearchHit;
+pub use search::{SearchHit, reindex as reindex_search_words};
 
 use std::{
     num::NonZeroU32,

@@ -148,8 +148,10 @@ pub(super) fn reindex_in_background(store: DynStore) {
     });
 }
 
-/// The re-index itself; returns how many messages changed.
-pub(super) async fn reindex(store: &DynStore) -> Result<u64, crate::store::StoreError> {
+/// The re-index itself; returns how many messages changed. Public for tools that
+/// build a database outside a server (rtm-bench's stored history): run on a database
+/// with no messages yet, it only sets the flag, as a server's first start does.
+pub async fn reindex(store: &DynStore) -> Result<u64, crate::store::StoreError> {
     if store.get_setting(REINDEXED_KEY).await?.is_some() {
         return Ok(0);
     }
