@@ -71,8 +71,9 @@ struct Spawned {
     log: PathBuf,
 }
 
-/// The arguments every server we start gets: benchmark limits, quiet logs.
-fn base_args(listen: SocketAddr, dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+/// The arguments every server we start gets: benchmark limits, quiet logs (unless
+/// `--server-arg=--log=…` asks for others: the server takes `--log` once).
+fn base_args(listen: SocketAddr, dir: &std::path::Path, server_args: &[String]) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = vec!["--listen".into(), listen.to_string().into(), "--data-dir".into()];
     args.push(dir.into());
     for a in [
@@ -84,12 +85,13 @@ fn base_args(listen: SocketAddr, dir: &std::path::Path) -> Vec<std::ffi::OsStrin
         // (50 sockets an account) would refuse half of them.
         "--max-sockets-per-user",
         "0",
-        "--log",
-        "warn",
         "--shutdown-grace-secs",
         "2",
     ] {
         args.push(a.into());
+    }
+    if !server_args.iter().any(|a| a == "--log" || a.starts_with("--log=")) {
+        args.extend(["--log".into(), "warn".into()]);
     }
     args
 }
@@ -196,7 +198,7 @@ impl Target {
             let url = c.database.clone().unwrap_or_else(|| format!("sqlite:{}", dir.join("rtm.db").display()));
             history::fill(&url, &history_spec(c)?, c.quiet).await?;
         }
-        let mut args = base_args(addr, &dir);
+        let mut args = base_args(addr, &dir, &c.server_args);
         if let Some(db) = &c.database {
             args.extend(["--database".into(), db.into()]);
         }
@@ -270,7 +272,7 @@ impl Target {
             let node_dir = dir.join(format!("node{k}"));
             std::fs::create_dir_all(&node_dir)?;
             let log = node_dir.join("server.log");
-            let mut args = base_args(addr, &node_dir);
+            let mut args = base_args(addr, &node_dir, &c.server_args);
             args.extend(["--database".into(), database.clone().into(), "--bus".into(), bus.clone().into()]);
             args.extend(["--bus-prefix".into(), "rtmbench".into()]);
             if let Some(f) = c.outbox_frames {
@@ -494,5 +496,27 @@ fn process_exited(pid: u32) -> std::io::Result<Option<String>> {
             Ok((state == "Z" || state == "X").then(|| "exited".to_string()))
         }
         Err(_) => Ok(Some("gone".to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bench's `--log warn` gives way to a log filter given with --server-arg
+    /// (the server refuses `--log` twice); `--log-format` is not a log filter.
+    #[test]
+    fn a_server_log_filter_replaces_the_default() {
+        let addr = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), 1);
+        let dir = std::path::Path::new("/tmp/x");
+        let logs = |extra: &[&str]| {
+            let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            let args = base_args(addr, dir, &extra);
+            args.iter().filter(|a| *a == "--log").count()
+        };
+        assert_eq!(logs(&[]), 1);
+        assert_eq!(logs(&["--log-format=json"]), 1);
+        assert_eq!(logs(&["--log=warn,sqlx::query=debug"]), 0);
+        assert_eq!(logs(&["--log", "debug"]), 0);
     }
 }
