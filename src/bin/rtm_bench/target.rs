@@ -188,15 +188,27 @@ impl Target {
 
     async fn spawn(c: &Common) -> Result<Target> {
         let bin = server_bin()?;
+        let history = if c.history > 0 { Some(history_spec(c)?) } else { None };
         let port = sys::free_port()?;
         let addr = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
         let dir = std::env::temp_dir().join(format!("rtm-bench-{}-{}", std::process::id(), sys::random_tag()));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // The target owns the directory from here on, so a fill that fails or is
+        // interrupted (Ctrl-C, --max-runtime drop this future) does not leave a
+        // half-filled database of up to hundreds of MB in /tmp.
+        let mut t = Target {
+            nodes: Vec::new(),
+            redis_addr: None,
+            redis_pid: None,
+            postgres_pid: None,
+            services: None,
+            dir: Some(dir.clone()),
+        };
         let log = dir.join("server.log");
-        if c.history > 0 {
+        if let Some(spec) = &history {
             // The server's own default database when none is given.
             let url = c.database.clone().unwrap_or_else(|| format!("sqlite:{}", dir.join("rtm.db").display()));
-            history::fill(&url, &history_spec(c)?, c.quiet).await?;
+            history::fill(&url, spec, c.quiet).await?;
         }
         let mut args = base_args(addr, &dir, &c.server_args);
         if let Some(db) = &c.database {
@@ -207,19 +219,11 @@ impl Target {
         }
         args.extend(c.server_args.iter().map(Into::into));
         let child = start_child(&bin, &args, &log)?;
-        let node = Node {
+        t.nodes.push(Node {
             ep: Endpoint { addr, origin: format!("http://{addr}") },
             pid: Some(child.id()),
             spawned: Some(Spawned { child, bin, args, dir, log }),
-        };
-        let t = Target {
-            nodes: vec![node],
-            redis_addr: None,
-            redis_pid: None,
-            postgres_pid: None,
-            services: None,
-            dir: None,
-        };
+        });
         t.wait_ready(0, Duration::from_secs(60)).await?;
         Ok(t)
     }
@@ -232,6 +236,7 @@ impl Target {
             bail!("--spawn-cluster needs at least 1 node");
         }
         let bin = server_bin()?;
+        let history = if c.history > 0 { Some(history_spec(c)?) } else { None };
         let dir = std::env::temp_dir().join(format!("rtm-bench-{}-{}", std::process::id(), sys::random_tag()));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut t = Target {
@@ -256,8 +261,8 @@ impl Target {
                 url
             }
         };
-        if c.history > 0 {
-            history::fill(&database, &history_spec(c)?, c.quiet).await?;
+        if let Some(spec) = &history {
+            history::fill(&database, spec, c.quiet).await?;
         }
         let redis = Redis::start(&dir).await?;
         let bus = redis.url();
