@@ -471,7 +471,7 @@ async fn files_bytes(admin: &Client) -> i64 {
 async fn server_facts(b: Backend) {
     let srv = TestServer::start(b).await;
     let admin = srv.user("root").await;
-    let _ws = admin.ws().await;
+    let mut ws = admin.ws().await;
     let room = admin.create_room("one", json!({})).await;
     upload(&admin, room, 1234).await;
 
@@ -490,6 +490,46 @@ async fn server_facts(b: Backend) {
     assert_eq!((f["users"].as_i64(), f["rooms"].as_i64()), (Some(1), Some(1)));
     assert!(f["storage"]["database_bytes"].as_i64().is_some_and(|n| n > 0), "{f}");
     assert_eq!(f["storage"]["files_bytes"], 1234);
+
+    // No background work on a database this version made (once the first start's
+    // re-index of its empty database has set its flag, a moment after start)...
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (s, f) = admin.get("/api/admin/server").await;
+        assert_eq!(s, 200, "{f}");
+        if f["maintenance"] == json!([]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{f}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // ...but a database from before the search words' re-index shows it, with how
+    // many kept events it has passed (in room, seq order), on every node.
+    let two = admin.create_room("two", json!({})).await;
+    ws.say(room, "first").await;
+    ws.say(room, "second").await;
+    ws.say(two, "third").await;
+    let mut kept = vec![];
+    for r in [room, two] {
+        let (s, body) = admin.get(&format!("/api/rooms/{r}")).await;
+        assert_eq!(s, 200, "{body}");
+        kept.push(body["room"]["last_seq"].as_i64().expect("last_seq"));
+    }
+    assert!(kept[0] >= 2 && kept[1] >= 1, "{kept:?}");
+    let job = |done: i64| json!([{"job": "search_reindex", "done": done, "total": kept[0] + kept[1]}]);
+    srv.pending_search_reindex().await;
+    for _ in 0..2 {
+        // (On a cluster, successive clients go to alternate nodes.)
+        let mut root = srv.client();
+        assert_eq!(root.login("root", &password_of("root")).await.0, 200);
+        let (_, f) = root.get("/api/admin/server").await;
+        assert_eq!(f["maintenance"], job(0), "{f}");
+    }
+    // The re-index's cursor past room one's messages.
+    let store = srv.state.chat.store().clone();
+    store.set_setting("search_words_cursor", &format!("{room}:{}", i64::MAX)).await.expect("cursor");
+    let (_, f) = admin.get("/api/admin/server").await;
+    assert_eq!(f["maintenance"], job(kept[0]), "{f}");
 }
 
 // 9. The audit log: every action, newest first, paged, pruned.

@@ -40,6 +40,19 @@ pub struct ServerFacts {
     pub users: i64,
     pub rooms: i64,
     pub storage: Storage,
+    /// One-time background jobs not finished on this database (any node may run
+    /// them); empty on a database this version created.
+    pub maintenance: Vec<Maintenance>,
+}
+
+/// A one-time background job still under way, e.g. after an upgrade.
+#[derive(Debug, Clone, Serialize)]
+pub struct Maintenance {
+    /// `search_reindex`: the search words of messages stored by an older version.
+    pub job: &'static str,
+    /// Items passed and all items (kept events, for `search_reindex`).
+    pub done: i64,
+    pub total: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -405,6 +418,11 @@ impl Chat {
         });
         let files = self.policy.files.dir.clone();
         let files_bytes = tokio::task::spawn_blocking(move || dir_bytes(&files)).await.unwrap_or(0);
+        let maintenance = super::search::reindex_progress(&self.store)
+            .await?
+            .map(|(done, total)| Maintenance { job: "search_reindex", done, total })
+            .into_iter()
+            .collect();
         Ok(ServerFacts {
             version: env!("CARGO_PKG_VERSION"),
             uptime_secs: self.started.elapsed().as_secs(),
@@ -414,6 +432,7 @@ impl Chat {
             users,
             rooms,
             storage: Storage { database_bytes, files_bytes },
+            maintenance,
         })
     }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Actor, Chat, ChatError, ChatResult};
 use crate::{
-    domain::{RoomId, search::SearchQuery},
+    domain::{RoomId, Seq, search::SearchQuery},
     store::DynStore,
     ws::protocol::Event,
 };
@@ -148,6 +148,28 @@ pub(super) fn reindex_in_background(store: DynStore) {
     });
 }
 
+/// The search re-index's progress while it is pending on this database (any node may
+/// be running it): (kept events it has passed, all of them; it walks them in key
+/// order, reading the texts among them). `None` once done.
+pub async fn reindex_progress(store: &DynStore) -> Result<Option<(i64, i64)>, crate::store::StoreError> {
+    if store.get_setting(REINDEXED_KEY).await?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(store.events_upto(reindex_cursor(store).await?).await?))
+}
+
+/// The last (room, seq) the re-index has passed, or before the first message.
+async fn reindex_cursor(store: &DynStore) -> Result<(RoomId, Seq), crate::store::StoreError> {
+    Ok(store
+        .get_setting(REINDEX_CURSOR_KEY)
+        .await?
+        .and_then(|c| {
+            let (room, seq) = c.split_once(':')?;
+            Some((room.parse().ok()?, seq.parse().ok()?))
+        })
+        .unwrap_or((i64::MIN, i64::MIN)))
+}
+
 /// The re-index itself; returns how many messages changed. Public for tools that
 /// build a database outside a server (rtm-bench's stored history): run on a database
 /// with no messages yet, it only sets the flag, as a server's first start does.
@@ -155,14 +177,7 @@ pub async fn reindex(store: &DynStore) -> Result<u64, crate::store::StoreError> 
     if store.get_setting(REINDEXED_KEY).await?.is_some() {
         return Ok(0);
     }
-    let mut after = store
-        .get_setting(REINDEX_CURSOR_KEY)
-        .await?
-        .and_then(|c| {
-            let (room, seq) = c.split_once(':')?;
-            Some((room.parse().ok()?, seq.parse().ok()?))
-        })
-        .unwrap_or((i64::MIN, i64::MIN));
+    let mut after = reindex_cursor(store).await?;
     let mut changed = 0u64;
     loop {
         let step = std::time::Instant::now();

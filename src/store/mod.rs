@@ -508,6 +508,9 @@ pub trait Store: Send + Sync + 'static {
         after: (RoomId, Seq),
         limit: i64,
     ) -> StoreResult<Vec<(RoomId, Seq, String, Option<String>)>>;
+    /// How many kept events come at or before `at` in (room, seq) order, and how many
+    /// there are: the progress of a job that walks them in that order (the console).
+    async fn events_upto(&self, at: (RoomId, Seq)) -> StoreResult<(i64, i64)>;
     /// Replaces messages' search texts, each only if it is still the old one given
     /// (an edit meanwhile wrote a newer one): (room, seq, old, new), one transaction.
     async fn replace_search_texts(&self, rows: &[(RoomId, Seq, String, String)]) -> StoreResult<()>;

@@ -1986,6 +1986,20 @@ impl Store for SqlStore {
             .collect::<Result<_, sqlx::Error>>()?)
     }
 
+    async fn events_upto(&self, at: (RoomId, Seq)) -> StoreResult<(i64, i64)> {
+        // Counts of index entries alone, no row read: 0.08 s for 1,000,000 messages on
+        // SQLite, 0.3-0.4 s on PostgreSQL (BENCHMARKS.md); asked only while a re-index
+        // is pending, when an admin opens the console.
+        let row = self
+            .q("SELECT (SELECT COUNT(*) FROM messages WHERE room_id < $1 OR (room_id = $1 AND seq <= $2)) AS done,
+                       (SELECT COUNT(*) FROM messages) AS total")
+            .bind(at.0)
+            .bind(at.1)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("done")?, row.try_get("total")?))
+    }
+
     async fn replace_search_texts(&self, rows: &[(RoomId, Seq, String, String)]) -> StoreResult<()> {
         if rows.is_empty() {
             return Ok(());

@@ -224,6 +224,25 @@ impl TestServer {
         self.config.origin()
     }
 
+    /// Makes the database look upgraded from a version before the search words'
+    /// re-index, which has not started (its flag and cursor gone). Waits first for the
+    /// first start's own re-index, so it cannot set the flag after: call it once.
+    pub async fn pending_search_reindex(&self) {
+        use sqlx::{Connection, Executor};
+        let store = self.state.chat.store().clone();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while store.get_setting("search_words_reindexed").await.expect("setting").is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "the first re-index never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sqlx::any::install_default_drivers();
+        let mut db = sqlx::AnyConnection::connect(&self.config.database_url()).await.expect("connect");
+        let key = if matches!(self.backend, Backend::Mysql) { "`key`" } else { "key" };
+        db.execute(sqlx::AssertSqlSafe(format!("DELETE FROM settings WHERE {key} LIKE 'search_words_%'")))
+            .await
+            .expect("forget the re-index");
+    }
+
     /// Stops the server (drains sockets) and returns what a restart needs.
     pub async fn stop(mut self) -> (Config, tempfile::TempDir) {
         if let Some(peer) = self.peer.take() {

@@ -265,7 +265,19 @@ pub async fn admin_console(d: &Driver) -> Result<()> {
     ada.wait_js(
         "the server facts",
         "const f = (k) => document.querySelector(`#admin-server-facts dd[data-fact=${k}]`)?.textContent;
-         return f('database') === 'SQLite' && f('bus') === 'this node only' && f('users') === '4' && !!f('version');",
+         return f('database') === 'SQLite' && f('bus') === 'this node only' && f('users') === '4' && !!f('version')
+           && f('maintenance') === 'none';",
+        vec![],
+    )
+    .await?;
+    // After an upgrade from before the search words' re-index, the console shows that
+    // job and how far it got (here: not started, of the events the story has kept).
+    srv.pending_search_reindex().await;
+    ada.click("#admin-server-refresh").await?;
+    ada.wait_js(
+        "the re-index in the server facts",
+        "const t = document.querySelector('#admin-server-facts dd[data-fact=maintenance]')?.textContent || '';
+         return /^Re-indexing the search words of older messages: 0 % \\(0 of [1-9][0-9]* stored events?\\)$/.test(t) ? t : null;",
         vec![],
     )
     .await?;

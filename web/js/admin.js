@@ -723,6 +723,19 @@ function duration(secs) {
 const DATABASES = { sqlite: 'SQLite', postgres: 'PostgreSQL', mysql: 'MariaDB / MySQL' };
 const BUSES = { local: 'this node only', redis: 'Redis (several nodes)' };
 
+const JOBS = { search_reindex: 'Re-indexing the search words of older messages' };
+
+/** One-time jobs after an upgrade: chat works meanwhile, a little slower. */
+function maintenance(jobs) {
+  if (!jobs.length) return 'none';
+  return jobs
+    .map((j) => {
+      const pct = j.total > 0 ? Math.floor((100 * j.done) / j.total) : 0;
+      return `${JOBS[j.job] || j.job}: ${pct} % (${(j.done ?? 0).toLocaleString()} of ${plural(j.total ?? 0, 'stored event')})`;
+    })
+    .join('; ');
+}
+
 async function loadServer() {
   $('admin-server-error').textContent = '';
   try {
@@ -738,6 +751,7 @@ async function loadServer() {
       ['rooms', 'Rooms', (f.rooms ?? 0).toLocaleString()],
       ['database_bytes', 'Database size', bytes(s.database_bytes)],
       ['files_bytes', 'Files stored', bytes(s.files_bytes)],
+      ['maintenance', 'Background work', maintenance(f.maintenance || [])],
     ];
     $('admin-server-facts').replaceChildren(
       ...facts.flatMap(([key, label, value]) => [h('dt', { text: label }), h('dd', { dataset: { fact: key }, text: value ?? '' })]),
