@@ -530,6 +530,14 @@ async fn server_facts(b: Backend) {
     store.set_setting("search_words_cursor", &format!("{room}:{}", i64::MAX)).await.expect("cursor");
     let (_, f) = admin.get("/api/admin/server").await;
     assert_eq!(f["maintenance"], job(kept[0]), "{f}");
+    // Inside a room: its events up to the cursor's seq (seqs run from 1, none trimmed),
+    // and then those of room two, after room one in key order.
+    store.set_setting("search_words_cursor", &format!("{room}:2")).await.expect("cursor");
+    let (_, f) = admin.get("/api/admin/server").await;
+    assert_eq!(f["maintenance"], job(2), "{f}");
+    store.set_setting("search_words_cursor", &format!("{two}:1")).await.expect("cursor");
+    let (_, f) = admin.get("/api/admin/server").await;
+    assert_eq!(f["maintenance"], job(kept[0] + 1), "{f}");
 }
 
 // 9. The audit log: every action, newest first, paged, pruned.
