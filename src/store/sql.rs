@@ -1989,8 +1989,9 @@ impl Store for SqlStore {
     async fn events_upto(&self, at: (RoomId, Seq)) -> StoreResult<(i64, i64)> {
         // Counts of primary-key entries, no row read, asked only while a re-index is
         // pending, when an admin opens the console. Two ranges, not an OR of them: in
-        // the server, SQLite took ~2 µs an entry for the OR (1 s once 460,000 were
-        // passed, of 1,000,000), against ~0.05 s for the ranges (BENCHMARKS.md).
+        // the server, SQLite took ~2 µs an entry for the OR (the console's answer 1 s
+        // once 460,000 of 1,000,000 were passed); with the ranges, 0.01-0.08 s all
+        // the way (BENCHMARKS.md, round 12).
         let row = self
             .q("SELECT (SELECT COUNT(*) FROM messages WHERE room_id < $1) AS before_room,
                        (SELECT COUNT(*) FROM messages WHERE room_id = $1 AND seq <= $2) AS in_room,
