@@ -96,12 +96,15 @@ fn base_args(listen: SocketAddr, dir: &std::path::Path, server_args: &[String]) 
     args
 }
 
-/// `--history N` and its rooms and accounts, checked.
-fn history_spec(c: &Common) -> Result<history::Spec> {
+/// `--history N` and its rooms and accounts, checked; `None` without a history.
+fn history_spec(c: &Common) -> Result<Option<history::Spec>> {
+    if c.history == 0 {
+        return Ok(None);
+    }
     if c.history > 10_000_000 || c.history_rooms == 0 || c.history_accounts == 0 {
         bail!("--history must be at most 10000000, --history-rooms and --history-accounts at least 1");
     }
-    Ok(history::Spec { messages: c.history, rooms: c.history_rooms, authors: c.history_accounts, batch: 5000 })
+    Ok(Some(history::Spec { messages: c.history, rooms: c.history_rooms, authors: c.history_accounts, batch: 5000 }))
 }
 
 /// The `rtm` binary next to this executable.
@@ -186,24 +189,29 @@ impl Target {
         Ok(t)
     }
 
-    async fn spawn(c: &Common) -> Result<Target> {
-        let bin = server_bin()?;
-        let history = if c.history > 0 { Some(history_spec(c)?) } else { None };
-        let port = sys::free_port()?;
-        let addr = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
+    /// A target with no nodes yet that owns a new data directory under the temp dir
+    /// (removed when it stops), so whatever fails or is interrupted before the nodes
+    /// run (a `--history` fill: Ctrl-C, `--max-runtime`) leaves nothing in /tmp.
+    fn in_new_dir(services: Option<Services>) -> Result<(Target, PathBuf)> {
         let dir = std::env::temp_dir().join(format!("rtm-bench-{}-{}", std::process::id(), sys::random_tag()));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        // The target owns the directory from here on, so a fill that fails or is
-        // interrupted (Ctrl-C, --max-runtime drop this future) does not leave a
-        // half-filled database of up to hundreds of MB in /tmp.
-        let mut t = Target {
+        let t = Target {
             nodes: Vec::new(),
             redis_addr: None,
             redis_pid: None,
             postgres_pid: None,
-            services: None,
+            services,
             dir: Some(dir.clone()),
         };
+        Ok((t, dir))
+    }
+
+    async fn spawn(c: &Common) -> Result<Target> {
+        let bin = server_bin()?;
+        let history = history_spec(c)?;
+        let port = sys::free_port()?;
+        let addr = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
+        let (mut t, dir) = Self::in_new_dir(None)?;
         let log = dir.join("server.log");
         if let Some(spec) = &history {
             // The server's own default database when none is given.
@@ -236,17 +244,8 @@ impl Target {
             bail!("--spawn-cluster needs at least 1 node");
         }
         let bin = server_bin()?;
-        let history = if c.history > 0 { Some(history_spec(c)?) } else { None };
-        let dir = std::env::temp_dir().join(format!("rtm-bench-{}-{}", std::process::id(), sys::random_tag()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut t = Target {
-            nodes: Vec::new(),
-            redis_addr: None,
-            redis_pid: None,
-            postgres_pid: None,
-            services: Some(Services { pg: None, redis: None }),
-            dir: Some(dir.clone()),
-        };
+        let history = history_spec(c)?;
+        let (mut t, dir) = Self::in_new_dir(Some(Services { pg: None, redis: None }))?;
         let database = match &c.database {
             Some(db) => db.clone(),
             None => {
