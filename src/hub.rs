@@ -71,6 +71,10 @@ pub enum Control {
     UserChanged(UserId),
     /// (Topic::Nodes) A server setting (the registration mode) changed.
     SettingsChanged,
+    /// (Topic::Nodes) Presence changes the sending node published may not have reached
+    /// the others (it could not publish for a while, or its presence set in Redis was
+    /// lost and is written again): refresh the presence of the rooms you serve.
+    PresenceStale,
 }
 
 /// Hears when a topic gains its first local connection (with the seq the connection
@@ -426,7 +430,7 @@ impl Hub {
                 self.close_user_conns(user, |c| c.token == Some(*id), "session_ended", "the API token was revoked")
             }
             // For the nodes themselves (the bus hands them to `chat`), not connections.
-            Control::RoomChanged(_) | Control::UserChanged(_) | Control::SettingsChanged => {}
+            Control::RoomChanged(_) | Control::UserChanged(_) | Control::SettingsChanged | Control::PresenceStale => {}
         }
     }
 

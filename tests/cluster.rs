@@ -364,11 +364,7 @@ async fn a_node_holds_later_events_and_fills_gaps_from_the_store() {
     let room = ann.create_room("gappy", json!({})).await;
     let mut wa = ann.ws().await;
     let store = c.nodes[0].state.chat.store().clone();
-    let mut redis = redis::Client::open(c.bus.as_str())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let mut redis = c.redis().await;
     // Rows written straight to the store, as another node's pipeline would, without
     // the publication that would announce them.
     let keep = |text: &str| {
@@ -431,6 +427,43 @@ async fn a_node_holds_later_events_and_fills_gaps_from_the_store() {
     assert!(kept(&late, room).is_empty(), "{late:?}");
 }
 
+/// Presence changes are not stored, so one lost between nodes cannot be filled from
+/// the store: a node that hears another node's presence may have been missed sends
+/// its connections a fresh `presence` snapshot of their rooms, read cluster-wide.
+/// Here "node 7" is written into Redis by hand: it has Carol online, its
+/// `presence_change` never came, and it says so on the nodes' channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_told_presence_was_lost_sends_fresh_snapshots() {
+    use rtm::hub::{Control, Envelope, Topic};
+    let c = Cluster::start(1).await;
+    let ann = c.nodes[0].user("ann").await;
+    let carol = c.nodes[0].user("carol").await;
+    let room = ann.create_room("lost", json!({})).await;
+    assert_eq!(carol.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
+    let (ann_id, carol_id) = (ann.id().await, carol.id().await);
+    let mut wa = ann.ws().await;
+    wa.recv_until(|f| matches!(f, ServerFrame::Presence { room: r, .. } if *r == room)).await;
+    let mut redis = c.redis().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let _: () = redis::pipe()
+        .zadd(format!("{}:nodes", c.prefix), "7", now)
+        .sadd(format!("{}:on:7", c.prefix), carol_id)
+        .query_async(&mut redis)
+        .await
+        .expect("node 7's presence");
+    let stale = rtm::bus::redis::wire::encode(7, &[&Envelope::control(Topic::Nodes, Control::PresenceStale, None)]);
+    let told = Instant::now();
+    let _: () = redis::AsyncCommands::publish(&mut redis, format!("{}:n", c.prefix), stale).await.expect("publish");
+    let mut want = vec![ann_id, carol_id];
+    want.sort_unstable();
+    let (f, _) = wa.recv_until(|f| matches!(f, ServerFrame::Presence { room: r, .. } if *r == room)).await;
+    assert!(matches!(&f, ServerFrame::Presence { online, .. } if *online == want), "{f:?}");
+    // Sent after a beat's time (every node has written its presence set by then), and
+    // well before node 7 would be taken for dead.
+    let took = told.elapsed();
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(6), "snapshot after {took:?}");
+}
+
 /// The per-user message budget is one budget for all nodes: a client with sockets on
 /// two nodes does not get twice the rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,11 +497,7 @@ async fn a_node_subscribes_to_a_room_only_while_it_serves_it() {
     let bob = c.nodes[1].user("bob").await;
     let room = ann.create_room("quiet", json!({})).await;
     assert_eq!(bob.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
-    let mut redis = redis::Client::open(c.bus.as_str())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let mut redis = c.redis().await;
     let channel = format!("{}:r:{room}", c.prefix);
     let mut subscribers = async |want: i64| {
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -252,6 +252,52 @@ async fn postgres_stopped_and_started_mid_load_loses_nothing_and_recovers() {
     }
 }
 
+/// People who come and go while Redis is down change presence that the other node
+/// never hears of. Once Redis is back, the other node's connections get a fresh
+/// `presence` snapshot that shows them as they are: Bob, who left meanwhile, offline,
+/// and Carol, who came meanwhile, online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_changed_while_redis_was_down_is_repaired_by_snapshots() {
+    let mut redis = PrivateRedis::start().await;
+    let c = Cluster::start_on(2, fresh_pg_database().await, redis.url(), |_| {}).await;
+    let ann = c.nodes[1].user("ann").await;
+    let room = ann.create_room("comings", json!({})).await;
+    let (bob, carol) = (c.nodes[0].user("bob").await, c.nodes[0].user("carol").await);
+    for u in [&bob, &carol] {
+        assert_eq!(u.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
+    }
+    let (ann_id, bob_id, carol_id) = (ann.id().await, bob.id().await, carol.id().await);
+    let mut wa = ann.ws().await;
+    let wb = bob.ws().await;
+    wa.recv_until(
+        |f| matches!(f, ServerFrame::PresenceChange { room: r, user, online: true } if *r == room && *user == bob_id),
+    )
+    .await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(wb);
+    let _wc = carol.ws().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.up().await;
+    let back = Instant::now();
+    let mut want = vec![ann_id, carol_id];
+    want.sort_unstable();
+    // Whatever else arrives meanwhile, a snapshot with the truth does.
+    let deadline = back + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    loop {
+        assert!(Instant::now() < deadline, "no true presence snapshot 15 s after Redis was back: {seen:?}");
+        let Some(f) = wa.try_recv(Duration::from_millis(500)).await else { continue };
+        if let ServerFrame::Presence { room: r, online } = &f
+            && *r == room
+            && *online == want
+        {
+            break;
+        }
+        seen.push(f);
+    }
+}
+
 /// Closing registration on one node holds on the other at once, even while the news
 /// cannot travel (Redis down): a sign-up is judged by the stored mode, not by a cache
 /// that hears of the change over Redis (a CI run once signed someone up on the other

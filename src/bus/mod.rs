@@ -44,6 +44,10 @@ pub trait NodeEvents: Send + Sync + 'static {
     /// These users went offline (their node died) or came back online (this node was
     /// taken for dead, e.g. cut off from Redis, and is back): tell their rooms.
     async fn presence_changed(&self, users: Vec<UserId>, online: bool);
+    /// Presence changes from other nodes may have been lost on the way (the bus link
+    /// dropped, or a node could not publish for a while): the current `presence` frame
+    /// of each of these rooms, encoded, for this node's connections.
+    async fn presence_frames(&self, rooms: &[RoomId]) -> Vec<(RoomId, Bytes)>;
     /// The kept events of `room` with `after < seq <= upto`, oldest first, encoded as
     /// the live event frames (at most `limit`).
     async fn events_between(

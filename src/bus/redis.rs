@@ -15,7 +15,11 @@
 //!   reaped by one surviving node (a `SET NX` claim), which announces its users
 //!   offline.
 //! - Repair: after any reconnect, and every [`SWEEP`], each node compares the rooms
-//!   it serves with the store's newest seqs and fills what it missed.
+//!   it serves with the store's newest seqs and fills what it missed. Presence changes
+//!   are not stored, so a lost one is repaired differently: a node that missed some
+//!   (its link dropped) or whose own may have been missed (it dropped or failed
+//!   publications, or Redis lost its presence set) has every node send its
+//!   connections a fresh `presence` snapshot of each room, [`REFRESH_AFTER`] later.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -50,6 +54,10 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(6);
 /// How often a node checks the rooms it serves against the store (lost publications
 /// that no later event revealed).
 pub const SWEEP: Duration = Duration::from_secs(5);
+/// How long after a presence loss was noticed the snapshots are sent: one beat and a
+/// margin, so that after a Redis restart every live node has written its presence
+/// set again (else a snapshot would show its users offline).
+const REFRESH_AFTER: Duration = Duration::from_millis(2500);
 /// Publications waiting for the publisher task; past this they are dropped (and
 /// repaired from the store by the receivers).
 const PUBLISH_QUEUE: usize = 8192;
@@ -85,6 +93,11 @@ struct Inner {
     beaten: AtomicBool,
     /// Publications dropped because the queue was full (logged now and then).
     dropped: AtomicU64,
+    /// Publications of this node were dropped or refused by Redis: presence changes
+    /// among them never reached the other nodes. The next beat tells them.
+    presence_lost: Arc<AtomicBool>,
+    /// A presence refresh of the rooms this node serves is due (later losses join it).
+    refresh_due: AtomicBool,
     stopped: AtomicBool,
 }
 
@@ -145,6 +158,8 @@ impl RedisBus {
             resync: AtomicBool::new(true),
             peers: Mutex::new((None, Vec::new())),
             dropped: AtomicU64::new(0),
+            presence_lost: Arc::new(AtomicBool::new(false)),
+            refresh_due: AtomicBool::new(false),
             beaten: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         });
@@ -152,7 +167,7 @@ impl RedisBus {
         sub_for_nodes.subscribe(inner.nodes_channel()).await.map_err(redis_err)?;
         inner.link_up.store(true, Ordering::SeqCst);
         hub.set_watcher(Arc::new(Watcher(Arc::downgrade(&inner))));
-        tokio::spawn(publisher(inner.cmd.clone(), pub_rx));
+        tokio::spawn(publisher(inner.cmd.clone(), pub_rx, inner.presence_lost.clone()));
         tokio::spawn(receiver(Arc::downgrade(&inner), push_rx, overflow));
         tokio::spawn(subscriber(Arc::downgrade(&inner), sub.clone(), sub_rx));
         tokio::spawn(heartbeat(Arc::downgrade(&inner), sub));
@@ -226,7 +241,9 @@ impl Inner {
             self.order.admit(local);
         }
         if !msgs.is_empty() && self.pub_tx.try_send(msgs).is_err() {
-            // Other nodes repair from the store; say so now and then, not per drop.
+            // Other nodes repair kept events from the store, presence when told to.
+            self.presence_lost.store(true, Ordering::SeqCst);
+            // Say so now and then, not per drop.
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::warn!(
@@ -300,7 +317,7 @@ impl Inner {
     }
 
     /// Hands envelopes from another node to this node's connections and caches.
-    async fn deliver_remote(&self, envs: Vec<Envelope>) {
+    async fn deliver_remote(self: &Arc<Self>, envs: Vec<Envelope>) {
         let mut to_hub = Vec::with_capacity(envs.len());
         for env in envs {
             if env.topic != Topic::Nodes {
@@ -312,6 +329,7 @@ impl Inner {
                 Some(Control::RoomChanged(r)) => events.room_changed(r),
                 Some(Control::UserChanged(u)) => events.user_changed(u),
                 Some(Control::SettingsChanged) => events.settings_changed().await,
+                Some(Control::PresenceStale) => self.refresh_presence(),
                 _ => {}
             }
         }
@@ -334,6 +352,41 @@ impl Inner {
             tokio::time::sleep(Duration::from_millis(300)).await;
             me.order.catch_up(me.order.watched());
         });
+        // Presence changes heard meanwhile are lost for good: send snapshots instead.
+        self.refresh_presence();
+    }
+
+    /// Sends this node's connections a fresh `presence` snapshot of every room they
+    /// hear, [`REFRESH_AFTER`] from now; a loss noticed before then joins this refresh.
+    /// Which changes were lost is not known, only that some may have been.
+    fn refresh_presence(self: &Arc<Self>) {
+        if self.refresh_due.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REFRESH_AFTER).await;
+            me.refresh_due.store(false, Ordering::SeqCst);
+            let Some(events) = me.events() else { return };
+            let rooms = me.order.watched();
+            let envs: Vec<Envelope> = events
+                .presence_frames(&rooms)
+                .await
+                .into_iter()
+                .map(|(room, frame)| Envelope::frame(Topic::Room(room), frame))
+                .collect();
+            tracing::info!(rooms = envs.len(), "presence changes may have been lost; sent fresh snapshots");
+            if !envs.is_empty() {
+                me.order.admit(envs);
+            }
+        });
+    }
+
+    /// Tells the other nodes that presence changes of this node may not have reached
+    /// them. Through the publish queue: if that is still full, the loss is noted again
+    /// and the next beat retries.
+    fn announce_presence_stale(&self) {
+        self.publish_all(vec![Envelope::control(Topic::Nodes, Control::PresenceStale, None)]);
     }
 }
 
@@ -358,8 +411,13 @@ impl TopicWatcher for Watcher {
     }
 }
 
-/// Sends queued publications, as many as are waiting in one pipeline.
-async fn publisher(mut cmd: ConnectionManager, mut rx: mpsc::Receiver<Vec<(String, Vec<u8>)>>) {
+/// Sends queued publications, as many as are waiting in one pipeline. A pipeline
+/// Redis refused is lost: `presence_lost` says so.
+async fn publisher(
+    mut cmd: ConnectionManager,
+    mut rx: mpsc::Receiver<Vec<(String, Vec<u8>)>>,
+    presence_lost: Arc<AtomicBool>,
+) {
     let mut failing = false;
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
@@ -370,7 +428,11 @@ async fn publisher(mut cmd: ConnectionManager, mut rx: mpsc::Receiver<Vec<(Strin
                 pipe.publish(channel, payload).ignore();
             }
         }
-        match pipe.query_async::<()>(&mut cmd).await {
+        let sent = pipe.query_async::<()>(&mut cmd).await;
+        if sent.is_err() {
+            presence_lost.store(true, Ordering::SeqCst);
+        }
+        match sent {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!("publishing to Redis works again");
@@ -519,7 +581,10 @@ async fn beat(inner: &Arc<Inner>) -> Result<(), BusError> {
     let fresh: i64 = cmd.zadd(inner.nodes_key(), format!("{:x}", inner.node), now).await.map_err(redis_err)?;
     // Added anew: Redis restarted, or another node reaped us while we were stalled or
     // cut off (then it announced our users offline: say they are back).
-    let reaped = fresh == 1 && inner.beaten.swap(true, Ordering::SeqCst);
+    let before = inner.beaten.swap(true, Ordering::SeqCst);
+    let reaped = fresh == 1 && before;
+    // Publications were lost since the last beat: presence changes among them too.
+    let mut stale = inner.presence_lost.swap(false, Ordering::SeqCst);
     if fresh == 1 || inner.resync.swap(false, Ordering::SeqCst) {
         let users: Vec<UserId> = inner.local.users();
         let key = inner.presence_key(inner.node);
@@ -542,6 +607,12 @@ async fn beat(inner: &Arc<Inner>) -> Result<(), BusError> {
             tracing::info!(users = users.len(), "this node was taken for dead; announcing its users online again");
             events.presence_changed(users, true).await;
         }
+        // Not at start: then nobody can have seen our users wrongly. After that, a
+        // set written again was missing or out of date in Redis meanwhile.
+        stale |= before;
+    }
+    if stale {
+        inner.announce_presence_stale();
     }
     Ok(())
 }

@@ -63,6 +63,10 @@ impl NodeEvents for Chat {
         }
     }
 
+    async fn presence_frames(&self, rooms: &[RoomId]) -> Vec<(RoomId, Bytes)> {
+        Chat::presence_frames(self, rooms).await
+    }
+
     async fn events_between(
         &self,
         room: RoomId,

@@ -11,8 +11,13 @@
 //! (docs/PROTOCOL.md §3.3, §3.5), so old clients keep working. Smaller rooms hear each
 //! change at once, as before.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::{Actor, Chat, ChatResult};
@@ -30,6 +35,10 @@ use crate::{
 pub const BATCH_FROM: usize = 100;
 /// How long a big room gathers presence changes before sending them.
 pub const WINDOW: Duration = Duration::from_millis(250);
+
+/// Users asked about in one presence question to the bus when a node refreshes the
+/// presence of every room it serves.
+const PRESENCE_QUERY: usize = 5000;
 
 /// Presence changes (who, online?) waiting for their window, per room, in order.
 type Pending = HashMap<RoomId, Vec<(UserId, bool)>>;
@@ -138,6 +147,42 @@ impl Chat {
         let mut online = self.bus.online(&ids).await?;
         online.sort_unstable();
         Ok(ServerFrame::Presence { room, online })
+    }
+
+    /// The `presence` frame of each of these rooms, encoded: what this node sends its
+    /// connections when presence changes from other nodes may have been lost on the
+    /// way (`bus::NodeEvents::presence_frames`). One question to the bus for all the
+    /// rooms' members together; a room that cannot be read (deleted meanwhile) is
+    /// left out.
+    pub(super) async fn presence_frames(&self, rooms: &[RoomId]) -> Vec<(RoomId, Bytes)> {
+        let mut members: Vec<(RoomId, Vec<UserId>)> = Vec::with_capacity(rooms.len());
+        for &room in rooms {
+            match self.room_entry(room).await {
+                Ok(e) => members.push((room, e.members.iter().copied().collect())),
+                Err(e) => tracing::debug!(error = %e, room, "no presence refresh for this room"),
+            }
+        }
+        let everyone: Vec<UserId> =
+            members.iter().flat_map(|(_, m)| m.iter().copied()).collect::<HashSet<_>>().into_iter().collect();
+        let mut online = HashSet::with_capacity(everyone.len());
+        // Bounded questions: a node may serve rooms with a great many members.
+        for chunk in everyone.chunks(PRESENCE_QUERY) {
+            match self.bus.online(chunk).await {
+                Ok(on) => online.extend(on),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot refresh presence");
+                    return Vec::new();
+                }
+            }
+        }
+        members
+            .into_iter()
+            .map(|(room, m)| {
+                let mut on: Vec<UserId> = m.into_iter().filter(|u| online.contains(u)).collect();
+                on.sort_unstable();
+                (room, ServerFrame::Presence { room, online: on }.encode())
+            })
+            .collect()
     }
 
     /// Sends a user's connections the presence list of a room they just entered.

@@ -58,6 +58,16 @@ impl Cluster {
         Cluster { nodes, database, bus, prefix }
     }
 
+    /// A connection of the test's own to the cluster's Redis (to publish as a node
+    /// would, or to look at what the nodes keep there).
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.bus.as_str())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis")
+    }
+
     /// The config a further node (or a node started as a separate process) would use.
     pub fn node_args(&self) -> Vec<String> {
         vec![
