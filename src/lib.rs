@@ -69,6 +69,9 @@ pub async fn serve(
     // requests in flight finish meanwhile, not before.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(config.shutdown_grace_secs);
     tokio::join!(shutdown::drain(&state.hub, deadline), http.finish(deadline));
+    // What the closed connections tell the other nodes (people going offline) goes
+    // out before this node leaves.
+    state.chat.settle_presence(deadline).await;
     let _ = stop_tx.send(true);
     let _ = housekeeping.await;
     // Leave the cluster (no-op on one node): other nodes stop counting on us at once.

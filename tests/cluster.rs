@@ -346,6 +346,67 @@ async fn a_killed_node_s_users_go_offline_and_resume_elsewhere() {
     assert!(texts.contains(&"ann was here".to_string()), "{texts:?}");
 }
 
+/// A node stopped gracefully (SIGTERM) tells the other nodes that its people went
+/// offline before it exits. Nobody else would: it takes its presence set out of Redis
+/// as it leaves, so no survivor reaps it, and a change still queued for Redis when
+/// the process ends is lost with it.
+/// In a room of 100 members or more, whose changes wait for their window, too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_gracefully_announces_its_people_offline() {
+    // 100: `chat::presence::BATCH_FROM`, where a room starts to gather its changes.
+    for members in [2, 100] {
+        node_stopped_gracefully(members).await;
+    }
+}
+
+async fn node_stopped_gracefully(members: usize) {
+    let c = Cluster::start(1).await;
+    let ann = c.nodes[0].user("ann").await;
+    let room = ann.create_room("leaving", json!({})).await;
+    // The rest of the members, straight through the store (no password hashing).
+    let store = c.nodes[0].state.chat.store().clone();
+    for k in 2..members {
+        let name = format!("extra{k}");
+        let u = store
+            .create_user(rtm::store::NewUser {
+                email: format!("{name}@example.org"),
+                email_lc: format!("{name}@example.org"),
+                username: name.clone(),
+                username_lc: name,
+                first_name: "Ex".into(),
+                last_name: "Tra".into(),
+                password_hash: "-".into(),
+                now: 1,
+            })
+            .await
+            .expect("user");
+        store.add_member(room, u.id, 1).await.expect("member");
+    }
+    let mut node = NodeProcess::start(&c, &[]).await;
+    let mut carol = Client::for_addr(node.addr);
+    assert_eq!(carol.register("carol").await.0, 201);
+    assert_eq!(carol.post(&format!("/api/rooms/{room}/join"), json!({})).await.0, 200);
+    let carol_id = carol.id().await;
+    let mut wa = ann.ws().await;
+    let _wc = carol.ws().await;
+    wa.recv_until(
+        |f| matches!(f, ServerFrame::PresenceChange { room: r, user, online: true } if *r == room && *user == carol_id),
+    )
+    .await;
+    assert!(node.terminate().await, "the node did not exit within 15 s of SIGTERM");
+    let stopped = Instant::now();
+    let offline = |f: &ServerFrame| matches!(f, ServerFrame::PresenceChange { room: r, user, online: false } if *r == room && *user == carol_id);
+    let mut seen = Vec::new();
+    while stopped.elapsed() < Duration::from_secs(5) {
+        match wa.try_recv(Duration::from_millis(200)).await {
+            Some(f) if offline(&f) => return,
+            Some(f) => seen.push(f),
+            None => {}
+        }
+    }
+    panic!("ann never heard that carol went offline ({members} members): {seen:?}");
+}
+
 /// Drives the order keeper from outside with real Redis publications and real rows:
 /// an event that arrives before its predecessor is held until the predecessor comes,
 /// and a predecessor that never comes on the bus is read from the store. Nothing is

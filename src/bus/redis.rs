@@ -58,6 +58,8 @@ pub const SWEEP: Duration = Duration::from_secs(5);
 /// margin, so that after a Redis restart every live node has written its presence
 /// set again (else a snapshot would show its users offline).
 const REFRESH_AFTER: Duration = Duration::from_millis(2500);
+/// How long a stopping node waits for its queued publications to reach Redis.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 /// Publications waiting for the publisher task; past this they are dropped (and
 /// repaired from the store by the receivers).
 const PUBLISH_QUEUE: usize = 8192;
@@ -98,6 +100,10 @@ struct Inner {
     presence_lost: Arc<AtomicBool>,
     /// A presence refresh of the rooms this node serves is due (later losses join it).
     refresh_due: AtomicBool,
+    /// Publications handed to the publisher task, and those it has sent (or failed to
+    /// send) since: a stopping node waits until the second catches up with the first.
+    queued: AtomicU64,
+    sent: Arc<AtomicU64>,
     stopped: AtomicBool,
 }
 
@@ -160,6 +166,8 @@ impl RedisBus {
             dropped: AtomicU64::new(0),
             presence_lost: Arc::new(AtomicBool::new(false)),
             refresh_due: AtomicBool::new(false),
+            queued: AtomicU64::new(0),
+            sent: Arc::new(AtomicU64::new(0)),
             beaten: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         });
@@ -167,7 +175,7 @@ impl RedisBus {
         sub_for_nodes.subscribe(inner.nodes_channel()).await.map_err(redis_err)?;
         inner.link_up.store(true, Ordering::SeqCst);
         hub.set_watcher(Arc::new(Watcher(Arc::downgrade(&inner))));
-        tokio::spawn(publisher(inner.cmd.clone(), pub_rx, inner.presence_lost.clone()));
+        tokio::spawn(publisher(inner.cmd.clone(), pub_rx, inner.presence_lost.clone(), inner.sent.clone()));
         tokio::spawn(receiver(Arc::downgrade(&inner), push_rx, overflow));
         tokio::spawn(subscriber(Arc::downgrade(&inner), sub.clone(), sub_rx));
         tokio::spawn(heartbeat(Arc::downgrade(&inner), sub));
@@ -240,17 +248,27 @@ impl Inner {
         if !local.is_empty() {
             self.order.admit(local);
         }
-        if !msgs.is_empty() && self.pub_tx.try_send(msgs).is_err() {
-            // Other nodes repair kept events from the store, presence when told to.
-            self.presence_lost.store(true, Ordering::SeqCst);
-            // Say so now and then, not per drop.
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::warn!(
-                    dropped = n,
-                    "publish queue full: publications dropped, other nodes repair from the store"
-                );
+        if msgs.is_empty() {
+            return;
+        }
+        match self.pub_tx.try_send(msgs) {
+            Ok(()) => {
+                self.queued.fetch_add(1, Ordering::SeqCst);
+                return;
             }
+            // The publisher task is gone: the process is ending.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!("publication after the publisher stopped");
+                return;
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {}
+        }
+        // Other nodes repair kept events from the store, presence when told to.
+        self.presence_lost.store(true, Ordering::SeqCst);
+        // Say so now and then, not per drop.
+        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(dropped = n, "publish queue full: publications dropped, other nodes repair from the store");
         }
     }
 
@@ -411,16 +429,22 @@ impl TopicWatcher for Watcher {
     }
 }
 
-/// Sends queued publications, as many as are waiting in one pipeline. A pipeline
-/// Redis refused is lost: `presence_lost` says so.
+/// Sends queued publications, as many as are waiting in one pipeline, and counts
+/// them in `sent` once Redis answered. A pipeline Redis refused is lost:
+/// `presence_lost` says so.
 async fn publisher(
     mut cmd: ConnectionManager,
     mut rx: mpsc::Receiver<Vec<(String, Vec<u8>)>>,
     presence_lost: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
 ) {
     let mut failing = false;
     let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 256).await > 0 {
+    loop {
+        let n = rx.recv_many(&mut batch, 256).await;
+        if n == 0 {
+            return;
+        }
         let mut pipe = redis::pipe();
         for msgs in batch.drain(..) {
             for (channel, payload) in msgs {
@@ -428,11 +452,12 @@ async fn publisher(
                 pipe.publish(channel, payload).ignore();
             }
         }
-        let sent = pipe.query_async::<()>(&mut cmd).await;
-        if sent.is_err() {
+        let answer = pipe.query_async::<()>(&mut cmd).await;
+        sent.fetch_add(n as u64, Ordering::SeqCst);
+        if answer.is_err() {
             presence_lost.store(true, Ordering::SeqCst);
         }
-        match sent {
+        match answer {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!("publishing to Redis works again");
@@ -800,6 +825,13 @@ impl Bus for RedisBus {
 
     async fn close(&self) {
         let inner = &self.0;
+        // What is queued (people going offline as this node's sockets closed) goes
+        // out first: the tasks end with the process.
+        let queued = inner.queued.load(Ordering::SeqCst);
+        let deadline = Instant::now() + CLOSE_FLUSH;
+        while inner.sent.load(Ordering::SeqCst) < queued && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         inner.stopped.store(true, Ordering::SeqCst);
         let mut cmd = inner.cmd.clone();
         let _: Result<(), _> = redis::pipe()

@@ -13,7 +13,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -47,6 +50,36 @@ type Pending = HashMap<RoomId, Vec<(UserId, bool)>>;
 #[derive(Default)]
 pub(super) struct Batcher {
     pending: Arc<Mutex<Pending>>,
+    /// `disconnected` calls still running: a stopping node waits for them, so the
+    /// other nodes hear that its people went offline.
+    leaving: Arc<AtomicUsize>,
+}
+
+/// Counts one running `disconnected` call for as long as it lives.
+struct Leaving(Arc<AtomicUsize>);
+
+impl Leaving {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Leaving(count.clone())
+    }
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Publishes one room's window of changes.
+async fn publish_window(bus: &DynBus, room: RoomId, changes: &[(UserId, bool)]) {
+    let envs: Vec<Envelope> =
+        window_frames(room, changes).into_iter().map(|f| Envelope::frame(Topic::Room(room), f)).collect();
+    if !envs.is_empty()
+        && let Err(e) = bus.publish_batch(envs).await
+    {
+        tracing::warn!(error = %e, room, "publishing presence changes failed");
+    }
 }
 
 impl Batcher {
@@ -64,15 +97,18 @@ impl Batcher {
         let (pending, bus) = (self.pending.clone(), bus.clone());
         tokio::spawn(async move {
             tokio::time::sleep(WINDOW).await;
+            // Empty when a shutdown sent the window already (`flush`).
             let changes = pending.lock().remove(&room).unwrap_or_default();
-            let envs: Vec<Envelope> =
-                window_frames(room, &changes).into_iter().map(|f| Envelope::frame(Topic::Room(room), f)).collect();
-            if !envs.is_empty()
-                && let Err(e) = bus.publish_batch(envs).await
-            {
-                tracing::warn!(error = %e, room, "publishing presence changes failed");
-            }
+            publish_window(&bus, room, &changes).await;
         });
+    }
+
+    /// Sends every window now, without waiting for its end (the node is stopping).
+    async fn flush(&self, bus: &DynBus) {
+        let all: Vec<(RoomId, Vec<(UserId, bool)>)> = self.pending.lock().drain().collect();
+        for (room, changes) in all {
+            publish_window(bus, room, &changes).await;
+        }
     }
 }
 
@@ -115,6 +151,7 @@ impl Chat {
 
     /// A connection of `user` closed; `rooms` are the rooms it listened to at the end.
     pub async fn disconnected(&self, user: UserId, rooms: &[RoomId]) -> ChatResult<()> {
+        let _leaving = Leaving::new(&self.presence_batch.leaving);
         if self.bus.disconnected(user).await? {
             // The admin console's "last seen": one write when the person goes offline
             // (not per socket, so a restart's reconnect storm writes once per person).
@@ -126,6 +163,17 @@ impl Chat {
             }
         }
         Ok(())
+    }
+
+    /// For a stopping node, once its connections are closed: waits (until `deadline`)
+    /// for their `disconnected` calls, then sends the big rooms' windows at once. The
+    /// process may end right after, and with it any timer still waiting: the other
+    /// nodes would show these people online for good.
+    pub async fn settle_presence(&self, deadline: tokio::time::Instant) {
+        while self.presence_batch.leaving.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.presence_batch.flush(&self.bus).await;
     }
 
     /// Tells a room that a member came online or went offline: at once in a small

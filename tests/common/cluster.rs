@@ -242,6 +242,21 @@ impl NodeProcess {
         NodeProcess { addr: ([127, 0, 0, 1], port).into(), child, _dir: dir }
     }
 
+    /// SIGTERM (a graceful stop, as a service manager does it), and wait up to 15 s
+    /// for the process to exit; true when it did.
+    pub async fn terminate(&mut self) -> bool {
+        // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     /// SIGKILL, and reap it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
