@@ -106,6 +106,11 @@ pub struct Common {
     /// the temp dir for --spawn, a throwaway PostgreSQL for --spawn-cluster).
     #[arg(long)]
     pub database: Option<String>,
+    /// With --spawn-cluster (and no --database) or `search --postgres`: a setting for
+    /// the throwaway PostgreSQL (repeatable), e.g. --pg-conf synchronous_commit=off.
+    /// Every result line reports its durability settings (`postgres`).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub pg_conf: Vec<String>,
     /// With --spawn: the server's --outbox-frames.
     #[arg(long)]
     pub outbox_frames: Option<usize>,
@@ -213,6 +218,9 @@ fn main() -> ExitCode {
         Ok(mut outcome) => {
             if let (Some(h), Some(p)) = (history, outcome.params.as_object_mut()) {
                 p.insert("history".into(), h);
+            }
+            if let (Some(s), Some(p)) = (cluster::POSTGRES_SETTINGS.get(), outcome.params.as_object_mut()) {
+                p.insert("postgres".into(), s.clone());
             }
             outcome.emit(json);
             if outcome.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }

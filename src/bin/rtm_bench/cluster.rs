@@ -1,6 +1,7 @@
 //! The shared services of a self-contained several-node run (`--spawn-cluster N`): a
 //! throwaway PostgreSQL (initdb + pg_ctl on a free loopback port, data in the run's
-//! temporary directory, default settings except `max_connections`) and a throwaway
+//! temporary directory, default settings except `max_connections` and what `--pg-conf`
+//! sets) and a throwaway
 //! redis-server (free loopback port, no persistence). As root, PostgreSQL runs as the
 //! `postgres` (or `rtmtest`) account through `runuser`, like `scripts/test` does.
 //! Both are stopped by their pids when the [`Services`] are dropped: PostgreSQL with a
@@ -10,12 +11,56 @@ use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 
 use crate::{redisinfo, sys};
+
+/// The durability settings of the run's PostgreSQL, as the server itself reports them
+/// (set once, when the run starts or reaches its PostgreSQL): every result line
+/// carries them, because a durable commit waits for the disk and a run's latency tail
+/// depends on it.
+pub static POSTGRES_SETTINGS: OnceLock<serde_json::Value> = OnceLock::new();
+
+/// The settings that decide when a commit has reached the disk.
+const DURABILITY: [&str; 4] = ["fsync", "synchronous_commit", "full_page_writes", "wal_sync_method"];
+
+/// Reads [`DURABILITY`] from the PostgreSQL at `url` into [`POSTGRES_SETTINGS`].
+pub async fn record_postgres_settings(url: &str) -> Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::postgres::PgConnection::connect(url).await.context("cannot connect to read its settings")?;
+    let mut settings = serde_json::Map::new();
+    for name in DURABILITY {
+        let value: String = sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .with_context(|| format!("cannot read the setting {name}"))?;
+        settings.insert(name.into(), value.into());
+    }
+    let _ = POSTGRES_SETTINGS.set(settings.into());
+    Ok(())
+}
+
+/// Checks `--pg-conf` values (NAME=VALUE, for `postgres -c`): they end up in one
+/// `pg_ctl -o` string, so nothing that string would split or quote is allowed.
+pub fn check_pg_conf(conf: &[String]) -> Result<()> {
+    for c in conf {
+        let ok = c.split_once('=').is_some_and(|(name, value)| {
+            !name.is_empty()
+                && name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '.')
+                && !value.is_empty()
+                && value.chars().all(|ch| ch.is_ascii_alphanumeric() || "_.-:/".contains(ch))
+        });
+        if !ok {
+            bail!("--pg-conf {c:?}: expected NAME=VALUE, e.g. synchronous_commit=off");
+        }
+    }
+    Ok(())
+}
 
 /// PostgreSQL and Redis started for one run.
 pub struct Services {
@@ -51,8 +96,10 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Runs initdb in `dir/pg` and starts the server on a free loopback port.
-    pub fn start(dir: &Path, max_connections: u32) -> Result<Postgres> {
+    /// Runs initdb in `dir/pg` and starts the server on a free loopback port, with
+    /// `conf` (checked NAME=VALUE settings) on its command line.
+    pub fn start(dir: &Path, max_connections: u32, conf: &[String]) -> Result<Postgres> {
+        check_pg_conf(conf)?;
         let bin = pg_bin().context("PostgreSQL's initdb and pg_ctl were not found (apt-get install postgresql)")?;
         let user = pg_user()?;
         let data = dir.join("pg");
@@ -91,7 +138,11 @@ impl Postgres {
         }
         let port = sys::free_port()?;
         let log = run.join("postgres.log");
-        let opts = format!("-k {} -h 127.0.0.1 -p {port} -c max_connections={max_connections}", run.display());
+        let mut opts = format!("-k {} -h 127.0.0.1 -p {port} -c max_connections={max_connections}", run.display());
+        for c in conf {
+            opts.push_str(" -c ");
+            opts.push_str(c);
+        }
         let out = as_pg("pg_ctl")
             .arg("-D")
             .arg(&data)
@@ -288,4 +339,19 @@ fn stat_times(pid: u32) -> Option<(f64, u32)> {
     let ppid: u32 = f.get(1)?.parse().ok()?;
     let sum: f64 = (11..15).map(|i| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)).sum();
     Some((sum / sys::clock_ticks(), ppid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_pg_conf;
+
+    #[test]
+    fn pg_conf_takes_name_value_settings_and_nothing_that_would_split_the_command_line() {
+        for good in ["synchronous_commit=off", "fsync=off", "shared_buffers=256MB", "wal_sync_method=fdatasync"] {
+            assert!(check_pg_conf(&[good.to_string()]).is_ok(), "{good}");
+        }
+        for bad in ["fsync", "=off", "fsync=", "fsync=off -c x=y", "fsync='off'", "a=b;c", "Fsync=off", "x=\"y\""] {
+            assert!(check_pg_conf(&["fsync=on".to_string(), bad.to_string()]).is_err(), "{bad}");
+        }
+    }
 }

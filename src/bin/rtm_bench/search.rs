@@ -280,8 +280,11 @@ pub async fn run(a: SearchArgs) -> Result<Outcome> {
     let dir =
         TempDir(std::env::temp_dir().join(format!("rtm-bench-search-{}-{}", std::process::id(), sys::random_tag())));
     std::fs::create_dir_all(&dir.0).with_context(|| format!("cannot create {}", dir.0.display()))?;
+    if !a.postgres && !c.pg_conf.is_empty() {
+        bail!("--pg-conf sets up the PostgreSQL of --postgres");
+    }
     // Declared after `dir`, so dropped (stopped) before the directory is removed.
-    let pg = if a.postgres { Some(Postgres::start(&dir.0, 50)?) } else { None };
+    let pg = if a.postgres { Some(Postgres::start(&dir.0, 50, &c.pg_conf)?) } else { None };
     let url = match (&pg, &c.database) {
         (Some(pg), _) => pg.url.clone(),
         (None, Some(u)) => u.clone(),
@@ -290,6 +293,7 @@ pub async fn run(a: SearchArgs) -> Result<Outcome> {
     let backend = if url.starts_with("sqlite") {
         "sqlite"
     } else if url.starts_with("postgres") {
+        crate::cluster::record_postgres_settings(&url).await?;
         "postgres"
     } else {
         "mysql"

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     Common,
-    cluster::{Postgres, Redis, Services},
+    cluster::{self, Postgres, Redis, Services},
     history, http, redisinfo, sys,
 };
 
@@ -166,6 +166,9 @@ impl Target {
         if c.history > 0 {
             bail!("--history stores messages before the server starts: give --spawn or --spawn-cluster");
         }
+        if !c.pg_conf.is_empty() {
+            bail!("--pg-conf sets up the PostgreSQL of --spawn-cluster (without --database)");
+        }
         let mut nodes = Vec::with_capacity(c.url.len());
         for (i, u) in c.url.iter().enumerate() {
             if !u.starts_with("http://") {
@@ -209,6 +212,9 @@ impl Target {
     async fn spawn(c: &Common) -> Result<Target> {
         let bin = server_bin()?;
         let history = history_spec(c)?;
+        if !c.pg_conf.is_empty() {
+            bail!("--pg-conf sets up the PostgreSQL of --spawn-cluster (without --database)");
+        }
         let port = sys::free_port()?;
         let addr = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
         let (mut t, dir) = Self::in_new_dir(None)?;
@@ -217,6 +223,9 @@ impl Target {
             // The server's own default database when none is given.
             let url = c.database.clone().unwrap_or_else(|| format!("sqlite:{}", dir.join("rtm.db").display()));
             history::fill(&url, spec, c.quiet).await?;
+        }
+        if let Some(db) = c.database.as_deref().filter(|d| d.starts_with("postgres")) {
+            cluster::record_postgres_settings(db).await?;
         }
         let mut args = base_args(addr, &dir, &c.server_args);
         if let Some(db) = &c.database {
@@ -245,13 +254,18 @@ impl Target {
         }
         let bin = server_bin()?;
         let history = history_spec(c)?;
+        match (&c.database, c.pg_conf.is_empty()) {
+            (Some(_), false) => bail!("--pg-conf sets up the throwaway PostgreSQL: not with --database"),
+            (None, false) => cluster::check_pg_conf(&c.pg_conf)?,
+            _ => {}
+        }
         let (mut t, dir) = Self::in_new_dir(Some(Services { pg: None, redis: None }))?;
         let database = match &c.database {
             Some(db) => db.clone(),
             None => {
                 let max_connections = (40 * n as u32).max(100);
-                let d = dir.clone();
-                let pg = tokio::task::spawn_blocking(move || Postgres::start(&d, max_connections)).await??;
+                let (d, conf) = (dir.clone(), c.pg_conf.clone());
+                let pg = tokio::task::spawn_blocking(move || Postgres::start(&d, max_connections, &conf)).await??;
                 t.postgres_pid = Some(pg.pid);
                 let url = pg.url.clone();
                 if let Some(s) = t.services.as_mut() {
@@ -260,6 +274,9 @@ impl Target {
                 url
             }
         };
+        if database.starts_with("postgres") {
+            cluster::record_postgres_settings(&database).await?;
+        }
         if let Some(spec) = &history {
             history::fill(&database, spec, c.quiet).await?;
         }
