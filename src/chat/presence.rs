@@ -52,20 +52,20 @@ pub(super) struct Batcher {
     pending: Arc<Mutex<Pending>>,
     /// `disconnected` calls still running: a stopping node waits for them, so the
     /// other nodes hear that its people went offline.
-    leaving: Arc<AtomicUsize>,
+    leaving: AtomicUsize,
 }
 
 /// Counts one running `disconnected` call for as long as it lives.
-struct Leaving(Arc<AtomicUsize>);
+struct Leaving<'a>(&'a AtomicUsize);
 
-impl Leaving {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
+impl<'a> Leaving<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
         count.fetch_add(1, Ordering::SeqCst);
-        Leaving(count.clone())
+        Leaving(count)
     }
 }
 
-impl Drop for Leaving {
+impl Drop for Leaving<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }

@@ -47,7 +47,7 @@ pub async fn record_postgres_settings(url: &str) -> Result<()> {
 
 /// Checks `--pg-conf` values (NAME=VALUE, for `postgres -c`): they end up in one
 /// `pg_ctl -o` string, so nothing that string would split or quote is allowed.
-pub fn check_pg_conf(conf: &[String]) -> Result<()> {
+fn check_pg_conf(conf: &[String]) -> Result<()> {
     for c in conf {
         let ok = c.split_once('=').is_some_and(|(name, value)| {
             !name.is_empty()

@@ -154,6 +154,11 @@ impl Target {
     /// Connects to every `--url`, or spawns a server (`--spawn`) or a cluster
     /// (`--spawn-cluster`), and waits until every node answers `/healthz`.
     pub async fn open(c: &Common) -> Result<Target> {
+        // Only the throwaway PostgreSQL of --spawn-cluster takes settings
+        // (`Postgres::start` checks their form).
+        if !c.pg_conf.is_empty() && (c.spawn_cluster.is_none() || c.database.is_some()) {
+            bail!("--pg-conf sets up the PostgreSQL of --spawn-cluster (without --database)");
+        }
         if let Some(n) = c.spawn_cluster {
             return Self::spawn_cluster(c, n).await;
         }
@@ -165,9 +170,6 @@ impl Target {
         }
         if c.history > 0 {
             bail!("--history stores messages before the server starts: give --spawn or --spawn-cluster");
-        }
-        if !c.pg_conf.is_empty() {
-            bail!("--pg-conf sets up the PostgreSQL of --spawn-cluster (without --database)");
         }
         let mut nodes = Vec::with_capacity(c.url.len());
         for (i, u) in c.url.iter().enumerate() {
@@ -212,9 +214,6 @@ impl Target {
     async fn spawn(c: &Common) -> Result<Target> {
         let bin = server_bin()?;
         let history = history_spec(c)?;
-        if !c.pg_conf.is_empty() {
-            bail!("--pg-conf sets up the PostgreSQL of --spawn-cluster (without --database)");
-        }
         let port = sys::free_port()?;
         let addr = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
         let (mut t, dir) = Self::in_new_dir(None)?;
@@ -254,11 +253,6 @@ impl Target {
         }
         let bin = server_bin()?;
         let history = history_spec(c)?;
-        match (&c.database, c.pg_conf.is_empty()) {
-            (Some(_), false) => bail!("--pg-conf sets up the throwaway PostgreSQL: not with --database"),
-            (None, false) => cluster::check_pg_conf(&c.pg_conf)?,
-            _ => {}
-        }
         let (mut t, dir) = Self::in_new_dir(Some(Services { pg: None, redis: None }))?;
         let database = match &c.database {
             Some(db) => db.clone(),
