@@ -64,6 +64,11 @@ pub static ROOM_CACHE_MISSES: Count = Count::new();
 pub static BUS_PUBLISHED: Count = Count::new();
 pub static BUS_RECEIVED: Count = Count::new();
 pub static BUS_RECEIVE_BACKLOG: Count = Count::new();
+/// Appends of plain messages by the database's short path (one statement on
+/// PostgreSQL, one or two calls on SQLite), and short attempts undone and taken again
+/// by the general path (a retried send, a room another node wrote at that moment).
+pub static APPENDS_SHORT: Count = Count::new();
+pub static APPENDS_RETAKEN: Count = Count::new();
 
 /// The command types counted; anything newer counts as `other` until listed here.
 const COMMANDS: [&str; 13] = [
@@ -186,6 +191,10 @@ fn describe() {
     describe_histogram!("rtm_pool_wait_seconds", "time to get the writer connection and begin a write transaction");
     describe_counter!("rtm_room_cache_hits_total", "room lookups answered from the room cache");
     describe_counter!("rtm_room_cache_misses_total", "room lookups that read the store");
+    describe_counter!(
+        "rtm_store_appends_total",
+        "message batches stored by the short path (short) or retaken by the general path after trying it (retaken)"
+    );
     describe_gauge!("rtm_bus_up", "1 when the bus is in-process or this node's Redis link is up, else 0");
     describe_counter!("rtm_bus_published_total", "messages published to Redis (one per room per commit)");
     describe_counter!("rtm_bus_received_total", "messages received from Redis (this node's own publications included)");
@@ -213,6 +222,8 @@ fn render(state: &AppState, handle: &PrometheusHandle) -> String {
     }
     counter!("rtm_room_cache_hits_total").absolute(ROOM_CACHE_HITS.get());
     counter!("rtm_room_cache_misses_total").absolute(ROOM_CACHE_MISSES.get());
+    counter!("rtm_store_appends_total", "path" => "short").absolute(APPENDS_SHORT.get());
+    counter!("rtm_store_appends_total", "path" => "retaken").absolute(APPENDS_RETAKEN.get());
     gauge!("rtm_bus_up").set(if state.chat.bus.health() == "down" { 0.0 } else { 1.0 });
     if state.chat.bus.shared() {
         counter!("rtm_bus_published_total").absolute(BUS_PUBLISHED.get());

@@ -241,3 +241,94 @@ async fn two_stores_share_each_rooms_sequence(b: Backend) {
 }
 
 on_both_backends!(unicode_round_trips_and_names_compare_as_folded, two_stores_share_each_rooms_sequence);
+
+/// PostgreSQL stores a batch of plain messages in one statement (`postgres_append.rs`),
+/// which bets that no message is a retry of a stored one, that nobody wrote to its
+/// rooms meanwhile and that the trim cannot reach its own rows. Each lost bet sends
+/// the batch to the general path, with the general path's answer and nothing stored
+/// twice, lost or kept past the room's retention. (Rooms written by two nodes at
+/// once: `two_stores_share_each_rooms_sequence`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stores_plain_batches_in_one_statement() {
+    use rtm::store::Store;
+    let url = common::fresh_pg_database().await;
+    let st = std::sync::Arc::new(store::postgres::open(&url, 4).await.expect("store opens"));
+    let ann = st.create_user(new_user("ann", "ann@example.org")).await.unwrap();
+    let all = st.create_room(new_room("one-all", ann.id, "", KEEP_ALL)).await.unwrap().id;
+    let five = st.create_room(new_room("one-five", ann.id, "", Retention::last_messages(5))).await.unwrap().id;
+    let seqs = |room: i64| {
+        let st = &st;
+        async move { st.since(room, 0, 1000).await.unwrap().into_iter().map(|m| m.seq).collect::<Vec<i64>>() }
+    };
+
+    // Plain batches over two rooms, one with a send twice in it: one statement each.
+    for k in 0..10 {
+        let batch = [
+            text(all, ann.id, Some(format!("a{k}")), format!("a{k}")),
+            text(five, ann.id, Some(format!("f{k}")), format!("f{k}")),
+            text(all, ann.id, None, format!("b{k}")),
+            text(all, ann.id, Some(format!("a{k}")), format!("a{k}")),
+        ];
+        let got = st.append(&batch).await.unwrap();
+        let a = 2 * k + 1;
+        assert_eq!(got, [Appended::New(a), Appended::New(k + 1), Appended::New(a + 1), Appended::Duplicate(a)]);
+    }
+    assert_eq!(st.append_counts(), (10, 0), "every batch in one statement");
+    assert_eq!(seqs(all).await, (1..=20).collect::<Vec<_>>());
+    assert_eq!(seqs(five).await, (6..=10).collect::<Vec<_>>(), "keep the last 5");
+
+    // A retry of a stored send: the unique index refuses it, the general path finds it.
+    let got = st
+        .append(&[
+            text(five, ann.id, Some("f11".into()), "new".into()),
+            text(all, ann.id, Some("a3".into()), "again".into()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(got, [Appended::New(11), Appended::Duplicate(7)]);
+    assert_eq!(st.append_counts(), (10, 1));
+
+    // More messages at once than the room keeps: the trim would have to delete rows
+    // the statement cannot see. Retaken; the room still keeps exactly its last five.
+    let six: Vec<NewMessage> =
+        (0..6).map(|i| text(five, ann.id, Some(format!("six{i}")), format!("six {i}"))).collect();
+    let got = st.append(&six).await.unwrap();
+    assert_eq!(got, (12..=17).map(Appended::New).collect::<Vec<_>>());
+    assert_eq!(st.append_counts(), (10, 2));
+    assert_eq!(seqs(five).await, (13..=17).collect::<Vec<_>>());
+
+    // A room that is gone: refused as the general path refuses it, and the batch's
+    // message to a room that exists is not stored either.
+    let got =
+        st.append(&[text(all, ann.id, None, "lost?".into()), text(999_999, ann.id, None, "nowhere".into())]).await;
+    assert!(matches!(got, Err(StoreError::NotFound)), "{got:?}");
+    assert_eq!(st.append_counts(), (10, 3));
+    assert_eq!(seqs(all).await, (1..=20).collect::<Vec<_>>());
+    let mut last = st.last_seqs(&[all, five]).await.unwrap();
+    last.sort_unstable();
+    assert_eq!(last, vec![(all, 20), (five, 17)]);
+
+    // Two nodes writing one room that keeps little: a batch that waited for the other
+    // node's lock must not trim from its older snapshot, or the other node's rows
+    // would outlive the retention. Four writers, 3 messages a batch, keep the last 4.
+    let other = std::sync::Arc::new(store::postgres::open(&url, 4).await.expect("second store opens"));
+    let four = st.create_room(new_room("one-four", ann.id, "", Retention::last_messages(4))).await.unwrap().id;
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let node = if w % 2 == 0 { st.clone() } else { other.clone() };
+        writers.push(tokio::spawn(async move {
+            for k in 0..30 {
+                let batch: Vec<NewMessage> =
+                    (0..3).map(|i| text(four, ann.id, Some(format!("w{w}k{k}i{i}")), "x".into())).collect();
+                node.append(&batch).await.expect("append");
+            }
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let ((s1, r1), (s2, r2)) = (st.append_counts(), other.append_counts());
+    let (short, retaken) = (s1 + s2 - 10, r1 + r2 - 3);
+    assert_eq!(short + retaken, 120, "each batch counted once");
+    assert_eq!(seqs(four).await, (357..=360).collect::<Vec<_>>(), "short {short}, retaken {retaken}");
+}

@@ -62,6 +62,7 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
         held_dm_cap: Default::default(),
         known: Default::default(),
         min_word_chars: usize::try_from(min).unwrap_or(3).max(1),
+        appends: Default::default(),
     })
 }
 

@@ -25,5 +25,6 @@ pub async fn open(url: &str, pool_size: u32) -> StoreResult<SqlStore> {
         held_dm_cap: Default::default(),
         known: Default::default(),
         min_word_chars: 1,
+        appends: Default::default(),
     })
 }

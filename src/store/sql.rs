@@ -19,6 +19,9 @@ mod admin_sql;
 // SQLite's two-call append of plain messages (issue 16).
 #[path = "sqlite_append.rs"]
 mod sqlite_append;
+// PostgreSQL's one-statement append of plain messages (issue 16).
+#[path = "postgres_append.rs"]
+mod postgres_append;
 
 /// Which database is behind the pool; only a few statements differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,39 @@ pub struct SqlStore {
     /// The shortest word the full-text index keeps: MariaDB/MySQL's
     /// `innodb_ft_min_token_size` (read at start); 1 elsewhere.
     pub(crate) min_word_chars: usize,
+    /// Appends by the backend's short path, and short attempts undone and taken again
+    /// by the general path (see [`SqlStore::append_counts`]).
+    pub(crate) appends: [std::sync::atomic::AtomicU64; 2],
+}
+
+/// Which way an append of plain messages went.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AppendPath {
+    /// SQLite's one or two calls (`sqlite_append.rs`), PostgreSQL's one statement
+    /// (`postgres_append.rs`).
+    Short,
+    /// The short path's bet was lost (a retried send, a room another node was writing,
+    /// …): undone, then the general path.
+    Retaken,
+}
+
+impl SqlStore {
+    /// How many appends took the short path, and how many were retaken by the general
+    /// path after trying it, since this store opened. A high share retaken means many
+    /// retried sends or nodes writing the same rooms at once.
+    pub fn append_counts(&self) -> (u64, u64) {
+        let get = |k: usize| self.appends[k].load(std::sync::atomic::Ordering::Relaxed);
+        (get(0), get(1))
+    }
+
+    pub(super) fn counted(&self, path: AppendPath) {
+        let (k, global) = match path {
+            AppendPath::Short => (0, &crate::metrics::APPENDS_SHORT),
+            AppendPath::Retaken => (1, &crate::metrics::APPENDS_RETAKEN),
+        };
+        self.appends[k].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        global.inc();
+    }
 }
 
 const USER_COLS: &str = "u.id, u.email, u.username, u.first_name, u.last_name, u.is_admin, u.disabled, u.created_at";
@@ -417,6 +453,14 @@ pub(super) fn bind_rows(mut q: Q, batch: &[NewMessage], rows: &[(usize, Seq)]) -
             .bind(search_text(m));
     }
     q
+}
+
+/// Whether `batch` (1 to `max` messages) holds only plain messages, which a short path
+/// can take: no action, mention or attachment, which touch other tables.
+pub(super) fn plain_batch(batch: &[NewMessage], max: usize) -> bool {
+    !batch.is_empty()
+        && batch.len() <= max
+        && batch.iter().all(|m| !m.kind.is_action() && m.mentions.is_empty() && m.attachments.is_empty())
 }
 
 /// Every message's answer, once each has one.
@@ -1642,6 +1686,12 @@ impl Store for SqlStore {
         // SQLite a batch of plain messages sends them in two calls (sqlite_append.rs).
         if self.plain_sqlite_batch(batch)
             && let Some(done) = self.append_plain_sqlite(batch).await?
+        {
+            return Ok(done);
+        }
+        // On PostgreSQL, in one statement (postgres_append.rs).
+        if self.plain_pg_batch(batch)
+            && let Some(done) = self.append_plain_pg(batch).await?
         {
             return Ok(done);
         }

@@ -53,6 +53,7 @@ pub async fn open(url: &str, pool_size: u32, durability: Durability) -> StoreRes
         held_dm_cap: Default::default(),
         known: Default::default(),
         min_word_chars: 1,
+        appends: Default::default(),
     })
 }
 

@@ -58,10 +58,7 @@ pub(crate) struct Known {
 impl SqlStore {
     /// Whether [`SqlStore::append_plain_sqlite`] can take `batch`.
     pub(super) fn plain_sqlite_batch(&self, batch: &[NewMessage]) -> bool {
-        self.backend == Backend::Sqlite
-            && !batch.is_empty()
-            && batch.len() <= MAX_LOOKUP
-            && batch.iter().all(|m| !m.kind.is_action() && m.mentions.is_empty() && m.attachments.is_empty())
+        self.backend == Backend::Sqlite && super::plain_batch(batch, MAX_LOOKUP)
     }
 
     /// Keeps what a committed append left in its rooms' rows (SQLite only: there this
@@ -129,9 +126,11 @@ impl SqlStore {
         match result {
             Ok(Some(touched)) => {
                 self.remember(&touched);
+                self.counted(super::AppendPath::Short);
                 answers(out).map(Some)
             }
             Ok(None) => {
+                self.counted(super::AppendPath::Retaken);
                 self.forget(&per_room);
                 self.q("ROLLBACK").execute(&mut *conn).await?;
                 Ok(None)

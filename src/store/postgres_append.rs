@@ -1,0 +1,164 @@
+//! PostgreSQL's append of plain messages in ONE statement, one round trip, instead of
+//! seven (BEGIN, the room lock, the retry lookup, the seq reservation, the INSERT, the
+//! trim, COMMIT). A trip costs more than PostgreSQL's own work on a small batch:
+//! BEGIN to COMMIT took p50 2.0 ms where the server worked 0.76 ms (BENCHMARKS.md,
+//! round 13), and every trip wakes the waiting task.
+//!
+//! The statement does what the general path does, in its order: it locks the batch's
+//! rooms in id order (two nodes' batches never wait on each other in a cycle),
+//! reserves their seqs, inserts the rows and trims "keep the last N" and the DMs'
+//! held messages. It runs outside a transaction, so it commits alone or not at all.
+//! Being one statement, all its parts read one snapshot, taken before it waited for
+//! the lock; so it bets on three things, each checked inside it:
+//! - No message of the batch is a retry of one stored before. It does not look: the
+//!   unique index on (room, author, client id) refuses a retry's INSERT, also one
+//!   that another node committed a moment ago.
+//! - Nobody wrote to the batch's rooms between the snapshot and the lock: a room's
+//!   last seq as the snapshot saw it, plus the batch's count, must be what the
+//!   reservation returns. Otherwise the trim, which sees only the snapshot, could
+//!   miss the other writer's rows, and they would outlive the room's retention.
+//! - The trim's range holds none of the batch's rows (the room keeps at least as many
+//!   messages as the batch brings it), since the trim cannot see them.
+//!
+//! A room that is gone or a lost bet gets a NULL seq, which the column refuses: the
+//! whole statement fails, nothing is written, and the caller takes the general path,
+//! which locks, looks and then writes. Retries within the batch are known without
+//! the database ([`Plan`]). Actions, mentions and attachments touch other tables:
+//! batches with any of them take the general path.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::error::ErrorKind;
+
+use super::{Backend, Plan, Q, Reserved, SqlStore, answers, hand_out};
+use crate::{
+    domain::{RoomId, Seq},
+    store::{Appended, NewMessage, StoreError, StoreResult},
+};
+
+/// Messages in one statement at most (as the general path's chunks).
+const MAX_ROWS: usize = 500;
+
+/// One message to store, as the statement reads it from its JSON array.
+#[derive(Serialize)]
+struct Row<'a> {
+    room_id: RoomId,
+    k: i64,
+    author_id: i64,
+    kind: &'a str,
+    body: &'a str,
+    client_id: Option<&'a str>,
+    created_at: i64,
+    target_seq: Option<Seq>,
+    reply_to: Option<Seq>,
+    search_text: Option<String>,
+}
+
+/// `$1`: the DM cap (`--max-held-dms`, 0: none); `$2`: the rows ([`Row`]). `l` locks
+/// the rooms in id order, all of them before `r` reserves their seqs (`r` reads `l`
+/// whole first, as an array); `s` is the rooms as the snapshot saw them; `ok.fine` is
+/// the three bets; `cut` and `cut_dm` are the general path's trims (`trim_queries`).
+/// Answers the reservation's rows, as `reserve_query`. The rooms are found by `=
+/// ANY(ARRAY(…))`, which PostgreSQL answers from the primary key whatever it guesses
+/// of the JSON's length; with `IN (SELECT …)` the prepared plan scanned all rooms.
+const STATEMENT: &str = "WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb)
+           AS m(room_id int8, k int8, author_id int8, kind text, body text, client_id text,
+                created_at int8, target_seq int8, reply_to int8, search_text text)),
+     v AS (SELECT room_id AS id, count(*) AS n FROM m GROUP BY room_id),
+     l AS (SELECT id FROM rooms WHERE id = ANY(ARRAY(SELECT id FROM v)) ORDER BY id FOR UPDATE),
+     s AS (SELECT id, last_seq FROM rooms WHERE id = ANY(ARRAY(SELECT id FROM v))),
+     r AS (UPDATE rooms SET last_seq = rooms.last_seq + v.n FROM v
+            WHERE rooms.id = v.id AND rooms.id = ANY(ARRAY(SELECT id FROM l))
+            RETURNING rooms.id, rooms.last_seq, rooms.keep_messages, rooms.kind, v.n),
+     ok AS (SELECT r.id, r.last_seq, r.keep_messages, r.kind, r.n,
+                   (s.last_seq + r.n = r.last_seq
+                    AND (r.keep_messages IS NULL OR r.keep_messages >= r.n)
+                    AND (r.kind <> 'dm' OR $1::int8 = 0 OR $1::int8 >= r.n)) AS fine
+              FROM r JOIN s ON s.id = r.id),
+     ins AS (INSERT INTO messages (room_id, seq, author_id, kind, body, client_id, created_at, target_seq, reply_to, search_text)
+             SELECT m.room_id, CASE WHEN ok.fine THEN ok.last_seq - ok.n + m.k END, m.author_id, m.kind,
+                    m.body, m.client_id, m.created_at, m.target_seq, m.reply_to, m.search_text
+               FROM m LEFT JOIN ok ON ok.id = m.room_id),
+     cut AS (DELETE FROM messages x USING ok
+              WHERE ok.fine AND ok.kind <> 'dm' AND x.room_id = ok.id
+                AND x.seq > GREATEST(ok.last_seq - ok.n - ok.keep_messages, 0)
+                AND x.seq <= ok.last_seq - ok.keep_messages),
+     cut_dm AS (DELETE FROM messages x USING ok
+              WHERE ok.fine AND ok.kind = 'dm' AND x.room_id = ok.id
+                AND (($1::int8 > 0 AND x.seq <= ok.last_seq - $1::int8)
+                  OR (x.seq <= ok.last_seq - ok.keep_messages
+                      AND x.seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms
+                                     WHERE ms.room_id = ok.id AND ms.user_id <> x.author_id))))
+     SELECT id, last_seq, keep_messages, kind FROM ok";
+
+impl SqlStore {
+    /// Whether [`SqlStore::append_plain_pg`] can take `batch`.
+    pub(super) fn plain_pg_batch(&self, batch: &[NewMessage]) -> bool {
+        self.backend == Backend::Postgres && super::plain_batch(batch, MAX_ROWS)
+    }
+
+    /// Appends a batch that [`SqlStore::plain_pg_batch`] accepted. `Ok(None)`: a bet
+    /// was lost (see the module's text); nothing was written, take the general path.
+    pub(crate) async fn append_plain_pg(&self, batch: &[NewMessage]) -> StoreResult<Option<Vec<Appended>>> {
+        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
+        let Plan { fresh, dup_of, per_room } = Plan::of(batch, &HashMap::new(), &mut out);
+        let rows = match self.one_statement(batch, &fresh)?.fetch_all(&self.writer).await {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(db))
+                if matches!(
+                    db.kind(),
+                    ErrorKind::NotNullViolation | ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation
+                ) =>
+            {
+                self.counted(super::AppendPath::Retaken);
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut touched: HashMap<RoomId, Reserved> = HashMap::new();
+        for row in &rows {
+            let (room, r) = Reserved::from_row(&per_room, row)?;
+            if let Some(r) = r {
+                touched.insert(room, r);
+            }
+        }
+        if touched.len() != per_room.len() {
+            // Cannot be: a room without its row fails the statement.
+            return Err(StoreError::Backend("the append statement left out a room".into()));
+        }
+        hand_out(batch, &fresh, &dup_of, &mut touched, &mut out);
+        self.counted(super::AppendPath::Short);
+        answers(out).map(Some)
+    }
+
+    /// The statement and its two binds: the DM cap, and the rows to store as one JSON
+    /// array, each with its place among the batch's rows of its room (`k`: 1, 2, …),
+    /// from which its seq follows once the room's new last seq is known. The text never
+    /// changes, so each connection prepares it once, whatever the batch's shape.
+    fn one_statement(&self, batch: &[NewMessage], fresh: &[usize]) -> StoreResult<Q> {
+        let mut seen: HashMap<RoomId, Seq> = HashMap::new();
+        let rows: Vec<Row<'_>> = fresh
+            .iter()
+            .map(|i| {
+                let m = &batch[*i];
+                let k = seen.entry(m.room_id).or_insert(0);
+                *k += 1;
+                Row {
+                    room_id: m.room_id,
+                    k: *k,
+                    author_id: m.author_id,
+                    kind: m.kind.as_str(),
+                    body: &m.body,
+                    client_id: m.client_id.as_deref(),
+                    created_at: m.created_at,
+                    target_seq: m.target,
+                    reply_to: m.reply_to,
+                    search_text: super::search_text(m),
+                }
+            })
+            .collect();
+        let json = serde_json::to_string(&rows).map_err(|e| StoreError::Backend(format!("append rows: {e}")))?;
+        Ok(self.q(STATEMENT).bind(self.held_dm_cap.load(std::sync::atomic::Ordering::Relaxed)).bind(json))
+    }
+}
