@@ -100,6 +100,9 @@ async fn metrics_move_with_real_traffic_and_stay_off_the_public_listener() {
     assert_eq!(moved("rtm_pipeline_batch_size_sum"), 10.0, "{after}");
     assert_eq!(moved("rtm_store_seconds_count{op=\"append\"}"), batches, "{after}");
     assert!(moved("rtm_pool_wait_seconds_count") >= batches, "{after}");
+    // Plain sends to a room the writer knows: every batch by SQLite's short path.
+    assert_eq!(moved("rtm_store_appends_total{path=\"short\"}"), batches, "{after}");
+    assert_eq!(series(&after, "rtm_store_appends_total{path=\"retaken\"}"), 0.0, "{after}");
     // The sends after the first found the room in the cache.
     assert!(moved("rtm_room_cache_hits_total") >= 9.0, "{after}");
     assert!(series(&after, "rtm_room_cache_misses_total") >= 1.0, "{after}");

@@ -243,11 +243,12 @@ async fn two_stores_share_each_rooms_sequence(b: Backend) {
 on_both_backends!(unicode_round_trips_and_names_compare_as_folded, two_stores_share_each_rooms_sequence);
 
 /// PostgreSQL stores a batch of plain messages in one statement (`postgres_append.rs`),
-/// which bets that no message is a retry of a stored one, that nobody wrote to its
-/// rooms meanwhile and that the trim cannot reach its own rows. Each lost bet sends
-/// the batch to the general path, with the general path's answer and nothing stored
-/// twice, lost or kept past the room's retention. (Rooms written by two nodes at
-/// once: `two_stores_share_each_rooms_sequence`.)
+/// which bets that no message is a retry of a stored one and that its trim reaches no
+/// row its snapshot cannot see (its own, or another node's that committed while it
+/// waited for the room's lock). Each lost bet sends the batch to the general path,
+/// with the general path's answer and nothing stored twice, lost or kept past the
+/// room's retention. (More of two nodes in one room:
+/// `two_stores_share_each_rooms_sequence`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stores_plain_batches_in_one_statement() {
     use rtm::store::Store;
@@ -308,27 +309,42 @@ async fn postgres_stores_plain_batches_in_one_statement() {
     last.sort_unstable();
     assert_eq!(last, vec![(all, 20), (five, 17)]);
 
-    // Two nodes writing one room that keeps little: a batch that waited for the other
-    // node's lock must not trim from its older snapshot, or the other node's rows
-    // would outlive the retention. Four writers, 3 messages a batch, keep the last 4.
+    // Two nodes, four writers, 30 batches of 3 messages each into one room.
     let other = std::sync::Arc::new(store::postgres::open(&url, 4).await.expect("second store opens"));
-    let four = st.create_room(new_room("one-four", ann.id, "", Retention::last_messages(4))).await.unwrap().id;
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let node = if w % 2 == 0 { st.clone() } else { other.clone() };
-        writers.push(tokio::spawn(async move {
-            for k in 0..30 {
-                let batch: Vec<NewMessage> =
-                    (0..3).map(|i| text(four, ann.id, Some(format!("w{w}k{k}i{i}")), "x".into())).collect();
-                node.append(&batch).await.expect("append");
+    let counts = || {
+        let ((s1, r1), (s2, r2)) = (st.append_counts(), other.append_counts());
+        (s1 + s2, r1 + r2)
+    };
+    let author = ann.id;
+    let write = |room: i64, tag: &'static str| {
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let node = if w % 2 == 0 { st.clone() } else { other.clone() };
+            writers.push(tokio::spawn(async move {
+                for k in 0..30 {
+                    let batch: Vec<NewMessage> =
+                        (0..3).map(|i| text(room, author, Some(format!("{tag}{w}-{k}-{i}")), "x".into())).collect();
+                    node.append(&batch).await.expect("append");
+                }
+            }));
+        }
+        async move {
+            for w in writers {
+                w.await.expect("writer");
             }
-        }));
-    }
-    for w in writers {
-        w.await.expect("writer");
-    }
-    let ((s1, r1), (s2, r2)) = (st.append_counts(), other.append_counts());
-    let (short, retaken) = (s1 + s2 - 10, r1 + r2 - 3);
-    assert_eq!(short + retaken, 120, "each batch counted once");
+        }
+    };
+    // A room that keeps much: a batch that waited for the other node's lock still
+    // goes in one statement; its trim stays below what its snapshot saw.
+    let big = st.create_room(new_room("one-big", ann.id, "", Retention::last_messages(100))).await.unwrap().id;
+    write(big, "big").await;
+    assert_eq!(counts(), (10 + 120, 3), "no batch retaken");
+    assert_eq!(seqs(big).await, (261..=360).collect::<Vec<_>>(), "keep the last 100");
+    // A room that keeps little: a batch that waited must not trim from its older
+    // snapshot, or the other node's rows would outlive the retention.
+    let four = st.create_room(new_room("one-four", ann.id, "", Retention::last_messages(4))).await.unwrap().id;
+    write(four, "four").await;
+    let (short, retaken) = counts();
+    assert_eq!(short + retaken, 10 + 3 + 240, "each batch counted once");
     assert_eq!(seqs(four).await, (357..=360).collect::<Vec<_>>(), "short {short}, retaken {retaken}");
 }
