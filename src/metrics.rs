@@ -66,7 +66,8 @@ pub static BUS_RECEIVED: Count = Count::new();
 pub static BUS_RECEIVE_BACKLOG: Count = Count::new();
 /// Appends of plain messages by the database's short path (one statement on
 /// PostgreSQL, one or two calls on SQLite), and short attempts undone and taken again
-/// by the general path (a retried send, a room another node wrote at that moment).
+/// by the general path (a retried send; a room that keeps few messages, written by
+/// another node at that moment).
 pub static APPENDS_SHORT: Count = Count::new();
 pub static APPENDS_RETAKEN: Count = Count::new();
 

@@ -61,11 +61,11 @@ struct Row<'a> {
 /// whole first, as an array); `s` is the rooms as the snapshot saw them; `ok.fine` is
 /// the bet on the trim; `cut`, `cut_dm` and `cut_held` are the general path's trims
 /// (`trim_queries`), each an index range (one DELETE with an OR walked every row of a
-/// DM and asked for its read markers per row: +25 % of PostgreSQL's CPU a DM). A row
-/// both DM trims pick is deleted once.
-/// Answers the reservation's rows, as `reserve_query`. The rooms are found by `=
-/// ANY(ARRAY(…))`, which PostgreSQL answers from the primary key whatever it guesses
-/// of the JSON's length; with `IN (SELECT …)` the prepared plan scanned all rooms.
+/// DM and asked for its read markers per row: +25 % of PostgreSQL's CPU a DM); a row
+/// both DM trims pick is deleted once. The rooms are found by `= ANY(ARRAY(…))`,
+/// which PostgreSQL answers from the primary key whatever it guesses of the JSON's
+/// length; with `IN (SELECT …)` the prepared plan scanned all rooms. Answers the
+/// reservation's rows, as `reserve_query`.
 const STATEMENT: &str = "WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb)
            AS m(room_id int8, k int8, author_id int8, kind text, body text, client_id text,
                 created_at int8, target_seq int8, reply_to int8, search_text text)),

@@ -61,15 +61,16 @@ pub(super) enum AppendPath {
     /// SQLite's one or two calls (`sqlite_append.rs`), PostgreSQL's one statement
     /// (`postgres_append.rs`).
     Short,
-    /// The short path's bet was lost (a retried send, a room another node was writing,
-    /// …): undone, then the general path.
+    /// The short path's bet was lost (a retried send; on PostgreSQL a room that keeps
+    /// few messages, written by another node at that moment): undone, then the
+    /// general path.
     Retaken,
 }
 
 impl SqlStore {
     /// How many appends took the short path, and how many were retaken by the general
     /// path after trying it, since this store opened. A high share retaken means many
-    /// retried sends or nodes writing the same rooms at once.
+    /// retried sends, or rooms keeping few messages that several nodes write at once.
     pub fn append_counts(&self) -> (u64, u64) {
         let get = |k: usize| self.appends[k].load(std::sync::atomic::Ordering::Relaxed);
         (get(0), get(1))
