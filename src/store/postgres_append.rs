@@ -30,7 +30,6 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use sqlx::error::ErrorKind;
 
 use super::{Backend, Plan, Q, Reserved, SqlStore, answers, hand_out};
 use crate::{
@@ -110,12 +109,7 @@ impl SqlStore {
         let Plan { fresh, dup_of, per_room } = Plan::of(batch, &HashMap::new(), &mut out);
         let rows = match self.one_statement(batch, &fresh)?.fetch_all(&self.writer).await {
             Ok(rows) => rows,
-            Err(sqlx::Error::Database(db))
-                if matches!(
-                    db.kind(),
-                    ErrorKind::NotNullViolation | ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation
-                ) =>
-            {
+            Err(e) if super::lost_bet(&e) => {
                 self.counted(super::AppendPath::Retaken);
                 return Ok(None);
             }

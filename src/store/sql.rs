@@ -464,6 +464,17 @@ pub(super) fn plain_batch(batch: &[NewMessage], max: usize) -> bool {
         && batch.iter().all(|m| !m.kind.is_action() && m.mentions.is_empty() && m.attachments.is_empty())
 }
 
+/// Whether a short path's append failed because a bet it checks inside the database
+/// was lost (a NULL seq, a retry refused by the unique index, a room that is gone):
+/// nothing was written and the general path takes the batch.
+pub(super) fn lost_bet(e: &sqlx::Error) -> bool {
+    use sqlx::error::ErrorKind;
+    matches!(e, sqlx::Error::Database(db) if matches!(
+        db.kind(),
+        ErrorKind::NotNullViolation | ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation
+    ))
+}
+
 /// Every message's answer, once each has one.
 pub(super) fn answers(out: Vec<Option<Appended>>) -> StoreResult<Vec<Appended>> {
     out.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("append lost track of a message".into()))).collect()

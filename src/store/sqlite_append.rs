@@ -32,7 +32,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Column, Row, error::ErrorKind};
+use sqlx::{Column, Row};
 
 use super::{Backend, Plan, Q, Reserved, SqlStore, answers, hand_out};
 use crate::{
@@ -110,14 +110,7 @@ impl SqlStore {
                 match all.then(self.q("COMMIT")).fetch_all(&mut *conn).await {
                     Ok(_) => Ok(Some(touched)),
                     // Not as predicted, or a retry of a stored message.
-                    Err(sqlx::Error::Database(db))
-                        if matches!(
-                            db.kind(),
-                            ErrorKind::NotNullViolation | ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation
-                        ) =>
-                    {
-                        Ok(None)
-                    }
+                    Err(e) if super::lost_bet(&e) => Ok(None),
                     Err(e) => Err(e.into()),
                 }
             }
