@@ -315,6 +315,48 @@ async fn dm_is_never_pruned_before_received(b: Backend) {
     assert_eq!(srv.state.chat.store().count_messages(dm).await.unwrap(), 2);
 }
 
+async fn dm_trims_each_authors_messages_by_what_the_other_read(b: Backend) {
+    // Keep the last 2, per author bounded by what the other member has read: ann's
+    // messages go once bob has read them, bob's once ann has, whatever the order they
+    // were written in. The trim reads each author's rows as a range of its own index;
+    // these are the answers it must keep giving.
+    let srv = TestServer::start_with(b, |c| c.default_keep_messages = 2).await;
+    let ann = srv.user("ann").await;
+    let bob = srv.user("bob").await;
+    let bob_id = bob.id().await;
+    let (_, body) = ann.post("/api/dms", json!({"user_id": bob_id})).await;
+    let dm = body["room"]["id"].as_i64().unwrap();
+    let (mut wa, mut wb) = (ann.ws().await, bob.ws().await);
+    for (by_ann, text) in
+        [(true, "a1"), (true, "a2"), (true, "a3"), (false, "b4"), (false, "b5"), (true, "a6"), (false, "b7")]
+    {
+        let w = if by_ann { &mut wa } else { &mut wb };
+        w.say(dm, text).await;
+    }
+    assert_eq!(srv.state.chat.store().count_messages(dm).await.unwrap(), 7, "nobody has read: all held");
+    wb.request(json!({"type": "read", "room": dm, "seq": 6})).await;
+    // A plain send (each database's short path): ann's 1, 2, 3 and 6 are read by bob
+    // and past the last 2; bob's are held, ann has read nothing.
+    wa.say(dm, "a8").await;
+    assert_eq!(seqs_kept(&mut wa, dm).await, [4, 5, 7, 8]);
+    wa.request(json!({"type": "read", "room": dm, "seq": 4})).await;
+    // A send with a mention (the general path): bob's 4 is read by ann and past the
+    // last 2; his 5 and 7 are not read.
+    wb.say(dm, "@ann b9").await;
+    assert_eq!(seqs_kept(&mut wb, dm).await, [5, 7, 8, 9]);
+}
+
+/// The seqs a room keeps, oldest first, as `history` gives them.
+async fn seqs_kept(w: &mut common::Ws, room: i64) -> Vec<i64> {
+    match w.request(json!({"type": "history", "room": room, "limit": 100})).await {
+        ServerFrame::History { events, more, .. } => {
+            assert!(!more);
+            events.iter().filter_map(|e| e.seq).collect()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 async fn held_dms_are_bounded_per_conversation(b: Backend) {
     // Unread DMs are held beyond retention, but not without bound: past
     // --max-held-dms the oldest go even unread, and only in that one conversation.
@@ -891,6 +933,7 @@ on_both_backends!(
     retention_last_n_days_and_ephemeral,
     offline_dm_delivered_once_on_reconnect,
     dm_is_never_pruned_before_received,
+    dm_trims_each_authors_messages_by_what_the_other_read,
     held_dms_are_bounded_per_conversation,
     resume_returns_exactly_the_missed,
     duplicate_client_id_stored_once,

@@ -61,7 +61,13 @@ struct Row<'a> {
 /// the bet on the trim; `cut`, `cut_dm` and `cut_held` are the general path's trims
 /// (`trim_queries`), each an index range (one DELETE with an OR walked every row of a
 /// DM and asked for its read markers per row: +25 % of PostgreSQL's CPU a DM); a row
-/// both DM trims pick is deleted once. The rooms are found by `= ANY(ARRAY(…))`,
+/// both DM trims pick is deleted once. `cut_dm` and `cut_dm2` take a DM's two authors (its
+/// members' lowest and highest id) one each, bounded by what the other member has
+/// read, so each is a range of `messages_author_seq` holding only rows it deletes: by
+/// seq alone, the trim walked every message held for a recipient who had not read
+/// them, on every send (26 ms of PostgreSQL's CPU at ~4,000 held, BENCHMARKS.md round
+/// 15). As scalar sub-selects, not a join with `memberships`: joined, the planner
+/// hashed the DM's whole history when it misjudged the tables' sizes. The rooms are found by `= ANY(ARRAY(…))`,
 /// which PostgreSQL answers from the primary key whatever it guesses of the JSON's
 /// length; with `IN (SELECT …)` the prepared plan scanned all rooms. Answers the
 /// reservation's rows, as `reserve_query`.
@@ -88,9 +94,18 @@ const STATEMENT: &str = "WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb)
                 AND x.seq <= ok.last_seq - ok.keep_messages),
      cut_dm AS (DELETE FROM messages x USING ok
               WHERE ok.fine AND ok.kind = 'dm' AND x.room_id = ok.id
-                AND x.seq <= ok.last_seq - ok.keep_messages
-                AND x.seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms
-                               WHERE ms.room_id = ok.id AND ms.user_id <> x.author_id)),
+                AND x.author_id = (SELECT MIN(user_id) FROM memberships WHERE room_id = ok.id)
+                AND x.seq <= LEAST(ok.last_seq - ok.keep_messages,
+                                   (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms
+                                     WHERE ms.room_id = ok.id
+                                       AND ms.user_id <> (SELECT MIN(user_id) FROM memberships WHERE room_id = ok.id)))),
+     cut_dm2 AS (DELETE FROM messages x USING ok
+              WHERE ok.fine AND ok.kind = 'dm' AND x.room_id = ok.id
+                AND x.author_id = (SELECT MAX(user_id) FROM memberships WHERE room_id = ok.id)
+                AND x.seq <= LEAST(ok.last_seq - ok.keep_messages,
+                                   (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms
+                                     WHERE ms.room_id = ok.id
+                                       AND ms.user_id <> (SELECT MAX(user_id) FROM memberships WHERE room_id = ok.id)))),
      cut_held AS (DELETE FROM messages x USING ok
               WHERE ok.fine AND ok.kind = 'dm' AND $1::int8 > 0 AND x.room_id = ok.id
                 AND x.seq <= ok.last_seq - $1::int8)
@@ -159,5 +174,86 @@ impl SqlStore {
             .collect();
         let json = serde_json::to_string(&rows).map_err(|e| StoreError::Backend(format!("append rows: {e}")))?;
         Ok(self.q(STATEMENT).bind(self.held_dm_cap.load(std::sync::atomic::Ordering::Relaxed)).bind(json))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{AnyConnection, Connection, Executor, Row};
+
+    use crate::{domain::MessageKind, store::NewMessage};
+
+    /// A store on a fresh database of the test PostgreSQL (`RTM_TEST_PG_URL`, which
+    /// scripts/test starts), named as the integration tests name theirs (`rtm_t_PID_…`)
+    /// so that their clean-up drops it once this process is gone.
+    async fn fresh_store() -> super::SqlStore {
+        sqlx::any::install_default_drivers();
+        let admin = std::env::var("RTM_TEST_PG_URL")
+            .expect("RTM_TEST_PG_URL is not set: run the suite with scripts/test, which starts PostgreSQL");
+        let mut conn = AnyConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+        let mut rnd = [0u8; 6];
+        getrandom::fill(&mut rnd).expect("random");
+        let name = format!("rtm_t_{}_{}", std::process::id(), hex::encode(rnd));
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create database");
+        let mut url = url::Url::parse(&admin).expect("RTM_TEST_PG_URL is a URL");
+        url.set_path(&name);
+        crate::store::postgres::open(url.as_str(), 2).await.expect("store opens")
+    }
+
+    /// The statement's DM trim reads only rows it deletes. Ann has written 300 messages
+    /// that Bob has not read, all past the DM's "keep the last 2" and all held; her
+    /// next send deletes nothing. The plan (run, then rolled back) must not have
+    /// walked the held ones: by seq alone, with the read bound asked per row, it read
+    /// and filtered out all 300 on every send (26 ms at ~4,000 held).
+    #[tokio::test]
+    async fn dm_trim_walks_no_held_message() {
+        let store = fresh_store().await;
+        store
+            .writer
+            .execute(
+                "INSERT INTO users (id, email, email_lc, username, username_lc, first_name, last_name, password_hash, created_at)
+                   VALUES (1, 'a@x', 'a@x', 'ann', 'ann', 'A', 'A', 'x', 0), (2, 'b@x', 'b@x', 'bob', 'bob', 'B', 'B', 'x', 0);
+                 INSERT INTO rooms (id, kind, dm_key, keep_messages, last_seq, created_at) VALUES (1, 'dm', '1:2', 2, 3000, 0);
+                 INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES (1, 1, 0, 3000), (1, 2, 0, 0);
+                 INSERT INTO messages (room_id, seq, author_id, kind, body, created_at)
+                   SELECT 1, g, 1, 'text', 'held', 0 FROM generate_series(1, 3000) g;
+                 ANALYZE",
+            )
+            .await
+            .unwrap();
+        let batch = [NewMessage::plain(1, 1, MessageKind::Text, "one more".into(), 0)];
+        let explain = store.one_statement(&batch, &[0]).unwrap().explained("EXPLAIN (ANALYZE, COSTS OFF)");
+        let mut tx = store.writer.begin().await.unwrap();
+        let lines: Vec<String> =
+            explain.fetch_all(&mut *tx).await.unwrap().iter().map(|r| r.try_get::<String, _>(0).unwrap()).collect();
+        tx.rollback().await.unwrap();
+        // Each scan of `messages` under the DM trims, with the properties printed under
+        // it (up to its first sub-plan or child).
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let mut scans = Vec::new();
+        let mut in_dm_trim = false;
+        for (i, l) in lines.iter().enumerate() {
+            if l.trim_start().starts_with("CTE ") {
+                in_dm_trim = l.trim_start().starts_with("CTE cut_dm");
+            } else if in_dm_trim && l.contains("Scan") && l.contains(" on messages ") {
+                let props: Vec<&String> = lines[i + 1..]
+                    .iter()
+                    .take_while(|p| {
+                        indent(p) > indent(l) && !p.contains("->") && !p.trim_start().starts_with("SubPlan")
+                    })
+                    .collect();
+                scans.push((l, props));
+            }
+        }
+        assert_eq!(scans.len(), 2, "one scan per author: {lines:#?}");
+        for (scan, props) in scans {
+            assert!(scan.contains("messages_author_seq") && scan.contains("rows=0 "), "{scan}: {lines:#?}");
+            assert!(!props.iter().any(|p| p.contains("Rows Removed")), "walked held rows: {lines:#?}");
+        }
+        assert_eq!(
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM messages").fetch_one(&store.pool).await.unwrap(),
+            3000,
+            "rolled back"
+        );
     }
 }

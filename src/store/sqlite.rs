@@ -729,6 +729,45 @@ mod tests {
         assert_eq!(seqs(1).await.unwrap(), [5, 6, 7]);
     }
 
+    /// A DM's trims are index ranges of the rows they delete, one author at a time:
+    /// none walks the messages held for a recipient who has not read them. By seq
+    /// alone, with the read bound asked per row, every send walked all of them (2 ms
+    /// of the writer at 4,000 held; BENCHMARKS.md round 15).
+    #[tokio::test]
+    async fn dm_trims_are_ranges_of_one_authors_rows() {
+        use sqlx::Row;
+        let (_dir, store) = temp_store().await;
+        store
+            .writer
+            .execute(
+                "INSERT INTO users (id, email, email_lc, username, username_lc, first_name, last_name, password_hash, created_at)
+                   VALUES (1, 'a@x', 'a@x', 'ann', 'ann', 'A', 'A', 'x', 0), (2, 'b@x', 'b@x', 'bob', 'bob', 'B', 'B', 'x', 0);
+                 INSERT INTO rooms (id, kind, dm_key, keep_messages, created_at) VALUES (3, 'dm', '1:2', 2, 0);
+                 INSERT INTO memberships (room_id, user_id, joined_at) VALUES (3, 1, 0), (3, 2, 0)",
+            )
+            .await
+            .unwrap();
+        let trims = store.dm_trims(3, 300, 1, 2);
+        assert_eq!(trims.len(), 2, "one per author (no held-DM cap here)");
+        for q in trims {
+            let plan: Vec<String> = q
+                .explained("EXPLAIN QUERY PLAN")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get::<String, _>("detail").unwrap())
+                .collect();
+            let on_messages: Vec<&String> = plan.iter().filter(|d| d.contains(" messages ")).collect();
+            assert_eq!(
+                on_messages,
+                ["SEARCH messages USING COVERING INDEX messages_author_seq (room_id=? AND author_id=? AND seq<?)"],
+                "{plan:?}"
+            );
+            assert!(!plan.iter().any(|d| d.contains("CORRELATED")), "nothing asked per row: {plan:?}");
+        }
+    }
+
     /// Rows written before the search folds existed (an upgrade: inserted here without
     /// them) are found by any case once the store has opened again and filled them in.
     #[tokio::test]
