@@ -289,13 +289,18 @@ async fn offline_dm_delivered_once_on_reconnect(b: Backend) {
     assert_eq!(eve.get(&format!("/api/rooms/{dm}/messages")).await.0, 404);
 }
 
+/// Opens the DM from `from` to `to` (the answer must be 200): its room id.
+async fn open_dm(from: &Client, to: &Client) -> i64 {
+    let (s, body) = from.post("/api/dms", json!({"user_id": to.id().await})).await;
+    assert_eq!(s, 200, "{body}");
+    body["room"]["id"].as_i64().unwrap()
+}
+
 async fn dm_is_never_pruned_before_received(b: Backend) {
     let srv = TestServer::start_with(b, |c| c.default_keep_messages = 2).await;
     let ann = srv.user("ann").await;
     let bob = srv.user("bob").await;
-    let bob_id = bob.id().await;
-    let (_, body) = ann.post("/api/dms", json!({"user_id": bob_id})).await;
-    let dm = body["room"]["id"].as_i64().unwrap();
+    let dm = open_dm(&ann, &bob).await;
     let mut wa = ann.ws().await;
     for i in 0..5 {
         wa.say(dm, &format!("dm {i}")).await;
@@ -323,9 +328,7 @@ async fn dm_trims_each_authors_messages_by_what_the_other_read(b: Backend) {
     let srv = TestServer::start_with(b, |c| c.default_keep_messages = 2).await;
     let ann = srv.user("ann").await;
     let bob = srv.user("bob").await;
-    let bob_id = bob.id().await;
-    let (_, body) = ann.post("/api/dms", json!({"user_id": bob_id})).await;
-    let dm = body["room"]["id"].as_i64().unwrap();
+    let dm = open_dm(&ann, &bob).await;
     let (mut wa, mut wb) = (ann.ws().await, bob.ws().await);
     for (by_ann, text) in
         [(true, "a1"), (true, "a2"), (true, "a3"), (false, "b4"), (false, "b5"), (true, "a6"), (false, "b7")]
@@ -368,11 +371,8 @@ async fn held_dms_are_bounded_per_conversation(b: Backend) {
     let ann = srv.user("ann").await;
     let bob = srv.user("bob").await;
     let cy = srv.user("cyd").await;
-    let bob_id = bob.id().await;
-    let (_, body) = ann.post("/api/dms", json!({"user_id": bob_id})).await;
-    let flood = body["room"]["id"].as_i64().unwrap();
-    let (_, body) = cy.post("/api/dms", json!({"user_id": bob_id})).await;
-    let quiet = body["room"]["id"].as_i64().unwrap();
+    let flood = open_dm(&ann, &bob).await;
+    let quiet = open_dm(&cy, &bob).await;
     let mut wc = cy.ws().await;
     wc.say(quiet, "the one that matters").await;
     let mut wa = ann.ws().await;

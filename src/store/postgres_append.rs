@@ -27,7 +27,7 @@
 //! the database ([`Plan`]). Actions, mentions and attachments touch other tables:
 //! batches with any of them take the general path.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::LazyLock};
 
 use serde::Serialize;
 
@@ -55,23 +55,17 @@ struct Row<'a> {
     search_text: Option<String>,
 }
 
-/// `$1`: the DM cap (`--max-held-dms`, 0: none); `$2`: the rows ([`Row`]). `l` locks
-/// the rooms in id order, all of them before `r` reserves their seqs (`r` reads `l`
-/// whole first, as an array); `s` is the rooms as the snapshot saw them; `ok.fine` is
-/// the bet on the trim; `cut`, `cut_dm` and `cut_held` are the general path's trims
-/// (`trim_queries`), each an index range (one DELETE with an OR walked every row of a
-/// DM and asked for its read markers per row: +25 % of PostgreSQL's CPU a DM); a row
-/// both DM trims pick is deleted once. `cut_dm` and `cut_dm2` take a DM's two authors (its
-/// members' lowest and highest id) one each, bounded by what the other member has
-/// read, so each is a range of `messages_author_seq` holding only rows it deletes: by
-/// seq alone, the trim walked every message held for a recipient who had not read
-/// them, on every send (26 ms of PostgreSQL's CPU at ~4,000 held, BENCHMARKS.md round
-/// 15). As scalar sub-selects, not a join with `memberships`: joined, the planner
-/// hashed the DM's whole history when it misjudged the tables' sizes. The rooms are found by `= ANY(ARRAY(…))`,
-/// which PostgreSQL answers from the primary key whatever it guesses of the JSON's
-/// length; with `IN (SELECT …)` the prepared plan scanned all rooms. Answers the
-/// reservation's rows, as `reserve_query`.
-const STATEMENT: &str = "WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb)
+/// [`STATEMENT`] up to its DM trims. `$1`: the DM cap (`--max-held-dms`, 0: none);
+/// `$2`: the rows ([`Row`]). `l` locks the rooms in id order, all of them before `r`
+/// reserves their seqs (`r` reads `l` whole first, as an array); `s` is the rooms as
+/// the snapshot saw them; `ok.fine` is the bet on the trim; `cut`, the DM trims and
+/// `cut_held` are the general path's trims (`trim_queries`), each an index range (one
+/// DELETE with an OR walked every row of a DM and asked for its read markers per row:
+/// +25 % of PostgreSQL's CPU a DM); a row two trims pick is deleted once. The rooms
+/// are found by `= ANY(ARRAY(…))`, which PostgreSQL answers from the primary key
+/// whatever it guesses of the JSON's length; with `IN (SELECT …)` the prepared plan
+/// scanned all rooms. Answers the reservation's rows, as `reserve_query`.
+const HEAD: &str = "WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb)
            AS m(room_id int8, k int8, author_id int8, kind text, body text, client_id text,
                 created_at int8, target_seq int8, reply_to int8, search_text text)),
      v AS (SELECT room_id AS id, count(*) AS n FROM m GROUP BY room_id),
@@ -92,24 +86,35 @@ const STATEMENT: &str = "WITH m AS (SELECT * FROM jsonb_to_recordset($2::jsonb)
               WHERE ok.fine AND ok.kind <> 'dm' AND x.room_id = ok.id
                 AND x.seq > GREATEST(ok.last_seq - ok.n - ok.keep_messages, 0)
                 AND x.seq <= ok.last_seq - ok.keep_messages),
-     cut_dm AS (DELETE FROM messages x USING ok
-              WHERE ok.fine AND ok.kind = 'dm' AND x.room_id = ok.id
-                AND x.author_id = (SELECT MIN(user_id) FROM memberships WHERE room_id = ok.id)
-                AND x.seq <= LEAST(ok.last_seq - ok.keep_messages,
-                                   (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms
-                                     WHERE ms.room_id = ok.id
-                                       AND ms.user_id <> (SELECT MIN(user_id) FROM memberships WHERE room_id = ok.id)))),
-     cut_dm2 AS (DELETE FROM messages x USING ok
-              WHERE ok.fine AND ok.kind = 'dm' AND x.room_id = ok.id
-                AND x.author_id = (SELECT MAX(user_id) FROM memberships WHERE room_id = ok.id)
-                AND x.seq <= LEAST(ok.last_seq - ok.keep_messages,
-                                   (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms
-                                     WHERE ms.room_id = ok.id
-                                       AND ms.user_id <> (SELECT MAX(user_id) FROM memberships WHERE room_id = ok.id)))),
-     cut_held AS (DELETE FROM messages x USING ok
+";
+/// [`STATEMENT`] after its DM trims: the held-DM cap, and the answer.
+const TAIL: &str = "     cut_held AS (DELETE FROM messages x USING ok
               WHERE ok.fine AND ok.kind = 'dm' AND $1::int8 > 0 AND x.room_id = ok.id
                 AND x.seq <= ok.last_seq - $1::int8)
      SELECT id, last_seq, keep_messages, kind FROM ok";
+/// The statement: [`HEAD`], one DM trim per author (`cut_dm` the lower member id,
+/// `cut_dm2` the higher), [`TAIL`]. Built once, from the general path's per-author
+/// bound ([`super::dm_author`], [`super::read_by_other`]): each trim is a range of
+/// `messages_author_seq` holding only rows it deletes. By seq alone, the trim walked
+/// every message held for a recipient who had not read them, on every send (26 ms of
+/// PostgreSQL's CPU at ~4,000 held, BENCHMARKS.md round 15). Scalar sub-selects, not a
+/// join with `memberships`: joined, the planner hashed the DM's whole history when it
+/// misjudged the tables' sizes.
+static STATEMENT: LazyLock<String> = LazyLock::new(|| {
+    let cuts: String = [("cut_dm", "MIN"), ("cut_dm2", "MAX")]
+        .iter()
+        .map(|(name, pick)| {
+            let author = super::dm_author(pick, "ok.id");
+            format!(
+                "     {name} AS (DELETE FROM messages x USING ok
+              WHERE ok.fine AND ok.kind = 'dm' AND x.room_id = ok.id AND x.author_id = {author}
+                AND x.seq <= LEAST(ok.last_seq - ok.keep_messages, {})),\n",
+                super::read_by_other("ok.id", &author)
+            )
+        })
+        .collect();
+    [HEAD, &cuts, TAIL].concat()
+});
 
 impl SqlStore {
     /// Whether [`SqlStore::append_plain_pg`] can take `batch`.
@@ -173,7 +178,7 @@ impl SqlStore {
             })
             .collect();
         let json = serde_json::to_string(&rows).map_err(|e| StoreError::Backend(format!("append rows: {e}")))?;
-        Ok(self.q(STATEMENT).bind(self.held_dm_cap.load(std::sync::atomic::Ordering::Relaxed)).bind(json))
+        Ok(self.q(STATEMENT.as_str()).bind(self.held_dm_cap.load(std::sync::atomic::Ordering::Relaxed)).bind(json))
     }
 }
 
@@ -200,11 +205,13 @@ mod tests {
         crate::store::postgres::open(url.as_str(), 2).await.expect("store opens")
     }
 
-    /// The statement's DM trim reads only rows it deletes. Ann has written 300 messages
-    /// that Bob has not read, all past the DM's "keep the last 2" and all held; her
-    /// next send deletes nothing. The plan (run, then rolled back) must not have
-    /// walked the held ones: by seq alone, with the read bound asked per row, it read
-    /// and filtered out all 300 on every send (26 ms at ~4,000 held).
+    /// The statement's DM trims read only rows they delete. Ann has written 3,000
+    /// messages that Bob has not read, all past the DM's "keep the last 2" and all
+    /// held; she has read everything, so Bob's trim reaches up to seq 2,999 (and finds
+    /// none of his). Her next send deletes nothing. The plan (run, then rolled back,
+    /// after `ANALYZE`, as autovacuum leaves a grown table) must not have walked the
+    /// held ones: by seq alone, with the read bound asked per row, it read and filtered
+    /// out 2,999 on every send (26 ms at ~4,000 held).
     #[tokio::test]
     async fn dm_trim_walks_no_held_message() {
         let store = fresh_store().await;

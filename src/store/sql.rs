@@ -471,6 +471,22 @@ pub(super) fn plain_batch(batch: &[NewMessage], max: usize) -> bool {
         && batch.iter().all(|m| !m.kind.is_action() && m.mentions.is_empty() && m.attachments.is_empty())
 }
 
+/// The member of DM `room` whose messages one DM trim takes: `pick` is MIN or MAX, a
+/// DM's two members by id (a DM cannot be left). `room` is SQL: a placeholder or a
+/// column.
+pub(super) fn dm_author(pick: &str, room: &str) -> String {
+    format!("(SELECT {pick}(user_id) FROM memberships WHERE room_id = {room})")
+}
+
+/// How far the member of `room` other than `author` has read (0: nothing), as SQL:
+/// `author`'s messages up to there may go. With [`dm_author`], each DM trim is a range
+/// of `messages_author_seq` holding only rows it deletes, never the held ones.
+pub(super) fn read_by_other(room: &str, author: &str) -> String {
+    format!(
+        "(SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms WHERE ms.room_id = {room} AND ms.user_id <> {author})"
+    )
+}
+
 /// Whether a short path's append failed because a bet it checks inside the database
 /// was lost (a NULL seq, a retry refused by the unique index, a room that is gone):
 /// nothing was written and the general path takes the batch.
@@ -611,25 +627,14 @@ impl SqlStore {
                 // walked every held message on every send (2 ms of SQLite's writer at
                 // 4,000 held; BENCHMARKS.md round 15).
                 for pick in ["MIN", "MAX"] {
-                    let author =
-                        |n: usize| format!("(SELECT {pick}(user_id) FROM memberships WHERE room_id = {})", self.ph(n));
-                    out.push(
-                        self.q(format!(
-                            "DELETE FROM messages WHERE room_id = {} AND author_id = {} AND seq <= {}
-                               AND seq <= (SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms
-                                            WHERE ms.room_id = {} AND ms.user_id <> {})",
-                            self.ph(1),
-                            author(2),
-                            self.ph(3),
-                            self.ph(4),
-                            author(5)
-                        ))
-                        .bind(*room)
-                        .bind(*room)
-                        .bind(cut)
-                        .bind(*room)
-                        .bind(*room),
+                    let sql = format!(
+                        "DELETE FROM messages WHERE room_id = {} AND author_id = {} AND seq <= {} AND seq <= {}",
+                        self.ph(1),
+                        dm_author(pick, &self.ph(2)),
+                        self.ph(3),
+                        read_by_other(&self.ph(4), &dm_author(pick, &self.ph(5)))
                     );
+                    out.push(self.q(sql).bind(*room).bind(*room).bind(cut).bind(*room).bind(*room));
                 }
             } else {
                 // Everything up to the previous batch's cut is gone already (and a
