@@ -349,6 +349,38 @@ async fn dm_trims_each_authors_messages_by_what_the_other_read(b: Backend) {
     assert_eq!(seqs_kept(&mut wb, dm).await, [5, 7, 8, 9]);
 }
 
+async fn dm_retention_follows_every_send_and_read(b: Backend) {
+    // Both members send and read in a pseudo-random order. After every send the DM
+    // keeps exactly the messages that are past neither the cut (the last 3) nor the
+    // other member's read marker. SQLite trims at reads too, each trim over only the
+    // seqs its step made deletable, so any step left out leaves a message here.
+    let srv = TestServer::start_with(b, |c| c.default_keep_messages = 3).await;
+    let ann = srv.user("ann").await;
+    let bob = srv.user("bob").await;
+    let dm = open_dm(&ann, &bob).await;
+    let mut ws = [ann.ws().await, bob.ws().await];
+    let mut sent: Vec<(i64, usize)> = Vec::new(); // (seq, author: 0 ann, 1 bob)
+    let mut read = [0i64; 2];
+    let mut x: u32 = 2026;
+    for step in 0..80 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let who = ((x >> 16) % 2) as usize;
+        if (x >> 20) % 5 < 3 {
+            ws[who].say(dm, &format!("m{step}")).await;
+            let last = sent.len() as i64 + 1;
+            sent.push((last, who));
+            let expected: Vec<i64> =
+                sent.iter().filter(|(seq, by)| *seq > last - 3 || *seq > read[1 - by]).map(|(seq, _)| *seq).collect();
+            assert_eq!(seqs_kept(&mut ws[who], dm).await, expected, "after step {step}, markers {read:?}");
+        } else {
+            let upto = i64::from((x >> 8) % 256) % (sent.len() as i64 + 1);
+            ws[who].request(json!({"type": "read", "room": dm, "seq": upto})).await;
+            read[who] = read[who].max(upto);
+        }
+    }
+    assert!(sent.len() > 30 && read.iter().all(|r| *r > 10), "the walk sent and read: {} {read:?}", sent.len());
+}
+
 /// The seqs a room keeps, oldest first, as `history` gives them.
 async fn seqs_kept(w: &mut common::Ws, room: i64) -> Vec<i64> {
     match w.request(json!({"type": "history", "room": room, "limit": 100})).await {
@@ -934,6 +966,7 @@ on_both_backends!(
     offline_dm_delivered_once_on_reconnect,
     dm_is_never_pruned_before_received,
     dm_trims_each_authors_messages_by_what_the_other_read,
+    dm_retention_follows_every_send_and_read,
     held_dms_are_bounded_per_conversation,
     resume_returns_exactly_the_missed,
     duplicate_client_id_stored_once,

@@ -595,8 +595,9 @@ impl SqlStore {
         self.trim_queries(&HashMap::from([(room, r)]))
     }
 
-    /// "Keep the last N" after a batch: every room's range in ONE DELETE; DMs two
-    /// each (held unread messages, one DELETE per author).
+    /// "Keep the last N" after a batch: every room's range in ONE DELETE; a DM's
+    /// apart (held unread messages: on SQLite one DELETE of the batch's step, elsewhere
+    /// one per author).
     pub(super) fn trim_queries(&self, touched: &HashMap<RoomId, Reserved>) -> Vec<Q> {
         let mut out = Vec::new();
         let mut ranges: Vec<(RoomId, Seq, Seq)> = Vec::new();
@@ -617,15 +618,36 @@ impl SqlStore {
             let Some(cut) = keep_last.count_cutoff(t.last) else {
                 continue;
             };
-            if t.is_dm {
+            // Everything up to the previous batch's cut is gone already (and a policy
+            // change prunes at once): start the range there. On PostgreSQL the deleted
+            // rows' index entries stay until vacuum, and a scan from seq 0 walked all of
+            // them on every batch (1.7 ms per DELETE).
+            let before = keep_last.count_cutoff(t.last - t.added).unwrap_or(0);
+            if t.is_dm && self.backend == Backend::Sqlite {
                 // A DM is never pruned past what its recipient has read: a message held
-                // for someone offline stays until they have it (the author's own
-                // marker does not count). One DELETE per author (a DM's two members
-                // are its members' lowest and highest id), each bounded by what the
-                // other member has read: an index range (`messages_author_seq`) of
-                // exactly the rows it deletes. One DELETE for both, by seq alone,
-                // walked every held message on every send (2 ms of SQLite's writer at
-                // 4,000 held; BENCHMARKS.md round 15).
+                // for someone offline stays until they have it (the author's own marker
+                // does not count). SQLite trims a DM's messages as they become
+                // deletable: here those the cut now passes, up to what the other member
+                // has read; in `mark_read` those the reader has now read, up to the
+                // cut. So this range is the batch's step of the cut, whatever is held
+                // below it (one writer: a send and a read never interleave).
+                let sql = format!(
+                    "DELETE FROM messages WHERE room_id = {} AND seq > {} AND seq <= {} AND seq <= {}",
+                    self.ph(1),
+                    self.ph(2),
+                    self.ph(3),
+                    read_by_other(&self.ph(4), "messages.author_id")
+                );
+                out.push(self.q(sql).bind(*room).bind(before).bind(cut).bind(*room));
+            } else if t.is_dm {
+                // Here reads trim nothing (with several nodes a send and a read could
+                // each miss what the other made deletable), so every send trims all
+                // that is deletable. One DELETE per author (a DM's two members are its
+                // members' lowest and highest id), each bounded by what the other
+                // member has read: an index range (`messages_author_seq`) of exactly
+                // the rows it deletes. One DELETE for both, by seq alone, walked every
+                // held message on every send (26 ms of PostgreSQL's CPU at 4,000 held;
+                // BENCHMARKS.md round 15).
                 for pick in ["MIN", "MAX"] {
                     let sql = format!(
                         "DELETE FROM messages WHERE room_id = {} AND author_id = {} AND seq <= {} AND seq <= {}",
@@ -637,11 +659,6 @@ impl SqlStore {
                     out.push(self.q(sql).bind(*room).bind(*room).bind(cut).bind(*room).bind(*room));
                 }
             } else {
-                // Everything up to the previous batch's cut is gone already (and a
-                // policy change prunes at once): start the range there. On PostgreSQL
-                // the deleted rows' index entries stay until vacuum, and a scan from
-                // seq 0 walked all of them on every batch (1.7 ms per DELETE).
-                let before = keep_last.count_cutoff(t.last - t.added).unwrap_or(0);
                 ranges.push((*room, before, cut));
             }
         }
@@ -1619,7 +1636,10 @@ impl Store for SqlStore {
                  WHEN $1 > last_read_seq THEN (CASE WHEN $1 < (SELECT last_seq FROM rooms WHERE id = $2) THEN $1 ELSE (SELECT last_seq FROM rooms WHERE id = $2) END)
                  ELSE last_read_seq END
              WHERE room_id = $2 AND user_id = $3";
-        let row = if self.backend == Backend::Mysql {
+        let row = if self.backend == Backend::Sqlite {
+            // SQLite trims a DM at reads too (`trim_queries`).
+            return self.mark_read_sqlite(room, user, seq).await?.ok_or(StoreError::NotFound);
+        } else if self.backend == Backend::Mysql {
             // No UPDATE … RETURNING: read the marker back inside the same transaction
             // (the UPDATE's row lock keeps it as written until the commit).
             let mut tx = self.begin_write().await?;

@@ -690,7 +690,8 @@ mod tests {
             assert!(fast(vec![m(3, &format!("dm{k}"))]).await.is_some());
         }
         assert_eq!(seqs(3).await.unwrap(), [1, 2, 3, 4], "held: user 2 has read nothing");
-        w.execute("UPDATE memberships SET last_read_seq = 3 WHERE room_id = 3 AND user_id = 2").await.unwrap();
+        assert_eq!(store.mark_read(3, 2, 3).await.unwrap(), 3);
+        assert_eq!(seqs(3).await.unwrap(), [3, 4], "the read trims at once what it made deletable: 1 and 2");
         assert!(fast(vec![m(3, "dm4")]).await.is_some());
         assert_eq!(seqs(3).await.unwrap(), [4, 5], "up to seq 3 was read: the last 2 stay");
 
@@ -729,12 +730,13 @@ mod tests {
         assert_eq!(seqs(1).await.unwrap(), [5, 6, 7]);
     }
 
-    /// A DM's trims are index ranges of the rows they delete, one author at a time:
-    /// none walks the messages held for a recipient who has not read them. By seq
-    /// alone, with the read bound asked per row, every send walked all of them (2 ms
-    /// of the writer at 4,000 held; BENCHMARKS.md round 15).
+    /// A DM's trims are ranges of the primary key over one step: the seqs a send's cut
+    /// passes, or those a read marks read. None walks the messages held for a
+    /// recipient who has not read them (by seq alone, with the read bound asked per
+    /// row from seq 0, every send walked all of them: 2 ms of the writer at 4,000
+    /// held; BENCHMARKS.md round 15), and no index of their own is kept for them.
     #[tokio::test]
-    async fn dm_trims_are_ranges_of_one_authors_rows() {
+    async fn dm_trims_are_ranges_of_one_step() {
         use sqlx::Row;
         let (_dir, store) = temp_store().await;
         store
@@ -748,8 +750,8 @@ mod tests {
             .await
             .unwrap();
         let trims = store.dm_trims(3, 300, 1, 2);
-        assert_eq!(trims.len(), 2, "one per author (no held-DM cap here)");
-        for q in trims {
+        assert_eq!(trims.len(), 1, "one for both authors (no held-DM cap here)");
+        for q in trims.into_iter().chain([store.read_trim(3, 2, 250)]) {
             let plan: Vec<String> = q
                 .explained("EXPLAIN QUERY PLAN")
                 .fetch_all(&store.pool)
@@ -761,11 +763,48 @@ mod tests {
             let on_messages: Vec<&String> = plan.iter().filter(|d| d.contains(" messages ")).collect();
             assert_eq!(
                 on_messages,
-                ["SEARCH messages USING COVERING INDEX messages_author_seq (room_id=? AND author_id=? AND seq<?)"],
+                ["SEARCH messages USING INDEX sqlite_autoindex_messages_1 (room_id=? AND seq>? AND seq<?)"],
                 "{plan:?}"
             );
-            assert!(!plan.iter().any(|d| d.contains("CORRELATED")), "nothing asked per row: {plan:?}");
         }
+        let indexes: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert!(!indexes.iter().any(|n| n == "messages_author_seq"), "{indexes:?}");
+    }
+
+    /// Before SQLite trimmed DMs at reads, what a read made deletable stayed until the
+    /// next send; the trims at send now only look at their step. The upgrade deletes
+    /// those messages once, and nothing held: ann's 1, 2 and 4 (bob has read to 4, the
+    /// cut is 4), not her 5 (past the cut) nor bob's (ann has read nothing), nor a
+    /// room's 3 (rooms are trimmed by the cut alone, at send).
+    #[tokio::test]
+    async fn upgrade_trims_what_reads_made_deletable() {
+        let (_dir, store) = temp_store().await;
+        store
+            .writer
+            .execute(
+                "INSERT INTO users (id, email, email_lc, username, username_lc, first_name, last_name, password_hash, created_at)
+                   VALUES (1, 'a@x', 'a@x', 'ann', 'ann', 'A', 'A', 'x', 0), (2, 'b@x', 'b@x', 'bob', 'bob', 'B', 'B', 'x', 0);
+                 INSERT INTO rooms (id, kind, dm_key, keep_messages, last_seq, created_at) VALUES (3, 'dm', '1:2', 2, 6, 0);
+                 INSERT INTO rooms (id, kind, name, name_lc, keep_messages, last_seq, created_at) VALUES (4, 'room', 'r', 'r', 2, 6, 0);
+                 INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES (3, 1, 0, 0), (3, 2, 0, 4), (4, 1, 0, 0), (4, 2, 0, 6);
+                 INSERT INTO messages (room_id, seq, author_id, kind, body, created_at) VALUES
+                   (3, 1, 1, 'text', 'a', 0), (3, 2, 1, 'text', 'a', 0), (3, 3, 2, 'text', 'b', 0),
+                   (3, 4, 1, 'text', 'a', 0), (3, 5, 1, 'text', 'a', 0), (3, 6, 2, 'text', 'b', 0),
+                   (4, 3, 1, 'text', 'a', 0), (4, 6, 1, 'text', 'a', 0);
+                 CREATE INDEX messages_author_seq ON messages (room_id, author_id, seq)",
+            )
+            .await
+            .unwrap();
+        store.writer.execute(include_str!("../../migrations/sqlite/0012_dm_trim_at_read.sql")).await.unwrap();
+        let kept: Vec<(i64, i64)> = sqlx::query_as("SELECT room_id, seq FROM messages ORDER BY room_id, seq")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(kept, [(3, 3), (3, 5), (3, 6), (4, 3), (4, 6)]);
     }
 
     /// Rows written before the search folds existed (an upgrade: inserted here without

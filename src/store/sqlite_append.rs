@@ -36,7 +36,7 @@ use sqlx::{Column, Row};
 
 use super::{Backend, Plan, Q, Reserved, SqlStore, answers, hand_out};
 use crate::{
-    domain::{RoomId, Seq},
+    domain::{RoomId, Seq, UserId},
     store::{Appended, NewMessage, StoreError, StoreResult},
 };
 
@@ -207,6 +207,63 @@ impl SqlStore {
             q = q.bind(padded(k).0);
         }
         q
+    }
+
+    /// Moves `user`'s read marker in `room` forward to `seq`, never past the room's last
+    /// seq (`None`: not a member), and, in a DM, deletes the
+    /// other member's messages this read makes deletable: those now read and past the
+    /// retention's cut. The append trims what the cut passes, up to what was read
+    /// ([`SqlStore::trim_queries`]); together neither walks the messages held for
+    /// someone who has not read them. One call (BEGIN to COMMIT) on the one writer, so
+    /// no send comes between. A room known not to be a DM costs just the UPDATE.
+    pub(super) async fn mark_read_sqlite(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Option<Seq>> {
+        let marker = || {
+            self.q("UPDATE memberships SET last_read_seq = CASE
+                      WHEN ? > last_read_seq THEN MIN(?, (SELECT last_seq FROM rooms WHERE id = ?))
+                      ELSE last_read_seq END
+                    WHERE room_id = ? AND user_id = ? RETURNING last_read_seq")
+                .bind(seq)
+                .bind(seq)
+                .bind(room)
+                .bind(room)
+                .bind(user)
+        };
+        let known_room = self.known.lock().get(&room).is_some_and(|k| !k.is_dm);
+        let _wait = crate::metrics::PoolWait::start();
+        let mut conn = self.writer.acquire().await?;
+        drop(_wait);
+        if known_room {
+            let row = marker().fetch_optional(&mut *conn).await?;
+            return Ok(row.map(|r| r.try_get("last_read_seq")).transpose()?);
+        }
+        let trim = self.read_trim(room, user, seq);
+        let all = self.q("BEGIN IMMEDIATE").then(trim).then(marker()).then(self.q("COMMIT"));
+        match all.fetch_all(&mut *conn).await {
+            Ok(rows) => Ok(rows.first().map(|r| r.try_get("last_read_seq")).transpose()?),
+            Err(e) => {
+                // As an append's error path: whatever ran is undone.
+                if let Err(rb) = self.q("ROLLBACK").execute(&mut *conn).await {
+                    tracing::debug!(error = %rb, "rollback after a failed read");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The DELETE of [`SqlStore::mark_read_sqlite`]: `room`'s messages by others than
+    /// `user` after `user`'s marker (before this read moves it) up to `seq` and up to
+    /// the retention's cut (NULL, so nothing, in a room or with no "keep the last N").
+    pub(crate) fn read_trim(&self, room: RoomId, user: UserId, seq: Seq) -> Q {
+        self.q("DELETE FROM messages WHERE room_id = ? AND author_id <> ?
+                  AND seq > (SELECT last_read_seq FROM memberships WHERE room_id = ? AND user_id = ?)
+                  AND seq <= ?
+                  AND seq <= (SELECT last_seq - keep_messages FROM rooms WHERE id = ? AND kind = 'dm')")
+            .bind(room)
+            .bind(user)
+            .bind(room)
+            .bind(user)
+            .bind(seq)
+            .bind(room)
     }
 
     /// [`SqlStore::insert_query`] with the rows padded as [`SqlStore::padded`] says:
