@@ -19,6 +19,8 @@ mod admin_sql;
 // SQLite's two-call append of plain messages (issue 16).
 #[path = "sqlite_append.rs"]
 mod sqlite_append;
+#[cfg(test)]
+pub(crate) use sqlite_append::Writing;
 // PostgreSQL's one-statement append of plain messages (issue 16).
 #[path = "postgres_append.rs"]
 mod postgres_append;

@@ -775,6 +775,28 @@ mod tests {
         assert!(!indexes.iter().any(|n| n == "messages_author_seq"), "{indexes:?}");
     }
 
+    /// A write call dropped midway (its task cancelled after BEGIN) leaves no
+    /// transaction open on the one writer: its connection is closed, which rolls back
+    /// what it began, and the next write starts afresh. Returned to the pool inside
+    /// the transaction, the next BEGIN failed.
+    #[tokio::test]
+    async fn a_write_call_dropped_midway_leaves_no_transaction_open() {
+        use crate::store::sql::Writing;
+        let (_dir, store) = temp_store().await;
+        store.writer.execute("CREATE TABLE t (x INTEGER)").await.unwrap();
+        {
+            let mut w = Writing::acquire(&store.writer).await.unwrap();
+            (&mut *w).execute("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)").await.unwrap();
+            // Dropped here, never settled: as a cancelled call.
+        }
+        store.writer.execute("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT").await.unwrap();
+        let xs: Vec<i64> = sqlx::query_scalar("SELECT x FROM t").fetch_all(&store.pool).await.unwrap();
+        assert_eq!(xs, [2]);
+        let mut w = Writing::acquire(&store.writer).await.unwrap();
+        (&mut *w).execute("INSERT INTO t VALUES (3)").await.unwrap();
+        w.settle();
+    }
+
     /// Before SQLite trimmed DMs at reads, what a read made deletable stayed until the
     /// next send; the trims at send now only look at their step. The upgrade deletes
     /// those messages once, and nothing held: ann's 1, 2 and 4 (bob has read to 4, the

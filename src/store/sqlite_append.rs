@@ -26,13 +26,17 @@
 //!
 //! Actions, mentions and attachments touch other tables, so batches with any of them
 //! take the general path. The transaction is not sqlx's `Transaction` (which would
-//! cost its own calls), so every exit after BEGIN either commits or rolls back; a
-//! connection that still carried an open transaction (a cancelled append) makes the
-//! next BEGIN fail, whose error path rolls it back, so the writer never stays stuck.
+//! cost its own calls), so every exit after BEGIN either commits or rolls back, and a
+//! call dropped midway (a cancelled task) closes the connection ([`Writing`]), which
+//! rolls back whatever it began: the writer never goes back to the pool inside a
+//! transaction.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    ops::{Deref, DerefMut},
+};
 
-use sqlx::{Column, Row};
+use sqlx::{Any, AnyConnection, Column, Row, pool::PoolConnection};
 
 use super::{Backend, Plan, Q, Reserved, SqlStore, answers, hand_out};
 use crate::{
@@ -53,6 +57,50 @@ pub(crate) struct Known {
     last: Seq,
     keep: Option<i64>,
     is_dm: bool,
+}
+
+/// The writer's connection while this module's strings (BEGIN … COMMIT) run on it.
+/// A call dropped midway (its task cancelled) can leave the transaction open, and the
+/// connection would go back to the pool inside it: the next write would fail at its
+/// BEGIN, or run inside a transaction nobody commits. Unless [`Writing::settle`]d, the
+/// connection is closed when this is dropped, which rolls back whatever it began; the
+/// pool opens another.
+pub(crate) struct Writing {
+    conn: PoolConnection<Any>,
+    settled: bool,
+}
+
+impl Writing {
+    pub(crate) async fn acquire(pool: &sqlx::AnyPool) -> Result<Self, sqlx::Error> {
+        let _wait = crate::metrics::PoolWait::start();
+        Ok(Writing { conn: pool.acquire().await?, settled: false })
+    }
+
+    /// No transaction is open on the connection: it may go back to the pool.
+    pub(crate) fn settle(&mut self) {
+        self.settled = true;
+    }
+}
+
+impl Deref for Writing {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Writing {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 impl SqlStore {
@@ -96,9 +144,7 @@ impl SqlStore {
                 })
                 .collect()
         };
-        let _wait = crate::metrics::PoolWait::start();
-        let mut conn = self.writer.acquire().await?;
-        drop(_wait);
+        let mut conn = Writing::acquire(&self.writer).await?;
         let result = match predicted {
             Some(mut touched) => {
                 let check = self.guarded_reserve(&per_room, &touched);
@@ -118,6 +164,7 @@ impl SqlStore {
         };
         match result {
             Ok(Some(touched)) => {
+                conn.settle();
                 self.remember(&touched);
                 self.counted(super::AppendPath::Short);
                 answers(out).map(Some)
@@ -126,14 +173,16 @@ impl SqlStore {
                 self.counted(super::AppendPath::Retaken);
                 self.forget(&per_room);
                 self.q("ROLLBACK").execute(&mut *conn).await?;
+                conn.settle();
                 Ok(None)
             }
             Err(e) => {
                 self.forget(&per_room);
                 // Whatever ran is undone; if BEGIN itself failed there is nothing to
                 // roll back and this fails harmlessly.
-                if let Err(rb) = self.q("ROLLBACK").execute(&mut *conn).await {
-                    tracing::debug!(error = %rb, "rollback after a failed append");
+                match self.q("ROLLBACK").execute(&mut *conn).await {
+                    Ok(_) => conn.settle(),
+                    Err(rb) => tracing::debug!(error = %rb, "rollback after a failed append"),
                 }
                 Err(e)
             }
@@ -149,7 +198,7 @@ impl SqlStore {
         dup_of: &[(usize, usize)],
         per_room: &[(RoomId, i64)],
         out: &mut [Option<Appended>],
-        conn: &mut sqlx::AnyConnection,
+        conn: &mut AnyConnection,
     ) -> StoreResult<Option<HashMap<RoomId, Reserved>>> {
         let with_id: Vec<usize> = (0..batch.len()).filter(|i| batch[*i].client_id.is_some()).collect();
         let mut first = self.q("BEGIN IMMEDIATE");
@@ -229,21 +278,24 @@ impl SqlStore {
                 .bind(user)
         };
         let known_room = self.known.lock().get(&room).is_some_and(|k| !k.is_dm);
-        let _wait = crate::metrics::PoolWait::start();
-        let mut conn = self.writer.acquire().await?;
-        drop(_wait);
+        let mut conn = Writing::acquire(&self.writer).await?;
         if known_room {
             let row = marker().fetch_optional(&mut *conn).await?;
+            conn.settle();
             return Ok(row.map(|r| r.try_get("last_read_seq")).transpose()?);
         }
         let trim = self.read_trim(room, user, seq);
         let all = self.q("BEGIN IMMEDIATE").then(trim).then(marker()).then(self.q("COMMIT"));
         match all.fetch_all(&mut *conn).await {
-            Ok(rows) => Ok(rows.first().map(|r| r.try_get("last_read_seq")).transpose()?),
+            Ok(rows) => {
+                conn.settle();
+                Ok(rows.first().map(|r| r.try_get("last_read_seq")).transpose()?)
+            }
             Err(e) => {
                 // As an append's error path: whatever ran is undone.
-                if let Err(rb) = self.q("ROLLBACK").execute(&mut *conn).await {
-                    tracing::debug!(error = %rb, "rollback after a failed read");
+                match self.q("ROLLBACK").execute(&mut *conn).await {
+                    Ok(_) => conn.settle(),
+                    Err(rb) => tracing::debug!(error = %rb, "rollback after a failed read"),
                 }
                 Err(e.into())
             }
