@@ -1,7 +1,8 @@
 //! `dm`: P pairs of users chatting in direct messages at a total rate, while idle
 //! connections (of other users, in no room) bring the server up to `--connections`.
 //! Latency is recorded at the peer (a sender's echo of its own message is counted for
-//! losses but not timed); every DM message must reach both sides.
+//! losses but not timed); every DM message must reach both sides. With `--read` each
+//! sender marks its DM read before each message; without it nobody reads.
 //!
 //! Several nodes (`--url` repeated, `--spawn-cluster N`): one side of every pair is on
 //! node 0, the other on the other nodes in turn, and the idle connections are spread
@@ -45,6 +46,11 @@ pub struct DmArgs {
     /// Seconds to wait after the last send for acks and deliveries.
     #[arg(long, default_value_t = 5.0)]
     pub drain: f64,
+    /// Each sender marks its DM read (to its end) before each message, as people do
+    /// who answer what they read. Without it nobody reads: past the retention, each
+    /// DM holds what it was sent (§5.6), which is a different load on the database.
+    #[arg(long)]
+    pub read: bool,
 }
 
 pub async fn run(a: DmArgs) -> Result<Outcome> {
@@ -131,6 +137,7 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
                 id_prefix: id_prefix.clone(),
                 pad: 0,
                 text_bytes: c.text_bytes,
+                read: a.read,
             };
             handles.push(load::spawn_sender(sink, pace, sh.clone()));
         }
@@ -172,13 +179,14 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
     let ok = errors == 0 && lost == 0 && duplicates == 0 && sent == acked && hist.is_some();
     let mut human = vec![
         format!(
-            "{} pairs + {} idle connections ({} total, {} users), {} DM/s for {:.0} s",
+            "{} pairs + {} idle connections ({} total, {} users), {} DM/s for {:.0} s{}",
             a.pairs,
             idle,
             active + idle,
             users.len(),
             a.rate,
-            duration.as_secs_f64()
+            duration.as_secs_f64(),
+            if a.read { ", each marked read before each message" } else { ", nobody reading" }
         ),
         format!(
             "server RSS idle {} KiB, with connections {} KiB; open at the end {open_at_end}",
@@ -217,7 +225,7 @@ pub async fn run(a: DmArgs) -> Result<Outcome> {
             "pairs": a.pairs, "text_bytes": c.text_bytes, "connections": active + idle, "idle_users": idle_users,
             "rate": a.rate, "duration_s": duration.as_secs_f64(), "spawn": c.spawn,
             "database": c.database.as_deref().map(rtm::config::redact_url),
-            "nodes": nodes, "spawn_cluster": c.spawn_cluster,
+            "nodes": nodes, "spawn_cluster": c.spawn_cluster, "read": a.read,
         }),
         results: json!({
             "rss_idle_kib": rss_idle, "rss_loaded_kib": rss_loaded,

@@ -394,6 +394,7 @@ async fn run_step(
             id_prefix: id_prefix.clone(),
             pad: 0,
             text_bytes: a.common.text_bytes,
+            read: false,
         };
         handles.push((conn, room, load::spawn_sender(sink, pace, sh.clone())));
     }

@@ -256,6 +256,8 @@ pub struct Pace {
     pub pad: usize,
     /// With no `pad`: fill the text with words to this many bytes (`--text-bytes`).
     pub text_bytes: usize,
+    /// Before each message, mark the room read up to its end (`dm --read`).
+    pub read: bool,
 }
 
 /// Sends bench messages on schedule until `until`; gives the sink back.
@@ -271,6 +273,18 @@ pub fn spawn_sender(mut sink: Sink, p: Pace, sh: Arc<Shared>) -> JoinHandle<Sink
             }
             let scheduled = p.start_us + at.duration_since(p.start).as_micros() as u64;
             n += 1;
+            if p.read {
+                // As a person answering what they have just read: the server clamps
+                // the marker to the room's last seq. No id: only the `read` event
+                // comes back.
+                let f = rtm::ws::protocol::ClientFrame::Read { id: None, room: p.room, seq: i64::MAX };
+                if let Err(e) = sink.send(wsconn::frame(&f)).await {
+                    if !sh.errors.stopping() {
+                        sh.errors.add(format!("sender {}: write failed: {e}", p.conn));
+                    }
+                    break;
+                }
+            }
             let msg = wsconn::send_frame(
                 n,
                 p.room,

@@ -214,6 +214,7 @@ pub async fn run(a: ReconnectArgs) -> Result<Outcome> {
             id_prefix: tag.clone().into(),
             pad: a.pad,
             text_bytes: 0,
+            read: false,
         };
         let sender = load::spawn_sender(sink, pace, sh.clone());
         tokio::time::sleep_until(start + drop_after).await;
