@@ -1633,15 +1633,16 @@ impl Store for SqlStore {
     }
 
     async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Seq> {
+        if self.backend == Backend::Sqlite {
+            // SQLite trims a DM at reads too (`trim_queries`).
+            return self.mark_read_sqlite(room, user, seq).await?.ok_or(StoreError::NotFound);
+        }
         // Read markers only move forward and never past the room's last event.
         let update = "UPDATE memberships SET last_read_seq = CASE
                  WHEN $1 > last_read_seq THEN (CASE WHEN $1 < (SELECT last_seq FROM rooms WHERE id = $2) THEN $1 ELSE (SELECT last_seq FROM rooms WHERE id = $2) END)
                  ELSE last_read_seq END
              WHERE room_id = $2 AND user_id = $3";
-        let row = if self.backend == Backend::Sqlite {
-            // SQLite trims a DM at reads too (`trim_queries`).
-            return self.mark_read_sqlite(room, user, seq).await?.ok_or(StoreError::NotFound);
-        } else if self.backend == Backend::Mysql {
+        let row = if self.backend == Backend::Mysql {
             // No UPDATE … RETURNING: read the marker back inside the same transaction
             // (the UPDATE's row lock keeps it as written until the commit).
             let mut tx = self.begin_write().await?;

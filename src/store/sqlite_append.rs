@@ -259,9 +259,9 @@ impl SqlStore {
     }
 
     /// Moves `user`'s read marker in `room` forward to `seq`, never past the room's last
-    /// seq (`None`: not a member), and, in a DM, deletes the
-    /// other member's messages this read makes deletable: those now read and past the
-    /// retention's cut. The append trims what the cut passes, up to what was read
+    /// seq (`None`: not a member), and, in a DM, deletes the other member's messages
+    /// this read makes deletable: those now read and past the retention's cut. The
+    /// append trims what the cut passes, up to what was read
     /// ([`SqlStore::trim_queries`]); together neither walks the messages held for
     /// someone who has not read them. One call (BEGIN to COMMIT) on the one writer, so
     /// no send comes between. A room known not to be a DM costs just the UPDATE.
