@@ -730,6 +730,11 @@ mod tests {
         assert_eq!(seqs(1).await.unwrap(), [5, 6, 7]);
     }
 
+    /// Users 1 (ann) and 2 (bob), for the DM tests.
+    const ANN_AND_BOB: &str =
+        "INSERT INTO users (id, email, email_lc, username, username_lc, first_name, last_name, password_hash, created_at)
+           VALUES (1, 'a@x', 'a@x', 'ann', 'ann', 'A', 'A', 'x', 0), (2, 'b@x', 'b@x', 'bob', 'bob', 'B', 'B', 'x', 0)";
+
     /// A DM's trims are ranges of the primary key over one step: the seqs a send's cut
     /// passes, or those a read marks read. None walks the messages held for a
     /// recipient who has not read them (by seq alone, with the read bound asked per
@@ -739,12 +744,11 @@ mod tests {
     async fn dm_trims_are_ranges_of_one_step() {
         use sqlx::Row;
         let (_dir, store) = temp_store().await;
+        store.writer.execute(ANN_AND_BOB).await.unwrap();
         store
             .writer
             .execute(
-                "INSERT INTO users (id, email, email_lc, username, username_lc, first_name, last_name, password_hash, created_at)
-                   VALUES (1, 'a@x', 'a@x', 'ann', 'ann', 'A', 'A', 'x', 0), (2, 'b@x', 'b@x', 'bob', 'bob', 'B', 'B', 'x', 0);
-                 INSERT INTO rooms (id, kind, dm_key, keep_messages, created_at) VALUES (3, 'dm', '1:2', 2, 0);
+                "INSERT INTO rooms (id, kind, dm_key, keep_messages, created_at) VALUES (3, 'dm', '1:2', 2, 0);
                  INSERT INTO memberships (room_id, user_id, joined_at) VALUES (3, 1, 0), (3, 2, 0)",
             )
             .await
@@ -805,12 +809,11 @@ mod tests {
     #[tokio::test]
     async fn upgrade_trims_what_reads_made_deletable() {
         let (_dir, store) = temp_store().await;
+        store.writer.execute(ANN_AND_BOB).await.unwrap();
         store
             .writer
             .execute(
-                "INSERT INTO users (id, email, email_lc, username, username_lc, first_name, last_name, password_hash, created_at)
-                   VALUES (1, 'a@x', 'a@x', 'ann', 'ann', 'A', 'A', 'x', 0), (2, 'b@x', 'b@x', 'bob', 'bob', 'B', 'B', 'x', 0);
-                 INSERT INTO rooms (id, kind, dm_key, keep_messages, last_seq, created_at) VALUES (3, 'dm', '1:2', 2, 6, 0);
+                "INSERT INTO rooms (id, kind, dm_key, keep_messages, last_seq, created_at) VALUES (3, 'dm', '1:2', 2, 6, 0);
                  INSERT INTO rooms (id, kind, name, name_lc, keep_messages, last_seq, created_at) VALUES (4, 'room', 'r', 'r', 2, 6, 0);
                  INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES (3, 1, 0, 0), (3, 2, 0, 4), (4, 1, 0, 0), (4, 2, 0, 6);
                  INSERT INTO messages (room_id, seq, author_id, kind, body, created_at) VALUES
