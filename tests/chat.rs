@@ -320,6 +320,27 @@ async fn dm_is_never_pruned_before_received(b: Backend) {
     assert_eq!(srv.state.chat.store().count_messages(dm).await.unwrap(), 2);
 }
 
+async fn dm_read_then_next_event_trims_as_protocol_says(b: Backend) {
+    // PROTOCOL §5.6's run: keep 3, alice sends 6 while bob is away, bob reads to 6,
+    // one more arrives. On SQLite the read itself deletes 1 to 3 (then older than the
+    // last 3); elsewhere they go with the next event. Then history holds [5, 6, 7].
+    let srv = TestServer::start_with(b, |c| c.default_keep_messages = 3).await;
+    let alice = srv.user("alice").await;
+    let bob = srv.user("bob").await;
+    let dm = open_dm(&alice, &bob).await;
+    let mut wa = alice.ws().await;
+    for i in 1..=6 {
+        wa.say(dm, &format!("dm {i}")).await;
+    }
+    assert_eq!(seqs_kept(&mut wa, dm).await, [1, 2, 3, 4, 5, 6], "held: bob has read nothing");
+    let mut wb = bob.ws().await;
+    wb.request(json!({"type": "read", "room": dm, "seq": 6})).await;
+    let after_read: &[i64] = if b == Backend::Sqlite { &[4, 5, 6] } else { &[1, 2, 3, 4, 5, 6] };
+    assert_eq!(seqs_kept(&mut wb, dm).await, after_read);
+    wa.say(dm, "dm 7").await;
+    assert_eq!(seqs_kept(&mut wb, dm).await, [5, 6, 7]);
+}
+
 async fn dm_trims_each_authors_messages_by_what_the_other_read(b: Backend) {
     // Keep the last 2, per author bounded by what the other member has read: ann's
     // messages go once bob has read them, bob's once ann has, whatever the order they
@@ -967,6 +988,7 @@ on_both_backends!(
     dm_is_never_pruned_before_received,
     dm_trims_each_authors_messages_by_what_the_other_read,
     dm_retention_follows_every_send_and_read,
+    dm_read_then_next_event_trims_as_protocol_says,
     held_dms_are_bounded_per_conversation,
     resume_returns_exactly_the_missed,
     duplicate_client_id_stored_once,
