@@ -481,8 +481,10 @@ pub(super) fn dm_author(pick: &str, room: &str) -> String {
 }
 
 /// How far the member of `room` other than `author` has read (0: nothing), as SQL:
-/// `author`'s messages up to there may go. With [`dm_author`], each DM trim is a range
-/// of `messages_author_seq` holding only rows it deletes, never the held ones.
+/// `author`'s messages up to there may go. On PostgreSQL and MariaDB, with
+/// [`dm_author`], each DM trim is a range of `messages_author_seq` holding only rows it
+/// deletes, never the held ones; SQLite's trims ask it for each row of their step
+/// (`author` is the row's `messages.author_id`).
 pub(super) fn read_by_other(room: &str, author: &str) -> String {
     format!(
         "(SELECT COALESCE(MIN(ms.last_read_seq), 0) FROM memberships ms WHERE ms.room_id = {room} AND ms.user_id <> {author})"
