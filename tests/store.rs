@@ -334,17 +334,28 @@ async fn postgres_stores_plain_batches_in_one_statement() {
             }
         }
     };
-    // A room that keeps much: a batch that waited for the other node's lock still
-    // goes in one statement; its trim stays below what its snapshot saw.
-    let big = st.create_room(new_room("one-big", ann.id, "", Retention::last_messages(100))).await.unwrap().id;
+    // A room that keeps more than the writers send: a batch that waited for the other
+    // node's lock still goes in one statement, however long it waited (its trim
+    // cannot reach past its snapshot).
+    let big = st.create_room(new_room("one-big", ann.id, "", Retention::last_messages(1000))).await.unwrap().id;
     write(big, "big").await;
     assert_eq!(counts(), (10 + 120, 3), "no batch retaken");
-    assert_eq!(seqs(big).await, (261..=360).collect::<Vec<_>>(), "keep the last 100");
+    assert_eq!(seqs(big).await, (1..=360).collect::<Vec<_>>());
+    // A room that keeps 100 of the 360: batches trim while the other node writes. A
+    // batch whose wait for the lock spanned 33 or more of the others' batches would
+    // trim past its snapshot and is retaken (its only lost bet here). A loaded CI run
+    // did retake one, so how many is not asserted; the room keeps exactly its last 100
+    // either way.
+    let hundred = st.create_room(new_room("one-hundred", ann.id, "", Retention::last_messages(100))).await.unwrap().id;
+    write(hundred, "hundred").await;
+    let (short, retaken) = counts();
+    assert_eq!(short + retaken, 10 + 3 + 240, "each batch counted once");
+    assert_eq!(seqs(hundred).await, (261..=360).collect::<Vec<_>>(), "keep the last 100");
     // A room that keeps little: a batch that waited must not trim from its older
     // snapshot, or the other node's rows would outlive the retention.
     let four = st.create_room(new_room("one-four", ann.id, "", Retention::last_messages(4))).await.unwrap().id;
     write(four, "four").await;
     let (short, retaken) = counts();
-    assert_eq!(short + retaken, 10 + 3 + 240, "each batch counted once");
+    assert_eq!(short + retaken, 10 + 3 + 360, "each batch counted once");
     assert_eq!(seqs(four).await, (357..=360).collect::<Vec<_>>(), "short {short}, retaken {retaken}");
 }
