@@ -943,9 +943,9 @@ async fn one_admin_under_concurrent_first_sign_ups(b: Backend) {
 
 /// "Ends after this many seconds without use": a session in use keeps living, past
 /// its idle limit counted from sign-in. The limit is a wall-clock time (it holds across
-/// restarts and nodes), so the margin between uses and limit is 2 s: with 1.2 s, a CI
-/// run failed its first use after less than 3 s of the test's whole run, i.e. the
-/// machine's clock stepped ahead.
+/// restarts and nodes), so the margin between uses and limit is 2 s. With 1.2 s, a CI
+/// run got 401 at its first use, less than 3 s into the test's whole run: the one
+/// cause found is the machine's wall clock stepping ahead.
 async fn session_in_use_stays_alive(b: Backend) {
     let srv = TestServer::start_with(b, |c| c.session_idle_secs = 4).await;
     let ann = srv.user("ann").await;
