@@ -565,6 +565,44 @@ async fn retention_and_delete_remove_blobs(b: Backend) {
     assert_eq!(fetch(&ann, &again.url).await.status, 404);
 }
 
+async fn a_read_in_a_dm_removes_the_files_it_lets_go(b: Backend) {
+    // A DM keeps the last 2 but holds what bob has not read. His read lets the first
+    // message go (past the cut and now read), and its file leaves the disk with it:
+    // the read itself deletes it and asks the sweeper, with no send after it.
+    let srv = TestServer::start_with(b, |c| {
+        shared_files(c);
+        c.default_keep_messages = 2;
+    })
+    .await;
+    let ann = srv.user("ann").await;
+    let bob = srv.user("bob").await;
+    let dir = files_dir(&srv);
+    let (s, body) = ann.post("/api/dms", json!({"user_id": bob.id().await})).await;
+    assert_eq!(s, 200, "{body}");
+    let dm = body["room"]["id"].as_i64().expect("the DM's id");
+    let mut wa = ann.ws().await;
+    let bodies: Vec<Vec<u8>> = (1..=3).map(|k| format!("dm file {k}").into_bytes()).collect();
+    let mut sent = Vec::new();
+    for (k, bytes) in bodies.iter().enumerate() {
+        let a = upload_ok(&ann, dm, &format!("d{k}.txt"), "text/plain", bytes.clone()).await;
+        let seq = ack_seq(&send_files(&mut wa, dm, &format!("dm{k}"), &format!("file {k}"), &[&a.id]).await);
+        sent.push((seq, a));
+    }
+    let all: BTreeSet<String> = bodies.iter().map(|b| sha(b)).collect();
+    wait_for_blobs(&dir, &all).await;
+    assert_eq!(fetch(&bob, &sent[0].1.url).await.status, 200, "held for bob, unread");
+    // Past the sweeper's pause after the sends' sweeps (500 ms), so that only a poke
+    // from the read can start the next one (else: the periodic one, minutes away).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut wb = bob.ws().await;
+    let f = wb.request(json!({"type": "read", "room": dm, "seq": sent[2].0})).await;
+    assert!(matches!(f, ServerFrame::Ack { .. }), "{f:?}");
+    assert_eq!(fetch(&bob, &sent[0].1.url).await.status, 404, "trimmed by the read");
+    let want: BTreeSet<String> = bodies[1..].iter().map(|b| sha(b)).collect();
+    wait_for_blobs(&dir, &want).await;
+    assert_eq!(fetch(&bob, &sent[1].1.url).await.body, bodies[1]);
+}
+
 async fn keep_days_pruning_removes_files(b: Backend) {
     let srv = TestServer::start_with(b, shared_files).await;
     let ann = srv.user("ann").await;
@@ -666,6 +704,7 @@ on_both_backends!(
     hostile_uploads_are_served_inert,
     limits_quota_and_types,
     retention_and_delete_remove_blobs,
+    a_read_in_a_dm_removes_the_files_it_lets_go,
     keep_days_pruning_removes_files,
     restart_keeps_files,
 );

@@ -359,3 +359,55 @@ async fn postgres_stores_plain_batches_in_one_statement() {
     assert_eq!(short + retaken, 10 + 3 + 360, "each batch counted once");
     assert_eq!(seqs(four).await, (357..=360).collect::<Vec<_>>(), "short {short}, retaken {retaken}");
 }
+
+/// Before PostgreSQL and MariaDB trimmed DMs at reads, what a read made deletable
+/// stayed until the DM's next send. The upgrade deletes those messages once, and
+/// nothing held: ann's 1, 2 and 4 (bob has read to 4, the cut is 4), not her 5 (past
+/// the cut) nor bob's (ann has read nothing), nor a room's 3 (rooms are trimmed by the
+/// cut alone, at send). SQLite's migration is checked the same way in `store::sqlite`.
+async fn upgrade_trims_what_reads_made_deletable(b: Backend) {
+    use sqlx::{AnyConnection, Connection, Executor};
+    let (url, migration) = match b {
+        Backend::Postgres => {
+            (common::fresh_pg_database().await, include_str!("../migrations/postgres/0012_dm_trim_at_read.sql"))
+        }
+        Backend::Mysql => {
+            (common::fresh_mysql_database().await, include_str!("../migrations/mysql/0011_dm_trim_at_read.sql"))
+        }
+        other => unreachable!("{other:?}"),
+    };
+    // The store migrates the fresh database (the migration deletes nothing there).
+    drop(store::connect(&url, 2).await.expect("store opens"));
+    let mut conn = AnyConnection::connect(&url).await.expect("connect");
+    for sql in [
+        "INSERT INTO users (id, email, email_lc, username, username_lc, first_name, last_name, password_hash, created_at)
+           VALUES (1, 'a@x', 'a@x', 'ann', 'ann', 'A', 'A', 'x', 0), (2, 'b@x', 'b@x', 'bob', 'bob', 'B', 'B', 'x', 0)",
+        "INSERT INTO rooms (id, kind, dm_key, topic, keep_messages, last_seq, created_at) VALUES (3, 'dm', '1:2', '', 2, 6, 0)",
+        "INSERT INTO rooms (id, kind, name, name_lc, topic, keep_messages, last_seq, created_at)
+           VALUES (4, 'room', 'r', 'r', '', 2, 6, 0)",
+        "INSERT INTO memberships (room_id, user_id, joined_at, last_read_seq) VALUES (3, 1, 0, 0), (3, 2, 0, 4), (4, 1, 0, 0), (4, 2, 0, 6)",
+        "INSERT INTO messages (room_id, seq, author_id, kind, body, created_at) VALUES
+           (3, 1, 1, 'text', 'a', 0), (3, 2, 1, 'text', 'a', 0), (3, 3, 2, 'text', 'b', 0),
+           (3, 4, 1, 'text', 'a', 0), (3, 5, 1, 'text', 'a', 0), (3, 6, 2, 'text', 'b', 0),
+           (4, 3, 1, 'text', 'a', 0), (4, 6, 1, 'text', 'a', 0)",
+        migration,
+    ] {
+        conn.execute(sqlx::AssertSqlSafe(sql)).await.expect(sql);
+    }
+    let kept: Vec<(i64, i64)> = sqlx::query_as("SELECT room_id, seq FROM messages ORDER BY room_id, seq")
+        .fetch_all(&mut conn)
+        .await
+        .expect("messages");
+    assert_eq!(kept, [(3, 3), (3, 5), (3, 6), (4, 3), (4, 6)]);
+}
+
+mod upgrade {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_trims_what_reads_made_deletable() {
+        super::upgrade_trims_what_reads_made_deletable(super::Backend::Postgres).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mysql_trims_what_reads_made_deletable() {
+        super::upgrade_trims_what_reads_made_deletable(super::Backend::Mysql).await
+    }
+}

@@ -139,7 +139,8 @@ pub struct Files {
     decodes: Semaphore,
     /// Rung after anything that may have dropped file rows.
     pub(super) poke: Arc<Notify>,
-    /// Whether any blob may exist: a server that never stored a file skips sweeps.
+    /// Whether any blob may exist: a single server that never stored a file skips
+    /// sweeps.
     seen: AtomicBool,
 }
 
@@ -500,8 +501,10 @@ impl Chat {
     pub async fn sweep_files(&self) -> ChatResult<usize> {
         let blobs = &self.files.blobs;
         let all = blobs.list().await.map_err(|e| ChatError::Internal(format!("listing blobs: {e}")))?;
-        // Another node may have stored the first blobs: what is on disk decides.
-        self.files.seen.store(!all.is_empty(), Ordering::Relaxed);
+        // What is on disk decides. With several nodes sharing the directory, another
+        // node may store the next blob, and this node would not hear of it: its pokes
+        // (a trim or a read here of a file uploaded there) must never be skipped.
+        self.files.seen.store(!all.is_empty() || self.bus.shared(), Ordering::Relaxed);
         if all.is_empty() {
             return Ok(0);
         }

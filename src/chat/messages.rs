@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::{Actor, Chat, ChatError, ChatResult, now_ms, pipeline};
 use crate::{
     domain::{
-        self, MessageKind, RoomId, Seq, UserId,
+        self, MessageKind, RoomId, RoomKind, Seq, UserId,
         actions::{self, NotifyLevel},
     },
     hub::Topic,
@@ -480,8 +480,13 @@ impl Chat {
 
     /// Moves the actor's read marker forward and tells their other connections.
     pub async fn mark_read(&self, actor: &Actor, room: RoomId, seq: Seq) -> ChatResult<Seq> {
-        self.member_room(actor, room).await?;
-        let seq = self.store.mark_read(room, actor.user.id, seq).await?;
+        let dm = self.member_room(actor, room).await?.room.kind == RoomKind::Dm;
+        let seq = self.store.mark_read(room, actor.user.id, seq, dm).await?;
+        if dm {
+            // A read in a DM deletes the messages it lets the retention take (the
+            // store's `mark_read`): their files go too.
+            self.files_changed();
+        }
         self.publish(Topic::User(actor.user.id), &ServerFrame::Read { room, seq }).await?;
         Ok(seq)
     }

@@ -471,7 +471,10 @@ pub trait Store: Send + Sync + 'static {
     /// One of the user's rooms as [`Store::user_rooms`] gives it; `None` when not a
     /// member.
     async fn user_room(&self, user: UserId, room: RoomId) -> StoreResult<Option<RoomSummary>>;
-    async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Seq>;
+    /// Moves `user`'s marker forward to `seq` (never past the last event) and returns
+    /// it. `dm`: the room is a DM, where the read also deletes what it lets the
+    /// retention take (read now, and past the cut), before it returns.
+    async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq, dm: bool) -> StoreResult<Seq>;
     /// Sets a member's notification level; false when not a member.
     async fn set_notify(&self, room: RoomId, user: UserId, level: &str) -> StoreResult<bool>;
 

@@ -491,6 +491,20 @@ pub(super) fn read_by_other(room: &str, author: &str) -> String {
     )
 }
 
+/// What a read makes deletable in a DM on PostgreSQL and MariaDB (SQLite:
+/// `SqlStore::read_trim`): the other member's messages up to the reader's marker and
+/// the retention's cut, one range of `messages_author_seq` holding only rows it
+/// deletes. Whole, not a step: a read that races a send (which reads the markers in
+/// its own snapshot) trims what it sees, and the DM's next send or read the rest.
+fn dm_read_trim(room: &str, reader: &str, marker: &str) -> String {
+    format!(
+        "DELETE FROM messages WHERE room_id = {room}
+           AND author_id = (SELECT MIN(user_id) FROM memberships WHERE room_id = {room} AND user_id <> {reader})
+           AND seq <= {marker}
+           AND seq <= (SELECT last_seq - keep_messages FROM rooms WHERE id = {room})"
+    )
+}
+
 /// Whether a short path's append failed because a bet it checks inside the database
 /// was lost (a NULL seq, a retry refused by the unique index, a room that is gone):
 /// nothing was written and the general path takes the batch.
@@ -644,12 +658,12 @@ impl SqlStore {
                 );
                 out.push(self.q(sql).bind(*room).bind(before).bind(cut).bind(*room));
             } else if t.is_dm {
-                // Here reads trim nothing (with several nodes a send and a read could
-                // each miss what the other made deletable), so every send trims all
-                // that is deletable. One DELETE per author (a DM's two members are its
-                // members' lowest and highest id), each bounded by what the other
-                // member has read: an index range (`messages_author_seq`) of exactly
-                // the rows it deletes. One DELETE for both, by seq alone, walked every
+                // Here trims are whole, not steps (with several nodes a send and a read
+                // could each miss what the other made deletable): every send, and every
+                // read (`dm_read_trim`), deletes all that is deletable. One DELETE per
+                // author (a DM's two members are its members' lowest and highest id),
+                // each bounded by what the other member has read: an index range
+                // (`messages_author_seq`) of exactly the rows it deletes. One DELETE for both, by seq alone, walked every
                 // held message on every send (26 ms of PostgreSQL's CPU at 4,000 held;
                 // BENCHMARKS.md round 15).
                 for pick in ["MIN", "MAX"] {
@@ -1634,10 +1648,10 @@ impl Store for SqlStore {
         Ok(self.summaries(user, Some(room)).await?.pop())
     }
 
-    async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Seq> {
+    async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq, dm: bool) -> StoreResult<Seq> {
         if self.backend == Backend::Sqlite {
-            // SQLite trims a DM at reads too (`trim_queries`).
-            return self.mark_read_sqlite(room, user, seq).await?.ok_or(StoreError::NotFound);
+            // There a DM's read trims one step of the primary key (`trim_queries`).
+            return self.mark_read_sqlite(room, user, seq, dm).await?.ok_or(StoreError::NotFound);
         }
         // Read markers only move forward and never past the room's last event.
         let update = "UPDATE memberships SET last_read_seq = CASE
@@ -1658,8 +1672,25 @@ impl Store for SqlStore {
                     .fetch_optional(&mut *tx)
                     .await?
             };
+            if let (true, Some(r)) = (dm, &row) {
+                let marker: Seq = r.try_get("last_read_seq")?;
+                self.q(dm_read_trim("$1", "$2", "$3")).bind(room).bind(user).bind(marker).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             row
+        } else if dm {
+            // The trim in the same statement, with the marker as the UPDATE left it.
+            self.q(format!(
+                "WITH m AS ({update} RETURNING last_read_seq),
+                      d AS ({})
+                 SELECT last_read_seq FROM m",
+                dm_read_trim("$2", "$3", "(SELECT last_read_seq FROM m)")
+            ))
+            .bind(seq)
+            .bind(room)
+            .bind(user)
+            .fetch_optional(&self.writer)
+            .await?
         } else {
             self.q(format!("{update} RETURNING last_read_seq"))
                 .bind(seq)

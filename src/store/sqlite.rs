@@ -690,7 +690,7 @@ mod tests {
             assert!(fast(vec![m(3, &format!("dm{k}"))]).await.is_some());
         }
         assert_eq!(seqs(3).await.unwrap(), [1, 2, 3, 4], "held: user 2 has read nothing");
-        assert_eq!(store.mark_read(3, 2, 3).await.unwrap(), 3);
+        assert_eq!(store.mark_read(3, 2, 3, true).await.unwrap(), 3);
         assert_eq!(seqs(3).await.unwrap(), [3, 4], "the read trims at once what it made deletable: 1 and 2");
         assert!(fast(vec![m(3, "dm4")]).await.is_some());
         assert_eq!(seqs(3).await.unwrap(), [4, 5], "up to seq 3 was read: the last 2 stay");

@@ -264,8 +264,15 @@ impl SqlStore {
     /// append trims what the cut passes, up to what was read
     /// ([`SqlStore::trim_queries`]); together neither walks the messages held for
     /// someone who has not read them. One call (BEGIN to COMMIT) on the one writer, so
-    /// no send comes between. A room known not to be a DM costs just the UPDATE.
-    pub(super) async fn mark_read_sqlite(&self, room: RoomId, user: UserId, seq: Seq) -> StoreResult<Option<Seq>> {
+    /// no send comes between. A room that is not a DM (`dm` false) costs just the
+    /// UPDATE.
+    pub(super) async fn mark_read_sqlite(
+        &self,
+        room: RoomId,
+        user: UserId,
+        seq: Seq,
+        dm: bool,
+    ) -> StoreResult<Option<Seq>> {
         let marker = || {
             self.q("UPDATE memberships SET last_read_seq = CASE
                       WHEN ? > last_read_seq THEN MIN(?, (SELECT last_seq FROM rooms WHERE id = ?))
@@ -277,9 +284,8 @@ impl SqlStore {
                 .bind(room)
                 .bind(user)
         };
-        let known_room = self.known.lock().get(&room).is_some_and(|k| !k.is_dm);
         let mut conn = Writing::acquire(&self.writer).await?;
-        if known_room {
+        if !dm {
             let row = marker().fetch_optional(&mut *conn).await?;
             conn.settle();
             return Ok(row.map(|r| r.try_get("last_read_seq")).transpose()?);
