@@ -663,9 +663,9 @@ impl SqlStore {
                 // read (`dm_read_trim`), deletes all that is deletable. One DELETE per
                 // author (a DM's two members are its members' lowest and highest id),
                 // each bounded by what the other member has read: an index range
-                // (`messages_author_seq`) of exactly the rows it deletes. One DELETE for both, by seq alone, walked every
-                // held message on every send (26 ms of PostgreSQL's CPU at 4,000 held;
-                // BENCHMARKS.md round 15).
+                // (`messages_author_seq`) of exactly the rows it deletes. One DELETE for
+                // both, by seq alone, walked every held message on every send (26 ms of
+                // PostgreSQL's CPU at 4,000 held; BENCHMARKS.md round 15).
                 for pick in ["MIN", "MAX"] {
                     let sql = format!(
                         "DELETE FROM messages WHERE room_id = {} AND author_id = {} AND seq <= {} AND seq <= {}",
@@ -1672,7 +1672,7 @@ impl Store for SqlStore {
                     .fetch_optional(&mut *tx)
                     .await?
             };
-            if let (true, Some(r)) = (dm, &row) {
+            if dm && let Some(r) = &row {
                 let marker: Seq = r.try_get("last_read_seq")?;
                 self.q(dm_read_trim("$1", "$2", "$3")).bind(room).bind(user).bind(marker).execute(&mut *tx).await?;
             }
